@@ -1,1 +1,126 @@
+//! The network state database (NSDB).
+//!
+//! One [`Store`] trait, shaped after what ZooKeeper offers MidoNet: versioned
+//! objects (znode versions), multi-object transactions with compare-and-set
+//! (`multi` with version checks), watches that resume from a revision (zxid),
+//! ephemeral state keys bound to a session (ephemeral znodes), and replicated
+//! state tables whose learned entries die with their writer's session.
+//!
+//! Backends: [`LocalStore::in_memory`] for tests and [`LocalStore::open`], the
+//! embedded crash-safe store (redb) that `midonet server` uses by default.
 
+mod local;
+
+pub use local::LocalStore;
+
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A store-wide, monotonically increasing change counter.
+pub type Revision = u64;
+
+/// A session id: ephemeral keys and learned table entries belong to one.
+pub type SessionId = u64;
+
+/// A stored object: its bytes, its version (1 on create, +1 per update) and
+/// the revision of its last change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub data: Arc<[u8]>,
+    pub version: u64,
+    pub mod_revision: Revision,
+}
+
+/// One operation of a transaction. `version: Some(v)` makes it conditional on
+/// the stored version (compare-and-set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Create { kind: String, id: String, data: Vec<u8> },
+    Update { kind: String, id: String, data: Vec<u8>, version: Option<u64> },
+    /// Create or replace, unconditionally.
+    Put { kind: String, id: String, data: Vec<u8> },
+    Delete { kind: String, id: String, version: Option<u64> },
+    /// Asserts the object exists at this version (or does not exist, for `None`).
+    Check { kind: String, id: String, version: Option<u64> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Put(Entry),
+    Deleted,
+}
+
+/// A committed change, as a watcher sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub revision: Revision,
+    /// Object kind, `state` for ephemeral keys, `table/<name>` for table entries.
+    pub kind: String,
+    pub id: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: String, id: String },
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: String, id: String },
+    #[error("{kind} {id} changed concurrently (expected version {expected:?}, found {found:?})")]
+    VersionMismatch { kind: String, id: String, expected: Option<u64>, found: Option<u64> },
+    #[error("revision {requested} is no longer in the change log (oldest kept: {oldest}); reload")]
+    Compacted { requested: Revision, oldest: Revision },
+    #[error("session {0} is not open")]
+    NoSession(SessionId),
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A subscription to committed changes, in revision order.
+pub struct Watch {
+    pub rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Watch {
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// A state table entry: a learned entry (owned by a session) overrides a
+/// persistent one written by the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    pub key: String,
+    pub value: String,
+    pub owner: Option<SessionId>,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>>;
+    /// Every object of a kind, ordered by id.
+    fn list(&self, kind: &str) -> Result<Vec<(String, Entry)>>;
+    /// Applies every op or none; returns the revision of the commit. Once this
+    /// returns, the write is durable (for persistent backends).
+    fn commit(&self, ops: Vec<Op>) -> Result<Revision>;
+    fn revision(&self) -> Revision;
+    /// Changes after `after`, then live ones. `kind: None` watches everything.
+    fn watch(&self, kind: Option<&str>, after: Revision) -> Result<Watch>;
+
+    fn open_session(&self) -> SessionId;
+    /// Ends a session: its ephemeral keys and learned table entries disappear.
+    fn close_session(&self, session: SessionId) -> Result<()>;
+    fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision>;
+    fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision>;
+    fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)>;
+
+    /// Writes a table entry; `owner: None` is persistent.
+    fn table_put(&self, table: &str, key: &str, value: &str, owner: Option<SessionId>) -> Result<Revision>;
+    fn table_remove(&self, table: &str, key: &str) -> Result<Revision>;
+    fn table_entries(&self, table: &str) -> Vec<TableEntry>;
+}
