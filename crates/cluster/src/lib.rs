@@ -1,1 +1,107 @@
+//! `midonet server`: the MidoNet REST API v5 over the NSDB, wire-compatible
+//! with the unmodified `midonetclient` 5.2.0 and its `midonet-cli`.
 
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod media;
+pub mod openapi;
+pub mod resources;
+pub mod rest;
+pub mod routes;
+pub mod topo;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use auth::AuthMode;
+pub use topo::Topology;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub topo: Topology,
+    pub auth: auth::Auth,
+    /// The API root path, `/midonet-api`.
+    pub root: String,
+    /// Used for links when a request has no Host header.
+    pub default_host: String,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn nsdb::Store>, auth: AuthMode, default_host: String) -> Self {
+        App { topo: Topology::new(store), auth: auth::Auth::new(auth), root: "/midonet-api".into(), default_host }
+    }
+}
+
+/// The root collections and templates: (collection key, template key, path).
+const ROOT: &[(Option<&str>, Option<&str>, &str)] = &[
+    (Some("routers"), Some("routerTemplate"), "routers"),
+    (Some("bridges"), Some("bridgeTemplate"), "bridges"),
+    (Some("ports"), Some("portTemplate"), "ports"),
+    (None, Some("routeTemplate"), "routes"),
+    (Some("chains"), Some("chainTemplate"), "chains"),
+    (None, Some("ruleTemplate"), "rules"),
+    (Some("portGroups"), Some("portGroupTemplate"), "port_groups"),
+    (Some("ipAddrGroups"), Some("ipAddrGroupTemplate"), "ip_addr_groups"),
+    (Some("tunnelZones"), Some("tunnelZoneTemplate"), "tunnel_zones"),
+    (Some("hosts"), Some("hostTemplate"), "hosts"),
+    (Some("loadBalancers"), Some("loadBalancerTemplate"), "load_balancers"),
+    (Some("pools"), Some("poolTemplate"), "pools"),
+    (Some("poolMembers"), Some("poolMemberTemplate"), "pool_members"),
+    (Some("vips"), Some("vipTemplate"), "vips"),
+    (Some("healthMonitors"), Some("healthMonitorTemplate"), "health_monitors"),
+    (None, Some("bgpNetworkTemplate"), "bgp_networks"),
+    (None, Some("bgpPeerTemplate"), "bgp_peers"),
+    (Some("tenants"), Some("tenantTemplate"), "tenants"),
+    (Some("systemState"), None, "system_state"),
+    (Some("mirrors"), Some("mirrorTemplate"), "mirrors"),
+    (Some("l2insertions"), Some("l2InsertionTemplate"), "l2insertions"),
+    (Some("serviceContainers"), Some("serviceContainerTemplate"), "service_containers"),
+    (Some("serviceContainerGroups"), Some("serviceContainerGroupTemplate"), "service_container_groups"),
+    (Some("traceRequests"), Some("traceRequestTemplate"), "traces"),
+    (Some("vteps"), Some("vtepTemplate"), "vteps"),
+];
+
+pub fn root_document(_app: &App, req: &http::Req) -> Result<http::Resp, error::ApiError> {
+    let base = &req.base;
+    let mut m = Map::new();
+    m.insert("uri".into(), Value::String(format!("{base}/")));
+    m.insert("version".into(), Value::String("v5.0".into()));
+    for (coll, tmpl, path) in ROOT {
+        if let Some(c) = coll {
+            m.insert((*c).into(), Value::String(format!("{base}/{path}")));
+        }
+        if let Some(t) = tmpl {
+            m.insert((*t).into(), Value::String(format!("{base}/{path}/{{id}}")));
+        }
+    }
+    Ok(http::Resp::json(Value::Object(m)))
+}
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(_) => axum::body::Bytes::new(),
+    };
+    let path = parts.uri.path().to_string();
+    http::serve(&app, parts.method, &path, parts.uri.query(), parts.headers, body).await
+}
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+/// Serves the API on `addr` until `shutdown` resolves.
+pub async fn serve(
+    app: Arc<App>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "MidoNet REST API v5 listening at http://{addr}/midonet-api");
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}

@@ -13,7 +13,7 @@ pub struct Bridge {
     pub id: Uuid,
     pub tenant_id: Option<String>,
     pub name: Option<String>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,
@@ -42,7 +42,7 @@ pub struct Router {
     pub id: Uuid,
     pub tenant_id: Option<String>,
     pub name: Option<String>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,
@@ -89,7 +89,7 @@ pub struct Port {
     #[serde(rename = "type")]
     pub port_type: PortType,
     pub device_id: Uuid,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,

@@ -68,9 +68,9 @@ pub struct DhcpSubnet {
     pub interface_mtu: u32,
     #[serde(rename = "opt121Routes", deserialize_with = "lenient::vec")]
     pub opt121_routes: Vec<Opt121Route>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub enabled: bool,
-    #[serde(deserialize_with = "lenient::vec")]
+    #[serde(deserialize_with = "lenient::vec_or_link")]
     pub hosts: Vec<DhcpHost>,
 }
 

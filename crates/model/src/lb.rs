@@ -11,7 +11,7 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase", default)]
 pub struct LoadBalancer {
     pub id: Uuid,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub router_id: Option<Uuid>,
@@ -35,7 +35,7 @@ pub struct HealthMonitor {
     pub timeout: i64,
     #[serde(deserialize_with = "lenient::int")]
     pub max_retries: i64,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
 }
 impl HealthMonitor {
@@ -65,7 +65,7 @@ pub struct Pool {
     pub lb_method: Option<String>,
     pub protocol: Option<String>,
     pub status: Option<String>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
 }
 impl Pool {
@@ -94,7 +94,7 @@ pub struct PoolMember {
     pub protocol_port: i64,
     #[serde(deserialize_with = "lenient::opt_int")]
     pub weight: Option<i64>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
     pub status: Option<String>,
 }
@@ -123,7 +123,7 @@ pub struct Vip {
     #[serde(deserialize_with = "lenient::int")]
     pub protocol_port: i64,
     pub session_persistence: Option<String>,
-    #[serde(deserialize_with = "lenient::bool_true")]
+    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
     pub admin_state_up: bool,
 }
 impl Vip {

@@ -90,6 +90,12 @@ pub fn default_true() -> bool {
     true
 }
 
-pub fn true_() -> bool {
-    true
+
+/// A list whose name is also a link on the wire (a client PUTs back the
+/// document it read): a string there is the link, and means "no list given".
+pub fn vec_or_link<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null | Value::String(_) => Ok(Vec::new()),
+        v => serde_json::from_value(v).map_err(D::Error::custom),
+    }
 }

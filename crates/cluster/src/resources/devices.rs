@@ -1,0 +1,306 @@
+//! Bridges, routers, ports (with link/unlink) and routes.
+
+use crate::App;
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::rest::{Links, Resource, link, opt_link, render_all, tenant_matches};
+use crate::topo::Writer;
+use model::{Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, RouteType, Router};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use uuid::Uuid;
+
+impl Resource for Bridge {
+    const PATH: &'static str = "bridges";
+    fn links(&self, _app: &App, base: &str, m: &mut Links) {
+        let me = format!("bridges/{}", self.id);
+        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
+        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
+        m.insert("ports".into(), link(base, format!("{me}/ports")));
+        m.insert("peerPorts".into(), link(base, format!("{me}/peer_ports")));
+        m.insert("vxLanPorts".into(), link(base, format!("{me}/vxlan_ports")));
+        m.insert("macTable".into(), link(base, format!("{me}/mac_table")));
+        m.insert("arpTable".into(), link(base, format!("{me}/arp_table")));
+        m.insert("dhcpSubnets".into(), link(base, format!("{me}/dhcp")));
+        m.insert("dhcpSubnet6s".into(), link(base, format!("{me}/dhcpV6")));
+        m.insert("vlanMacTableTemplate".into(), link(base, format!("{me}/vlans/{{vlanId}}/mac_table")));
+        m.insert("macPortTemplate".into(), link(base, format!("{me}/mac_table/{{macAddress}}_{{portId}}")));
+        m.insert(
+            "vlanMacPortTemplate".into(),
+            link(base, format!("{me}/vlans/{{vlanId}}/mac_table/{{macAddress}}_{{portId}}")),
+        );
+    }
+    fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
+        if !self.vx_lan_port_ids.is_empty() {
+            return Err(ApiError::bad_request("vxLanPortIds is read-only: VTEP bindings create VXLAN ports"));
+        }
+        Ok(())
+    }
+    fn on_update(&mut self, old: &Self, _w: &mut Writer<'_>) -> Result<(), ApiError> {
+        if !self.vx_lan_port_ids.is_empty() && self.vx_lan_port_ids != old.vx_lan_port_ids {
+            return Err(ApiError::bad_request("vxLanPortIds is read-only: VTEP bindings create VXLAN ports"));
+        }
+        self.vx_lan_port_ids = old.vx_lan_port_ids.clone();
+        Ok(())
+    }
+    fn matches(&self, req: &Req) -> bool {
+        tenant_matches(&self.tenant_id, req)
+    }
+}
+
+/// Points load balancer `lb` at `router`; one router per load balancer.
+fn bind_load_balancer(w: &mut Writer<'_>, lb: Uuid, router: Uuid) -> Result<(), ApiError> {
+    let mut l: LoadBalancer = w.tx.must(lb, "loadBalancerId")?;
+    match l.router_id {
+        Some(r) if r != router => {
+            Err(ApiError::conflict(format!("load balancer {lb} is already attached to router {r}")))
+        }
+        _ => {
+            l.router_id = Some(router);
+            w.tx.put(&l);
+            Ok(())
+        }
+    }
+}
+
+impl Resource for Router {
+    const PATH: &'static str = "routers";
+    fn links(&self, _app: &App, base: &str, m: &mut Links) {
+        let me = format!("routers/{}", self.id);
+        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
+        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
+        m.insert("localRedirectChain".into(), opt_link(base, "chains", self.local_redirect_chain_id));
+        m.insert("forwardChain".into(), opt_link(base, "chains", self.forward_chain_id));
+        m.insert("loadBalancer".into(), opt_link(base, "load_balancers", self.load_balancer_id));
+        m.insert("ports".into(), link(base, format!("{me}/ports")));
+        m.insert("peerPorts".into(), link(base, format!("{me}/peer_ports")));
+        m.insert("routes".into(), link(base, format!("{me}/routes")));
+        m.insert("bgpNetworks".into(), link(base, format!("{me}/bgp_networks")));
+        m.insert("bgpPeers".into(), link(base, format!("{me}/bgp_peers")));
+    }
+    fn on_create(&mut self, w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
+        if let Some(lb) = self.load_balancer_id {
+            bind_load_balancer(w, lb, self.id)?;
+        }
+        Ok(())
+    }
+    fn on_update(&mut self, old: &Self, w: &mut Writer<'_>) -> Result<(), ApiError> {
+        if self.load_balancer_id != old.load_balancer_id {
+            if let Some(prev) = old.load_balancer_id {
+                if let Some(mut l) = w.tx.get::<LoadBalancer>(prev)? {
+                    l.router_id = None;
+                    w.tx.put(&l);
+                }
+            }
+            if let Some(lb) = self.load_balancer_id {
+                bind_load_balancer(w, lb, self.id)?;
+            }
+        }
+        Ok(())
+    }
+    fn matches(&self, req: &Req) -> bool {
+        tenant_matches(&self.tenant_id, req)
+    }
+}
+
+impl Resource for Port {
+    const PATH: &'static str = "ports";
+    fn links(&self, app: &App, base: &str, m: &mut Links) {
+        let me = format!("ports/{}", self.id);
+        let device = if self.is_router_port() { "routers" } else { "bridges" };
+        m.insert("device".into(), link(base, format!("{device}/{}", self.device_id)));
+        m.insert("host".into(), opt_link(base, "hosts", self.host_id));
+        m.insert("peer".into(), opt_link(base, "ports", self.peer_id));
+        m.insert("link".into(), link(base, format!("{me}/link")));
+        m.insert("portGroups".into(), link(base, format!("{me}/port_groups")));
+        m.insert(
+            "hostInterfacePort".into(),
+            match self.host_id {
+                Some(h) => link(base, format!("hosts/{h}/ports/{}", self.id)),
+                None => Value::Null,
+            },
+        );
+        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
+        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
+        if self.is_router_port() {
+            m.insert("peeringTable".into(), link(base, format!("routers/{}/{me}/peering_table", self.device_id)));
+            m.insert("serviceContainer".into(), opt_link(base, "service_containers", self.service_container_id));
+        }
+        let active = app.topo.store.get_ephemeral(&format!("Port/{}/active", self.id)).is_some();
+        m.insert("active".into(), Value::Bool(active));
+    }
+    fn parent(&self) -> Option<Uuid> {
+        Some(self.device_id)
+    }
+    fn set_parent(&mut self, w: &mut Writer<'_>, parent: Uuid) -> Result<(), ApiError> {
+        let want = if w.tx.exists(Kind::Bridge, parent) { PortType::Bridge } else { PortType::Router };
+        if self.port_type != want {
+            return Err(ApiError::bad_request(format!(
+                "a {:?} port cannot be created on a {}",
+                self.port_type,
+                if want == PortType::Bridge { "bridge" } else { "router" }
+            )));
+        }
+        self.device_id = parent;
+        Ok(())
+    }
+    fn on_create(&mut self, w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
+        // Server-managed: set by binding, linking and agents.
+        self.host_id = None;
+        self.interface_name = None;
+        self.peer_id = None;
+        self.previous_host_id = None;
+        self.active = false;
+        self.insertion_ids.clear();
+        self.tunnel_key = w.next("tunnel_key")?;
+        match self.port_type {
+            PortType::Bridge => {
+                self.vlan_id.get_or_insert(0);
+            }
+            PortType::Router => {
+                self.vlan_id = None;
+                if self.port_mac.is_none() {
+                    self.port_mac = Some(MacAddr::random_local(&mut rand::rng()));
+                }
+                self.network_length.get_or_insert(32);
+                self.validate()?;
+                let addr = self.port_address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                // Every router port address gets a LOCAL /32 route to the router itself.
+                w.tx.put(&Route {
+                    id: Uuid::new_v4(),
+                    route_type: Some(RouteType::Local),
+                    src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
+                    src_network_length: 0,
+                    dst_network_addr: Some(addr),
+                    dst_network_length: 32,
+                    next_hop_port: Some(self.id),
+                    next_hop_gateway: Some(Ipv4Addr::BROADCAST),
+                    weight: 0,
+                    attributes: None,
+                    learned: false,
+                    router_id: Some(self.device_id),
+                });
+            }
+            PortType::Vxlan => {
+                return Err(ApiError::bad_request("VXLAN ports are created by VTEP bindings only"));
+            }
+        }
+        Ok(())
+    }
+    fn on_update(&mut self, old: &Self, _w: &mut Writer<'_>) -> Result<(), ApiError> {
+        self.tunnel_key = old.tunnel_key;
+        self.device_id = old.device_id;
+        self.port_type = old.port_type;
+        self.peer_id = old.peer_id;
+        self.host_id = old.host_id;
+        self.interface_name = old.interface_name.clone();
+        self.previous_host_id = old.previous_host_id;
+        self.vtep_id = old.vtep_id;
+        self.insertion_ids = old.insertion_ids.clone();
+        self.active = false;
+        if self.port_type == PortType::Router && self.port_mac.is_none() {
+            self.port_mac = old.port_mac;
+        }
+        Ok(())
+    }
+}
+
+pub fn link_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let id = req.id("id")?;
+    let body = req.value()?;
+    let peer = match body.get("peerId") {
+        Some(Value::String(s)) => {
+            Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("peerId: \"{s}\" is not a UUID")))?
+        }
+        _ => return Err(ApiError::bad_request("peerId: may not be null")),
+    };
+    if peer == id {
+        return Err(ApiError::bad_request("a port cannot be linked to itself"));
+    }
+    app.topo.write(|w| {
+        let mut a: Port = w.tx.must(id, "id")?;
+        let mut b: Port = w.tx.must(peer, "peerId")?;
+        if a.port_type == PortType::Bridge && b.port_type == PortType::Bridge {
+            return Err(ApiError::bad_request("two bridge ports cannot be linked; link a bridge port to a router port"));
+        }
+        for p in [&a, &b] {
+            if let Some(q) = p.peer_id {
+                return Err(ApiError::conflict(format!("port {} is already linked to port {q}", p.id)));
+            }
+            if p.is_exterior() {
+                return Err(ApiError::conflict(format!("port {} is bound to a host interface", p.id)));
+            }
+        }
+        a.peer_id = Some(peer);
+        b.peer_id = Some(id);
+        w.tx.put(&a);
+        w.tx.put(&b);
+        Ok(())
+    })?;
+    Ok(Resp::created(format!("{}/ports/{id}/link", req.base)))
+}
+
+pub fn unlink_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let id = req.id("id")?;
+    app.topo.write(|w| {
+        let mut a: Port = w.tx.must(id, "id")?;
+        if let Some(peer) = a.peer_id.take() {
+            if let Some(mut b) = w.tx.get::<Port>(peer)? {
+                b.peer_id = None;
+                w.tx.put(&b);
+            }
+            w.tx.put(&a);
+        }
+        Ok(())
+    })?;
+    Ok(Resp::no_content())
+}
+
+/// The ports linked to this device's ports.
+pub fn peer_ports<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let id = req.id("id")?;
+    app.topo.must::<P>(id)?;
+    let ports = app.topo.all::<Port>()?;
+    let peers: Vec<Uuid> = ports.iter().filter(|p| p.device_id == id).filter_map(|p| p.peer_id).collect();
+    Ok(render_all(app, req, ports.into_iter().filter(|p| peers.contains(&p.id))))
+}
+
+pub fn create_port_under<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    crate::rest::create_under::<Port, P>(app, req)
+}
+
+impl Resource for Route {
+    const PATH: &'static str = "routes";
+    fn links(&self, _app: &App, base: &str, m: &mut Links) {
+        m.insert("router".into(), opt_link(base, "routers", self.router_id));
+    }
+    fn parent(&self) -> Option<Uuid> {
+        self.router_id
+    }
+    fn set_parent(&mut self, _w: &mut Writer<'_>, parent: Uuid) -> Result<(), ApiError> {
+        self.router_id = Some(parent);
+        Ok(())
+    }
+    fn on_create(&mut self, w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
+        self.learned = false;
+        self.validate()?;
+        if let Some(p) = self.next_hop_port {
+            let port: Port = w.tx.get(p)?.ok_or_else(|| ApiError::bad_request(format!("nextHopPort: port {p} does not exist")))?;
+            if Some(port.device_id) != self.router_id {
+                return Err(ApiError::bad_request(format!("nextHopPort: port {p} is not a port of this router")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A router's routes: its own plus those of its ports (including LOCAL ones).
+pub fn router_routes(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let id = req.id("id")?;
+    app.topo.must::<Router>(id)?;
+    let ports: Vec<Uuid> = app.topo.all::<Port>()?.into_iter().filter(|p| p.device_id == id).map(|p| p.id).collect();
+    let routes = app.topo.all::<Route>()?.into_iter().filter(|r| {
+        r.router_id == Some(id) || r.next_hop_port.is_some_and(|p| ports.contains(&p))
+    });
+    Ok(render_all(app, req, routes))
+}

@@ -1,0 +1,176 @@
+//! DHCP subnets of a bridge (named `a.b.c.d_len` in URIs) and their static hosts.
+
+use crate::App;
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::rest::{Links, Resource, render};
+use model::{Bridge, DhcpHost, DhcpSubnet, Ipv4Prefix, MacAddr, Object};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+impl Resource for DhcpSubnet {
+    const PATH: &'static str = "dhcp";
+    fn uri(&self, base: &str) -> String {
+        format!("{base}/bridges/{}/dhcp/{}", self.bridge_id, self.key())
+    }
+    fn links(&self, _app: &App, base: &str, m: &mut Links) {
+        // `hosts` is a link on the wire; the stored host list is behind it.
+        m.insert("hosts".into(), Value::String(format!("{}/hosts", self.uri(base))));
+    }
+    fn parent(&self) -> Option<Uuid> {
+        Some(self.bridge_id)
+    }
+}
+
+fn subnet_key(req: &Req) -> Result<String, ApiError> {
+    let s = req.param("subnet");
+    let p: Ipv4Prefix = s.parse().map_err(|_| ApiError::not_found(format!("\"{s}\" does not name a DHCP subnet")))?;
+    Ok(format!("{}_{}", p.network(), p.len))
+}
+
+fn find(app: &App, req: &Req) -> Result<DhcpSubnet, ApiError> {
+    let bid = req.id("id")?;
+    app.topo.must::<Bridge>(bid)?;
+    let key = subnet_key(req)?;
+    app.topo
+        .all::<DhcpSubnet>()?
+        .into_iter()
+        .find(|d| d.bridge_id == bid && d.key() == key)
+        .ok_or_else(|| ApiError::not_found(format!("bridge {bid} has no DHCP subnet {key}")))
+}
+
+pub fn list_subnets(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    crate::rest::list_under::<DhcpSubnet, Bridge>(app, req)
+}
+
+pub fn get_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let d = find(app, req)?;
+    Ok(Resp::json(render(app, &req.base, &d)))
+}
+
+pub fn create_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let bid = req.id("id")?;
+    let mut d: DhcpSubnet = req.json()?;
+    d.id = Uuid::new_v4();
+    d.bridge_id = bid;
+    d.hosts.clear();
+    d.normalize();
+    d.validate()?;
+    app.topo.write(|w| {
+        w.tx.must::<Bridge>(bid, "id")?;
+        if w.tx.all::<DhcpSubnet>()?.iter().any(|o| o.bridge_id == bid && o.key() == d.key()) {
+            return Err(ApiError::conflict(format!("bridge {bid} already has DHCP subnet {}", d.key())));
+        }
+        w.tx.put(&d);
+        Ok(())
+    })?;
+    Ok(Resp::created(d.uri(&req.base)))
+}
+
+/// Replaces the subnet's settings; its hosts stay.
+pub fn update_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let old = find(app, req)?;
+    let mut d: DhcpSubnet = req.json()?;
+    d.id = old.id;
+    d.bridge_id = old.bridge_id;
+    d.hosts = old.hosts.clone();
+    if d.subnet_prefix.is_none() {
+        d.subnet_prefix = old.subnet_prefix;
+        d.subnet_length = old.subnet_length;
+    }
+    d.normalize();
+    d.validate()?;
+    modify(app, req, |cur| {
+        d.hosts = cur.hosts.clone();
+        *cur = d.clone();
+        Ok(())
+    })?;
+    Ok(Resp::no_content())
+}
+
+pub fn delete_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let d = find(app, req)?;
+    app.topo.write(|w| Ok(w.tx.delete(DhcpSubnet::KIND, d.id)?))?;
+    Ok(Resp::no_content())
+}
+
+fn host_json(base: &str, d: &DhcpSubnet, h: &DhcpHost) -> Value {
+    let mut v = serde_json::to_value(h).unwrap_or_default();
+    let mac = h.mac_addr.map(|m| m.to_string()).unwrap_or_default();
+    v["uri"] = json!(format!("{}/hosts/{mac}", d.uri(base)));
+    v
+}
+
+fn path_mac(req: &Req) -> Result<MacAddr, ApiError> {
+    let s = req.param("mac");
+    s.parse().map_err(|_| ApiError::not_found(format!("\"{s}\" is not a MAC address")))
+}
+
+pub fn list_hosts(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let d = find(app, req)?;
+    Ok(Resp::json(Value::Array(d.hosts.iter().map(|h| host_json(&req.base, &d, h)).collect())))
+}
+
+pub fn get_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let d = find(app, req)?;
+    let mac = path_mac(req)?;
+    let h = d.hosts.iter().find(|h| h.mac_addr == Some(mac)).ok_or_else(|| {
+        ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key()))
+    })?;
+    Ok(Resp::json(host_json(&req.base, &d, h)))
+}
+
+/// Applies `f` to the subnet named by the path, read and written in one transaction.
+fn modify(app: &App, req: &Req, mut f: impl FnMut(&mut DhcpSubnet) -> Result<(), ApiError>) -> Result<DhcpSubnet, ApiError> {
+    let id = find(app, req)?.id;
+    app.topo.write(|w| {
+        let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
+        f(&mut d)?;
+        w.tx.put(&d);
+        Ok(d)
+    })
+}
+
+pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let h: DhcpHost = req.json()?;
+    h.validate()?;
+    let mac = h.mac_addr.unwrap_or_default();
+    let d = modify(app, req, |d| {
+        if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr) {
+            return Err(ApiError::conflict(format!("DHCP subnet {} already has host {mac}", d.key())));
+        }
+        d.hosts.push(h.clone());
+        Ok(())
+    })?;
+    Ok(Resp::created(format!("{}/hosts/{mac}", d.uri(&req.base))))
+}
+
+pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let mac = path_mac(req)?;
+    let mut h: DhcpHost = req.json()?;
+    h.mac_addr = Some(mac);
+    h.validate()?;
+    modify(app, req, |d| {
+        let slot = d
+            .hosts
+            .iter_mut()
+            .find(|o| o.mac_addr == Some(mac))
+            .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
+        *slot = h.clone();
+        Ok(())
+    })?;
+    Ok(Resp::no_content())
+}
+
+pub fn delete_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let mac = path_mac(req)?;
+    modify(app, req, |d| {
+        let n = d.hosts.len();
+        d.hosts.retain(|o| o.mac_addr != Some(mac));
+        if n == d.hosts.len() {
+            return Err(ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key())));
+        }
+        Ok(())
+    })?;
+    Ok(Resp::no_content())
+}
