@@ -1,0 +1,78 @@
+//! An in-process `midonet server` on a loopback port, and a raw HTTP helper.
+
+#![allow(dead_code)]
+
+use cluster::{App, AuthMode};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct TestServer {
+    pub base: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+pub fn start(auth: AuthMode) -> TestServer {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Arc::new(App::new(store, auth, addr.to_string()));
+    rt.spawn(async move { axum::serve(listener, cluster::router(app)).await });
+    TestServer { base: format!("http://{addr}/midonet-api"), _rt: rt }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub location: Option<String>,
+    pub body: Value,
+    pub raw: String,
+}
+
+pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let resp = match method {
+        "GET" | "DELETE" => {
+            let mut b = if method == "GET" { agent.get(url) } else { agent.delete(url) };
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.call().unwrap()
+        }
+        _ => {
+            let mut b = if method == "POST" { agent.post(url) } else { agent.put(url) };
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.send(body.unwrap_or("{}")).unwrap()
+        }
+    };
+    let status = resp.status().as_u16();
+    let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = h("content-type").unwrap_or_default();
+    let location = h("location");
+    let mut resp = resp;
+    let raw = resp.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Reply { status, content_type, location, body, raw }
+}
+
+pub const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+pub fn post(url: &str, body: &str) -> Reply {
+    call("POST", url, &[JSON], Some(body))
+}
+
+pub fn get(url: &str) -> Reply {
+    call("GET", url, &[], None)
+}
+
+/// Creates an object and returns its id.
+pub fn create(url: &str, body: &str) -> String {
+    let r = post(url, body);
+    assert_eq!(r.status, 201, "POST {url} {body}: {}", r.raw);
+    let loc = r.location.expect("Location header");
+    let g = get(&loc);
+    assert_eq!(g.status, 200);
+    g.body["id"].as_str().unwrap_or_default().to_string()
+}
