@@ -36,7 +36,11 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Client { agent, base: base.trim_end_matches('/').to_string(), token: None }
+        Client {
+            agent,
+            base: base.trim_end_matches('/').to_string(),
+            token: None,
+        }
     }
 
     /// Logs in with Basic credentials and keeps the token for later calls.
@@ -49,49 +53,105 @@ impl Client {
             .post(&url)
             .header("Authorization", &format!("Basic {cred}"))
             .send("{}")
-            .map_err(|e| CliError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| CliError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         let status = resp.status().as_u16();
-        let cookie = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = read_body(resp);
         if status != 200 {
             return Err(api_error(status, &body));
         }
         let token = cookie
-            .and_then(|c| c.split(';').next().and_then(|kv| kv.split_once('=')).map(|(_, v)| v.to_string()))
-            .ok_or_else(|| CliError::Api { status, message: "login returned no token".into() })?;
+            .and_then(|c| {
+                c.split(';')
+                    .next()
+                    .and_then(|kv| kv.split_once('='))
+                    .map(|(_, v)| v.to_string())
+            })
+            .ok_or_else(|| CliError::Api {
+                status,
+                message: "login returned no token".into(),
+            })?;
         self.token = Some(token);
         Ok(())
     }
 
     /// One request; `ty` is the vendor type name used for Content-Type.
-    pub fn call(&self, method: &str, url: &str, ty: Option<&str>, body: Option<&Value>) -> Result<Reply, CliError> {
-        let url = if url.starts_with("http") { url.to_string() } else { format!("{}/{}", self.base, url) };
-        let unreachable = |e: ureq::Error| CliError::Unreachable { url: url.clone(), reason: e.to_string() };
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        ty: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Reply, CliError> {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}/{}", self.base, url)
+        };
+        let unreachable = |e: ureq::Error| CliError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
         let token = self.token.clone().unwrap_or_default();
         let resp = match method {
             "GET" | "DELETE" => {
-                let b = if method == "GET" { self.agent.get(&url) } else { self.agent.delete(&url) };
+                let b = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                };
                 let b = b.header("Accept", "*/*");
-                let b = if token.is_empty() { b } else { b.header("X-Auth-Token", &token) };
+                let b = if token.is_empty() {
+                    b
+                } else {
+                    b.header("X-Auth-Token", &token)
+                };
                 b.call().map_err(unreachable)?
             }
             _ => {
-                let b = if method == "POST" { self.agent.post(&url) } else { self.agent.put(&url) };
+                let b = if method == "POST" {
+                    self.agent.post(&url)
+                } else {
+                    self.agent.put(&url)
+                };
                 let ct = ty.map(media).unwrap_or_else(|| "application/json".into());
                 let b = b.header("Content-Type", &ct);
-                let b = if token.is_empty() { b } else { b.header("X-Auth-Token", &token) };
+                let b = if token.is_empty() {
+                    b
+                } else {
+                    b.header("X-Auth-Token", &token)
+                };
                 let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
                 b.send(text.as_str()).map_err(unreachable)?
             }
         };
         let status = resp.status().as_u16();
-        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = read_body(resp);
         if status >= 300 {
             return Err(api_error(status, &text));
         }
-        let body = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Ok(Reply { status, location, body })
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply {
+            status,
+            location,
+            body,
+        })
     }
 
     pub fn get(&self, url: &str) -> Result<Value, CliError> {
@@ -114,7 +174,11 @@ fn read_body(mut resp: ureq::http::Response<ureq::Body>) -> String {
 
 fn api_error(status: u16, body: &str) -> CliError {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let mut message = v.get("message").and_then(Value::as_str).unwrap_or(body).to_string();
+    let mut message = v
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or(body)
+        .to_string();
     if message.is_empty() {
         message = "request failed".into();
     }

@@ -45,25 +45,210 @@ struct Res {
 }
 
 const RESOURCES: &[Res] = &[
-    Res { noun: "router", path: "routers", ty: "Router-v3", parent: None, columns: &["id", "name", "tenantId", "adminStateUp", "inboundFilterId", "outboundFilterId"] },
-    Res { noun: "bridge", path: "bridges", ty: "Bridge-v4", parent: None, columns: &["id", "name", "tenantId", "adminStateUp", "inboundFilterId", "outboundFilterId"] },
-    Res { noun: "port", path: "ports", ty: "Port-v3", parent: None, columns: &["id", "type", "deviceId", "portAddress", "networkLength", "peerId", "hostId", "interfaceName", "active"] },
-    Res { noun: "route", path: "routes", ty: "Route-v1", parent: Some(("router", "routers", "routes")), columns: &["id", "type", "srcNetworkAddr", "srcNetworkLength", "dstNetworkAddr", "dstNetworkLength", "nextHopPort", "nextHopGateway", "weight"] },
-    Res { noun: "chain", path: "chains", ty: "Chain-v1", parent: None, columns: &["id", "name", "tenantId"] },
-    Res { noun: "rule", path: "rules", ty: "Rule-v2", parent: Some(("chain", "chains", "rules")), columns: &["id", "position", "type", "flowAction", "nwProto", "nwSrcAddress", "nwDstAddress", "tpDst"] },
-    Res { noun: "port-group", path: "port_groups", ty: "PortGroup-v1", parent: None, columns: &["id", "name", "tenantId", "stateful"] },
-    Res { noun: "ip-addr-group", path: "ip_addr_groups", ty: "IpAddrGroup-v1", parent: None, columns: &["id", "name"] },
-    Res { noun: "tunnel-zone", path: "tunnel_zones", ty: "TunnelZone-v1", parent: None, columns: &["id", "name", "type"] },
-    Res { noun: "host", path: "hosts", ty: "Host-v3", parent: None, columns: &["id", "name", "alive", "floodingProxyWeight"] },
-    Res { noun: "dhcp", path: "dhcp", ty: "DhcpSubnet-v2", parent: Some(("bridge", "bridges", "dhcp")), columns: &["subnetPrefix", "subnetLength", "defaultGateway", "serverAddr", "dnsServerAddrs", "interfaceMTU", "enabled"] },
-    Res { noun: "load-balancer", path: "load_balancers", ty: "LoadBalancer-v1", parent: None, columns: &["id", "routerId", "adminStateUp"] },
-    Res { noun: "pool", path: "pools", ty: "Pool-v1", parent: None, columns: &["id", "loadBalancerId", "lbMethod", "healthMonitorId", "adminStateUp", "status"] },
-    Res { noun: "pool-member", path: "pool_members", ty: "PoolMember-v1", parent: None, columns: &["id", "poolId", "address", "protocolPort", "weight", "adminStateUp"] },
-    Res { noun: "vip", path: "vips", ty: "VIP-v1", parent: None, columns: &["id", "poolId", "address", "protocolPort", "sessionPersistence"] },
-    Res { noun: "health-monitor", path: "health_monitors", ty: "HealthMonitor-v1", parent: None, columns: &["id", "type", "delay", "timeout", "maxRetries"] },
-    Res { noun: "bgp-network", path: "bgp_networks", ty: "BgpNetwork-v1", parent: Some(("router", "routers", "bgp_networks")), columns: &["id", "subnetAddress", "subnetLength"] },
-    Res { noun: "bgp-peer", path: "bgp_peers", ty: "BgpPeer-v1", parent: Some(("router", "routers", "bgp_peers")), columns: &["id", "asNumber", "address", "keepAlive", "holdTime"] },
-    Res { noun: "mirror", path: "mirrors", ty: "Mirror-v1", parent: None, columns: &["id", "toPortId"] },
+    Res {
+        noun: "router",
+        path: "routers",
+        ty: "Router-v3",
+        parent: None,
+        columns: &[
+            "id",
+            "name",
+            "tenantId",
+            "adminStateUp",
+            "inboundFilterId",
+            "outboundFilterId",
+        ],
+    },
+    Res {
+        noun: "bridge",
+        path: "bridges",
+        ty: "Bridge-v4",
+        parent: None,
+        columns: &[
+            "id",
+            "name",
+            "tenantId",
+            "adminStateUp",
+            "inboundFilterId",
+            "outboundFilterId",
+        ],
+    },
+    Res {
+        noun: "port",
+        path: "ports",
+        ty: "Port-v3",
+        parent: None,
+        columns: &[
+            "id",
+            "type",
+            "deviceId",
+            "portAddress",
+            "networkLength",
+            "peerId",
+            "hostId",
+            "interfaceName",
+            "active",
+        ],
+    },
+    Res {
+        noun: "route",
+        path: "routes",
+        ty: "Route-v1",
+        parent: Some(("router", "routers", "routes")),
+        columns: &[
+            "id",
+            "type",
+            "srcNetworkAddr",
+            "srcNetworkLength",
+            "dstNetworkAddr",
+            "dstNetworkLength",
+            "nextHopPort",
+            "nextHopGateway",
+            "weight",
+        ],
+    },
+    Res {
+        noun: "chain",
+        path: "chains",
+        ty: "Chain-v1",
+        parent: None,
+        columns: &["id", "name", "tenantId"],
+    },
+    Res {
+        noun: "rule",
+        path: "rules",
+        ty: "Rule-v2",
+        parent: Some(("chain", "chains", "rules")),
+        columns: &[
+            "id",
+            "position",
+            "type",
+            "flowAction",
+            "nwProto",
+            "nwSrcAddress",
+            "nwDstAddress",
+            "tpDst",
+        ],
+    },
+    Res {
+        noun: "port-group",
+        path: "port_groups",
+        ty: "PortGroup-v1",
+        parent: None,
+        columns: &["id", "name", "tenantId", "stateful"],
+    },
+    Res {
+        noun: "ip-addr-group",
+        path: "ip_addr_groups",
+        ty: "IpAddrGroup-v1",
+        parent: None,
+        columns: &["id", "name"],
+    },
+    Res {
+        noun: "tunnel-zone",
+        path: "tunnel_zones",
+        ty: "TunnelZone-v1",
+        parent: None,
+        columns: &["id", "name", "type"],
+    },
+    Res {
+        noun: "host",
+        path: "hosts",
+        ty: "Host-v3",
+        parent: None,
+        columns: &["id", "name", "alive", "floodingProxyWeight"],
+    },
+    Res {
+        noun: "dhcp",
+        path: "dhcp",
+        ty: "DhcpSubnet-v2",
+        parent: Some(("bridge", "bridges", "dhcp")),
+        columns: &[
+            "subnetPrefix",
+            "subnetLength",
+            "defaultGateway",
+            "serverAddr",
+            "dnsServerAddrs",
+            "interfaceMTU",
+            "enabled",
+        ],
+    },
+    Res {
+        noun: "load-balancer",
+        path: "load_balancers",
+        ty: "LoadBalancer-v1",
+        parent: None,
+        columns: &["id", "routerId", "adminStateUp"],
+    },
+    Res {
+        noun: "pool",
+        path: "pools",
+        ty: "Pool-v1",
+        parent: None,
+        columns: &[
+            "id",
+            "loadBalancerId",
+            "lbMethod",
+            "healthMonitorId",
+            "adminStateUp",
+            "status",
+        ],
+    },
+    Res {
+        noun: "pool-member",
+        path: "pool_members",
+        ty: "PoolMember-v1",
+        parent: None,
+        columns: &[
+            "id",
+            "poolId",
+            "address",
+            "protocolPort",
+            "weight",
+            "adminStateUp",
+        ],
+    },
+    Res {
+        noun: "vip",
+        path: "vips",
+        ty: "VIP-v1",
+        parent: None,
+        columns: &[
+            "id",
+            "poolId",
+            "address",
+            "protocolPort",
+            "sessionPersistence",
+        ],
+    },
+    Res {
+        noun: "health-monitor",
+        path: "health_monitors",
+        ty: "HealthMonitor-v1",
+        parent: None,
+        columns: &["id", "type", "delay", "timeout", "maxRetries"],
+    },
+    Res {
+        noun: "bgp-network",
+        path: "bgp_networks",
+        ty: "BgpNetwork-v1",
+        parent: Some(("router", "routers", "bgp_networks")),
+        columns: &["id", "subnetAddress", "subnetLength"],
+    },
+    Res {
+        noun: "bgp-peer",
+        path: "bgp_peers",
+        ty: "BgpPeer-v1",
+        parent: Some(("router", "routers", "bgp_peers")),
+        columns: &["id", "asNumber", "address", "keepAlive", "holdTime"],
+    },
+    Res {
+        noun: "mirror",
+        path: "mirrors",
+        ty: "Mirror-v1",
+        parent: None,
+        columns: &["id", "toPortId"],
+    },
 ];
 
 #[derive(Subcommand)]
@@ -179,7 +364,11 @@ pub enum PortVerb {
     /// Unlink a port from its peer.
     Unlink { port: String },
     /// Bind a port to an interface on a host (the mm-ctl role).
-    Bind { port: String, host: String, interface: String },
+    Bind {
+        port: String,
+        host: String,
+        interface: String,
+    },
     /// Remove a port's host binding.
     Unbind { port: String },
 }
@@ -217,7 +406,11 @@ pub enum ZoneVerb {
     #[command(flatten)]
     Crud(Verb),
     /// Add a host with its tunnel address.
-    AddMember { zone: String, host: String, address: String },
+    AddMember {
+        zone: String,
+        host: String,
+        address: String,
+    },
     /// Remove a host.
     RemoveMember { zone: String, host: String },
     /// List the members.
@@ -227,8 +420,12 @@ pub enum ZoneVerb {
 /// Settings from ~/.midonetrc ([cli] api_url, username, password, tenant).
 fn rc_file() -> Map<String, Value> {
     let mut m = Map::new();
-    let Some(home) = std::env::var_os("HOME") else { return m };
-    let Ok(text) = std::fs::read_to_string(std::path::Path::new(&home).join(".midonetrc")) else { return m };
+    let Some(home) = std::env::var_os("HOME") else {
+        return m;
+    };
+    let Ok(text) = std::fs::read_to_string(std::path::Path::new(&home).join(".midonetrc")) else {
+        return m;
+    };
     let mut in_cli = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
@@ -250,7 +447,8 @@ fn setting(flag: &Option<String>, env: &str, rc: &Map<String, Value>, key: &str)
 
 fn connect(g: &Global) -> Result<Client, CliError> {
     let rc = rc_file();
-    let url = setting(&g.url, "MIDO_API_URL", &rc, "api_url").unwrap_or_else(|| "http://127.0.0.1:8181/midonet-api".into());
+    let url = setting(&g.url, "MIDO_API_URL", &rc, "api_url")
+        .unwrap_or_else(|| "http://127.0.0.1:8181/midonet-api".into());
     let mut c = Client::new(&url);
     if let Some(user) = setting(&g.user, "MIDO_USER", &rc, "username") {
         let pw = setting(&g.password, "MIDO_PASSWORD", &rc, "password").unwrap_or_default();
@@ -290,7 +488,8 @@ pub fn parse_fields(fields: &[String]) -> Result<Map<String, Value>, CliError> {
         if k.is_empty() {
             return Err(CliError::Usage(format!("\"{f}\" has an empty field name")));
         }
-        let value = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        let value =
+            serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
         m.insert(camel(k), value);
     }
     Ok(m)
@@ -312,10 +511,15 @@ fn render(out: Output, columns: &[&str], v: &Value) {
             for r in rows {
                 table.push(columns.iter().map(|c| cell(r.get(*c))).collect());
             }
-            let widths: Vec<usize> =
-                (0..columns.len()).map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..columns.len())
+                .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
             for r in table {
-                let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 println!("{}", line.join("  ").trim_end());
             }
         }
@@ -323,7 +527,10 @@ fn render(out: Output, columns: &[&str], v: &Value) {
             let w = m.keys().map(String::len).max().unwrap_or(0);
             for (k, val) in m {
                 // Links are for clients that navigate; people read the fields.
-                if val.as_str().is_some_and(|s| s.starts_with("http://") || s.starts_with("https://")) {
+                if val
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("http://") || s.starts_with("https://"))
+                {
                     continue;
                 }
                 println!("{k:<w$}  {}", cell(Some(val)));
@@ -342,7 +549,9 @@ fn collection(res: &Res, parent: &Parent) -> Result<String, CliError> {
                 "router" => &parent.router,
                 _ => &parent.chain,
             };
-            let id = id.as_ref().ok_or_else(|| CliError::Usage(format!("{} needs --{flag} ID", res.noun)))?;
+            let id = id
+                .as_ref()
+                .ok_or_else(|| CliError::Usage(format!("{} needs --{flag} ID", res.noun)))?;
             Ok(format!("{coll}/{id}/{child}"))
         }
     }
@@ -366,7 +575,9 @@ fn crud(res: &Res, verb: Verb, g: &Global) -> Result<(), CliError> {
             }
             render(g.output, res.columns, &c.get(&url)?);
         }
-        Verb::Show { id, parent } => render(g.output, res.columns, &c.get(&item(res, &id, &parent)?)?),
+        Verb::Show { id, parent } => {
+            render(g.output, res.columns, &c.get(&item(res, &id, &parent)?)?)
+        }
         Verb::Create { fields, parent } => {
             let mut body = parse_fields(&fields)?;
             if let Some(t) = tenant(g) {
@@ -376,7 +587,11 @@ fn crud(res: &Res, verb: Verb, g: &Global) -> Result<(), CliError> {
                 let (ty, coll) = match (&parent.bridge, &parent.router) {
                     (Some(b), None) => ("Bridge", format!("bridges/{b}/ports")),
                     (None, Some(r)) => ("Router", format!("routers/{r}/ports")),
-                    _ => return Err(CliError::Usage("port create needs exactly one of --bridge ID or --router ID".into())),
+                    _ => {
+                        return Err(CliError::Usage(
+                            "port create needs exactly one of --bridge ID or --router ID".into(),
+                        ));
+                    }
                 };
                 body.insert("type".into(), Value::String(ty.into()));
                 let v = c.create(&coll, res.ty, &Value::Object(body))?;
@@ -411,7 +626,10 @@ fn print_created(g: &Global, res: &Res, v: &Value) -> Result<(), CliError> {
 }
 
 fn res(noun: &str) -> &'static Res {
-    RESOURCES.iter().find(|r| r.noun == noun).expect("every subcommand has a resource")
+    RESOURCES
+        .iter()
+        .find(|r| r.noun == noun)
+        .expect("every subcommand has a resource")
 }
 
 fn port(args: PortArgs) -> Result<(), CliError> {
@@ -421,14 +639,28 @@ fn port(args: PortArgs) -> Result<(), CliError> {
         PortVerb::Crud(v) => return crud(res("port"), v, g),
         PortVerb::Link { port, peer } => {
             let body = serde_json::json!({"peerId": peer});
-            c.call("POST", &format!("ports/{port}/link"), Some("PortLink-v1"), Some(&body))?;
+            c.call(
+                "POST",
+                &format!("ports/{port}/link"),
+                Some("PortLink-v1"),
+                Some(&body),
+            )?;
         }
         PortVerb::Unlink { port } => {
             c.call("DELETE", &format!("ports/{port}/link"), None, None)?;
         }
-        PortVerb::Bind { port, host, interface } => {
+        PortVerb::Bind {
+            port,
+            host,
+            interface,
+        } => {
             let body = serde_json::json!({"portId": port, "interfaceName": interface});
-            c.call("POST", &format!("hosts/{host}/ports"), Some("HostInterfacePort-v1"), Some(&body))?;
+            c.call(
+                "POST",
+                &format!("hosts/{host}/ports"),
+                Some("HostInterfacePort-v1"),
+                Some(&body),
+            )?;
         }
         PortVerb::Unbind { port } => {
             let p = c.get(&format!("ports/{port}"))?;
@@ -452,16 +684,29 @@ fn group(args: GroupArgs, noun: &str) -> Result<(), CliError> {
         GroupVerb::Add { group, member } => {
             if ip {
                 let body = serde_json::json!({"addr": member, "version": if member.contains(':') { 6 } else { 4 }});
-                c.call("POST", &format!("ip_addr_groups/{group}/ip_addrs"), Some("IpAddrGroupAddr-v1"), Some(&body))?;
+                c.call(
+                    "POST",
+                    &format!("ip_addr_groups/{group}/ip_addrs"),
+                    Some("IpAddrGroupAddr-v1"),
+                    Some(&body),
+                )?;
             } else {
                 let body = serde_json::json!({"portId": member});
-                c.call("POST", &format!("port_groups/{group}/ports"), Some("PortGroupPort-v1"), Some(&body))?;
+                c.call(
+                    "POST",
+                    &format!("port_groups/{group}/ports"),
+                    Some("PortGroupPort-v1"),
+                    Some(&body),
+                )?;
             }
         }
         GroupVerb::Remove { group, member } => {
             let url = if ip {
                 let v = if member.contains(':') { 6 } else { 4 };
-                format!("ip_addr_groups/{group}/versions/{v}/ip_addrs/{}", member.replace(':', "%3A"))
+                format!(
+                    "ip_addr_groups/{group}/versions/{v}/ip_addrs/{}",
+                    member.replace(':', "%3A")
+                )
             } else {
                 format!("port_groups/{group}/ports/{member}")
             };
@@ -469,7 +714,10 @@ fn group(args: GroupArgs, noun: &str) -> Result<(), CliError> {
         }
         GroupVerb::Members { group } => {
             let (url, cols): (String, &[&str]) = if ip {
-                (format!("ip_addr_groups/{group}/ip_addrs"), &["addr", "version"])
+                (
+                    format!("ip_addr_groups/{group}/ip_addrs"),
+                    &["addr", "version"],
+                )
             } else {
                 (format!("port_groups/{group}/ports"), &["portId"])
             };
@@ -484,15 +732,33 @@ fn zone(args: ZoneArgs) -> Result<(), CliError> {
     let c = connect(g)?;
     match args.verb {
         ZoneVerb::Crud(v) => return crud(res("tunnel-zone"), v, g),
-        ZoneVerb::AddMember { zone, host, address } => {
+        ZoneVerb::AddMember {
+            zone,
+            host,
+            address,
+        } => {
             let body = serde_json::json!({"hostId": host, "ipAddress": address});
-            c.call("POST", &format!("tunnel_zones/{zone}/hosts"), Some("TunnelZoneHost-v1"), Some(&body))?;
+            c.call(
+                "POST",
+                &format!("tunnel_zones/{zone}/hosts"),
+                Some("TunnelZoneHost-v1"),
+                Some(&body),
+            )?;
         }
         ZoneVerb::RemoveMember { zone, host } => {
-            c.call("DELETE", &format!("tunnel_zones/{zone}/hosts/{host}"), None, None)?;
+            c.call(
+                "DELETE",
+                &format!("tunnel_zones/{zone}/hosts/{host}"),
+                None,
+                None,
+            )?;
         }
         ZoneVerb::Members { zone } => {
-            render(g.output, &["hostId", "ipAddress"], &c.get(&format!("tunnel_zones/{zone}/hosts"))?);
+            render(
+                g.output,
+                &["hostId", "ipAddress"],
+                &c.get(&format!("tunnel_zones/{zone}/hosts"))?,
+            );
         }
     }
     Ok(())
@@ -549,7 +815,12 @@ mod tests {
 
     #[test]
     fn fields_become_camel_case_json() {
-        let m = parse_fields(&["port-address=10.0.0.1".into(), "networkLength=24".into(), "stateful=true".into()]).unwrap();
+        let m = parse_fields(&[
+            "port-address=10.0.0.1".into(),
+            "networkLength=24".into(),
+            "stateful=true".into(),
+        ])
+        .unwrap();
         assert_eq!(m["portAddress"], "10.0.0.1");
         assert_eq!(m["networkLength"], 24);
         assert_eq!(m["stateful"], true);

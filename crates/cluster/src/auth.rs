@@ -18,7 +18,10 @@ pub enum AuthMode {
     /// Any credentials, any token or none: the all-in-one default.
     None,
     /// Configured users; tokens valid for `ttl`.
-    Static { users: HashMap<String, String>, ttl: Duration },
+    Static {
+        users: HashMap<String, String>,
+        ttl: Duration,
+    },
 }
 
 pub struct Auth {
@@ -28,7 +31,10 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(mode: AuthMode) -> Self {
-        Auth { mode, tokens: Mutex::new(HashMap::new()) }
+        Auth {
+            mode,
+            tokens: Mutex::new(HashMap::new()),
+        }
     }
 
     fn valid(&self, token: &str) -> bool {
@@ -44,7 +50,9 @@ pub fn parse_users(spec: &str) -> Result<HashMap<String, String>, String> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|pair| {
-            let (u, p) = pair.split_once(':').ok_or_else(|| format!("\"{pair}\" is not user:password"))?;
+            let (u, p) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("\"{pair}\" is not user:password"))?;
             if u.is_empty() {
                 return Err(format!("\"{pair}\" has an empty user name"));
             }
@@ -60,9 +68,16 @@ pub fn check(app: &App, route: &ApiRoute, req: &Req) -> Result<(), ApiError> {
     match &app.auth.mode {
         AuthMode::None => Ok(()),
         AuthMode::Static { .. } => {
-            let token = req.headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let token = req
+                .headers
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if token.is_empty() {
-                Err(ApiError::new(401, "authentication required: log in at /login and send X-Auth-Token"))
+                Err(ApiError::new(
+                    401,
+                    "authentication required: log in at /login and send X-Auth-Token",
+                ))
             } else if app.auth.valid(token) {
                 Ok(())
             } else {
@@ -74,8 +89,12 @@ pub fn check(app: &App, route: &ApiRoute, req: &Req) -> Result<(), ApiError> {
 
 fn basic_credentials(req: &Req) -> Option<(String, String)> {
     let h = req.headers.get("authorization")?.to_str().ok()?;
-    let b64 = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let b64 = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -90,7 +109,10 @@ pub fn login(app: &App, req: &Req) -> Result<Resp, ApiError> {
                 return Err(ApiError::new(401, "login needs HTTP Basic credentials"));
             };
             if users.get(&u) != Some(&p) {
-                return Err(ApiError::new(401, format!("wrong user name or password for \"{u}\"")));
+                return Err(ApiError::new(
+                    401,
+                    format!("wrong user name or password for \"{u}\""),
+                ));
             }
             let token = format!("{:032x}", rand::rng().random::<u128>());
             app.auth
@@ -98,7 +120,10 @@ pub fn login(app: &App, req: &Req) -> Result<Resp, ApiError> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(token.clone(), Instant::now() + *ttl);
-            (token, Some(httpdate::fmt_http_date(SystemTime::now() + *ttl)))
+            (
+                token,
+                Some(httpdate::fmt_http_date(SystemTime::now() + *ttl)),
+            )
         }
     };
     let mut r = Resp::json(serde_json::json!({"key": token, "expires": expires}));

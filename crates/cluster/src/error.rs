@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), violations: Vec::new() }
+        ApiError {
+            status,
+            message: message.into(),
+            violations: Vec::new(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
@@ -38,7 +42,11 @@ impl ApiError {
 
 impl From<model::Invalid> for ApiError {
     fn from(e: model::Invalid) -> Self {
-        ApiError { status: 400, message: format!("Validation error: {e}"), violations: e.0 }
+        ApiError {
+            status: 400,
+            message: format!("Validation error: {e}"),
+            violations: e.0,
+        }
     }
 }
 

@@ -25,7 +25,11 @@ pub struct Req {
 
 impl Req {
     pub fn param(&self, name: &str) -> &str {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// A path id; one that is not a UUID names nothing, so 404.
@@ -37,9 +41,9 @@ impl Req {
     pub fn query_id(&self, name: &str) -> Result<Option<Uuid>, ApiError> {
         match self.query.get(name).map(String::as_str) {
             None | Some("") => Ok(None),
-            Some(v) => Uuid::parse_str(v)
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("query parameter {name}: \"{v}\" is not a UUID"))),
+            Some(v) => Uuid::parse_str(v).map(Some).map_err(|_| {
+                ApiError::bad_request(format!("query parameter {name}: \"{v}\" is not a UUID"))
+            }),
         }
     }
 
@@ -81,45 +85,95 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(body: serde_json::Value) -> Self {
-        Resp { status: 200, body: Some(body), location: None, media: None, cookie: None }
+        Resp {
+            status: 200,
+            body: Some(body),
+            location: None,
+            media: None,
+            cookie: None,
+        }
     }
     pub fn created(location: String) -> Self {
-        Resp { status: 201, body: None, location: Some(location), media: None, cookie: None }
+        Resp {
+            status: 201,
+            body: None,
+            location: Some(location),
+            media: None,
+            cookie: None,
+        }
     }
     pub fn no_content() -> Self {
-        Resp { status: 204, body: None, location: None, media: None, cookie: None }
+        Resp {
+            status: 204,
+            body: None,
+            location: None,
+            media: None,
+            cookie: None,
+        }
     }
     pub fn ok_empty() -> Self {
-        Resp { status: 200, body: None, location: None, media: None, cookie: None }
+        Resp {
+            status: 200,
+            body: None,
+            location: None,
+            media: None,
+            cookie: None,
+        }
     }
 }
 
 fn error_response(e: &ApiError) -> Response {
     let mut r = Response::new(Body::from(e.body().to_string()));
     *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_MEDIA));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_MEDIA));
     if e.status == 401 {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic  realm=\"BASIC_AUTH_REALM\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic  realm=\"BASIC_AUTH_REALM\""),
+        );
     }
     r
 }
 
-/// Matches `path` (below the API root, without leading slash) against a template.
+/// The route templates split into segments once: matching a request is then
+/// a comparison of slices, with no allocation until a route matches.
+fn templates() -> &'static [Vec<&'static str>] {
+    static T: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|r| r.path.split('/').filter(|s| !s.is_empty()).collect())
+            .collect()
+    })
+}
+
+fn is_param(seg: &str) -> Option<&str> {
+    seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+}
+
+/// Matches path segments against a template's segments.
+fn match_segments(t: &[&str], p: &[&str]) -> Option<Vec<(String, String)>> {
+    if t.len() != p.len()
+        || t.iter()
+            .zip(p)
+            .any(|(ts, ps)| is_param(ts).is_none() && ts != ps)
+    {
+        return None;
+    }
+    Some(
+        t.iter()
+            .zip(p)
+            .filter_map(|(ts, ps)| is_param(ts).map(|n| (n.to_string(), percent_decode(ps))))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
 fn match_template(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     let t: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
     let p: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if t.len() != p.len() {
-        return None;
-    }
-    let mut params = Vec::new();
-    for (ts, ps) in t.iter().zip(p) {
-        if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            params.push((name.to_string(), percent_decode(ps)));
-        } else if *ts != ps {
-            return None;
-        }
-    }
-    Some(params)
+    match_segments(&t, &p)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -152,10 +206,14 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Vec<(String, String)>), ApiError> {
+fn find_route(
+    method: &Method,
+    path: &str,
+) -> Result<(&'static ApiRoute, Vec<(String, String)>), ApiError> {
     let mut path_matched = false;
-    for r in ROUTES {
-        if let Some(params) = match_template(r.path, path) {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for (r, t) in ROUTES.iter().zip(templates()) {
+        if let Some(params) = match_segments(t, &segs) {
             path_matched = true;
             if r.method == *method {
                 return Ok((r, params));
@@ -163,31 +221,62 @@ fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Vec<(St
         }
     }
     if path_matched {
-        Err(ApiError::new(405, format!("method {method} is not allowed on /{path}")))
+        Err(ApiError::new(
+            405,
+            format!("method {method} is not allowed on /{path}"),
+        ))
     } else {
         let first = path.split('/').next().unwrap_or("");
-        Err(ApiError::not_found(format!("Root resource {first} not found")))
+        Err(ApiError::not_found(format!(
+            "Root resource {first} not found"
+        )))
     }
 }
 
 /// Serves one API request. Never panics outward: a handler panic is a 500.
-pub async fn serve(app: &App, method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn serve(
+    app: &App,
+    method: Method,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(rest) = path.strip_prefix(&app.root) else {
-        return error_response(&ApiError::not_found(format!("{path} is not under {}", app.root)));
+        return error_response(&ApiError::not_found(format!(
+            "{path} is not under {}",
+            app.root
+        )));
     };
     let rest = rest.trim_matches('/');
     let (route, params) = match find_route(&method, rest) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or(&app.default_host);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.default_host);
     let base = format!("http://{host}{}", app.root);
-    let req = Req { method, params, query: parse_query(query), headers, body, base };
+    let req = Req {
+        method,
+        params,
+        query: parse_query(query),
+        headers,
+        body,
+        base,
+    };
 
     if let Err(e) = crate::auth::check(app, route, &req) {
         return error_response(&e);
     }
-    let offered = route.ty.map(|t| if route.list { media::collection(t) } else { media::item(t) });
+    let offered = route.ty.map(|t| {
+        if route.list {
+            media::collection(t)
+        } else {
+            media::item(t)
+        }
+    });
     if let Some(offered) = &offered {
         let (hdr, check) = if req.method == Method::POST || req.method == Method::PUT {
             (header::CONTENT_TYPE, route.check_content_type)
@@ -199,7 +288,9 @@ pub async fn serve(app: &App, method: Method, path: &str, query: Option<&str>, h
                 if !v.is_empty() && !media::compatible(v, offered, route.strict) {
                     return error_response(&ApiError::new(
                         406,
-                        format!("media type \"{v}\" is not acceptable here; use {offered} or application/json"),
+                        format!(
+                            "media type \"{v}\" is not acceptable here; use {offered} or application/json"
+                        ),
                     ));
                 }
             }
@@ -210,7 +301,12 @@ pub async fn serve(app: &App, method: Method, path: &str, query: Option<&str>, h
     let resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return error_response(&e),
-        Err(_) => return error_response(&ApiError::new(500, "internal error while handling the request")),
+        Err(_) => {
+            return error_response(&ApiError::new(
+                500,
+                "internal error while handling the request",
+            ));
+        }
     };
     let mut out = Response::new(match &resp.body {
         Some(b) => Body::from(b.to_string()),
@@ -219,7 +315,10 @@ pub async fn serve(app: &App, method: Method, path: &str, query: Option<&str>, h
     *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
     let h = out.headers_mut();
     if resp.body.is_some() {
-        let m = resp.media.or(offered).unwrap_or_else(|| "application/json".into());
+        let m = resp
+            .media
+            .or(offered)
+            .unwrap_or_else(|| "application/json".into());
         if let Ok(v) = HeaderValue::from_str(&m) {
             h.insert(header::CONTENT_TYPE, v);
         }
@@ -239,7 +338,8 @@ mod tests {
 
     #[test]
     fn templates_and_decoding() {
-        let p = match_template("bridges/{id}/dhcp/{subnet}", "bridges/abc/dhcp/10.0.0.0_24").unwrap();
+        let p =
+            match_template("bridges/{id}/dhcp/{subnet}", "bridges/abc/dhcp/10.0.0.0_24").unwrap();
         assert_eq!(p[1], ("subnet".to_string(), "10.0.0.0_24".to_string()));
         assert!(match_template("bridges/{id}", "bridges").is_none());
         assert_eq!(percent_decode("fe80%3A%3A1"), "fe80::1");

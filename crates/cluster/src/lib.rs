@@ -32,7 +32,12 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<dyn nsdb::Store>, auth: AuthMode, default_host: String) -> Self {
-        App { topo: Topology::new(store), auth: auth::Auth::new(auth), root: "/midonet-api".into(), default_host }
+        App {
+            topo: Topology::new(store),
+            auth: auth::Auth::new(auth),
+            root: "/midonet-api".into(),
+            default_host,
+        }
     }
 }
 
@@ -45,23 +50,59 @@ const ROOT: &[(Option<&str>, Option<&str>, &str)] = &[
     (Some("chains"), Some("chainTemplate"), "chains"),
     (None, Some("ruleTemplate"), "rules"),
     (Some("portGroups"), Some("portGroupTemplate"), "port_groups"),
-    (Some("ipAddrGroups"), Some("ipAddrGroupTemplate"), "ip_addr_groups"),
-    (Some("tunnelZones"), Some("tunnelZoneTemplate"), "tunnel_zones"),
+    (
+        Some("ipAddrGroups"),
+        Some("ipAddrGroupTemplate"),
+        "ip_addr_groups",
+    ),
+    (
+        Some("tunnelZones"),
+        Some("tunnelZoneTemplate"),
+        "tunnel_zones",
+    ),
     (Some("hosts"), Some("hostTemplate"), "hosts"),
-    (Some("loadBalancers"), Some("loadBalancerTemplate"), "load_balancers"),
+    (
+        Some("loadBalancers"),
+        Some("loadBalancerTemplate"),
+        "load_balancers",
+    ),
     (Some("pools"), Some("poolTemplate"), "pools"),
-    (Some("poolMembers"), Some("poolMemberTemplate"), "pool_members"),
+    (
+        Some("poolMembers"),
+        Some("poolMemberTemplate"),
+        "pool_members",
+    ),
     (Some("vips"), Some("vipTemplate"), "vips"),
-    (Some("healthMonitors"), Some("healthMonitorTemplate"), "health_monitors"),
+    (
+        Some("healthMonitors"),
+        Some("healthMonitorTemplate"),
+        "health_monitors",
+    ),
     (None, Some("bgpNetworkTemplate"), "bgp_networks"),
     (None, Some("bgpPeerTemplate"), "bgp_peers"),
     (Some("tenants"), Some("tenantTemplate"), "tenants"),
     (Some("systemState"), None, "system_state"),
     (Some("mirrors"), Some("mirrorTemplate"), "mirrors"),
-    (Some("l2insertions"), Some("l2InsertionTemplate"), "l2insertions"),
-    (Some("serviceContainers"), Some("serviceContainerTemplate"), "service_containers"),
-    (Some("serviceContainerGroups"), Some("serviceContainerGroupTemplate"), "service_container_groups"),
-    (Some("traceRequests"), Some("traceRequestTemplate"), "traces"),
+    (
+        Some("l2insertions"),
+        Some("l2InsertionTemplate"),
+        "l2insertions",
+    ),
+    (
+        Some("serviceContainers"),
+        Some("serviceContainerTemplate"),
+        "service_containers",
+    ),
+    (
+        Some("serviceContainerGroups"),
+        Some("serviceContainerGroupTemplate"),
+        "service_container_groups",
+    ),
+    (
+        Some("traceRequests"),
+        Some("traceRequestTemplate"),
+        "traces",
+    ),
     (Some("vteps"), Some("vtepTemplate"), "vteps"),
 ];
 
@@ -88,7 +129,15 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(_) => axum::body::Bytes::new(),
     };
     let path = parts.uri.path().to_string();
-    http::serve(&app, parts.method, &path, parts.uri.query(), parts.headers, body).await
+    http::serve(
+        &app,
+        parts.method,
+        &path,
+        parts.uri.query(),
+        parts.headers,
+        body,
+    )
+    .await
 }
 
 pub fn router(app: Arc<App>) -> axum::Router {
@@ -103,5 +152,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "MidoNet REST API v5 listening at http://{addr}/midonet-api");
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

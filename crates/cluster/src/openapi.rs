@@ -14,7 +14,13 @@ pub fn document(base: &str) -> Value {
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|n| json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        let media_type = r.ty.map(|t| if r.list { media::collection(t) } else { media::item(t) });
+        let media_type = r.ty.map(|t| {
+            if r.list {
+                media::collection(t)
+            } else {
+                media::item(t)
+            }
+        });
         let content = |schema: Value| -> Value {
             let mut c = Map::new();
             if let Some(m) = &media_type {
@@ -25,16 +31,29 @@ pub fn document(base: &str) -> Value {
             }
             Value::Object(c)
         };
-        let body_schema = if r.list { json!({"type": "array", "items": {"type": "object"}}) } else { json!({"type": "object"}) };
+        let body_schema = if r.list {
+            json!({"type": "array", "items": {"type": "object"}})
+        } else {
+            json!({"type": "object"})
+        };
         let mut responses = Map::new();
         let method = r.method.as_str().to_ascii_lowercase();
         match method.as_str() {
             "get" => {
-                responses.insert("200".into(), json!({"description": "OK", "content": content(body_schema)}));
+                responses.insert(
+                    "200".into(),
+                    json!({"description": "OK", "content": content(body_schema)}),
+                );
             }
             "post" if r.path == "login" => {
-                responses.insert("200".into(), json!({"description": "Logged in; Set-Cookie: sessionId=<token>"}));
-                responses.insert("401".into(), json!({"$ref": "#/components/responses/Error"}));
+                responses.insert(
+                    "200".into(),
+                    json!({"description": "Logged in; Set-Cookie: sessionId=<token>"}),
+                );
+                responses.insert(
+                    "401".into(),
+                    json!({"$ref": "#/components/responses/Error"}),
+                );
             }
             "post" => {
                 responses.insert(
@@ -47,7 +66,9 @@ pub fn document(base: &str) -> Value {
             }
         }
         for code in ["400", "401", "404", "406", "409"] {
-            responses.entry(code).or_insert(json!({"$ref": "#/components/responses/Error"}));
+            responses
+                .entry(code)
+                .or_insert(json!({"$ref": "#/components/responses/Error"}));
         }
         let mut op = json!({
             "summary": r.summary,

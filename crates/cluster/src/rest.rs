@@ -54,7 +54,8 @@ pub fn link(base: &str, path: String) -> Value {
 }
 
 pub fn opt_link(base: &str, coll: &str, id: Option<Uuid>) -> Value {
-    id.map(|id| Value::String(format!("{base}/{coll}/{id}"))).unwrap_or(Value::Null)
+    id.map(|id| Value::String(format!("{base}/{coll}/{id}")))
+        .unwrap_or(Value::Null)
 }
 
 pub fn render<T: Resource>(app: &App, base: &str, o: &T) -> Value {
@@ -67,7 +68,13 @@ pub fn render<T: Resource>(app: &App, base: &str, o: &T) -> Value {
 }
 
 pub fn render_all<T: Resource>(app: &App, req: &Req, items: impl IntoIterator<Item = T>) -> Resp {
-    Resp::json(Value::Array(items.into_iter().filter(|o| o.matches(req)).map(|o| render(app, &req.base, &o)).collect()))
+    Resp::json(Value::Array(
+        items
+            .into_iter()
+            .filter(|o| o.matches(req))
+            .map(|o| render(app, &req.base, &o))
+            .collect(),
+    ))
 }
 
 pub fn tenant_matches(tenant: &Option<String>, req: &Req) -> bool {
@@ -90,11 +97,19 @@ pub fn get<T: Resource>(app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn list_under<T: Resource, P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let pid = req.id("id")?;
     app.topo.must::<P>(pid)?;
-    let items = app.topo.all::<T>()?.into_iter().filter(|o| o.parent() == Some(pid));
+    let items = app
+        .topo
+        .all::<T>()?
+        .into_iter()
+        .filter(|o| o.parent() == Some(pid));
     Ok(render_all(app, req, items))
 }
 
-fn insert<T: Resource>(app: &App, req: &Req, parent: Option<(Kind, Uuid)>) -> Result<Resp, ApiError> {
+fn insert<T: Resource>(
+    app: &App,
+    req: &Req,
+    parent: Option<(Kind, Uuid)>,
+) -> Result<Resp, ApiError> {
     let mut o: T = req.json()?;
     if o.id().is_nil() {
         if T::KIND == Kind::Host {
@@ -111,7 +126,11 @@ fn insert<T: Resource>(app: &App, req: &Req, parent: Option<(Kind, Uuid)>) -> Re
             o.set_parent(w, pid)?;
         }
         if w.tx.exists(T::KIND, o.id()) {
-            return Err(ApiError::conflict(format!("{} {} already exists", T::KIND, o.id())));
+            return Err(ApiError::conflict(format!(
+                "{} {} already exists",
+                T::KIND,
+                o.id()
+            )));
         }
         o.on_create(w, req)?;
         o.validate()?;
@@ -134,7 +153,9 @@ pub fn update<T: Resource>(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     let new: T = req.json()?;
     app.topo.write(|w| {
-        let old: T = w.tx.get(id)?.ok_or_else(|| ApiError::not_found(format!("{} {id} not found", T::KIND)))?;
+        let old: T =
+            w.tx.get(id)?
+                .ok_or_else(|| ApiError::not_found(format!("{} {id} not found", T::KIND)))?;
         let mut o = new.clone();
         o.set_id(id);
         o.on_update(&old, w)?;

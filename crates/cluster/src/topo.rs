@@ -20,7 +20,9 @@ struct TopoView<'a> {
 impl View for TopoView<'_> {
     fn read(&self, kind: Kind, id: Uuid) -> Option<Vec<u8>> {
         let e = self.store.get(kind.name(), &id.to_string()).ok().flatten();
-        self.seen.borrow_mut().insert((kind, id), e.as_ref().map(|e| e.version));
+        self.seen
+            .borrow_mut()
+            .insert((kind, id), e.as_ref().map(|e| e.version));
         e.map(|e| e.data.to_vec())
     }
     fn read_all(&self, kind: Kind) -> Vec<Vec<u8>> {
@@ -73,20 +75,24 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Topology { store, write_lock: Mutex::new(()) }
+        Topology {
+            store,
+            write_lock: Mutex::new(()),
+        }
     }
 
     pub fn get<T: Object>(&self, id: Uuid) -> Result<Option<T>, ApiError> {
         match self.store.get(T::KIND.name(), &id.to_string())? {
             None => Ok(None),
-            Some(e) => serde_json::from_slice(&e.data)
-                .map(Some)
-                .map_err(|e| ApiError::new(500, format!("stored {} {id} is corrupt: {e}", T::KIND))),
+            Some(e) => serde_json::from_slice(&e.data).map(Some).map_err(|e| {
+                ApiError::new(500, format!("stored {} {id} is corrupt: {e}", T::KIND))
+            }),
         }
     }
 
     pub fn must<T: Object>(&self, id: Uuid) -> Result<T, ApiError> {
-        self.get(id)?.ok_or_else(|| ApiError::not_found(format!("{} {id} not found", T::KIND)))
+        self.get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("{} {id} not found", T::KIND)))
     }
 
     pub fn all<T: Object>(&self) -> Result<Vec<T>, ApiError> {
@@ -94,21 +100,32 @@ impl Topology {
             .list(T::KIND.name())?
             .into_iter()
             .map(|(id, e)| {
-                serde_json::from_slice(&e.data)
-                    .map_err(|e| ApiError::new(500, format!("stored {} {id} is corrupt: {e}", T::KIND)))
+                serde_json::from_slice(&e.data).map_err(|e| {
+                    ApiError::new(500, format!("stored {} {id} is corrupt: {e}", T::KIND))
+                })
             })
             .collect()
     }
 
     /// Runs `f` over a fresh transaction and commits what it wrote, atomically
     /// and conditionally on the versions it read. Retried on a lost race.
-    pub fn write<R>(&self, mut f: impl FnMut(&mut Writer<'_>) -> Result<R, ApiError>) -> Result<R, ApiError> {
+    pub fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
         let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let view = TopoView { store: &*self.store, seen: RefCell::new(HashMap::new()) };
-            let mut w = Writer { tx: Tx::new(&view), store: &*self.store, counters: HashMap::new() };
+            let view = TopoView {
+                store: &*self.store,
+                seen: RefCell::new(HashMap::new()),
+            };
+            let mut w = Writer {
+                tx: Tx::new(&view),
+                store: &*self.store,
+                counters: HashMap::new(),
+            };
             let out = f(&mut w)?;
             let counters = std::mem::take(&mut w.counters);
             let changes = w.tx.into_changes();
@@ -117,11 +134,22 @@ impl Topology {
             for c in changes {
                 ops.push(match c {
                     Change::Put { kind, id, data } => match seen.get(&(kind, id)) {
-                        Some(Some(v)) => {
-                            Op::Update { kind: kind.name().into(), id: id.to_string(), data, version: Some(*v) }
-                        }
-                        Some(None) => Op::Create { kind: kind.name().into(), id: id.to_string(), data },
-                        None => Op::Put { kind: kind.name().into(), id: id.to_string(), data },
+                        Some(Some(v)) => Op::Update {
+                            kind: kind.name().into(),
+                            id: id.to_string(),
+                            data,
+                            version: Some(*v),
+                        },
+                        Some(None) => Op::Create {
+                            kind: kind.name().into(),
+                            id: id.to_string(),
+                            data,
+                        },
+                        None => Op::Put {
+                            kind: kind.name().into(),
+                            id: id.to_string(),
+                            data,
+                        },
                     },
                     Change::Delete { kind, id } => {
                         let version = match seen.get(&(kind, id)) {
@@ -135,15 +163,28 @@ impl Topology {
                         if version.is_none() {
                             continue;
                         }
-                        Op::Delete { kind: kind.name().into(), id: id.to_string(), version }
+                        Op::Delete {
+                            kind: kind.name().into(),
+                            id: id.to_string(),
+                            version,
+                        }
                     }
                 });
             }
             for (name, (ver, val)) in counters {
                 let data = val.to_string().into_bytes();
                 ops.push(match ver {
-                    Some(v) => Op::Update { kind: "Counter".into(), id: name.into(), data, version: Some(v) },
-                    None => Op::Create { kind: "Counter".into(), id: name.into(), data },
+                    Some(v) => Op::Update {
+                        kind: "Counter".into(),
+                        id: name.into(),
+                        data,
+                        version: Some(v),
+                    },
+                    None => Op::Create {
+                        kind: "Counter".into(),
+                        id: name.into(),
+                        data,
+                    },
                 });
             }
             if ops.is_empty() {
@@ -151,7 +192,11 @@ impl Topology {
             }
             match self.store.commit(ops) {
                 Ok(_) => return Ok(out),
-                Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. }) if attempt < 3 => continue,
+                Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
+                    if attempt < 3 =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -11,23 +11,70 @@ fn assert_error(r: &Reply, status: u16, needle: &str) {
     assert_eq!(r.content_type, ERR);
     assert_eq!(r.body["code"], status);
     let msg = r.body["message"].as_str().unwrap_or_default();
-    assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
+    assert!(
+        msg.contains(needle),
+        "message {msg:?} should mention {needle:?}"
+    );
 }
 
 #[test]
 fn malformed_json_and_wrong_types() {
     let s = start(cluster::AuthMode::None);
-    assert_error(&post(&format!("{}/bridges", s.base), "{\"name\": "), 400, "malformed JSON");
-    assert_error(&post(&format!("{}/bridges", s.base), "[1,2]"), 400, "JSON object");
-    assert_error(&post(&format!("{}/bridges", s.base), "{\"adminStateUp\": \"perhaps\"}"), 400, "adminStateUp");
-    assert_error(&post(&format!("{}/routers", s.base), "{\"asNumber\": \"many\"}"), 400, "asNumber");
-    assert_error(&post(&format!("{}/routers", s.base), "{\"asNumber\": -7}"), 400, "asNumber");
-    assert_error(&post(&format!("{}/tunnel_zones", s.base), "{\"name\": \"z\", \"type\": \"ipip\"}"), 400, "type");
-    assert_error(&post(&format!("{}/tunnel_zones", s.base), "{\"name\": \"z\"}"), 400, "type");
-    assert_error(&post(&format!("{}/bridges", s.base), &format!("{{\"name\": \"{}\"}}", "x".repeat(300))), 400, "name");
+    assert_error(
+        &post(&format!("{}/bridges", s.base), "{\"name\": "),
+        400,
+        "malformed JSON",
+    );
+    assert_error(
+        &post(&format!("{}/bridges", s.base), "[1,2]"),
+        400,
+        "JSON object",
+    );
+    assert_error(
+        &post(
+            &format!("{}/bridges", s.base),
+            "{\"adminStateUp\": \"perhaps\"}",
+        ),
+        400,
+        "adminStateUp",
+    );
+    assert_error(
+        &post(&format!("{}/routers", s.base), "{\"asNumber\": \"many\"}"),
+        400,
+        "asNumber",
+    );
+    assert_error(
+        &post(&format!("{}/routers", s.base), "{\"asNumber\": -7}"),
+        400,
+        "asNumber",
+    );
+    assert_error(
+        &post(
+            &format!("{}/tunnel_zones", s.base),
+            "{\"name\": \"z\", \"type\": \"ipip\"}",
+        ),
+        400,
+        "type",
+    );
+    assert_error(
+        &post(&format!("{}/tunnel_zones", s.base), "{\"name\": \"z\"}"),
+        400,
+        "type",
+    );
+    assert_error(
+        &post(
+            &format!("{}/bridges", s.base),
+            &format!("{{\"name\": \"{}\"}}", "x".repeat(300)),
+        ),
+        400,
+        "name",
+    );
     // Numeric strings are integers, as midonet-cli sends them.
     let r = create(&format!("{}/routers", s.base), "{\"asNumber\": \"65000\"}");
-    assert_eq!(get(&format!("{}/routers/{r}", s.base)).body["asNumber"], 65000);
+    assert_eq!(
+        get(&format!("{}/routers/{r}", s.base)).body["asNumber"],
+        65000
+    );
 }
 
 #[test]
@@ -35,20 +82,72 @@ fn unknown_ids_and_missing_references() {
     let s = start(cluster::AuthMode::None);
     let nobody = "6a0c3b36-0000-4000-8000-000000000000";
     assert_error(&get(&format!("{}/bridges/{nobody}", s.base)), 404, nobody);
-    assert_error(&get(&format!("{}/bridges/not-a-uuid", s.base)), 404, "not-a-uuid");
-    assert_error(&call("DELETE", &format!("{}/routers/{nobody}", s.base), &[], None), 404, nobody);
-    assert_error(&post(&format!("{}/bridges/{nobody}/ports", s.base), "{\"type\":\"Bridge\"}"), 404, nobody);
-    assert_error(&post(&format!("{}/bridges", s.base), &format!("{{\"inboundFilterId\": \"{nobody}\"}}")), 404, "inboundFilterId");
+    assert_error(
+        &get(&format!("{}/bridges/not-a-uuid", s.base)),
+        404,
+        "not-a-uuid",
+    );
+    assert_error(
+        &call("DELETE", &format!("{}/routers/{nobody}", s.base), &[], None),
+        404,
+        nobody,
+    );
+    assert_error(
+        &post(
+            &format!("{}/bridges/{nobody}/ports", s.base),
+            "{\"type\":\"Bridge\"}",
+        ),
+        404,
+        nobody,
+    );
+    assert_error(
+        &post(
+            &format!("{}/bridges", s.base),
+            &format!("{{\"inboundFilterId\": \"{nobody}\"}}"),
+        ),
+        404,
+        "inboundFilterId",
+    );
     let c = create(&format!("{}/chains", s.base), "{\"name\":\"c\"}");
     assert_error(
-        &post(&format!("{}/chains/{c}/rules", s.base), &format!("{{\"type\":\"jump\",\"jumpChainId\":\"{nobody}\"}}")),
+        &post(
+            &format!("{}/chains/{c}/rules", s.base),
+            &format!("{{\"type\":\"jump\",\"jumpChainId\":\"{nobody}\"}}"),
+        ),
         404,
         "jumpChainId",
     );
-    assert_error(&post(&format!("{}/chains/{c}/rules", s.base), "{\"type\":\"accept\",\"position\":5}"), 400, "position");
-    assert_error(&post(&format!("{}/chains/{c}/rules", s.base), "{\"type\":\"continue\"}"), 400, "type");
-    assert_error(&get(&format!("{}/no_such_thing", s.base)), 404, "no_such_thing");
-    assert_error(&call("PUT", &format!("{}/chains/{c}", s.base), &[JSON], Some("{}")), 405, "PUT");
+    assert_error(
+        &post(
+            &format!("{}/chains/{c}/rules", s.base),
+            "{\"type\":\"accept\",\"position\":5}",
+        ),
+        400,
+        "position",
+    );
+    assert_error(
+        &post(
+            &format!("{}/chains/{c}/rules", s.base),
+            "{\"type\":\"continue\"}",
+        ),
+        400,
+        "type",
+    );
+    assert_error(
+        &get(&format!("{}/no_such_thing", s.base)),
+        404,
+        "no_such_thing",
+    );
+    assert_error(
+        &call(
+            "PUT",
+            &format!("{}/chains/{c}", s.base),
+            &[JSON],
+            Some("{}"),
+        ),
+        405,
+        "PUT",
+    );
 }
 
 #[test]
@@ -57,43 +156,136 @@ fn bad_addresses_cidrs_and_macs() {
     let r = create(&format!("{}/routers", s.base), "{}");
     let b = create(&format!("{}/bridges", s.base), "{}");
     let port = |body: &str| post(&format!("{}/routers/{r}/ports", s.base), body);
-    assert_error(&port("{\"type\":\"Router\",\"portAddress\":\"10.0.0.300\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":24}"), 400, "portAddress");
-    assert_error(&port("{\"type\":\"Router\",\"portAddress\":\"10.0.0.1\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":33}"), 400, "networkLength");
-    assert_error(&port("{\"type\":\"Router\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":24}"), 400, "portAddress");
-    assert_error(&port("{\"type\":\"Router\",\"portAddress\":\"10.0.0.1\",\"networkAddress\":\"10.0.0.0\",\"portMac\":\"aa:bb:cc:dd:ee\"}"), 400, "MAC");
+    assert_error(
+        &port(
+            "{\"type\":\"Router\",\"portAddress\":\"10.0.0.300\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":24}",
+        ),
+        400,
+        "portAddress",
+    );
+    assert_error(
+        &port(
+            "{\"type\":\"Router\",\"portAddress\":\"10.0.0.1\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":33}",
+        ),
+        400,
+        "networkLength",
+    );
+    assert_error(
+        &port("{\"type\":\"Router\",\"networkAddress\":\"10.0.0.0\",\"networkLength\":24}"),
+        400,
+        "portAddress",
+    );
+    assert_error(
+        &port(
+            "{\"type\":\"Router\",\"portAddress\":\"10.0.0.1\",\"networkAddress\":\"10.0.0.0\",\"portMac\":\"aa:bb:cc:dd:ee\"}",
+        ),
+        400,
+        "MAC",
+    );
     assert_error(&port("{\"type\":\"Bridge\"}"), 400, "router");
     let dhcp = |body: &str| post(&format!("{}/bridges/{b}/dhcp", s.base), body);
-    assert_error(&dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":40}"), 400, "subnetLength");
-    assert_error(&dhcp("{\"subnetPrefix\":\"10.0.0\",\"subnetLength\":24}"), 400, "subnetPrefix");
-    assert_eq!(dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":\"24\"}").status, 201);
-    assert_error(&dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":24}"), 409, "already");
-    assert_error(&get(&format!("{}/bridges/{b}/dhcp/10.9.0.0_24", s.base)), 404, "10.9.0.0_24");
-    let host = |body: &str| post(&format!("{}/bridges/{b}/dhcp/10.0.0.0_24/hosts", s.base), body);
-    assert_error(&host("{\"macAddr\":\"zz:bb:cc:dd:ee:ff\",\"ipAddr\":\"10.0.0.5\",\"name\":\"h\"}"), 400, "macAddr");
-    assert_error(&host("{\"macAddr\":\"aa:bb:cc:dd:ee:ff\",\"name\":\"h\"}"), 400, "ipAddr");
+    assert_error(
+        &dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":40}"),
+        400,
+        "subnetLength",
+    );
+    assert_error(
+        &dhcp("{\"subnetPrefix\":\"10.0.0\",\"subnetLength\":24}"),
+        400,
+        "subnetPrefix",
+    );
+    assert_eq!(
+        dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":\"24\"}").status,
+        201
+    );
+    assert_error(
+        &dhcp("{\"subnetPrefix\":\"10.0.0.0\",\"subnetLength\":24}"),
+        409,
+        "already",
+    );
+    assert_error(
+        &get(&format!("{}/bridges/{b}/dhcp/10.9.0.0_24", s.base)),
+        404,
+        "10.9.0.0_24",
+    );
+    let host = |body: &str| {
+        post(
+            &format!("{}/bridges/{b}/dhcp/10.0.0.0_24/hosts", s.base),
+            body,
+        )
+    };
+    assert_error(
+        &host("{\"macAddr\":\"zz:bb:cc:dd:ee:ff\",\"ipAddr\":\"10.0.0.5\",\"name\":\"h\"}"),
+        400,
+        "macAddr",
+    );
+    assert_error(
+        &host("{\"macAddr\":\"aa:bb:cc:dd:ee:ff\",\"name\":\"h\"}"),
+        400,
+        "ipAddr",
+    );
     let c = create(&format!("{}/chains", s.base), "{}");
     let rule = |body: &str| post(&format!("{}/chains/{c}/rules", s.base), body);
-    assert_error(&rule("{\"type\":\"drop\",\"nwSrcAddress\":\"10.0.0.0\",\"nwSrcLength\":40}"), 400, "nwSrcLength");
-    assert_error(&rule("{\"type\":\"drop\",\"dlSrcMask\":\"ffff:ffff:0000\"}"), 400, "dlSrcMask");
+    assert_error(
+        &rule("{\"type\":\"drop\",\"nwSrcAddress\":\"10.0.0.0\",\"nwSrcLength\":40}"),
+        400,
+        "nwSrcLength",
+    );
+    assert_error(
+        &rule("{\"type\":\"drop\",\"dlSrcMask\":\"ffff:ffff:0000\"}"),
+        400,
+        "dlSrcMask",
+    );
     assert_error(&rule("{\"type\":\"drop\",\"dlType\":1}"), 400, "dlType");
-    assert_error(&rule("{\"type\":\"accept\",\"tpDst\":{\"start\":80,\"end\":22}}"), 400, "tpDst");
-    assert_error(&rule("{\"type\":\"snat\",\"flowAction\":\"accept\",\"natTargets\":[]}"), 400, "natTargets");
+    assert_error(
+        &rule("{\"type\":\"accept\",\"tpDst\":{\"start\":80,\"end\":22}}"),
+        400,
+        "tpDst",
+    );
+    assert_error(
+        &rule("{\"type\":\"snat\",\"flowAction\":\"accept\",\"natTargets\":[]}"),
+        400,
+        "natTargets",
+    );
     let v = rule("{\"type\":\"snat\",\"natTargets\":[]}");
     assert_eq!(v.status, 400);
-    let props: Vec<&str> = v.body["violations"].as_array().unwrap().iter().filter_map(|x| x["property"].as_str()).collect();
-    assert!(props.contains(&"flowAction") && props.contains(&"natTargets"), "{props:?}");
+    let props: Vec<&str> = v.body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["property"].as_str())
+        .collect();
+    assert!(
+        props.contains(&"flowAction") && props.contains(&"natTargets"),
+        "{props:?}"
+    );
 }
 
 #[test]
 fn linking_rules() {
     let s = start(cluster::AuthMode::None);
     let b = create(&format!("{}/bridges", s.base), "{}");
-    let p1 = create(&format!("{}/bridges/{b}/ports", s.base), "{\"type\":\"Bridge\"}");
-    let p2 = create(&format!("{}/bridges/{b}/ports", s.base), "{\"type\":\"Bridge\"}");
-    let link = |a: &str, b: &str| post(&format!("{}/ports/{a}/link", s.base), &format!("{{\"peerId\":\"{b}\"}}"));
+    let p1 = create(
+        &format!("{}/bridges/{b}/ports", s.base),
+        "{\"type\":\"Bridge\"}",
+    );
+    let p2 = create(
+        &format!("{}/bridges/{b}/ports", s.base),
+        "{\"type\":\"Bridge\"}",
+    );
+    let link = |a: &str, b: &str| {
+        post(
+            &format!("{}/ports/{a}/link", s.base),
+            &format!("{{\"peerId\":\"{b}\"}}"),
+        )
+    };
     assert_error(&link(&p1, &p2), 400, "bridge ports");
     assert_error(&link(&p1, &p1), 400, "itself");
-    assert_error(&post(&format!("{}/ports/{p1}/link", s.base), "{}"), 400, "peerId");
+    assert_error(
+        &post(&format!("{}/ports/{p1}/link", s.base), "{}"),
+        400,
+        "peerId",
+    );
     let r = create(&format!("{}/routers", s.base), "{}");
     let rp = create(
         &format!("{}/routers/{r}/ports", s.base),
@@ -112,37 +304,100 @@ fn linking_rules() {
 fn media_types() {
     let s = start(cluster::AuthMode::None);
     let bridges = format!("{}/bridges", s.base);
-    let r = call("POST", &bridges, &[("Content-Type", "text/plain")], Some("{}"));
+    let r = call(
+        "POST",
+        &bridges,
+        &[("Content-Type", "text/plain")],
+        Some("{}"),
+    );
     assert_error(&r, 406, "text/plain");
-    let r = call("POST", &bridges, &[("Content-Type", "application/vnd.org.midonet.Router-v3+json")], Some("{}"));
+    let r = call(
+        "POST",
+        &bridges,
+        &[("Content-Type", "application/vnd.org.midonet.Router-v3+json")],
+        Some("{}"),
+    );
     assert_error(&r, 406, "Router-v3");
-    let ok = call("POST", &bridges, &[("Content-Type", "application/vnd.org.midonet.Bridge-v4+json")], Some("{}"));
+    let ok = call(
+        "POST",
+        &bridges,
+        &[("Content-Type", "application/vnd.org.midonet.Bridge-v4+json")],
+        Some("{}"),
+    );
     assert_eq!(ok.status, 201);
-    let r = call("GET", &bridges, &[("Accept", "application/vnd.org.midonet.Bridge-v4+json")], None);
+    let r = call(
+        "GET",
+        &bridges,
+        &[("Accept", "application/vnd.org.midonet.Bridge-v4+json")],
+        None,
+    );
     assert_error(&r, 406, "Bridge-v4");
-    let r = call("GET", &bridges, &[("Accept", "application/vnd.org.midonet.collection.Bridge-v4+json")], None);
+    let r = call(
+        "GET",
+        &bridges,
+        &[(
+            "Accept",
+            "application/vnd.org.midonet.collection.Bridge-v4+json",
+        )],
+        None,
+    );
     assert_eq!(r.status, 200);
-    assert_eq!(r.content_type, "application/vnd.org.midonet.collection.Bridge-v4+json");
+    assert_eq!(
+        r.content_type,
+        "application/vnd.org.midonet.collection.Bridge-v4+json"
+    );
     // Strict resources refuse plain JSON.
-    let r = call("GET", &format!("{}/tenants", s.base), &[("Accept", "application/json")], None);
+    let r = call(
+        "GET",
+        &format!("{}/tenants", s.base),
+        &[("Accept", "application/json")],
+        None,
+    );
     assert_error(&r, 406, "application/json");
 }
 
 #[test]
 fn static_auth_requires_a_valid_token() {
     let users = cluster::auth::parse_users("admin:pw").unwrap();
-    let s = start(cluster::AuthMode::Static { users, ttl: std::time::Duration::from_secs(60) });
-    assert_error(&get(&format!("{}/bridges", s.base)), 401, "authentication required");
-    let r = call("GET", &format!("{}/bridges", s.base), &[("X-Auth-Token", "forged")], None);
+    let s = start(cluster::AuthMode::Static {
+        users,
+        ttl: std::time::Duration::from_secs(60),
+    });
+    assert_error(
+        &get(&format!("{}/bridges", s.base)),
+        401,
+        "authentication required",
+    );
+    let r = call(
+        "GET",
+        &format!("{}/bridges", s.base),
+        &[("X-Auth-Token", "forged")],
+        None,
+    );
     assert_error(&r, 401, "invalid");
-    let bad = call("POST", &format!("{}/login", s.base), &[("Authorization", "Basic YWRtaW46bm9wZQ==")], None);
+    let bad = call(
+        "POST",
+        &format!("{}/login", s.base),
+        &[("Authorization", "Basic YWRtaW46bm9wZQ==")],
+        None,
+    );
     assert_error(&bad, 401, "wrong user name or password");
     let none = call("POST", &format!("{}/login", s.base), &[], None);
     assert_error(&none, 401, "Basic");
-    let ok = call("POST", &format!("{}/login", s.base), &[("Authorization", "Basic YWRtaW46cHc=")], None);
+    let ok = call(
+        "POST",
+        &format!("{}/login", s.base),
+        &[("Authorization", "Basic YWRtaW46cHc=")],
+        None,
+    );
     assert_eq!(ok.status, 200);
     let token = ok.body["key"].as_str().unwrap().to_string();
-    let r = call("GET", &format!("{}/bridges", s.base), &[("X-Auth-Token", &token)], None);
+    let r = call(
+        "GET",
+        &format!("{}/bridges", s.base),
+        &[("X-Auth-Token", &token)],
+        None,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, Value::Array(vec![]));
     // The root document stays public so clients can discover /login.
@@ -174,12 +429,42 @@ fn random_bodies_never_cause_a_server_error() {
         "traces".into(),
     ];
     let fields = [
-        "name", "type", "id", "portAddress", "networkLength", "subnetLength", "natTargets", "tpDst", "position",
-        "flowAction", "dlType", "hostId", "weight", "address", "poolId", "condition", "peerId", "subnetPrefix",
+        "name",
+        "type",
+        "id",
+        "portAddress",
+        "networkLength",
+        "subnetLength",
+        "natTargets",
+        "tpDst",
+        "position",
+        "flowAction",
+        "dlType",
+        "hostId",
+        "weight",
+        "address",
+        "poolId",
+        "condition",
+        "peerId",
+        "subnetPrefix",
     ];
     let values = [
-        "null", "1", "-1", "99999999999999999999", "\"\"", "\"x\"", "[]", "{}", "true", "1.5", "\"10.0.0.1\"",
-        "[{}]", "{\"start\":\"a\"}", "\"Router\"", "\"accept\"", "\"00000000-0000-0000-0000-000000000000\"",
+        "null",
+        "1",
+        "-1",
+        "99999999999999999999",
+        "\"\"",
+        "\"x\"",
+        "[]",
+        "{}",
+        "true",
+        "1.5",
+        "\"10.0.0.1\"",
+        "[{}]",
+        "{\"start\":\"a\"}",
+        "\"Router\"",
+        "\"accept\"",
+        "\"00000000-0000-0000-0000-000000000000\"",
     ];
     // A fixed-seed walk over field/value combinations: bounded and repeatable.
     let mut seed: u64 = 0x5eed;

@@ -39,10 +39,20 @@ fn every_documented_operation_is_served_and_every_served_route_documented() {
             assert!(r.status < 500, "{method} {path}: {}", r.raw);
         }
     }
-    assert_eq!(ops, cluster::routes::ROUTES.len(), "one operation per route");
+    assert_eq!(
+        ops,
+        cluster::routes::ROUTES.len(),
+        "one operation per route"
+    );
     for r in cluster::routes::ROUTES {
         let key = format!("/{}", r.path);
-        assert!(paths[&key].get(r.method.as_str().to_ascii_lowercase()).is_some(), "{} {key}", r.method);
+        assert!(
+            paths[&key]
+                .get(r.method.as_str().to_ascii_lowercase())
+                .is_some(),
+            "{} {key}",
+            r.method
+        );
     }
     // Every link of the root document leads to a documented path.
     let root = get(&format!("{}/", s.base)).body;
@@ -52,7 +62,10 @@ fn every_documented_operation_is_served_and_every_served_route_documented() {
             continue;
         }
         let p = url.trim_start_matches(&s.base);
-        assert!(paths.contains_key(p), "root link {k} -> {p} is not documented");
+        assert!(
+            paths.contains_key(p),
+            "root link {k} -> {p} is not documented"
+        );
     }
 }
 

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "midonet", version, about = "MidoNet network virtualization: server and command line")]
+#[command(
+    name = "midonet",
+    version,
+    about = "MidoNet network virtualization: server and command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,10 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
             if users.is_empty() {
                 anyhow::bail!("--auth static needs --users user:password[,...]");
             }
-            cluster::AuthMode::Static { users, ttl: Duration::from_secs(s.token_ttl) }
+            cluster::AuthMode::Static {
+                users,
+                ttl: Duration::from_secs(s.token_ttl),
+            }
         }
         _ => cluster::AuthMode::None,
     };
@@ -84,7 +91,9 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     };
     tracing::info!(store = %s.store, data_dir = %s.data_dir.display(), revision = store.revision(), "NSDB open");
     let app = Arc::new(cluster::App::new(store, auth, s.listen.to_string()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

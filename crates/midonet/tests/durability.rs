@@ -21,7 +21,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn agent() -> ureq::Agent {
@@ -34,7 +38,12 @@ fn agent() -> ureq::Agent {
 
 fn start(port: u16, dir: &std::path::Path) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_midonet"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -69,7 +78,13 @@ fn acknowledged_writes_survive_kill_dash_9() {
         .header("Content-Type", "application/json")
         .send("{\"name\":\"r\"}")
         .unwrap();
-    let router = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let router = r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
 
     // Writers create router ports (each also writes its LOCAL route, in one
     // transaction) until the server dies under them.
@@ -111,29 +126,61 @@ fn acknowledged_writes_survive_kill_dash_9() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the writers got going ({} acknowledged)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the writers got going ({} acknowledged)",
+        acked.len()
+    );
 
     let _server = start(port, dir.path());
     let ports = get(&format!("{base}/routers/{router}/ports"));
-    let present: HashSet<String> =
-        ports.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+    let present: HashSet<String> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !present.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged ports lost, e.g. {:?}", lost.len(), lost.first());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged ports lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
 
     // Atomicity: every port has its LOCAL route and every LOCAL route its port.
     let routes = get(&format!("{base}/routers/{router}/routes"));
     let mut local: HashMap<String, usize> = HashMap::new();
     for r in routes.as_array().unwrap() {
         if r["type"] == "Local" {
-            *local.entry(r["nextHopPort"].as_str().unwrap().to_string()).or_default() += 1;
+            *local
+                .entry(r["nextHopPort"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     for p in &present {
-        assert_eq!(local.get(p), Some(&1), "port {p} has exactly one LOCAL route");
+        assert_eq!(
+            local.get(p),
+            Some(&1),
+            "port {p} has exactly one LOCAL route"
+        );
     }
-    assert_eq!(local.len(), present.len(), "no LOCAL route without its port");
+    assert_eq!(
+        local.len(),
+        present.len(),
+        "no LOCAL route without its port"
+    );
     // Tunnel keys were allocated durably: no key handed out twice.
-    let keys: HashSet<u64> = ports.as_array().unwrap().iter().map(|p| p["tunnelKey"].as_u64().unwrap()).collect();
+    let keys: HashSet<u64> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["tunnelKey"].as_u64().unwrap())
+        .collect();
     assert_eq!(keys.len(), present.len());
-    println!("{} acknowledged, {} present after kill -9 and restart", acked.len(), present.len());
+    println!(
+        "{} acknowledged, {} present after kill -9 and restart",
+        acked.len(),
+        present.len()
+    );
 }

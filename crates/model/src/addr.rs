@@ -19,7 +19,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -92,7 +96,11 @@ impl Ipv4Prefix {
         (len <= 32).then_some(Ipv4Prefix { addr, len })
     }
     pub fn mask(&self) -> u32 {
-        if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) }
+        if self.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.len)
+        }
     }
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
@@ -111,7 +119,9 @@ impl fmt::Display for Ipv4Prefix {
 impl FromStr for Ipv4Prefix {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once(['/', '_']).ok_or_else(|| format!("invalid CIDR \"{s}\""))?;
+        let (a, l) = s
+            .split_once(['/', '_'])
+            .ok_or_else(|| format!("invalid CIDR \"{s}\""))?;
         let addr: Ipv4Addr = a.parse().map_err(|_| format!("invalid CIDR \"{s}\""))?;
         let len: u8 = l.parse().map_err(|_| format!("invalid CIDR \"{s}\""))?;
         Ipv4Prefix::new(addr, len).ok_or_else(|| format!("invalid CIDR \"{s}\": length above 32"))

@@ -168,10 +168,14 @@ impl Condition {
         self.in_ports.iter().chain(self.out_ports.iter()).copied()
     }
     pub fn port_group_ids(&self) -> impl Iterator<Item = Uuid> {
-        [self.port_group, self.in_port_group, self.out_port_group].into_iter().flatten()
+        [self.port_group, self.in_port_group, self.out_port_group]
+            .into_iter()
+            .flatten()
     }
     pub fn ip_addr_group_ids(&self) -> impl Iterator<Item = Uuid> {
-        [self.ip_addr_group_src, self.ip_addr_group_dst].into_iter().flatten()
+        [self.ip_addr_group_src, self.ip_addr_group_dst]
+            .into_iter()
+            .flatten()
     }
 
     pub fn check(&self, c: &mut Checker) {
@@ -181,18 +185,50 @@ impl Condition {
         if let Some(v) = self.vlan {
             c.range("vlan", v.into(), 0, 4095);
         }
-        for (name, m) in [("dlSrcMask", &self.dl_src_mask), ("dlDstMask", &self.dl_dst_mask)] {
+        for (name, m) in [
+            ("dlSrcMask", &self.dl_src_mask),
+            ("dlDstMask", &self.dl_dst_mask),
+        ] {
             if let Some(m) = m {
                 if parse_mac_mask(m).is_none() {
-                    c.fail(name, format!("invalid MAC mask \"{m}\", expected the form ffff.ffff.0000"));
+                    c.fail(
+                        name,
+                        format!("invalid MAC mask \"{m}\", expected the form ffff.ffff.0000"),
+                    );
                 }
             }
         }
-        let max = |a: &Option<IpAddr>| if matches!(a, Some(IpAddr::V6(_))) { 128 } else { 32 };
-        c.range("nwSrcLength", self.nw_src_length.into(), 0, max(&self.nw_src_address));
-        c.range("nwDstLength", self.nw_dst_length.into(), 0, max(&self.nw_dst_address));
-        c.range("icmpDataSrcIpLength", self.icmp_data_src_ip_length.into(), 0, 32);
-        c.range("icmpDataDstIpLength", self.icmp_data_dst_ip_length.into(), 0, 32);
+        let max = |a: &Option<IpAddr>| {
+            if matches!(a, Some(IpAddr::V6(_))) {
+                128
+            } else {
+                32
+            }
+        };
+        c.range(
+            "nwSrcLength",
+            self.nw_src_length.into(),
+            0,
+            max(&self.nw_src_address),
+        );
+        c.range(
+            "nwDstLength",
+            self.nw_dst_length.into(),
+            0,
+            max(&self.nw_dst_address),
+        );
+        c.range(
+            "icmpDataSrcIpLength",
+            self.icmp_data_src_ip_length.into(),
+            0,
+            32,
+        );
+        c.range(
+            "icmpDataDstIpLength",
+            self.icmp_data_dst_ip_length.into(),
+            0,
+            32,
+        );
         for (name, r) in [("tpSrc", &self.tp_src), ("tpDst", &self.tp_dst)] {
             if let Some(r) = r {
                 if r.start.is_some_and(|s| s > 65535) || r.end.is_some_and(|e| e > 65535) {
@@ -229,7 +265,10 @@ impl RuleType {
         matches!(self, RuleType::Dnat | RuleType::Snat)
     }
     pub fn is_nat(self) -> bool {
-        matches!(self, RuleType::Dnat | RuleType::Snat | RuleType::RevDnat | RuleType::RevSnat)
+        matches!(
+            self,
+            RuleType::Dnat | RuleType::Snat | RuleType::RevDnat | RuleType::RevSnat
+        )
     }
 }
 
@@ -313,13 +352,15 @@ impl Rule {
     /// Fills the defaults MidoNet's API fills (fragment policy by rule kind).
     pub fn normalize(&mut self) {
         if self.condition.fragment_policy.is_none() {
-            self.condition.fragment_policy = Some(if self.rule_type.is_forward_nat() && !self.is_floating_ip_nat() {
-                FragmentPolicy::Unfragmented
-            } else if self.condition.has_l4() {
-                FragmentPolicy::Header
-            } else {
-                FragmentPolicy::Any
-            });
+            self.condition.fragment_policy = Some(
+                if self.rule_type.is_forward_nat() && !self.is_floating_ip_nat() {
+                    FragmentPolicy::Unfragmented
+                } else if self.condition.has_l4() {
+                    FragmentPolicy::Header
+                } else {
+                    FragmentPolicy::Any
+                },
+            );
         }
     }
 
@@ -327,11 +368,21 @@ impl Rule {
         let mut c = Checker::default();
         self.condition.check(&mut c);
         let fp = self.condition.fragment_policy.unwrap_or_default();
-        if self.condition.has_l4() && matches!(fp, FragmentPolicy::Any | FragmentPolicy::Nonheader) {
-            c.fail("fragmentPolicy", "a rule matching L4 ports must use fragment policy header or unfragmented");
+        if self.condition.has_l4() && matches!(fp, FragmentPolicy::Any | FragmentPolicy::Nonheader)
+        {
+            c.fail(
+                "fragmentPolicy",
+                "a rule matching L4 ports must use fragment policy header or unfragmented",
+            );
         }
-        if self.rule_type.is_forward_nat() && !self.is_floating_ip_nat() && fp != FragmentPolicy::Unfragmented {
-            c.fail("fragmentPolicy", "a NAT rule with port translation matches unfragmented packets only");
+        if self.rule_type.is_forward_nat()
+            && !self.is_floating_ip_nat()
+            && fp != FragmentPolicy::Unfragmented
+        {
+            c.fail(
+                "fragmentPolicy",
+                "a NAT rule with port translation matches unfragmented packets only",
+            );
         }
         match self.rule_type {
             RuleType::Jump => {
@@ -347,11 +398,16 @@ impl Rule {
                 for t in &self.nat_targets {
                     match (t.address_from, t.address_to) {
                         (Some(a), Some(b)) if u32::from(a) <= u32::from(b) => {}
-                        (Some(_), Some(_)) => c.fail("natTargets", "addressFrom must not exceed addressTo"),
+                        (Some(_), Some(_)) => {
+                            c.fail("natTargets", "addressFrom must not exceed addressTo")
+                        }
                         _ => c.fail("natTargets", "addressFrom and addressTo may not be null"),
                     }
                     if t.port_from > 65535 || t.port_to > 65535 || t.port_from > t.port_to {
-                        c.fail("natTargets", "ports must be an ordered range within 0..65535");
+                        c.fail(
+                            "natTargets",
+                            "ports must be an ordered range within 0..65535",
+                        );
                     }
                 }
             }
@@ -360,8 +416,14 @@ impl Rule {
                 if let Some(v) = self.push_vlan {
                     c.range("pushVlan", v.into(), 0, 65535);
                 }
-                if !matches!(self.flow_action, None | Some(FlowAction::Accept | FlowAction::Redirect)) {
-                    c.fail("flowAction", "must be accept or redirect for an l2_transform rule");
+                if !matches!(
+                    self.flow_action,
+                    None | Some(FlowAction::Accept | FlowAction::Redirect)
+                ) {
+                    c.fail(
+                        "flowAction",
+                        "must be accept or redirect for an l2_transform rule",
+                    );
                 }
             }
             RuleType::Trace => c.require("requestId", &self.request_id),
@@ -374,7 +436,10 @@ impl Rule {
 fn check_nat_action(c: &mut Checker, a: Option<FlowAction>) {
     match a {
         Some(FlowAction::Accept | FlowAction::Continue | FlowAction::Return) => {}
-        Some(_) => c.fail("flowAction", "must be accept, continue or return for a NAT rule"),
+        Some(_) => c.fail(
+            "flowAction",
+            "must be accept, continue or return for a NAT rule",
+        ),
         None => c.fail("flowAction", "may not be null for a NAT rule"),
     }
 }
@@ -395,22 +460,36 @@ mod tests {
 
     #[test]
     fn lenient_fields_and_fragment_defaults() {
-        let r = rule(json!({"type":"accept","position":null,"invTpSrc":null,"tpDst":{"start":"22","end":"22"},"nwProto":"6"}));
+        let r = rule(
+            json!({"type":"accept","position":null,"invTpSrc":null,"tpDst":{"start":"22","end":"22"},"nwProto":"6"}),
+        );
         assert_eq!(r.position, 0);
         assert_eq!(r.condition.nw_proto, Some(6));
         assert_eq!(r.condition.fragment_policy, Some(FragmentPolicy::Header));
         assert!(r.validate().is_ok());
-        let fip = rule(json!({"type":"dnat","flowAction":"accept","natTargets":[{"addressFrom":"10.0.0.5","addressTo":"10.0.0.5","portFrom":0,"portTo":0}]}));
+        let fip = rule(
+            json!({"type":"dnat","flowAction":"accept","natTargets":[{"addressFrom":"10.0.0.5","addressTo":"10.0.0.5","portFrom":0,"portTo":0}]}),
+        );
         assert_eq!(fip.condition.fragment_policy, Some(FragmentPolicy::Any));
-        let snat = rule(json!({"type":"snat","flowAction":"accept","natTargets":[{"addressFrom":"1.1.1.1","addressTo":"1.1.1.1","portFrom":1024,"portTo":65535}]}));
-        assert_eq!(snat.condition.fragment_policy, Some(FragmentPolicy::Unfragmented));
+        let snat = rule(
+            json!({"type":"snat","flowAction":"accept","natTargets":[{"addressFrom":"1.1.1.1","addressTo":"1.1.1.1","portFrom":1024,"portTo":65535}]}),
+        );
+        assert_eq!(
+            snat.condition.fragment_policy,
+            Some(FragmentPolicy::Unfragmented)
+        );
     }
 
     #[test]
     fn bad_rules_are_named() {
         let r = rule(json!({"type":"snat","natTargets":[],"fragmentPolicy":"any"}));
         let msg = r.validate().unwrap_err().to_string();
-        assert!(msg.contains("flowAction") && msg.contains("natTargets") && msg.contains("fragmentPolicy"), "{msg}");
+        assert!(
+            msg.contains("flowAction")
+                && msg.contains("natTargets")
+                && msg.contains("fragmentPolicy"),
+            "{msg}"
+        );
         let r = rule(json!({"type":"drop","dlSrcMask":"ffff.zzzz.0000","dlType":12}));
         let msg = r.validate().unwrap_err().to_string();
         assert!(msg.contains("dlSrcMask") && msg.contains("dlType"), "{msg}");

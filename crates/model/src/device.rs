@@ -13,7 +13,10 @@ pub struct Bridge {
     pub id: Uuid,
     pub tenant_id: Option<String>,
     pub name: Option<String>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,
@@ -42,7 +45,10 @@ pub struct Router {
     pub id: Uuid,
     pub tenant_id: Option<String>,
     pub name: Option<String>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,
@@ -89,7 +95,10 @@ pub struct Port {
     #[serde(rename = "type")]
     pub port_type: PortType,
     pub device_id: Uuid,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub inbound_filter_id: Option<Uuid>,
@@ -164,7 +173,12 @@ impl Port {
                 c.require("networkAddress", &self.network_address);
                 c.require("portAddress", &self.port_address);
                 c.opt_range("networkLength", self.network_length.map(i64::from), 0, 32);
-                c.opt_range("rtrPortVni", self.rtr_port_vni.map(i64::from), 0, (1 << 24) - 1);
+                c.opt_range(
+                    "rtrPortVni",
+                    self.rtr_port_vni.map(i64::from),
+                    0,
+                    (1 << 24) - 1,
+                );
             }
             PortType::Bridge => {
                 c.opt_range("vlanId", self.vlan_id.map(i64::from), 0, 4095);

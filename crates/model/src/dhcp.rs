@@ -68,17 +68,23 @@ pub struct DhcpSubnet {
     pub interface_mtu: u32,
     #[serde(rename = "opt121Routes", deserialize_with = "lenient::vec")]
     pub opt121_routes: Vec<Opt121Route>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub enabled: bool,
     #[serde(deserialize_with = "lenient::vec_or_link")]
     pub hosts: Vec<DhcpHost>,
 }
 
-
 impl DhcpSubnet {
     /// `10.0.0.0_24`, the subnet's name in its URI.
     pub fn key(&self) -> String {
-        format!("{}_{}", self.subnet_prefix.unwrap_or(Ipv4Addr::UNSPECIFIED), self.subnet_length)
+        format!(
+            "{}_{}",
+            self.subnet_prefix.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            self.subnet_length
+        )
     }
 
     pub fn normalize(&mut self) {
@@ -86,7 +92,11 @@ impl DhcpSubnet {
             self.dns_server_addrs = None;
         }
         if let Some(p) = self.subnet_prefix {
-            let m = if self.subnet_length == 0 { 0 } else { u32::MAX << (32 - self.subnet_length.min(32)) };
+            let m = if self.subnet_length == 0 {
+                0
+            } else {
+                u32::MAX << (32 - self.subnet_length.min(32))
+            };
             self.subnet_prefix = Some(Ipv4Addr::from(u32::from(p) & m));
         }
     }
@@ -99,7 +109,12 @@ impl DhcpSubnet {
         for r in &self.opt121_routes {
             c.require("opt121Routes.destinationPrefix", &r.destination_prefix);
             c.require("opt121Routes.gatewayAddr", &r.gateway_addr);
-            c.range("opt121Routes.destinationLength", r.destination_length.into(), 0, 32);
+            c.range(
+                "opt121Routes.destinationLength",
+                r.destination_length.into(),
+                0,
+                32,
+            );
         }
         c.finish()
     }

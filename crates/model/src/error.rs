@@ -15,7 +15,10 @@ pub struct Invalid(pub Vec<Violation>);
 
 impl Invalid {
     pub fn one(property: &str, message: impl Into<String>) -> Self {
-        Invalid(vec![Violation { property: property.into(), message: message.into() }])
+        Invalid(vec![Violation {
+            property: property.into(),
+            message: message.into(),
+        }])
     }
 }
 
@@ -25,7 +28,10 @@ pub struct Checker(Vec<Violation>);
 
 impl Checker {
     pub fn fail(&mut self, property: &str, message: impl Into<String>) {
-        self.0.push(Violation { property: property.into(), message: message.into() });
+        self.0.push(Violation {
+            property: property.into(),
+            message: message.into(),
+        });
     }
     pub fn require<T>(&mut self, property: &str, v: &Option<T>) {
         if v.is_none() {
@@ -51,6 +57,10 @@ impl Checker {
         }
     }
     pub fn finish(self) -> Result<(), Invalid> {
-        if self.0.is_empty() { Ok(()) } else { Err(Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(self.0))
+        }
     }
 }

@@ -11,7 +11,10 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase", default)]
 pub struct LoadBalancer {
     pub id: Uuid,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
     #[serde(deserialize_with = "lenient::opt")]
     pub router_id: Option<Uuid>,
@@ -35,7 +38,10 @@ pub struct HealthMonitor {
     pub timeout: i64,
     #[serde(deserialize_with = "lenient::int")]
     pub max_retries: i64,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
 }
 impl HealthMonitor {
@@ -43,7 +49,10 @@ impl HealthMonitor {
         let mut c = Checker::default();
         match self.monitor_type.as_deref() {
             Some("TCP") => {}
-            Some(t) => c.fail("type", format!("unsupported health monitor type \"{t}\", expected TCP")),
+            Some(t) => c.fail(
+                "type",
+                format!("unsupported health monitor type \"{t}\", expected TCP"),
+            ),
             None => c.fail("type", "may not be null"),
         }
         c.range("delay", self.delay, 0, i32::MAX as i64);
@@ -65,7 +74,10 @@ pub struct Pool {
     pub lb_method: Option<String>,
     pub protocol: Option<String>,
     pub status: Option<String>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
 }
 impl Pool {
@@ -74,7 +86,10 @@ impl Pool {
         c.require("loadBalancerId", &self.load_balancer_id);
         match self.lb_method.as_deref() {
             Some("ROUND_ROBIN") => {}
-            Some(m) => c.fail("lbMethod", format!("unsupported method \"{m}\", expected ROUND_ROBIN")),
+            Some(m) => c.fail(
+                "lbMethod",
+                format!("unsupported method \"{m}\", expected ROUND_ROBIN"),
+            ),
             None => c.fail("lbMethod", "may not be null"),
         }
         c.finish()
@@ -94,7 +109,10 @@ pub struct PoolMember {
     pub protocol_port: i64,
     #[serde(deserialize_with = "lenient::opt_int")]
     pub weight: Option<i64>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
     pub status: Option<String>,
 }
@@ -123,7 +141,10 @@ pub struct Vip {
     #[serde(deserialize_with = "lenient::int")]
     pub protocol_port: i64,
     pub session_persistence: Option<String>,
-    #[serde(default = "lenient::default_true", deserialize_with = "lenient::bool_true")]
+    #[serde(
+        default = "lenient::default_true",
+        deserialize_with = "lenient::bool_true"
+    )]
     pub admin_state_up: bool,
 }
 impl Vip {
@@ -134,7 +155,10 @@ impl Vip {
         c.range("protocolPort", self.protocol_port, 0, 65535);
         match self.session_persistence.as_deref() {
             None | Some("SOURCE_IP") => {}
-            Some(p) => c.fail("sessionPersistence", format!("unsupported \"{p}\", expected SOURCE_IP or null")),
+            Some(p) => c.fail(
+                "sessionPersistence",
+                format!("unsupported \"{p}\", expected SOURCE_IP or null"),
+            ),
         }
         c.finish()
     }

@@ -82,7 +82,9 @@ pub fn opt<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Optio
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
-        v => serde_json::from_value(v).map(Some).map_err(D::Error::custom),
+        v => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
     }
 }
 
@@ -90,10 +92,11 @@ pub fn default_true() -> bool {
     true
 }
 
-
 /// A list whose name is also a link on the wire (a client PUTs back the
 /// document it read): a string there is the link, and means "no list given".
-pub fn vec_or_link<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+pub fn vec_or_link<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null | Value::String(_) => Ok(Vec::new()),
         v => serde_json::from_value(v).map_err(D::Error::custom),

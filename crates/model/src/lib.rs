@@ -18,13 +18,18 @@ pub mod lenient;
 pub mod misc;
 pub mod refs;
 
-pub use addr::{MacAddr, Ipv4Prefix};
+pub use addr::{Ipv4Prefix, MacAddr};
 pub use bgp::{BgpNetwork, BgpPeer};
-pub use chain::{Chain, Condition, FlowAction, FragmentPolicy, NatTarget, PortRange, Rule, RuleType};
+pub use chain::{
+    Chain, Condition, FlowAction, FragmentPolicy, NatTarget, PortRange, Rule, RuleType,
+};
 pub use device::{Bridge, Port, PortType, Route, RouteType, Router};
 pub use dhcp::{DhcpHost, DhcpSubnet, ExtraDhcpOpt, Opt121Route};
 pub use error::{Invalid, Violation};
 pub use host::{Host, HostInterface, TunnelZone, TunnelZoneHost, TunnelZoneType};
 pub use kind::{Kind, Object};
 pub use lb::{HealthMonitor, LoadBalancer, Pool, PoolMember, Vip};
-pub use misc::{IpAddrGroup, IpAddrGroupAddr, L2Insertion, Mirror, PortGroup, ServiceContainer, ServiceContainerGroup, TraceRequest, Vtep};
+pub use misc::{
+    IpAddrGroup, IpAddrGroupAddr, L2Insertion, Mirror, PortGroup, ServiceContainer,
+    ServiceContainerGroup, TraceRequest, Vtep,
+};

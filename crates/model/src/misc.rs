@@ -127,7 +127,10 @@ impl TraceRequest {
         c.len("name", &self.name, 1, 255);
         match self.device_type.as_deref() {
             Some("PORT" | "BRIDGE" | "ROUTER") => {}
-            Some(t) => c.fail("deviceType", format!("\"{t}\" is not one of PORT, BRIDGE, ROUTER")),
+            Some(t) => c.fail(
+                "deviceType",
+                format!("\"{t}\" is not one of PORT, BRIDGE, ROUTER"),
+            ),
             None => c.fail("deviceType", "may not be null"),
         }
         c.require("deviceId", &self.device_id);

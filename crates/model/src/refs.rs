@@ -17,7 +17,11 @@ pub trait View {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefError {
     #[error("{kind} {id} does not exist")]
-    Missing { kind: Kind, id: Uuid, property: &'static str },
+    Missing {
+        kind: Kind,
+        id: Uuid,
+        property: &'static str,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -41,7 +45,11 @@ pub struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     pub fn new(view: &'a dyn View) -> Self {
-        Tx { view, overlay: HashMap::new(), order: Vec::new() }
+        Tx {
+            view,
+            overlay: HashMap::new(),
+            order: Vec::new(),
+        }
     }
 
     fn decode<T: Object>(bytes: &[u8]) -> Result<T, RefError> {
@@ -52,12 +60,20 @@ impl<'a> Tx<'a> {
         match self.overlay.get(&(T::KIND, id)) {
             Some(Some(b)) => Self::decode(b).map(Some),
             Some(None) => Ok(None),
-            None => self.view.read(T::KIND, id).map(|b| Self::decode(&b)).transpose(),
+            None => self
+                .view
+                .read(T::KIND, id)
+                .map(|b| Self::decode(&b))
+                .transpose(),
         }
     }
 
     pub fn must<T: Object>(&self, id: Uuid, property: &'static str) -> Result<T, RefError> {
-        self.get(id)?.ok_or(RefError::Missing { kind: T::KIND, id, property })
+        self.get(id)?.ok_or(RefError::Missing {
+            kind: T::KIND,
+            id,
+            property,
+        })
     }
 
     pub fn exists(&self, kind: Kind, id: Uuid) -> bool {
@@ -148,8 +164,14 @@ impl<'a> Tx<'a> {
             }
             Kind::Mirror => self.delete_mirror(id)?,
             Kind::TunnelZone => {
-                if self.all::<Vtep>()?.iter().any(|v| v.tunnel_zone_id == Some(id)) {
-                    return Err(RefError::Conflict(format!("tunnel zone {id} is used by a VTEP")));
+                if self
+                    .all::<Vtep>()?
+                    .iter()
+                    .any(|v| v.tunnel_zone_id == Some(id))
+                {
+                    return Err(RefError::Conflict(format!(
+                        "tunnel zone {id} is used by a VTEP"
+                    )));
                 }
             }
             Kind::Host => self.delete_host(id)?,
@@ -201,7 +223,9 @@ impl<'a> Tx<'a> {
     fn delete_bridge(&mut self, id: Uuid) -> Result<(), RefError> {
         let b: Bridge = self.must(id, "id")?;
         if !b.vx_lan_port_ids.is_empty() {
-            return Err(RefError::Conflict(format!("bridge {id} has VTEP bindings; remove them first")));
+            return Err(RefError::Conflict(format!(
+                "bridge {id} has VTEP bindings; remove them first"
+            )));
         }
         for p in self.all::<Port>()? {
             if p.device_id == id {
@@ -278,12 +302,22 @@ impl<'a> Tx<'a> {
             }
         }
         for mut o in self.all::<Bridge>()? {
-            if [clear(&mut o.inbound_filter_id), clear(&mut o.outbound_filter_id)].contains(&true) {
+            if [
+                clear(&mut o.inbound_filter_id),
+                clear(&mut o.outbound_filter_id),
+            ]
+            .contains(&true)
+            {
                 self.put(&o);
             }
         }
         for mut o in self.all::<Port>()? {
-            if [clear(&mut o.inbound_filter_id), clear(&mut o.outbound_filter_id)].contains(&true) {
+            if [
+                clear(&mut o.inbound_filter_id),
+                clear(&mut o.outbound_filter_id),
+            ]
+            .contains(&true)
+            {
                 self.put(&o);
             }
         }
@@ -335,12 +369,22 @@ impl<'a> Tx<'a> {
             n != v.len()
         };
         for mut o in self.all::<Router>()? {
-            if [strip(&mut o.inbound_mirror_ids), strip(&mut o.outbound_mirror_ids)].contains(&true) {
+            if [
+                strip(&mut o.inbound_mirror_ids),
+                strip(&mut o.outbound_mirror_ids),
+            ]
+            .contains(&true)
+            {
                 self.put(&o);
             }
         }
         for mut o in self.all::<Bridge>()? {
-            if [strip(&mut o.inbound_mirror_ids), strip(&mut o.outbound_mirror_ids)].contains(&true) {
+            if [
+                strip(&mut o.inbound_mirror_ids),
+                strip(&mut o.outbound_mirror_ids),
+            ]
+            .contains(&true)
+            {
                 self.put(&o);
             }
         }
@@ -360,7 +404,9 @@ impl<'a> Tx<'a> {
 
     fn delete_host(&mut self, id: Uuid) -> Result<(), RefError> {
         if self.all::<Port>()?.iter().any(|p| p.host_id == Some(id)) {
-            return Err(RefError::Forbidden(format!("host {id} has port bindings; unbind them first")));
+            return Err(RefError::Forbidden(format!(
+                "host {id} has port bindings; unbind them first"
+            )));
         }
         for mut z in self.all::<TunnelZone>()? {
             if z.member(id).is_some() {
@@ -390,10 +436,30 @@ fn many(out: &mut Vec<(&'static str, Kind, Uuid)>, p: &'static str, k: Kind, v: 
 impl Refs for Bridge {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "inboundFilterId", Kind::Chain, self.inbound_filter_id);
-        opt(&mut o, "outboundFilterId", Kind::Chain, self.outbound_filter_id);
-        many(&mut o, "inboundMirrorIds", Kind::Mirror, &self.inbound_mirror_ids);
-        many(&mut o, "outboundMirrorIds", Kind::Mirror, &self.outbound_mirror_ids);
+        opt(
+            &mut o,
+            "inboundFilterId",
+            Kind::Chain,
+            self.inbound_filter_id,
+        );
+        opt(
+            &mut o,
+            "outboundFilterId",
+            Kind::Chain,
+            self.outbound_filter_id,
+        );
+        many(
+            &mut o,
+            "inboundMirrorIds",
+            Kind::Mirror,
+            &self.inbound_mirror_ids,
+        );
+        many(
+            &mut o,
+            "outboundMirrorIds",
+            Kind::Mirror,
+            &self.outbound_mirror_ids,
+        );
         o
     }
 }
@@ -401,13 +467,43 @@ impl Refs for Bridge {
 impl Refs for Router {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "inboundFilterId", Kind::Chain, self.inbound_filter_id);
-        opt(&mut o, "outboundFilterId", Kind::Chain, self.outbound_filter_id);
-        opt(&mut o, "localRedirectChainId", Kind::Chain, self.local_redirect_chain_id);
+        opt(
+            &mut o,
+            "inboundFilterId",
+            Kind::Chain,
+            self.inbound_filter_id,
+        );
+        opt(
+            &mut o,
+            "outboundFilterId",
+            Kind::Chain,
+            self.outbound_filter_id,
+        );
+        opt(
+            &mut o,
+            "localRedirectChainId",
+            Kind::Chain,
+            self.local_redirect_chain_id,
+        );
         opt(&mut o, "forwardChainId", Kind::Chain, self.forward_chain_id);
-        opt(&mut o, "loadBalancerId", Kind::LoadBalancer, self.load_balancer_id);
-        many(&mut o, "inboundMirrorIds", Kind::Mirror, &self.inbound_mirror_ids);
-        many(&mut o, "outboundMirrorIds", Kind::Mirror, &self.outbound_mirror_ids);
+        opt(
+            &mut o,
+            "loadBalancerId",
+            Kind::LoadBalancer,
+            self.load_balancer_id,
+        );
+        many(
+            &mut o,
+            "inboundMirrorIds",
+            Kind::Mirror,
+            &self.inbound_mirror_ids,
+        );
+        many(
+            &mut o,
+            "outboundMirrorIds",
+            Kind::Mirror,
+            &self.outbound_mirror_ids,
+        );
         o
     }
 }
@@ -415,12 +511,42 @@ impl Refs for Router {
 impl Refs for Port {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "inboundFilterId", Kind::Chain, self.inbound_filter_id);
-        opt(&mut o, "outboundFilterId", Kind::Chain, self.outbound_filter_id);
-        many(&mut o, "inboundMirrorIds", Kind::Mirror, &self.inbound_mirror_ids);
-        many(&mut o, "outboundMirrorIds", Kind::Mirror, &self.outbound_mirror_ids);
-        many(&mut o, "postInFilterMirrorIds", Kind::Mirror, &self.post_in_filter_mirror_ids);
-        many(&mut o, "preOutFilterMirrorIds", Kind::Mirror, &self.pre_out_filter_mirror_ids);
+        opt(
+            &mut o,
+            "inboundFilterId",
+            Kind::Chain,
+            self.inbound_filter_id,
+        );
+        opt(
+            &mut o,
+            "outboundFilterId",
+            Kind::Chain,
+            self.outbound_filter_id,
+        );
+        many(
+            &mut o,
+            "inboundMirrorIds",
+            Kind::Mirror,
+            &self.inbound_mirror_ids,
+        );
+        many(
+            &mut o,
+            "outboundMirrorIds",
+            Kind::Mirror,
+            &self.outbound_mirror_ids,
+        );
+        many(
+            &mut o,
+            "postInFilterMirrorIds",
+            Kind::Mirror,
+            &self.post_in_filter_mirror_ids,
+        );
+        many(
+            &mut o,
+            "preOutFilterMirrorIds",
+            Kind::Mirror,
+            &self.pre_out_filter_mirror_ids,
+        );
         o
     }
 }
@@ -459,8 +585,18 @@ impl Refs for Mirror {
 impl Refs for Pool {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "loadBalancerId", Kind::LoadBalancer, self.load_balancer_id);
-        opt(&mut o, "healthMonitorId", Kind::HealthMonitor, self.health_monitor_id);
+        opt(
+            &mut o,
+            "loadBalancerId",
+            Kind::LoadBalancer,
+            self.load_balancer_id,
+        );
+        opt(
+            &mut o,
+            "healthMonitorId",
+            Kind::HealthMonitor,
+            self.health_monitor_id,
+        );
         o
     }
 }
@@ -493,7 +629,12 @@ impl Refs for L2Insertion {
 impl Refs for Vtep {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "tunnelZoneId", Kind::TunnelZone, self.tunnel_zone_id);
+        opt(
+            &mut o,
+            "tunnelZoneId",
+            Kind::TunnelZone,
+            self.tunnel_zone_id,
+        );
         o
     }
 }
@@ -501,7 +642,12 @@ impl Refs for Vtep {
 impl Refs for ServiceContainer {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(&mut o, "serviceGroupId", Kind::ServiceContainerGroup, self.service_group_id);
+        opt(
+            &mut o,
+            "serviceGroupId",
+            Kind::ServiceContainerGroup,
+            self.service_group_id,
+        );
         opt(&mut o, "portId", Kind::Port, self.port_id);
         o
     }
@@ -536,7 +682,19 @@ impl Refs for TraceRequest {
 macro_rules! no_refs {
     ($($t:ty),*) => { $(impl Refs for $t { fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> { Vec::new() } })* };
 }
-no_refs!(Chain, Route, PortGroup, IpAddrGroup, Host, TunnelZone, DhcpSubnet, LoadBalancer, HealthMonitor, BgpNetwork, BgpPeer);
+no_refs!(
+    Chain,
+    Route,
+    PortGroup,
+    IpAddrGroup,
+    Host,
+    TunnelZone,
+    DhcpSubnet,
+    LoadBalancer,
+    HealthMonitor,
+    BgpNetwork,
+    BgpPeer
+);
 
 #[cfg(test)]
 mod tests {
@@ -550,7 +708,11 @@ mod tests {
             self.0.get(&(kind, id)).cloned()
         }
         fn read_all(&self, kind: Kind) -> Vec<Vec<u8>> {
-            self.0.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| v.clone()).collect()
+            self.0
+                .iter()
+                .filter(|((k, _), _)| *k == kind)
+                .map(|(_, v)| v.clone())
+                .collect()
         }
     }
     impl Mem {
@@ -567,22 +729,46 @@ mod tests {
             }
         }
         fn put<T: Object>(&mut self, o: &T) {
-            self.0.insert((T::KIND, o.id()), serde_json::to_vec(o).unwrap());
+            self.0
+                .insert((T::KIND, o.id()), serde_json::to_vec(o).unwrap());
         }
     }
 
     #[test]
     fn router_delete_cascades_ports_routes_and_unlinks_peers() {
         let mut m = Mem::default();
-        let r = Router { id: Uuid::new_v4(), ..Default::default() };
-        let b = Bridge { id: Uuid::new_v4(), ..Default::default() };
-        let rp = Port { id: Uuid::new_v4(), device_id: r.id, port_type: PortType::Router, ..Default::default() };
-        let mut bp = Port { id: Uuid::new_v4(), device_id: b.id, ..Default::default() };
+        let r = Router {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
+        let b = Bridge {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
+        let rp = Port {
+            id: Uuid::new_v4(),
+            device_id: r.id,
+            port_type: PortType::Router,
+            ..Default::default()
+        };
+        let mut bp = Port {
+            id: Uuid::new_v4(),
+            device_id: b.id,
+            ..Default::default()
+        };
         bp.peer_id = Some(rp.id);
         let mut rp = rp;
         rp.peer_id = Some(bp.id);
-        let route = Route { id: Uuid::new_v4(), next_hop_port: Some(rp.id), router_id: Some(r.id), ..Default::default() };
-        let c = Chain { id: Uuid::new_v4(), ..Default::default() };
+        let route = Route {
+            id: Uuid::new_v4(),
+            next_hop_port: Some(rp.id),
+            router_id: Some(r.id),
+            ..Default::default()
+        };
+        let c = Chain {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
         let mut r2 = r.clone();
         r2.inbound_filter_id = Some(c.id);
         for o in [&r2] {
@@ -602,18 +788,32 @@ mod tests {
         assert!(m.read(Kind::Route, route.id).is_none());
         let bp2: Port = serde_json::from_slice(&m.read(Kind::Port, bp.id).unwrap()).unwrap();
         assert_eq!(bp2.peer_id, None);
-        assert!(m.read(Kind::Chain, c.id).is_some(), "a filter is not owned by the router");
+        assert!(
+            m.read(Kind::Chain, c.id).is_some(),
+            "a filter is not owned by the router"
+        );
     }
 
     #[test]
     fn chain_delete_clears_filters_and_jumps() {
         let mut m = Mem::default();
-        let c = Chain { id: Uuid::new_v4(), ..Default::default() };
-        let mut other = Chain { id: Uuid::new_v4(), ..Default::default() };
+        let c = Chain {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
+        let mut other = Chain {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
         let jump: Rule = serde_json::from_value(serde_json::json!({
-            "id": Uuid::new_v4(), "chainId": other.id, "type": "jump", "jumpChainId": c.id})).unwrap();
+            "id": Uuid::new_v4(), "chainId": other.id, "type": "jump", "jumpChainId": c.id}))
+        .unwrap();
         other.rule_ids.push(jump.id);
-        let b = Bridge { id: Uuid::new_v4(), inbound_filter_id: Some(c.id), ..Default::default() };
+        let b = Bridge {
+            id: Uuid::new_v4(),
+            inbound_filter_id: Some(c.id),
+            ..Default::default()
+        };
         m.put(&c);
         m.put(&other);
         m.put(&jump);
@@ -631,14 +831,34 @@ mod tests {
     #[test]
     fn router_with_load_balancer_is_refused_and_missing_refs_named() {
         let mut m = Mem::default();
-        let lb = LoadBalancer { id: Uuid::new_v4(), ..Default::default() };
-        let r = Router { id: Uuid::new_v4(), load_balancer_id: Some(lb.id), ..Default::default() };
+        let lb = LoadBalancer {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        };
+        let r = Router {
+            id: Uuid::new_v4(),
+            load_balancer_id: Some(lb.id),
+            ..Default::default()
+        };
         m.put(&lb);
         m.put(&r);
         let mut tx = Tx::new(&m);
-        assert!(matches!(tx.delete(Kind::Router, r.id), Err(RefError::Conflict(_))));
-        let b = Bridge { id: Uuid::new_v4(), inbound_filter_id: Some(Uuid::new_v4()), ..Default::default() };
+        assert!(matches!(
+            tx.delete(Kind::Router, r.id),
+            Err(RefError::Conflict(_))
+        ));
+        let b = Bridge {
+            id: Uuid::new_v4(),
+            inbound_filter_id: Some(Uuid::new_v4()),
+            ..Default::default()
+        };
         let tx = Tx::new(&m);
-        assert!(matches!(tx.check_refs(&b), Err(RefError::Missing { property: "inboundFilterId", .. })));
+        assert!(matches!(
+            tx.check_refs(&b),
+            Err(RefError::Missing {
+                property: "inboundFilterId",
+                ..
+            })
+        ));
     }
 }

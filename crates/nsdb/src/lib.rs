@@ -35,13 +35,34 @@ pub struct Entry {
 /// the stored version (compare-and-set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Create { kind: String, id: String, data: Vec<u8> },
-    Update { kind: String, id: String, data: Vec<u8>, version: Option<u64> },
+    Create {
+        kind: String,
+        id: String,
+        data: Vec<u8>,
+    },
+    Update {
+        kind: String,
+        id: String,
+        data: Vec<u8>,
+        version: Option<u64>,
+    },
     /// Create or replace, unconditionally.
-    Put { kind: String, id: String, data: Vec<u8> },
-    Delete { kind: String, id: String, version: Option<u64> },
+    Put {
+        kind: String,
+        id: String,
+        data: Vec<u8>,
+    },
+    Delete {
+        kind: String,
+        id: String,
+        version: Option<u64>,
+    },
     /// Asserts the object exists at this version (or does not exist, for `None`).
-    Check { kind: String, id: String, version: Option<u64> },
+    Check {
+        kind: String,
+        id: String,
+        version: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +88,17 @@ pub enum StoreError {
     #[error("{kind} {id} already exists")]
     AlreadyExists { kind: String, id: String },
     #[error("{kind} {id} changed concurrently (expected version {expected:?}, found {found:?})")]
-    VersionMismatch { kind: String, id: String, expected: Option<u64>, found: Option<u64> },
+    VersionMismatch {
+        kind: String,
+        id: String,
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
     #[error("revision {requested} is no longer in the change log (oldest kept: {oldest}); reload")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error("session {0} is not open")]
     NoSession(SessionId),
     #[error("storage failure: {0}")]
@@ -120,7 +149,13 @@ pub trait Store: Send + Sync + 'static {
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)>;
 
     /// Writes a table entry; `owner: None` is persistent.
-    fn table_put(&self, table: &str, key: &str, value: &str, owner: Option<SessionId>) -> Result<Revision>;
+    fn table_put(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+        owner: Option<SessionId>,
+    ) -> Result<Revision>;
     fn table_remove(&self, table: &str, key: &str) -> Result<Revision>;
     fn table_entries(&self, table: &str) -> Vec<TableEntry>;
 }

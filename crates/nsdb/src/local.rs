@@ -15,6 +15,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LOG_CAP: usize = 100_000;
 
 type ObjKey = (String, String);
+/// A table entry: the persistent value and the learned value with its owner.
+type TableRow = (Option<String>, Option<(String, SessionId)>);
 
 struct Watcher {
     kind: Option<String>,
@@ -33,7 +35,7 @@ struct Inner {
     sessions: HashMap<SessionId, ()>,
     ephemeral: BTreeMap<String, (SessionId, Arc<[u8]>)>,
     /// table -> key -> (persistent value, learned value and owner)
-    tables: HashMap<String, BTreeMap<String, (Option<String>, Option<(String, SessionId)>)>>,
+    tables: HashMap<String, BTreeMap<String, TableRow>>,
 }
 
 pub struct LocalStore {
@@ -70,14 +72,23 @@ fn decode(b: &[u8]) -> Option<Entry> {
 
 impl LocalStore {
     pub fn in_memory() -> Self {
-        LocalStore { inner: Mutex::new(Inner { next_session: 1, ..Default::default() }), disk: None }
+        LocalStore {
+            inner: Mutex::new(Inner {
+                next_session: 1,
+                ..Default::default()
+            }),
+            disk: None,
+        }
     }
 
     /// Opens (or creates) the embedded store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let db = Database::create(dir.join("nsdb.redb")).map_err(storage)?;
-        let mut inner = Inner { next_session: 1, ..Default::default() };
+        let mut inner = Inner {
+            next_session: 1,
+            ..Default::default()
+        };
         {
             let w = db.begin_write().map_err(storage)?;
             w.open_table(OBJECTS).map_err(storage)?;
@@ -87,18 +98,29 @@ impl LocalStore {
         }
         let r = db.begin_read().map_err(storage)?;
         let meta = r.open_table(META).map_err(storage)?;
-        inner.revision = meta.get("revision").map_err(storage)?.map(|v| v.value()).unwrap_or(0);
+        inner.revision = meta
+            .get("revision")
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0);
         let objects = r.open_table(OBJECTS).map_err(storage)?;
         for row in objects.iter().map_err(storage)? {
             let (k, v) = row.map_err(storage)?;
-            let (kind, id) = k.value().split_once('/').ok_or_else(|| storage("bad object key"))?;
-            let e = decode(v.value()).ok_or_else(|| storage(format!("corrupt object {}", k.value())))?;
+            let (kind, id) = k
+                .value()
+                .split_once('/')
+                .ok_or_else(|| storage("bad object key"))?;
+            let e = decode(v.value())
+                .ok_or_else(|| storage(format!("corrupt object {}", k.value())))?;
             inner.objects.insert((kind.to_string(), id.to_string()), e);
         }
         let tables = r.open_table(TABLES).map_err(storage)?;
         for row in tables.iter().map_err(storage)? {
             let (k, v) = row.map_err(storage)?;
-            let (t, key) = k.value().split_once('\0').ok_or_else(|| storage("bad table key"))?;
+            let (t, key) = k
+                .value()
+                .split_once('\0')
+                .ok_or_else(|| storage("bad table key"))?;
             inner
                 .tables
                 .entry(t.to_string())
@@ -110,7 +132,10 @@ impl LocalStore {
         drop(tables);
         drop(meta);
         drop(r);
-        Ok(LocalStore { inner: Mutex::new(inner), disk: Some(db) })
+        Ok(LocalStore {
+            inner: Mutex::new(inner),
+            disk: Some(db),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -134,7 +159,8 @@ impl LocalStore {
                 let k = obj_path(kind, id);
                 match e {
                     Some(e) => {
-                        t.insert(k.as_str(), encode(e).as_slice()).map_err(storage)?;
+                        t.insert(k.as_str(), encode(e).as_slice())
+                            .map_err(storage)?;
                     }
                     None => {
                         t.remove(k.as_str()).map_err(storage)?;
@@ -165,10 +191,10 @@ impl LocalStore {
             }
             w.tx.send(ev.clone()).is_ok()
         });
-        if inner.log.len() >= LOG_CAP {
-            if let Some(old) = inner.log.pop_front() {
-                inner.log_floor = old.revision;
-            }
+        if inner.log.len() >= LOG_CAP
+            && let Some(old) = inner.log.pop_front()
+        {
+            inner.log_floor = old.revision;
         }
         inner.log.push_back(ev);
     }
@@ -176,21 +202,39 @@ impl LocalStore {
     fn table_event(inner: &mut Inner, table: &str, key: &str) -> Revision {
         inner.revision += 1;
         let rev = inner.revision;
-        let value = inner.tables.get(table).and_then(|t| t.get(key)).and_then(|(p, l)| {
-            l.as_ref().map(|(v, _)| v.clone()).or_else(|| p.clone())
-        });
+        let value = inner
+            .tables
+            .get(table)
+            .and_then(|t| t.get(key))
+            .and_then(|(p, l)| l.as_ref().map(|(v, _)| v.clone()).or_else(|| p.clone()));
         let change = match value {
-            Some(v) => Change::Put(Entry { data: Arc::from(v.into_bytes()), version: 1, mod_revision: rev }),
+            Some(v) => Change::Put(Entry {
+                data: Arc::from(v.into_bytes()),
+                version: 1,
+                mod_revision: rev,
+            }),
             None => Change::Deleted,
         };
-        Self::publish(inner, Event { revision: rev, kind: format!("table/{table}"), id: key.to_string(), change });
+        Self::publish(
+            inner,
+            Event {
+                revision: rev,
+                kind: format!("table/{table}"),
+                id: key.to_string(),
+                change,
+            },
+        );
         rev
     }
 }
 
 impl Store for LocalStore {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>> {
-        Ok(self.lock().objects.get(&(kind.to_string(), id.to_string())).cloned())
+        Ok(self
+            .lock()
+            .objects
+            .get(&(kind.to_string(), id.to_string()))
+            .cloned())
     }
 
     fn list(&self, kind: &str) -> Result<Vec<(String, Entry)>> {
@@ -208,16 +252,22 @@ impl Store for LocalStore {
         let rev = g.revision + 1;
         // Validate against the current state plus earlier ops of this commit.
         let mut staged: BTreeMap<ObjKey, Option<Entry>> = BTreeMap::new();
-        let current = |g: &Inner, staged: &BTreeMap<ObjKey, Option<Entry>>, k: &ObjKey| -> Option<Entry> {
-            match staged.get(k) {
-                Some(v) => v.clone(),
-                None => g.objects.get(k).cloned(),
-            }
-        };
+        let current =
+            |g: &Inner, staged: &BTreeMap<ObjKey, Option<Entry>>, k: &ObjKey| -> Option<Entry> {
+                match staged.get(k) {
+                    Some(v) => v.clone(),
+                    None => g.objects.get(k).cloned(),
+                }
+            };
         let check = |kind: &str, id: &str, cur: &Option<Entry>, want: Option<u64>| -> Result<()> {
             let found = cur.as_ref().map(|e| e.version);
             if want.is_some() && found != want {
-                return Err(StoreError::VersionMismatch { kind: kind.into(), id: id.into(), expected: want, found });
+                return Err(StoreError::VersionMismatch {
+                    kind: kind.into(),
+                    id: id.into(),
+                    expected: want,
+                    found,
+                });
             }
             Ok(())
         };
@@ -228,22 +278,45 @@ impl Store for LocalStore {
                     if current(&g, &staged, &k).is_some() {
                         return Err(StoreError::AlreadyExists { kind: k.0, id: k.1 });
                     }
-                    staged.insert(k, Some(Entry { data: data.into(), version: 1, mod_revision: rev }));
+                    staged.insert(
+                        k,
+                        Some(Entry {
+                            data: data.into(),
+                            version: 1,
+                            mod_revision: rev,
+                        }),
+                    );
                 }
-                Op::Update { kind, id, data, version } => {
+                Op::Update {
+                    kind,
+                    id,
+                    data,
+                    version,
+                } => {
                     let k = (kind, id);
                     let cur = current(&g, &staged, &k);
                     let Some(c) = &cur else {
                         return Err(StoreError::NotFound { kind: k.0, id: k.1 });
                     };
                     check(&k.0, &k.1, &cur, version)?;
-                    let e = Entry { data: data.into(), version: c.version + 1, mod_revision: rev };
+                    let e = Entry {
+                        data: data.into(),
+                        version: c.version + 1,
+                        mod_revision: rev,
+                    };
                     staged.insert(k, Some(e));
                 }
                 Op::Put { kind, id, data } => {
                     let k = (kind, id);
                     let v = current(&g, &staged, &k).map(|c| c.version + 1).unwrap_or(1);
-                    staged.insert(k, Some(Entry { data: data.into(), version: v, mod_revision: rev }));
+                    staged.insert(
+                        k,
+                        Some(Entry {
+                            data: data.into(),
+                            version: v,
+                            mod_revision: rev,
+                        }),
+                    );
                 }
                 Op::Delete { kind, id, version } => {
                     let k = (kind, id);
@@ -258,7 +331,12 @@ impl Store for LocalStore {
                     let k = (kind, id);
                     let found = current(&g, &staged, &k).map(|e| e.version);
                     if found != version {
-                        return Err(StoreError::VersionMismatch { kind: k.0, id: k.1, expected: version, found });
+                        return Err(StoreError::VersionMismatch {
+                            kind: k.0,
+                            id: k.1,
+                            expected: version,
+                            found,
+                        });
                     }
                 }
             }
@@ -275,7 +353,15 @@ impl Store for LocalStore {
                 Some(e) => g.objects.insert(k.clone(), e),
                 None => g.objects.remove(&k),
             };
-            Self::publish(&mut g, Event { revision: rev, kind: k.0, id: k.1, change });
+            Self::publish(
+                &mut g,
+                Event {
+                    revision: rev,
+                    kind: k.0,
+                    id: k.1,
+                    change,
+                },
+            );
         }
         Ok(rev)
     }
@@ -287,7 +373,10 @@ impl Store for LocalStore {
     fn watch(&self, kind: Option<&str>, after: Revision) -> Result<Watch> {
         let mut g = self.lock();
         if after < g.log_floor {
-            return Err(StoreError::Compacted { requested: after, oldest: g.log_floor });
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: g.log_floor,
+            });
         }
         let (tx, rx) = mpsc::unbounded_channel();
         for ev in g.log.iter().filter(|e| e.revision > after) {
@@ -295,7 +384,10 @@ impl Store for LocalStore {
                 let _ = tx.send(ev.clone());
             }
         }
-        g.watchers.push(Watcher { kind: kind.map(str::to_string), tx });
+        g.watchers.push(Watcher {
+            kind: kind.map(str::to_string),
+            tx,
+        });
         Ok(Watch { rx })
     }
 
@@ -312,12 +404,21 @@ impl Store for LocalStore {
         if g.sessions.remove(&session).is_none() {
             return Err(StoreError::NoSession(session));
         }
-        let keys: Vec<String> =
-            g.ephemeral.iter().filter(|(_, (s, _))| *s == session).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<String> = g
+            .ephemeral
+            .iter()
+            .filter(|(_, (s, _))| *s == session)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             g.ephemeral.remove(&k);
             g.revision += 1;
-            let ev = Event { revision: g.revision, kind: "state".into(), id: k, change: Change::Deleted };
+            let ev = Event {
+                revision: g.revision,
+                kind: "state".into(),
+                id: k,
+                change: Change::Deleted,
+            };
             Self::publish(&mut g, ev);
         }
         let mut learned = Vec::new();
@@ -330,10 +431,10 @@ impl Store for LocalStore {
             }
         }
         for (t, k) in learned {
-            if let Some(rows) = g.tables.get_mut(&t) {
-                if rows.get(&k).is_some_and(|(p, l)| p.is_none() && l.is_none()) {
-                    rows.remove(&k);
-                }
+            if let Some(rows) = g.tables.get_mut(&t)
+                && rows.get(&k).is_some_and(|(p, l)| p.is_none() && l.is_none())
+            {
+                rows.remove(&k);
             }
             Self::table_event(&mut g, &t, &k);
         }
@@ -353,7 +454,11 @@ impl Store for LocalStore {
             revision: rev,
             kind: "state".into(),
             id: key.to_string(),
-            change: Change::Put(Entry { data, version: 1, mod_revision: rev }),
+            change: Change::Put(Entry {
+                data,
+                version: 1,
+                mod_revision: rev,
+            }),
         };
         Self::publish(&mut g, ev);
         Ok(rev)
@@ -365,11 +470,24 @@ impl Store for LocalStore {
             Some((s, _)) if *s == session => {
                 g.ephemeral.remove(key);
             }
-            _ => return Err(StoreError::NotFound { kind: "state".into(), id: key.into() }),
+            _ => {
+                return Err(StoreError::NotFound {
+                    kind: "state".into(),
+                    id: key.into(),
+                });
+            }
         }
         g.revision += 1;
         let rev = g.revision;
-        Self::publish(&mut g, Event { revision: rev, kind: "state".into(), id: key.into(), change: Change::Deleted });
+        Self::publish(
+            &mut g,
+            Event {
+                revision: rev,
+                kind: "state".into(),
+                id: key.into(),
+                change: Change::Deleted,
+            },
+        );
         Ok(rev)
     }
 
@@ -377,17 +495,37 @@ impl Store for LocalStore {
         self.lock().ephemeral.get(key).cloned()
     }
 
-    fn table_put(&self, table: &str, key: &str, value: &str, owner: Option<SessionId>) -> Result<Revision> {
+    fn table_put(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+        owner: Option<SessionId>,
+    ) -> Result<Revision> {
         let mut g = self.lock();
         match owner {
             Some(s) if !g.sessions.contains_key(&s) => return Err(StoreError::NoSession(s)),
             Some(s) => {
-                let row = g.tables.entry(table.into()).or_default().entry(key.into()).or_default();
+                let row = g
+                    .tables
+                    .entry(table.into())
+                    .or_default()
+                    .entry(key.into())
+                    .or_default();
                 row.1 = Some((value.into(), s));
             }
             None => {
-                self.persist(g.revision + 1, &[], &[(format!("{table}\0{key}"), Some(value.into()))])?;
-                let row = g.tables.entry(table.into()).or_default().entry(key.into()).or_default();
+                self.persist(
+                    g.revision + 1,
+                    &[],
+                    &[(format!("{table}\0{key}"), Some(value.into()))],
+                )?;
+                let row = g
+                    .tables
+                    .entry(table.into())
+                    .or_default()
+                    .entry(key.into())
+                    .or_default();
                 row.0 = Some(value.into());
             }
         }
@@ -397,7 +535,10 @@ impl Store for LocalStore {
     fn table_remove(&self, table: &str, key: &str) -> Result<Revision> {
         let mut g = self.lock();
         let Some(row) = g.tables.get(table).and_then(|t| t.get(key)) else {
-            return Err(StoreError::NotFound { kind: format!("table/{table}"), id: key.into() });
+            return Err(StoreError::NotFound {
+                kind: format!("table/{table}"),
+                id: key.into(),
+            });
         };
         if row.0.is_some() {
             self.persist(g.revision + 1, &[], &[(format!("{table}\0{key}"), None)])?;
@@ -410,11 +551,21 @@ impl Store for LocalStore {
 
     fn table_entries(&self, table: &str) -> Vec<TableEntry> {
         let g = self.lock();
-        let Some(rows) = g.tables.get(table) else { return Vec::new() };
+        let Some(rows) = g.tables.get(table) else {
+            return Vec::new();
+        };
         rows.iter()
             .filter_map(|(k, (p, l))| match (p, l) {
-                (_, Some((v, s))) => Some(TableEntry { key: k.clone(), value: v.clone(), owner: Some(*s) }),
-                (Some(v), None) => Some(TableEntry { key: k.clone(), value: v.clone(), owner: None }),
+                (_, Some((v, s))) => Some(TableEntry {
+                    key: k.clone(),
+                    value: v.clone(),
+                    owner: Some(*s),
+                }),
+                (Some(v), None) => Some(TableEntry {
+                    key: k.clone(),
+                    value: v.clone(),
+                    owner: None,
+                }),
                 _ => None,
             })
             .collect()
@@ -426,23 +577,50 @@ mod tests {
     use super::*;
 
     fn put(kind: &str, id: &str, data: &str) -> Op {
-        Op::Create { kind: kind.into(), id: id.into(), data: data.as_bytes().to_vec() }
+        Op::Create {
+            kind: kind.into(),
+            id: id.into(),
+            data: data.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn transactions_are_all_or_nothing_with_cas() {
         let s = LocalStore::in_memory();
-        s.commit(vec![put("Bridge", "a", "1"), put("Bridge", "b", "2")]).unwrap();
+        s.commit(vec![put("Bridge", "a", "1"), put("Bridge", "b", "2")])
+            .unwrap();
         let a = s.get("Bridge", "a").unwrap().unwrap();
         assert_eq!(a.version, 1);
         let r = s.commit(vec![
-            Op::Update { kind: "Bridge".into(), id: "a".into(), data: b"x".to_vec(), version: Some(1) },
-            Op::Update { kind: "Bridge".into(), id: "b".into(), data: b"y".to_vec(), version: Some(7) },
+            Op::Update {
+                kind: "Bridge".into(),
+                id: "a".into(),
+                data: b"x".to_vec(),
+                version: Some(1),
+            },
+            Op::Update {
+                kind: "Bridge".into(),
+                id: "b".into(),
+                data: b"y".to_vec(),
+                version: Some(7),
+            },
         ]);
         assert!(matches!(r, Err(StoreError::VersionMismatch { .. })));
-        assert_eq!(&*s.get("Bridge", "a").unwrap().unwrap().data, b"1", "nothing applied");
-        assert!(matches!(s.commit(vec![put("Bridge", "a", "z")]), Err(StoreError::AlreadyExists { .. })));
-        s.commit(vec![Op::Delete { kind: "Bridge".into(), id: "a".into(), version: Some(1) }]).unwrap();
+        assert_eq!(
+            &*s.get("Bridge", "a").unwrap().unwrap().data,
+            b"1",
+            "nothing applied"
+        );
+        assert!(matches!(
+            s.commit(vec![put("Bridge", "a", "z")]),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        s.commit(vec![Op::Delete {
+            kind: "Bridge".into(),
+            id: "a".into(),
+            version: Some(1),
+        }])
+        .unwrap();
         assert_eq!(s.list("Bridge").unwrap().len(), 1);
         assert!(s.list("Bridg").unwrap().is_empty());
     }
@@ -457,7 +635,12 @@ mod tests {
         let e = w.try_next().unwrap();
         assert_eq!((e.id.as_str(), e.revision), ("2", r1 + 1));
         assert!(w.try_next().is_none(), "router change filtered out");
-        s.commit(vec![Op::Delete { kind: "Port".into(), id: "1".into(), version: None }]).unwrap();
+        s.commit(vec![Op::Delete {
+            kind: "Port".into(),
+            id: "1".into(),
+            version: None,
+        }])
+        .unwrap();
         assert_eq!(w.try_next().unwrap().change, Change::Deleted);
     }
 
@@ -465,11 +648,19 @@ mod tests {
     fn sessions_own_ephemeral_keys_and_learned_entries() {
         let s = LocalStore::in_memory();
         let sess = s.open_session();
-        s.put_ephemeral(sess, "Host/h1/alive", b"1".to_vec()).unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "persistent-port", None).unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "learned-port", Some(sess)).unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:02", "p2", Some(sess)).unwrap();
-        assert_eq!(s.table_entries("mac/b1")[0].value, "learned-port", "learned overrides persistent");
+        s.put_ephemeral(sess, "Host/h1/alive", b"1".to_vec())
+            .unwrap();
+        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "persistent-port", None)
+            .unwrap();
+        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "learned-port", Some(sess))
+            .unwrap();
+        s.table_put("mac/b1", "aa:bb:cc:00:00:02", "p2", Some(sess))
+            .unwrap();
+        assert_eq!(
+            s.table_entries("mac/b1")[0].value,
+            "learned-port",
+            "learned overrides persistent"
+        );
         let mut w = s.watch(None, s.revision()).unwrap();
         s.close_session(sess).unwrap();
         assert!(s.get_ephemeral("Host/h1/alive").is_none());
@@ -486,15 +677,24 @@ mod tests {
         {
             let s = LocalStore::open(dir.path()).unwrap();
             s.commit(vec![put("Chain", "c", "{}")]).unwrap();
-            s.commit(vec![Op::Update { kind: "Chain".into(), id: "c".into(), data: b"v2".to_vec(), version: Some(1) }])
+            s.commit(vec![Op::Update {
+                kind: "Chain".into(),
+                id: "c".into(),
+                data: b"v2".to_vec(),
+                version: Some(1),
+            }])
+            .unwrap();
+            s.table_put("arp/r", "10.0.0.1", "aa:aa:aa:aa:aa:aa", None)
                 .unwrap();
-            s.table_put("arp/r", "10.0.0.1", "aa:aa:aa:aa:aa:aa", None).unwrap();
         }
         let s = LocalStore::open(dir.path()).unwrap();
         let e = s.get("Chain", "c").unwrap().unwrap();
         assert_eq!((&*e.data, e.version), (&b"v2"[..], 2));
         assert!(s.revision() >= 2);
         assert_eq!(s.table_entries("arp/r").len(), 1);
-        assert!(matches!(s.watch(None, 0), Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            s.watch(None, 0),
+            Err(StoreError::Compacted { .. })
+        ));
     }
 }

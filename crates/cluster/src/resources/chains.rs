@@ -12,7 +12,10 @@ use uuid::Uuid;
 impl Resource for Chain {
     const PATH: &'static str = "chains";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("rules".into(), link(base, format!("chains/{}/rules", self.id)));
+        m.insert(
+            "rules".into(),
+            link(base, format!("chains/{}/rules", self.id)),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         self.rule_ids.clear();
@@ -26,7 +29,10 @@ impl Resource for Chain {
 impl Resource for Rule {
     const PATH: &'static str = "rules";
     fn links(&self, app: &App, base: &str, m: &mut Links) {
-        m.insert("chain".into(), link(base, format!("chains/{}", self.chain_id)));
+        m.insert(
+            "chain".into(),
+            link(base, format!("chains/{}", self.chain_id)),
+        );
         if let Some(j) = self.jump_chain_id {
             m.insert("jumpChain".into(), link(base, format!("chains/{j}")));
         }
@@ -58,7 +64,9 @@ impl Resource for Rule {
             if let Some(j) = self.jump_chain_id {
                 let target: Chain = w.tx.must(j, "jumpChainId")?;
                 if j == self.chain_id {
-                    return Err(ApiError::bad_request("jumpChainId: a chain cannot jump to itself"));
+                    return Err(ApiError::bad_request(
+                        "jumpChainId: a chain cannot jump to itself",
+                    ));
                 }
                 self.jump_chain_name = target.name;
             }

@@ -5,7 +5,9 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link, opt_link, render_all, tenant_matches};
 use crate::topo::Writer;
-use model::{Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, RouteType, Router};
+use model::{
+    Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, RouteType, Router,
+};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use uuid::Uuid;
@@ -14,8 +16,14 @@ impl Resource for Bridge {
     const PATH: &'static str = "bridges";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         let me = format!("bridges/{}", self.id);
-        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
-        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
+        m.insert(
+            "inboundFilter".into(),
+            opt_link(base, "chains", self.inbound_filter_id),
+        );
+        m.insert(
+            "outboundFilter".into(),
+            opt_link(base, "chains", self.outbound_filter_id),
+        );
         m.insert("ports".into(), link(base, format!("{me}/ports")));
         m.insert("peerPorts".into(), link(base, format!("{me}/peer_ports")));
         m.insert("vxLanPorts".into(), link(base, format!("{me}/vxlan_ports")));
@@ -23,22 +31,35 @@ impl Resource for Bridge {
         m.insert("arpTable".into(), link(base, format!("{me}/arp_table")));
         m.insert("dhcpSubnets".into(), link(base, format!("{me}/dhcp")));
         m.insert("dhcpSubnet6s".into(), link(base, format!("{me}/dhcpV6")));
-        m.insert("vlanMacTableTemplate".into(), link(base, format!("{me}/vlans/{{vlanId}}/mac_table")));
-        m.insert("macPortTemplate".into(), link(base, format!("{me}/mac_table/{{macAddress}}_{{portId}}")));
+        m.insert(
+            "vlanMacTableTemplate".into(),
+            link(base, format!("{me}/vlans/{{vlanId}}/mac_table")),
+        );
+        m.insert(
+            "macPortTemplate".into(),
+            link(base, format!("{me}/mac_table/{{macAddress}}_{{portId}}")),
+        );
         m.insert(
             "vlanMacPortTemplate".into(),
-            link(base, format!("{me}/vlans/{{vlanId}}/mac_table/{{macAddress}}_{{portId}}")),
+            link(
+                base,
+                format!("{me}/vlans/{{vlanId}}/mac_table/{{macAddress}}_{{portId}}"),
+            ),
         );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         if !self.vx_lan_port_ids.is_empty() {
-            return Err(ApiError::bad_request("vxLanPortIds is read-only: VTEP bindings create VXLAN ports"));
+            return Err(ApiError::bad_request(
+                "vxLanPortIds is read-only: VTEP bindings create VXLAN ports",
+            ));
         }
         Ok(())
     }
     fn on_update(&mut self, old: &Self, _w: &mut Writer<'_>) -> Result<(), ApiError> {
         if !self.vx_lan_port_ids.is_empty() && self.vx_lan_port_ids != old.vx_lan_port_ids {
-            return Err(ApiError::bad_request("vxLanPortIds is read-only: VTEP bindings create VXLAN ports"));
+            return Err(ApiError::bad_request(
+                "vxLanPortIds is read-only: VTEP bindings create VXLAN ports",
+            ));
         }
         self.vx_lan_port_ids = old.vx_lan_port_ids.clone();
         Ok(())
@@ -52,9 +73,9 @@ impl Resource for Bridge {
 fn bind_load_balancer(w: &mut Writer<'_>, lb: Uuid, router: Uuid) -> Result<(), ApiError> {
     let mut l: LoadBalancer = w.tx.must(lb, "loadBalancerId")?;
     match l.router_id {
-        Some(r) if r != router => {
-            Err(ApiError::conflict(format!("load balancer {lb} is already attached to router {r}")))
-        }
+        Some(r) if r != router => Err(ApiError::conflict(format!(
+            "load balancer {lb} is already attached to router {r}"
+        ))),
         _ => {
             l.router_id = Some(router);
             w.tx.put(&l);
@@ -67,15 +88,33 @@ impl Resource for Router {
     const PATH: &'static str = "routers";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         let me = format!("routers/{}", self.id);
-        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
-        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
-        m.insert("localRedirectChain".into(), opt_link(base, "chains", self.local_redirect_chain_id));
-        m.insert("forwardChain".into(), opt_link(base, "chains", self.forward_chain_id));
-        m.insert("loadBalancer".into(), opt_link(base, "load_balancers", self.load_balancer_id));
+        m.insert(
+            "inboundFilter".into(),
+            opt_link(base, "chains", self.inbound_filter_id),
+        );
+        m.insert(
+            "outboundFilter".into(),
+            opt_link(base, "chains", self.outbound_filter_id),
+        );
+        m.insert(
+            "localRedirectChain".into(),
+            opt_link(base, "chains", self.local_redirect_chain_id),
+        );
+        m.insert(
+            "forwardChain".into(),
+            opt_link(base, "chains", self.forward_chain_id),
+        );
+        m.insert(
+            "loadBalancer".into(),
+            opt_link(base, "load_balancers", self.load_balancer_id),
+        );
         m.insert("ports".into(), link(base, format!("{me}/ports")));
         m.insert("peerPorts".into(), link(base, format!("{me}/peer_ports")));
         m.insert("routes".into(), link(base, format!("{me}/routes")));
-        m.insert("bgpNetworks".into(), link(base, format!("{me}/bgp_networks")));
+        m.insert(
+            "bgpNetworks".into(),
+            link(base, format!("{me}/bgp_networks")),
+        );
         m.insert("bgpPeers".into(), link(base, format!("{me}/bgp_peers")));
     }
     fn on_create(&mut self, w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
@@ -107,8 +146,15 @@ impl Resource for Port {
     const PATH: &'static str = "ports";
     fn links(&self, app: &App, base: &str, m: &mut Links) {
         let me = format!("ports/{}", self.id);
-        let device = if self.is_router_port() { "routers" } else { "bridges" };
-        m.insert("device".into(), link(base, format!("{device}/{}", self.device_id)));
+        let device = if self.is_router_port() {
+            "routers"
+        } else {
+            "bridges"
+        };
+        m.insert(
+            "device".into(),
+            link(base, format!("{device}/{}", self.device_id)),
+        );
         m.insert("host".into(), opt_link(base, "hosts", self.host_id));
         m.insert("peer".into(), opt_link(base, "ports", self.peer_id));
         m.insert("link".into(), link(base, format!("{me}/link")));
@@ -120,25 +166,52 @@ impl Resource for Port {
                 None => Value::Null,
             },
         );
-        m.insert("inboundFilter".into(), opt_link(base, "chains", self.inbound_filter_id));
-        m.insert("outboundFilter".into(), opt_link(base, "chains", self.outbound_filter_id));
+        m.insert(
+            "inboundFilter".into(),
+            opt_link(base, "chains", self.inbound_filter_id),
+        );
+        m.insert(
+            "outboundFilter".into(),
+            opt_link(base, "chains", self.outbound_filter_id),
+        );
         if self.is_router_port() {
-            m.insert("peeringTable".into(), link(base, format!("routers/{}/{me}/peering_table", self.device_id)));
-            m.insert("serviceContainer".into(), opt_link(base, "service_containers", self.service_container_id));
+            m.insert(
+                "peeringTable".into(),
+                link(
+                    base,
+                    format!("routers/{}/{me}/peering_table", self.device_id),
+                ),
+            );
+            m.insert(
+                "serviceContainer".into(),
+                opt_link(base, "service_containers", self.service_container_id),
+            );
         }
-        let active = app.topo.store.get_ephemeral(&format!("Port/{}/active", self.id)).is_some();
+        let active = app
+            .topo
+            .store
+            .get_ephemeral(&format!("Port/{}/active", self.id))
+            .is_some();
         m.insert("active".into(), Value::Bool(active));
     }
     fn parent(&self) -> Option<Uuid> {
         Some(self.device_id)
     }
     fn set_parent(&mut self, w: &mut Writer<'_>, parent: Uuid) -> Result<(), ApiError> {
-        let want = if w.tx.exists(Kind::Bridge, parent) { PortType::Bridge } else { PortType::Router };
+        let want = if w.tx.exists(Kind::Bridge, parent) {
+            PortType::Bridge
+        } else {
+            PortType::Router
+        };
         if self.port_type != want {
             return Err(ApiError::bad_request(format!(
                 "a {:?} port cannot be created on a {}",
                 self.port_type,
-                if want == PortType::Bridge { "bridge" } else { "router" }
+                if want == PortType::Bridge {
+                    "bridge"
+                } else {
+                    "router"
+                }
             )));
         }
         self.device_id = parent;
@@ -182,7 +255,9 @@ impl Resource for Port {
                 });
             }
             PortType::Vxlan => {
-                return Err(ApiError::bad_request("VXLAN ports are created by VTEP bindings only"));
+                return Err(ApiError::bad_request(
+                    "VXLAN ports are created by VTEP bindings only",
+                ));
             }
         }
         Ok(())
@@ -209,9 +284,8 @@ pub fn link_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     let body = req.value()?;
     let peer = match body.get("peerId") {
-        Some(Value::String(s)) => {
-            Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("peerId: \"{s}\" is not a UUID")))?
-        }
+        Some(Value::String(s)) => Uuid::parse_str(s)
+            .map_err(|_| ApiError::bad_request(format!("peerId: \"{s}\" is not a UUID")))?,
         _ => return Err(ApiError::bad_request("peerId: may not be null")),
     };
     if peer == id {
@@ -221,14 +295,22 @@ pub fn link_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
         let mut a: Port = w.tx.must(id, "id")?;
         let mut b: Port = w.tx.must(peer, "peerId")?;
         if a.port_type == PortType::Bridge && b.port_type == PortType::Bridge {
-            return Err(ApiError::bad_request("two bridge ports cannot be linked; link a bridge port to a router port"));
+            return Err(ApiError::bad_request(
+                "two bridge ports cannot be linked; link a bridge port to a router port",
+            ));
         }
         for p in [&a, &b] {
             if let Some(q) = p.peer_id {
-                return Err(ApiError::conflict(format!("port {} is already linked to port {q}", p.id)));
+                return Err(ApiError::conflict(format!(
+                    "port {} is already linked to port {q}",
+                    p.id
+                )));
             }
             if p.is_exterior() {
-                return Err(ApiError::conflict(format!("port {} is bound to a host interface", p.id)));
+                return Err(ApiError::conflict(format!(
+                    "port {} is bound to a host interface",
+                    p.id
+                )));
             }
         }
         a.peer_id = Some(peer);
@@ -261,8 +343,16 @@ pub fn peer_ports<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<P>(id)?;
     let ports = app.topo.all::<Port>()?;
-    let peers: Vec<Uuid> = ports.iter().filter(|p| p.device_id == id).filter_map(|p| p.peer_id).collect();
-    Ok(render_all(app, req, ports.into_iter().filter(|p| peers.contains(&p.id))))
+    let peers: Vec<Uuid> = ports
+        .iter()
+        .filter(|p| p.device_id == id)
+        .filter_map(|p| p.peer_id)
+        .collect();
+    Ok(render_all(
+        app,
+        req,
+        ports.into_iter().filter(|p| peers.contains(&p.id)),
+    ))
 }
 
 pub fn create_port_under<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -285,9 +375,13 @@ impl Resource for Route {
         self.learned = false;
         self.validate()?;
         if let Some(p) = self.next_hop_port {
-            let port: Port = w.tx.get(p)?.ok_or_else(|| ApiError::bad_request(format!("nextHopPort: port {p} does not exist")))?;
+            let port: Port = w.tx.get(p)?.ok_or_else(|| {
+                ApiError::bad_request(format!("nextHopPort: port {p} does not exist"))
+            })?;
             if Some(port.device_id) != self.router_id {
-                return Err(ApiError::bad_request(format!("nextHopPort: port {p} is not a port of this router")));
+                return Err(ApiError::bad_request(format!(
+                    "nextHopPort: port {p} is not a port of this router"
+                )));
             }
         }
         Ok(())
@@ -298,9 +392,16 @@ impl Resource for Route {
 pub fn router_routes(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<Router>(id)?;
-    let ports: Vec<Uuid> = app.topo.all::<Port>()?.into_iter().filter(|p| p.device_id == id).map(|p| p.id).collect();
-    let routes = app.topo.all::<Route>()?.into_iter().filter(|r| {
-        r.router_id == Some(id) || r.next_hop_port.is_some_and(|p| ports.contains(&p))
-    });
+    let ports: Vec<Uuid> = app
+        .topo
+        .all::<Port>()?
+        .into_iter()
+        .filter(|p| p.device_id == id)
+        .map(|p| p.id)
+        .collect();
+    let routes =
+        app.topo.all::<Route>()?.into_iter().filter(|r| {
+            r.router_id == Some(id) || r.next_hop_port.is_some_and(|p| ports.contains(&p))
+        });
     Ok(render_all(app, req, routes))
 }

@@ -15,7 +15,10 @@ impl Resource for DhcpSubnet {
     }
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         // `hosts` is a link on the wire; the stored host list is behind it.
-        m.insert("hosts".into(), Value::String(format!("{}/hosts", self.uri(base))));
+        m.insert(
+            "hosts".into(),
+            Value::String(format!("{}/hosts", self.uri(base))),
+        );
     }
     fn parent(&self) -> Option<Uuid> {
         Some(self.bridge_id)
@@ -24,7 +27,9 @@ impl Resource for DhcpSubnet {
 
 fn subnet_key(req: &Req) -> Result<String, ApiError> {
     let s = req.param("subnet");
-    let p: Ipv4Prefix = s.parse().map_err(|_| ApiError::not_found(format!("\"{s}\" does not name a DHCP subnet")))?;
+    let p: Ipv4Prefix = s
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("\"{s}\" does not name a DHCP subnet")))?;
     Ok(format!("{}_{}", p.network(), p.len))
 }
 
@@ -58,8 +63,15 @@ pub fn create_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
     d.validate()?;
     app.topo.write(|w| {
         w.tx.must::<Bridge>(bid, "id")?;
-        if w.tx.all::<DhcpSubnet>()?.iter().any(|o| o.bridge_id == bid && o.key() == d.key()) {
-            return Err(ApiError::conflict(format!("bridge {bid} already has DHCP subnet {}", d.key())));
+        if w.tx
+            .all::<DhcpSubnet>()?
+            .iter()
+            .any(|o| o.bridge_id == bid && o.key() == d.key())
+        {
+            return Err(ApiError::conflict(format!(
+                "bridge {bid} already has DHCP subnet {}",
+                d.key()
+            )));
         }
         w.tx.put(&d);
         Ok(())
@@ -90,7 +102,8 @@ pub fn update_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
 
 pub fn delete_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
-    app.topo.write(|w| Ok(w.tx.delete(DhcpSubnet::KIND, d.id)?))?;
+    app.topo
+        .write(|w| Ok(w.tx.delete(DhcpSubnet::KIND, d.id)?))?;
     Ok(Resp::no_content())
 }
 
@@ -103,25 +116,37 @@ fn host_json(base: &str, d: &DhcpSubnet, h: &DhcpHost) -> Value {
 
 fn path_mac(req: &Req) -> Result<MacAddr, ApiError> {
     let s = req.param("mac");
-    s.parse().map_err(|_| ApiError::not_found(format!("\"{s}\" is not a MAC address")))
+    s.parse()
+        .map_err(|_| ApiError::not_found(format!("\"{s}\" is not a MAC address")))
 }
 
 pub fn list_hosts(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
-    Ok(Resp::json(Value::Array(d.hosts.iter().map(|h| host_json(&req.base, &d, h)).collect())))
+    Ok(Resp::json(Value::Array(
+        d.hosts
+            .iter()
+            .map(|h| host_json(&req.base, &d, h))
+            .collect(),
+    )))
 }
 
 pub fn get_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
     let mac = path_mac(req)?;
-    let h = d.hosts.iter().find(|h| h.mac_addr == Some(mac)).ok_or_else(|| {
-        ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key()))
-    })?;
+    let h = d
+        .hosts
+        .iter()
+        .find(|h| h.mac_addr == Some(mac))
+        .ok_or_else(|| ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key())))?;
     Ok(Resp::json(host_json(&req.base, &d, h)))
 }
 
 /// Applies `f` to the subnet named by the path, read and written in one transaction.
-fn modify(app: &App, req: &Req, mut f: impl FnMut(&mut DhcpSubnet) -> Result<(), ApiError>) -> Result<DhcpSubnet, ApiError> {
+fn modify(
+    app: &App,
+    req: &Req,
+    mut f: impl FnMut(&mut DhcpSubnet) -> Result<(), ApiError>,
+) -> Result<DhcpSubnet, ApiError> {
     let id = find(app, req)?.id;
     app.topo.write(|w| {
         let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
@@ -137,7 +162,10 @@ pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let mac = h.mac_addr.unwrap_or_default();
     let d = modify(app, req, |d| {
         if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr) {
-            return Err(ApiError::conflict(format!("DHCP subnet {} already has host {mac}", d.key())));
+            return Err(ApiError::conflict(format!(
+                "DHCP subnet {} already has host {mac}",
+                d.key()
+            )));
         }
         d.hosts.push(h.clone());
         Ok(())
@@ -168,7 +196,10 @@ pub fn delete_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
         let n = d.hosts.len();
         d.hosts.retain(|o| o.mac_addr != Some(mac));
         if n == d.hosts.len() {
-            return Err(ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key())));
+            return Err(ApiError::not_found(format!(
+                "DHCP subnet {} has no host {mac}",
+                d.key()
+            )));
         }
         Ok(())
     })?;

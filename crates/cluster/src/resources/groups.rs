@@ -13,7 +13,10 @@ use uuid::Uuid;
 impl Resource for PortGroup {
     const PATH: &'static str = "port_groups";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("ports".into(), link(base, format!("port_groups/{}/ports", self.id)));
+        m.insert(
+            "ports".into(),
+            link(base, format!("port_groups/{}/ports", self.id)),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         self.port_ids.clear();
@@ -24,7 +27,10 @@ impl Resource for PortGroup {
         Ok(())
     }
     fn matches(&self, req: &Req) -> bool {
-        let port = req.query.get("port_id").and_then(|p| Uuid::parse_str(p).ok());
+        let port = req
+            .query
+            .get("port_id")
+            .and_then(|p| Uuid::parse_str(p).ok());
         tenant_matches(&self.tenant_id, req) && port.is_none_or(|p| self.port_ids.contains(&p))
     }
 }
@@ -41,14 +47,23 @@ fn membership(base: &str, group: Uuid, port: Uuid) -> Value {
 
 pub fn group_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: PortGroup = app.topo.must(req.id("id")?)?;
-    Ok(Resp::json(Value::Array(g.port_ids.iter().map(|p| membership(&req.base, g.id, *p)).collect())))
+    Ok(Resp::json(Value::Array(
+        g.port_ids
+            .iter()
+            .map(|p| membership(&req.base, g.id, *p))
+            .collect(),
+    )))
 }
 
 pub fn port_groups_of_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let port: Port = app.topo.must(req.id("id")?)?;
     let groups = app.topo.all::<PortGroup>()?;
     Ok(Resp::json(Value::Array(
-        groups.iter().filter(|g| g.port_ids.contains(&port.id)).map(|g| membership(&req.base, g.id, port.id)).collect(),
+        groups
+            .iter()
+            .filter(|g| g.port_ids.contains(&port.id))
+            .map(|g| membership(&req.base, g.id, port.id))
+            .collect(),
     )))
 }
 
@@ -64,20 +79,28 @@ pub fn add_group_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
         let mut g: PortGroup = w.tx.must(gid, "id")?;
         w.tx.must::<Port>(pid, "portId")?;
         if g.port_ids.contains(&pid) {
-            return Err(ApiError::conflict(format!("port {pid} is already a member of port group {gid}")));
+            return Err(ApiError::conflict(format!(
+                "port {pid} is already a member of port group {gid}"
+            )));
         }
         g.port_ids.push(pid);
         w.tx.put(&g);
         Ok(())
     })?;
-    Ok(Resp::created(format!("{}/port_groups/{gid}/ports/{pid}", req.base)))
+    Ok(Resp::created(format!(
+        "{}/port_groups/{gid}/ports/{pid}",
+        req.base
+    )))
 }
 
 pub fn get_group_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: PortGroup = app.topo.must(req.id("id")?)?;
     let pid = req.id("portId")?;
     if !g.port_ids.contains(&pid) {
-        return Err(ApiError::not_found(format!("port {pid} is not a member of port group {}", g.id)));
+        return Err(ApiError::not_found(format!(
+            "port {pid} is not a member of port group {}",
+            g.id
+        )));
     }
     Ok(Resp::json(membership(&req.base, g.id, pid)))
 }
@@ -88,7 +111,9 @@ pub fn remove_group_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
     app.topo.write(|w| {
         let mut g: PortGroup = w.tx.must(gid, "id")?;
         if !g.port_ids.contains(&pid) {
-            return Err(ApiError::not_found(format!("port {pid} is not a member of port group {gid}")));
+            return Err(ApiError::not_found(format!(
+                "port {pid} is not a member of port group {gid}"
+            )));
         }
         g.port_ids.retain(|p| *p != pid);
         w.tx.put(&g);
@@ -100,7 +125,10 @@ pub fn remove_group_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
 impl Resource for IpAddrGroup {
     const PATH: &'static str = "ip_addr_groups";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("addrs".into(), link(base, format!("ip_addr_groups/{}/ip_addrs", self.id)));
+        m.insert(
+            "addrs".into(),
+            link(base, format!("ip_addr_groups/{}/ip_addrs", self.id)),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         self.addrs.clear();
@@ -126,7 +154,12 @@ fn addr_json(base: &str, group: Uuid, a: &IpAddr) -> Value {
 
 pub fn group_addrs(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: IpAddrGroup = app.topo.must(req.id("id")?)?;
-    Ok(Resp::json(Value::Array(g.addrs.iter().map(|a| addr_json(&req.base, g.id, a)).collect())))
+    Ok(Resp::json(Value::Array(
+        g.addrs
+            .iter()
+            .map(|a| addr_json(&req.base, g.id, a))
+            .collect(),
+    )))
 }
 
 pub fn add_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -134,7 +167,10 @@ pub fn add_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let a: IpAddrGroupAddr = req.json()?;
     if let Some(v) = a.version {
         if v != version(&a.addr) {
-            return Err(ApiError::bad_request(format!("version: {} is not an IPv{v} address", a.addr)));
+            return Err(ApiError::bad_request(format!(
+                "version: {} is not an IPv{v} address",
+                a.addr
+            )));
         }
     }
     app.topo.write(|w| {
@@ -146,26 +182,34 @@ pub fn add_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
         Ok(())
     })?;
     let body = addr_json(&req.base, gid, &a.addr);
-    Ok(Resp::created(body["uri"].as_str().unwrap_or_default().to_string()))
+    Ok(Resp::created(
+        body["uri"].as_str().unwrap_or_default().to_string(),
+    ))
 }
 
 fn path_addr(req: &Req) -> Result<IpAddr, ApiError> {
     let s = req.param("addr");
-    s.parse().map_err(|_| ApiError::not_found(format!("\"{s}\" is not an IP address")))
+    s.parse()
+        .map_err(|_| ApiError::not_found(format!("\"{s}\" is not an IP address")))
 }
 
 pub fn get_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: IpAddrGroup = app.topo.must(req.id("id")?)?;
     let a = path_addr(req)?;
     if !g.addrs.contains(&a) {
-        return Err(ApiError::not_found(format!("{a} is not in IP address group {}", g.id)));
+        return Err(ApiError::not_found(format!(
+            "{a} is not in IP address group {}",
+            g.id
+        )));
     }
     Ok(Resp::json(addr_json(&req.base, g.id, &a)))
 }
 
 pub fn remove_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let gid = req.id("id")?;
-    let Ok(a) = path_addr(req) else { return Ok(Resp::no_content()) };
+    let Ok(a) = path_addr(req) else {
+        return Ok(Resp::no_content());
+    };
     app.topo.write(|w| {
         if let Some(mut g) = w.tx.get::<IpAddrGroup>(gid)? {
             if g.addrs.contains(&a) {

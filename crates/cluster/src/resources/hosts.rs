@@ -10,14 +10,23 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub fn host_alive(app: &App, id: Uuid) -> bool {
-    app.topo.store.get_ephemeral(&format!("Host/{id}/alive")).is_some()
+    app.topo
+        .store
+        .get_ephemeral(&format!("Host/{id}/alive"))
+        .is_some()
 }
 
 impl Resource for Host {
     const PATH: &'static str = "hosts";
     fn links(&self, app: &App, base: &str, m: &mut Links) {
-        m.insert("interfaces".into(), link(base, format!("hosts/{}/interfaces", self.id)));
-        m.insert("ports".into(), link(base, format!("hosts/{}/ports", self.id)));
+        m.insert(
+            "interfaces".into(),
+            link(base, format!("hosts/{}/interfaces", self.id)),
+        );
+        m.insert(
+            "ports".into(),
+            link(base, format!("hosts/{}/ports", self.id)),
+        );
         m.insert("alive".into(), Value::Bool(host_alive(app, self.id)));
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
@@ -45,7 +54,10 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
         missing.push("enforceContainerLimit");
     }
     if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("{} may not be null", missing.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "{} may not be null",
+            missing.join(", ")
+        )));
     }
     app.topo.write(|w| {
         let mut h: Host = w.tx.must(id, "id")?;
@@ -64,7 +76,10 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn delete_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     if host_alive(app, id) {
-        return Err(ApiError::new(403, format!("host {id} is alive; stop its agent first")));
+        return Err(ApiError::new(
+            403,
+            format!("host {id} is alive; stop its agent first"),
+        ));
     }
     app.topo.write(|w| {
         w.tx.must::<Host>(id, "id")?;
@@ -88,11 +103,13 @@ pub fn host_interfaces(app: &App, req: &Req) -> Result<Resp, ApiError> {
         })
         .collect::<Vec<_>>();
     if !req.param("name").is_empty() {
-        return list
-            .into_iter()
-            .next()
-            .map(Resp::json)
-            .ok_or_else(|| ApiError::not_found(format!("host {} has no interface {}", h.id, req.param("name"))));
+        return list.into_iter().next().map(Resp::json).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "host {} has no interface {}",
+                h.id,
+                req.param("name")
+            ))
+        });
     }
     Ok(Resp::json(Value::Array(list)))
 }
@@ -113,7 +130,11 @@ pub fn host_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let h: Host = app.topo.must(req.id("id")?)?;
     let ports = app.topo.all::<Port>()?;
     Ok(Resp::json(Value::Array(
-        ports.iter().filter(|p| p.host_id == Some(h.id)).map(|p| binding(&req.base, p)).collect(),
+        ports
+            .iter()
+            .filter(|p| p.host_id == Some(h.id))
+            .map(|p| binding(&req.base, p))
+            .collect(),
     )))
 }
 
@@ -121,7 +142,10 @@ pub fn get_host_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let hid = req.id("id")?;
     let p: Port = app.topo.must(req.id("portId")?)?;
     if p.host_id != Some(hid) {
-        return Err(ApiError::not_found(format!("port {} is not bound to host {hid}", p.id)));
+        return Err(ApiError::not_found(format!(
+            "port {} is not bound to host {hid}",
+            p.id
+        )));
     }
     Ok(Resp::json(binding(&req.base, &p)))
 }
@@ -137,31 +161,55 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
         .ok_or_else(|| ApiError::bad_request("portId: a port UUID is required"))?;
     let iface = match body.get("interfaceName").and_then(Value::as_str) {
         Some(s) if !s.is_empty() && s.len() <= 15 => s.to_string(),
-        Some(s) => return Err(ApiError::bad_request(format!("interfaceName: \"{s}\" must be 1 to 15 characters"))),
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "interfaceName: \"{s}\" must be 1 to 15 characters"
+            )));
+        }
         None => return Err(ApiError::bad_request("interfaceName: may not be null")),
     };
     app.topo.write(|w| {
         w.tx.must::<Host>(hid, "id")?;
         let mut p: Port = w.tx.must(pid, "portId")?;
-        if !w.tx.all::<TunnelZone>()?.iter().any(|z| z.member(hid).is_some()) {
-            return Err(ApiError::conflict(format!("host {hid} is in no tunnel zone; add it to one first")));
+        if !w
+            .tx
+            .all::<TunnelZone>()?
+            .iter()
+            .any(|z| z.member(hid).is_some())
+        {
+            return Err(ApiError::conflict(format!(
+                "host {hid} is in no tunnel zone; add it to one first"
+            )));
         }
         if let Some(h) = p.host_id {
-            return Err(ApiError::conflict(format!("port {pid} is already bound to host {h}")));
+            return Err(ApiError::conflict(format!(
+                "port {pid} is already bound to host {h}"
+            )));
         }
         if p.peer_id.is_some() {
-            return Err(ApiError::conflict(format!("port {pid} is linked to another port; only unlinked ports bind")));
+            return Err(ApiError::conflict(format!(
+                "port {pid} is linked to another port; only unlinked ports bind"
+            )));
         }
         let ports = w.tx.all::<Port>()?;
-        if let Some(o) = ports.iter().find(|o| o.host_id == Some(hid) && o.interface_name.as_deref() == Some(&iface)) {
-            return Err(ApiError::conflict(format!("interface {iface} on host {hid} is already bound to port {}", o.id)));
+        if let Some(o) = ports
+            .iter()
+            .find(|o| o.host_id == Some(hid) && o.interface_name.as_deref() == Some(&iface))
+        {
+            return Err(ApiError::conflict(format!(
+                "interface {iface} on host {hid} is already bound to port {}",
+                o.id
+            )));
         }
         p.host_id = Some(hid);
         p.interface_name = Some(iface.clone());
         w.tx.put(&p);
         Ok(())
     })?;
-    Ok(Resp::created(format!("{}/hosts/{hid}/ports/{pid}", req.base)))
+    Ok(Resp::created(format!(
+        "{}/hosts/{hid}/ports/{pid}",
+        req.base
+    )))
 }
 
 pub fn unbind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -170,7 +218,9 @@ pub fn unbind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
     app.topo.write(|w| {
         let mut p: Port = w.tx.must(pid, "portId")?;
         if p.host_id != Some(hid) {
-            return Err(ApiError::not_found(format!("port {pid} is not bound to host {hid}")));
+            return Err(ApiError::not_found(format!(
+                "port {pid} is not bound to host {hid}"
+            )));
         }
         p.previous_host_id = p.host_id.take();
         p.interface_name = None;
@@ -183,7 +233,10 @@ pub fn unbind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
 impl Resource for TunnelZone {
     const PATH: &'static str = "tunnel_zones";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("hosts".into(), link(base, format!("tunnel_zones/{}/hosts", self.id)));
+        m.insert(
+            "hosts".into(),
+            link(base, format!("tunnel_zones/{}/hosts", self.id)),
+        );
     }
     fn on_create(&mut self, w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         self.members.clear();
@@ -196,8 +249,15 @@ impl Resource for TunnelZone {
 }
 
 fn unique_zone_name(w: &Writer<'_>, z: &TunnelZone) -> Result<(), ApiError> {
-    if w.tx.all::<TunnelZone>()?.iter().any(|o| o.id != z.id && o.name == z.name) {
-        return Err(ApiError::conflict(format!("a tunnel zone named {:?} already exists", z.name.as_deref().unwrap_or(""))));
+    if w.tx
+        .all::<TunnelZone>()?
+        .iter()
+        .any(|o| o.id != z.id && o.name == z.name)
+    {
+        return Err(ApiError::conflict(format!(
+            "a tunnel zone named {:?} already exists",
+            z.name.as_deref().unwrap_or("")
+        )));
     }
     Ok(())
 }
@@ -216,13 +276,20 @@ fn member_json(base: &str, z: &TunnelZone, m: &TunnelZoneHost) -> Value {
 
 pub fn zone_members(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let z: TunnelZone = app.topo.must(req.id("id")?)?;
-    Ok(Resp::json(Value::Array(z.members.iter().map(|m| member_json(&req.base, &z, m)).collect())))
+    Ok(Resp::json(Value::Array(
+        z.members
+            .iter()
+            .map(|m| member_json(&req.base, &z, m))
+            .collect(),
+    )))
 }
 
 pub fn get_zone_member(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let z: TunnelZone = app.topo.must(req.id("id")?)?;
     let h = req.id("hostId")?;
-    let m = z.member(h).ok_or_else(|| ApiError::not_found(format!("host {h} is not in tunnel zone {}", z.id)))?;
+    let m = z
+        .member(h)
+        .ok_or_else(|| ApiError::not_found(format!("host {h} is not in tunnel zone {}", z.id)))?;
     Ok(Resp::json(member_json(&req.base, &z, m)))
 }
 
@@ -230,19 +297,26 @@ pub fn add_zone_member(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let zid = req.id("id")?;
     let m: TunnelZoneHost = req.json()?;
     let (Some(h), Some(_)) = (m.host_id, m.ip_address) else {
-        return Err(ApiError::bad_request("hostId and ipAddress may not be null"));
+        return Err(ApiError::bad_request(
+            "hostId and ipAddress may not be null",
+        ));
     };
     app.topo.write(|w| {
         let mut z: TunnelZone = w.tx.must(zid, "id")?;
         w.tx.must::<Host>(h, "hostId")?;
         if z.member(h).is_some() {
-            return Err(ApiError::conflict(format!("host {h} is already in tunnel zone {zid}")));
+            return Err(ApiError::conflict(format!(
+                "host {h} is already in tunnel zone {zid}"
+            )));
         }
         z.members.push(m.clone());
         w.tx.put(&z);
         Ok(())
     })?;
-    Ok(Resp::created(format!("{}/tunnel_zones/{zid}/hosts/{h}", req.base)))
+    Ok(Resp::created(format!(
+        "{}/tunnel_zones/{zid}/hosts/{h}",
+        req.base
+    )))
 }
 
 pub fn remove_zone_member(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -251,7 +325,9 @@ pub fn remove_zone_member(app: &App, req: &Req) -> Result<Resp, ApiError> {
     app.topo.write(|w| {
         let mut z: TunnelZone = w.tx.must(zid, "id")?;
         if z.member(h).is_none() {
-            return Err(ApiError::not_found(format!("host {h} is not in tunnel zone {zid}")));
+            return Err(ApiError::not_found(format!(
+                "host {h} is not in tunnel zone {zid}"
+            )));
         }
         z.members.retain(|m| m.host_id != Some(h));
         w.tx.put(&z);

@@ -12,18 +12,28 @@ impl Resource for LoadBalancer {
     const PATH: &'static str = "load_balancers";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         m.insert("router".into(), opt_link(base, "routers", self.router_id));
-        m.insert("pools".into(), link(base, format!("load_balancers/{}/pools", self.id)));
-        m.insert("vips".into(), link(base, format!("load_balancers/{}/vips", self.id)));
+        m.insert(
+            "pools".into(),
+            link(base, format!("load_balancers/{}/pools", self.id)),
+        );
+        m.insert(
+            "vips".into(),
+            link(base, format!("load_balancers/{}/vips", self.id)),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         if self.router_id.is_some() {
-            return Err(ApiError::bad_request("routerId is read-only: attach a load balancer by setting the router's loadBalancerId"));
+            return Err(ApiError::bad_request(
+                "routerId is read-only: attach a load balancer by setting the router's loadBalancerId",
+            ));
         }
         Ok(())
     }
     fn on_update(&mut self, old: &Self, _w: &mut Writer<'_>) -> Result<(), ApiError> {
         if self.router_id.is_some() && self.router_id != old.router_id {
-            return Err(ApiError::bad_request("routerId cannot be changed: set the router's loadBalancerId instead"));
+            return Err(ApiError::bad_request(
+                "routerId cannot be changed: set the router's loadBalancerId instead",
+            ));
         }
         self.router_id = old.router_id;
         Ok(())
@@ -33,7 +43,10 @@ impl Resource for LoadBalancer {
 impl Resource for HealthMonitor {
     const PATH: &'static str = "health_monitors";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("pools".into(), link(base, format!("health_monitors/{}/pools", self.id)));
+        m.insert(
+            "pools".into(),
+            link(base, format!("health_monitors/{}/pools", self.id)),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         self.admin_state_up = true;
@@ -44,17 +57,30 @@ impl Resource for HealthMonitor {
 pub fn monitor_pools(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<HealthMonitor>(id)?;
-    let pools = app.topo.all::<Pool>()?.into_iter().filter(|p| p.health_monitor_id == Some(id));
+    let pools = app
+        .topo
+        .all::<Pool>()?
+        .into_iter()
+        .filter(|p| p.health_monitor_id == Some(id));
     Ok(render_all(app, req, pools))
 }
 
 impl Resource for Pool {
     const PATH: &'static str = "pools";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("healthMonitor".into(), opt_link(base, "health_monitors", self.health_monitor_id));
-        m.insert("loadBalancer".into(), opt_link(base, "load_balancers", self.load_balancer_id));
+        m.insert(
+            "healthMonitor".into(),
+            opt_link(base, "health_monitors", self.health_monitor_id),
+        );
+        m.insert(
+            "loadBalancer".into(),
+            opt_link(base, "load_balancers", self.load_balancer_id),
+        );
         m.insert("vips".into(), link(base, format!("pools/{}/vips", self.id)));
-        m.insert("poolMembers".into(), link(base, format!("pools/{}/pool_members", self.id)));
+        m.insert(
+            "poolMembers".into(),
+            link(base, format!("pools/{}/pool_members", self.id)),
+        );
     }
     fn parent(&self) -> Option<Uuid> {
         self.load_balancer_id
@@ -117,7 +143,10 @@ impl Resource for PoolMember {
 impl Resource for Vip {
     const PATH: &'static str = "vips";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("loadBalancer".into(), opt_link(base, "load_balancers", self.load_balancer_id));
+        m.insert(
+            "loadBalancer".into(),
+            opt_link(base, "load_balancers", self.load_balancer_id),
+        );
         m.insert("pool".into(), opt_link(base, "pools", self.pool_id));
     }
     fn parent(&self) -> Option<Uuid> {
@@ -156,6 +185,10 @@ impl DeriveLb for Vip {
 pub fn lb_vips(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<LoadBalancer>(id)?;
-    let vips = app.topo.all::<Vip>()?.into_iter().filter(|v| v.load_balancer_id == Some(id));
+    let vips = app
+        .topo
+        .all::<Vip>()?
+        .into_iter()
+        .filter(|v| v.load_balancer_id == Some(id));
     Ok(render_all(app, req, vips))
 }

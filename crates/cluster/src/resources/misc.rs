@@ -7,8 +7,8 @@ use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link, opt_link};
 use crate::topo::Writer;
 use model::{
-    BgpNetwork, BgpPeer, Bridge, Chain, L2Insertion, Mirror, PortGroup, Router, ServiceContainer, ServiceContainerGroup,
-    TraceRequest, Vtep,
+    BgpNetwork, BgpPeer, Bridge, Chain, L2Insertion, Mirror, PortGroup, Router, ServiceContainer,
+    ServiceContainerGroup, TraceRequest, Vtep,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -60,7 +60,8 @@ impl Resource for L2Insertion {
     }
     fn matches(&self, req: &Req) -> bool {
         let want = |k: &str| req.query.get(k).and_then(|s| Uuid::parse_str(s).ok());
-        want("port").is_none_or(|p| self.port_id == Some(p)) && want("srv_port").is_none_or(|p| self.srv_port_id == Some(p))
+        want("port").is_none_or(|p| self.port_id == Some(p))
+            && want("srv_port").is_none_or(|p| self.srv_port_id == Some(p))
     }
 }
 
@@ -71,7 +72,13 @@ impl Resource for TraceRequest {
 impl Resource for ServiceContainerGroup {
     const PATH: &'static str = "service_container_groups";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("serviceContainers".into(), link(base, format!("service_container_groups/{}/service_containers", self.id)));
+        m.insert(
+            "serviceContainers".into(),
+            link(
+                base,
+                format!("service_container_groups/{}/service_containers", self.id),
+            ),
+        );
     }
 }
 
@@ -98,9 +105,21 @@ impl Resource for ServiceContainer {
 impl Resource for Vtep {
     const PATH: &'static str = "vteps";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
-        m.insert("bindings".into(), link(base, format!("vteps/{}/bindings", self.id)));
-        m.insert("ports".into(), link(base, format!("vteps/{}/ports", self.id)));
-        m.insert("vtepBindingTemplate".into(), link(base, format!("vteps/{}/bindings/{{portName}}/{{vlanId}}", self.id)));
+        m.insert(
+            "bindings".into(),
+            link(base, format!("vteps/{}/bindings", self.id)),
+        );
+        m.insert(
+            "ports".into(),
+            link(base, format!("vteps/{}/ports", self.id)),
+        );
+        m.insert(
+            "vtepBindingTemplate".into(),
+            link(
+                base,
+                format!("vteps/{}/bindings/{{portName}}/{{vlanId}}", self.id),
+            ),
+        );
     }
     fn on_create(&mut self, _w: &mut Writer<'_>, _req: &Req) -> Result<(), ApiError> {
         // Without an OVSDB connection the switch is known by address only.
@@ -142,13 +161,38 @@ fn tenant_json(base: &str, id: &str) -> Value {
 /// Tenants are the distinct tenant ids of the tenant-owned objects.
 pub fn tenants(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let mut ids: Vec<String> = Vec::new();
-    ids.extend(app.topo.all::<Router>()?.into_iter().filter_map(|o| o.tenant_id));
-    ids.extend(app.topo.all::<Bridge>()?.into_iter().filter_map(|o| o.tenant_id));
-    ids.extend(app.topo.all::<Chain>()?.into_iter().filter_map(|o| o.tenant_id));
-    ids.extend(app.topo.all::<PortGroup>()?.into_iter().filter_map(|o| o.tenant_id));
+    ids.extend(
+        app.topo
+            .all::<Router>()?
+            .into_iter()
+            .filter_map(|o| o.tenant_id),
+    );
+    ids.extend(
+        app.topo
+            .all::<Bridge>()?
+            .into_iter()
+            .filter_map(|o| o.tenant_id),
+    );
+    ids.extend(
+        app.topo
+            .all::<Chain>()?
+            .into_iter()
+            .filter_map(|o| o.tenant_id),
+    );
+    ids.extend(
+        app.topo
+            .all::<PortGroup>()?
+            .into_iter()
+            .filter_map(|o| o.tenant_id),
+    );
     ids.sort();
     ids.dedup();
-    Ok(Resp::json(Value::Array(ids.iter().filter(|t| !t.is_empty()).map(|t| tenant_json(&req.base, t)).collect())))
+    Ok(Resp::json(Value::Array(
+        ids.iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| tenant_json(&req.base, t))
+            .collect(),
+    )))
 }
 
 pub fn tenant(_app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -158,4 +202,3 @@ pub fn tenant(_app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn group_containers(app: &App, req: &Req) -> Result<Resp, ApiError> {
     crate::rest::list_under::<ServiceContainer, ServiceContainerGroup>(app, req)
 }
-

@@ -12,13 +12,22 @@ pub struct TestServer {
 }
 
 pub fn start(auth: AuthMode) -> TestServer {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Arc::new(App::new(store, auth, addr.to_string()));
     rt.spawn(async move { axum::serve(listener, cluster::router(app)).await });
-    TestServer { base: format!("http://{addr}/midonet-api"), _rt: rt }
+    TestServer {
+        base: format!("http://{addr}/midonet-api"),
+        _rt: rt,
+    }
 }
 
 pub struct Reply {
@@ -30,17 +39,28 @@ pub struct Reply {
 }
 
 pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let resp = match method {
         "GET" | "DELETE" => {
-            let mut b = if method == "GET" { agent.get(url) } else { agent.delete(url) };
+            let mut b = if method == "GET" {
+                agent.get(url)
+            } else {
+                agent.delete(url)
+            };
             for (k, v) in headers {
                 b = b.header(*k, *v);
             }
             b.call().unwrap()
         }
         _ => {
-            let mut b = if method == "POST" { agent.post(url) } else { agent.put(url) };
+            let mut b = if method == "POST" {
+                agent.post(url)
+            } else {
+                agent.put(url)
+            };
             for (k, v) in headers {
                 b = b.header(*k, *v);
             }
@@ -48,13 +68,24 @@ pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         }
     };
     let status = resp.status().as_u16();
-    let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let content_type = h("content-type").unwrap_or_default();
     let location = h("location");
     let mut resp = resp;
     let raw = resp.body_mut().read_to_string().unwrap_or_default();
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    Reply { status, content_type, location, body, raw }
+    Reply {
+        status,
+        content_type,
+        location,
+        body,
+        raw,
+    }
 }
 
 pub const JSON: (&str, &str) = ("Content-Type", "application/json");
