@@ -430,10 +430,8 @@ fn rc_file() -> Map<String, Value> {
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_cli = line == "[cli]";
-        } else if in_cli {
-            if let Some((k, v)) = line.split_once('=') {
-                m.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
-            }
+        } else if in_cli && let Some((k, v)) = line.split_once('=') {
+            m.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
         }
     }
     m

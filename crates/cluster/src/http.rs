@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub struct Req {
     pub method: Method,
-    pub params: Vec<(String, String)>,
+    pub params: Params,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: axum::body::Bytes,
@@ -153,7 +153,7 @@ fn is_param(seg: &str) -> Option<&str> {
 }
 
 /// Matches path segments against a template's segments.
-fn match_segments(t: &[&str], p: &[&str]) -> Option<Vec<(String, String)>> {
+fn match_segments(t: &[&str], p: &[&str]) -> Option<Params> {
     if t.len() != p.len()
         || t.iter()
             .zip(p)
@@ -170,7 +170,7 @@ fn match_segments(t: &[&str], p: &[&str]) -> Option<Vec<(String, String)>> {
 }
 
 #[cfg(test)]
-fn match_template(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+fn match_template(template: &str, path: &str) -> Option<Params> {
     let t: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
     let p: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match_segments(&t, &p)
@@ -206,10 +206,10 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn find_route(
-    method: &Method,
-    path: &str,
-) -> Result<(&'static ApiRoute, Vec<(String, String)>), ApiError> {
+/// Path parameters by name, in path order.
+type Params = Vec<(String, String)>;
+
+fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Params), ApiError> {
     let mut path_matched = false;
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     for (r, t) in ROUTES.iter().zip(templates()) {
@@ -283,17 +283,17 @@ pub async fn serve(
         } else {
             (header::ACCEPT, req.method == Method::GET)
         };
-        if check {
-            if let Some(v) = req.headers.get(&hdr).and_then(|v| v.to_str().ok()) {
-                if !v.is_empty() && !media::compatible(v, offered, route.strict) {
-                    return error_response(&ApiError::new(
-                        406,
-                        format!(
-                            "media type \"{v}\" is not acceptable here; use {offered} or application/json"
-                        ),
-                    ));
-                }
-            }
+        if check
+            && let Some(v) = req.headers.get(&hdr).and_then(|v| v.to_str().ok())
+            && !v.is_empty()
+            && !media::compatible(v, offered, route.strict)
+        {
+            return error_response(&ApiError::new(
+                406,
+                format!(
+                    "media type \"{v}\" is not acceptable here; use {offered} or application/json"
+                ),
+            ));
         }
     }
     let handler = route.handler;

@@ -49,11 +49,12 @@ fn start(port: u16, dir: &std::path::Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start midonet server");
+    let server = Server { child };
     let deadline = Instant::now() + Duration::from_secs(20);
     let url = format!("http://127.0.0.1:{port}/midonet-api/system_state");
     while Instant::now() < deadline {
         if agent().get(&url).call().is_ok() {
-            return Server { child };
+            return server;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -189,13 +189,13 @@ impl Condition {
             ("dlSrcMask", &self.dl_src_mask),
             ("dlDstMask", &self.dl_dst_mask),
         ] {
-            if let Some(m) = m {
-                if parse_mac_mask(m).is_none() {
-                    c.fail(
-                        name,
-                        format!("invalid MAC mask \"{m}\", expected the form ffff.ffff.0000"),
-                    );
-                }
+            if let Some(m) = m
+                && parse_mac_mask(m).is_none()
+            {
+                c.fail(
+                    name,
+                    format!("invalid MAC mask \"{m}\", expected the form ffff.ffff.0000"),
+                );
             }
         }
         let max = |a: &Option<IpAddr>| {
@@ -234,10 +234,10 @@ impl Condition {
                 if r.start.is_some_and(|s| s > 65535) || r.end.is_some_and(|e| e > 65535) {
                     c.fail(name, "ports must be between 0 and 65535");
                 }
-                if let (Some(s), Some(e)) = (r.start, r.end) {
-                    if s > e {
-                        c.fail(name, "start must not exceed end");
-                    }
+                if let (Some(s), Some(e)) = (r.start, r.end)
+                    && s > e
+                {
+                    c.fail(name, "start must not exceed end");
                 }
             }
         }
@@ -385,10 +385,8 @@ impl Rule {
             );
         }
         match self.rule_type {
-            RuleType::Jump => {
-                if self.jump_chain_id.is_none() {
-                    c.fail("jumpChainId", "may not be null for a jump rule");
-                }
+            RuleType::Jump if self.jump_chain_id.is_none() => {
+                c.fail("jumpChainId", "may not be null for a jump rule");
             }
             RuleType::Dnat | RuleType::Snat => {
                 check_nat_action(&mut c, self.flow_action);

@@ -185,10 +185,10 @@ impl Port {
             }
             PortType::Vxlan => {}
         }
-        if let Some(name) = &self.interface_name {
-            if name.is_empty() || name.len() > 15 {
-                c.fail("interfaceName", "must be 1 to 15 characters");
-            }
+        if let Some(name) = &self.interface_name
+            && (name.is_empty() || name.len() > 15)
+        {
+            c.fail("interfaceName", "must be 1 to 15 characters");
         }
         c.finish()
     }

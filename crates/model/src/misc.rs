@@ -156,10 +156,11 @@ pub struct ServiceContainerGroup {
 impl ServiceContainerGroup {
     fn check(&self) -> Result<(), Invalid> {
         let mut c = Checker::default();
-        if let Some(p) = self.policy.as_deref() {
-            if p != "WEIGHTED" && p != "LEAST" {
-                c.fail("policy", format!("\"{p}\" is not one of WEIGHTED, LEAST"));
-            }
+        if let Some(p) = self.policy.as_deref()
+            && p != "WEIGHTED"
+            && p != "LEAST"
+        {
+            c.fail("policy", format!("\"{p}\" is not one of WEIGHTED, LEAST"));
         }
         c.finish()
     }

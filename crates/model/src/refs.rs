@@ -93,10 +93,10 @@ impl<'a> Tx<'a> {
             }
         }
         for ((k, _), v) in &self.overlay {
-            if *k == T::KIND {
-                if let Some(b) = v {
-                    out.push(Self::decode(b)?);
-                }
+            if *k == T::KIND
+                && let Some(b) = v
+            {
+                out.push(Self::decode(b)?);
             }
         }
         Ok(out)
@@ -163,16 +163,15 @@ impl<'a> Tx<'a> {
                 }
             }
             Kind::Mirror => self.delete_mirror(id)?,
-            Kind::TunnelZone => {
+            Kind::TunnelZone
                 if self
                     .all::<Vtep>()?
                     .iter()
-                    .any(|v| v.tunnel_zone_id == Some(id))
-                {
-                    return Err(RefError::Conflict(format!(
-                        "tunnel zone {id} is used by a VTEP"
-                    )));
-                }
+                    .any(|v| v.tunnel_zone_id == Some(id)) =>
+            {
+                return Err(RefError::Conflict(format!(
+                    "tunnel zone {id} is used by a VTEP"
+                )));
             }
             Kind::Host => self.delete_host(id)?,
             _ => {}
@@ -242,11 +241,11 @@ impl<'a> Tx<'a> {
 
     fn delete_port(&mut self, id: Uuid) -> Result<(), RefError> {
         let p: Port = self.must(id, "id")?;
-        if let Some(peer) = p.peer_id {
-            if let Some(mut q) = self.get::<Port>(peer)? {
-                q.peer_id = None;
-                self.put(&q);
-            }
+        if let Some(peer) = p.peer_id
+            && let Some(mut q) = self.get::<Port>(peer)?
+        {
+            q.peer_id = None;
+            self.put(&q);
         }
         for rt in self.all::<Route>()? {
             if rt.next_hop_port == Some(id) {
@@ -771,7 +770,8 @@ mod tests {
         };
         let mut r2 = r.clone();
         r2.inbound_filter_id = Some(c.id);
-        for o in [&r2] {
+        {
+            let o = &r2;
             m.put(o);
         }
         m.put(&b);

@@ -432,7 +432,9 @@ impl Store for LocalStore {
         }
         for (t, k) in learned {
             if let Some(rows) = g.tables.get_mut(&t)
-                && rows.get(&k).is_some_and(|(p, l)| p.is_none() && l.is_none())
+                && rows
+                    .get(&k)
+                    .is_some_and(|(p, l)| p.is_none() && l.is_none())
             {
                 rows.remove(&k);
             }

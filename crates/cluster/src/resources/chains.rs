@@ -37,10 +37,10 @@ impl Resource for Rule {
             m.insert("jumpChain".into(), link(base, format!("chains/{j}")));
         }
         // The position is the rule's current place in its chain, 1-based.
-        if let Ok(Some(c)) = app.topo.get::<Chain>(self.chain_id) {
-            if let Some(i) = c.rule_ids.iter().position(|r| *r == self.id) {
-                m.insert("position".into(), Value::from(i + 1));
-            }
+        if let Ok(Some(c)) = app.topo.get::<Chain>(self.chain_id)
+            && let Some(i) = c.rule_ids.iter().position(|r| *r == self.id)
+        {
+            m.insert("position".into(), Value::from(i + 1));
         }
     }
     fn parent(&self) -> Option<Uuid> {
@@ -60,16 +60,16 @@ impl Resource for Rule {
                 chain.rule_ids.len()
             )));
         }
-        if self.rule_type == RuleType::Jump {
-            if let Some(j) = self.jump_chain_id {
-                let target: Chain = w.tx.must(j, "jumpChainId")?;
-                if j == self.chain_id {
-                    return Err(ApiError::bad_request(
-                        "jumpChainId: a chain cannot jump to itself",
-                    ));
-                }
-                self.jump_chain_name = target.name;
+        if self.rule_type == RuleType::Jump
+            && let Some(j) = self.jump_chain_id
+        {
+            let target: Chain = w.tx.must(j, "jumpChainId")?;
+            if j == self.chain_id {
+                return Err(ApiError::bad_request(
+                    "jumpChainId: a chain cannot jump to itself",
+                ));
             }
+            self.jump_chain_name = target.name;
         }
         self.position = pos as u32;
         chain.rule_ids.insert(pos - 1, self.id);

@@ -125,11 +125,11 @@ impl Resource for Router {
     }
     fn on_update(&mut self, old: &Self, w: &mut Writer<'_>) -> Result<(), ApiError> {
         if self.load_balancer_id != old.load_balancer_id {
-            if let Some(prev) = old.load_balancer_id {
-                if let Some(mut l) = w.tx.get::<LoadBalancer>(prev)? {
-                    l.router_id = None;
-                    w.tx.put(&l);
-                }
+            if let Some(prev) = old.load_balancer_id
+                && let Some(mut l) = w.tx.get::<LoadBalancer>(prev)?
+            {
+                l.router_id = None;
+                w.tx.put(&l);
             }
             if let Some(lb) = self.load_balancer_id {
                 bind_load_balancer(w, lb, self.id)?;

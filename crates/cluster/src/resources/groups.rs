@@ -165,13 +165,13 @@ pub fn group_addrs(app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn add_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let gid = req.id("id")?;
     let a: IpAddrGroupAddr = req.json()?;
-    if let Some(v) = a.version {
-        if v != version(&a.addr) {
-            return Err(ApiError::bad_request(format!(
-                "version: {} is not an IPv{v} address",
-                a.addr
-            )));
-        }
+    if let Some(v) = a.version
+        && v != version(&a.addr)
+    {
+        return Err(ApiError::bad_request(format!(
+            "version: {} is not an IPv{v} address",
+            a.addr
+        )));
     }
     app.topo.write(|w| {
         let mut g: IpAddrGroup = w.tx.must(gid, "id")?;
@@ -211,11 +211,11 @@ pub fn remove_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
         return Ok(Resp::no_content());
     };
     app.topo.write(|w| {
-        if let Some(mut g) = w.tx.get::<IpAddrGroup>(gid)? {
-            if g.addrs.contains(&a) {
-                g.addrs.retain(|x| *x != a);
-                w.tx.put(&g);
-            }
+        if let Some(mut g) = w.tx.get::<IpAddrGroup>(gid)?
+            && g.addrs.contains(&a)
+        {
+            g.addrs.retain(|x| *x != a);
+            w.tx.put(&g);
         }
         Ok(())
     })?;
