@@ -17,3 +17,13 @@ export -f midonet
 export BIN
 bash -euo pipefail -c "$TOUR" >/dev/null
 echo "README tour: ok"
+# Bad input through the CLI: a clear message and a non-zero exit.
+if out=$("$BIN" bridge show no-such-bridge 2>&1); then
+  echo "expected 'bridge show' of a missing id to fail" >&2; exit 1
+fi
+grep -q 'HTTP 404' <<<"$out" || { echo "unexpected error text: $out" >&2; exit 1; }
+if out=$("$BIN" rule create type=accept 2>&1); then
+  echo "expected 'rule create' without --chain to fail" >&2; exit 1
+fi
+grep -q 'needs --chain' <<<"$out" || { echo "unexpected error text: $out" >&2; exit 1; }
+echo "CLI errors: ok"
