@@ -1,0 +1,111 @@
+//! Every parser takes arbitrary bytes without panicking: random buffers, and
+//! the real captured packets with random bytes changed and random truncation.
+
+use proptest::prelude::*;
+use wire::*;
+
+fn frames(pcap: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        out.push(pcap[at..at + len].to_vec());
+        at += len;
+    }
+    out
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for p in [
+        &include_bytes!("captures/arp_icmp.pcap")[..],
+        include_bytes!("captures/dhcp.pcap"),
+        include_bytes!("captures/frag.pcap"),
+        include_bytes!("captures/nd.pcap"),
+        include_bytes!("captures/tcp.pcap"),
+        include_bytes!("captures/udp.pcap"),
+        include_bytes!("captures/vxlan.pcap"),
+    ] {
+        v.extend(frames(p));
+    }
+    v
+}
+
+/// Parses a frame the way the simulation does, all the way down.
+fn parse_everything(b: &[u8]) {
+    let Ok(eth) = EthernetFrame::new_checked(b) else {
+        return;
+    };
+    let _ = EthernetRepr::parse(&eth);
+    let payload = eth.payload();
+    if let Ok(arp) = ArpPacket::new_checked(payload) {
+        let _ = ArpRepr::parse(&arp);
+    }
+    if let Ok(ip6) = Ipv6Packet::new_checked(payload) {
+        let _ = icmpv6::NdRepr::parse(&ip6);
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(payload) else {
+        return;
+    };
+    let _ = Ipv4Repr::parse(&ip);
+    let l4 = ip.payload();
+    if let Ok(icmp) = Icmpv4Packet::new_checked(l4) {
+        let _ = Icmpv4Repr::parse(&icmp);
+        let _ = icmp.echo_id();
+    }
+    if let Ok(t) = TcpPacket::new_checked(l4) {
+        let _ = (
+            t.src_port(),
+            t.dst_port(),
+            t.flags(),
+            t.verify_checksum(ip.src(), ip.dst()),
+        );
+    }
+    if let Ok(u) = UdpPacket::new_checked(l4) {
+        let _ = u.verify_checksum(ip.src(), ip.dst());
+        if let Ok(d) = DhcpPacket::new_checked(u.payload()) {
+            let _ = DhcpRepr::parse(&d);
+        }
+        if let Ok(v) = VxlanPacket::new_checked(u.payload()) {
+            parse_everything(v.payload());
+        }
+    }
+    // Rewrites on a copy must not panic either.
+    let mut m = payload.to_vec();
+    if let Ok(mut p) = Ipv4Packet::new_checked(&mut m[..]) {
+        p.set_src(std::net::Ipv4Addr::new(192, 0, 2, 1));
+        p.set_dst(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        p.decrement_ttl();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+        parse_everything(&b);
+        if let Ok(d) = DhcpPacket::new_checked(&b[..]) {
+            let _ = d.options();
+        }
+        let _ = VxlanPacket::new_checked(&b[..]).map(|v| v.vni());
+    }
+
+    #[test]
+    fn mutated_real_packets(
+        which in 0usize..64,
+        flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..8),
+        cut in any::<u16>(),
+    ) {
+        let s = seeds();
+        let mut b = s[which % s.len()].clone();
+        for (at, v) in flips {
+            let i = usize::from(at) % b.len();
+            b[i] = v;
+        }
+        parse_everything(&b);
+        let n = usize::from(cut) % (b.len() + 1);
+        parse_everything(&b[..n]);
+    }
+}
