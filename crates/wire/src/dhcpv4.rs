@@ -61,7 +61,7 @@ pub enum DhcpOption {
 }
 
 fn ips(v: &[u8]) -> Result<Vec<Ipv4Addr>> {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Err(Error);
     }
     Ok(v.chunks(4)
