@@ -1,0 +1,116 @@
+//! The state tables a simulation reads (learned MACs, ARP entries,
+//! connection tracking, NAT bindings) and the writes it asks for. The caller
+//! owns the tables and applies the writes; the simulation never mutates them.
+
+use crate::topology::Id;
+use rustc_hash::FxHashMap;
+use std::net::Ipv4Addr;
+use wire::Mac;
+
+/// Idle lifetime of connection-tracking and NAT entries (MidoNet: 60 s).
+pub const STATE_IDLE_MS: u64 = 60_000;
+/// ARP entries expire after 90 s and go stale after 60 s.
+pub const ARP_EXPIRY_MS: u64 = 90_000;
+pub const ARP_STALE_MS: u64 = 60_000;
+
+/// A tracked connection, per device: (src, sport, dst, dport, proto, device).
+/// ICMP echo uses its identifier as both ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    pub proto: u8,
+    pub device: Id,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    FwdSnat,
+    FwdDnat,
+    FwdStickyDnat,
+    RevSnat,
+    RevDnat,
+    RevStickyDnat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    pub kind: NatKind,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    pub proto: u8,
+    pub device: Id,
+}
+
+/// Where a NAT key translates to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatBinding {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpEntry {
+    pub mac: Mac,
+    pub expires: u64,
+}
+
+/// A state change a simulation asks the caller to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateWrite {
+    /// `mac` was seen on `port` of `bridge` in `vlan`.
+    MacLearned { bridge: Id, vlan: u16, mac: Mac, port: Id },
+    /// A router learned `ip` is at `mac`.
+    ArpLearned { router: Id, ip: Ipv4Addr, mac: Mac },
+    /// A gratuitous ARP on a bridge: `ip` is at `mac`.
+    Ip4Mac { bridge: Id, ip: Ipv4Addr, mac: Mac },
+    /// The return direction of a forward connection.
+    ConnTrack(ConnKey),
+    Nat(NatKey, NatBinding),
+}
+
+/// The tables, as the agent keeps them.
+#[derive(Clone, Debug, Default)]
+pub struct StateTables {
+    pub macs: FxHashMap<(Id, u16, Mac), Id>,
+    pub ip4mac: FxHashMap<(Id, Ipv4Addr), Mac>,
+    pub arp: FxHashMap<(Id, Ipv4Addr), ArpEntry>,
+    /// Return keys of tracked connections, with their idle deadline.
+    pub conntrack: FxHashMap<ConnKey, u64>,
+    pub nat: FxHashMap<NatKey, (NatBinding, u64)>,
+}
+
+impl StateTables {
+    pub fn apply(&mut self, writes: &[StateWrite], now: u64) {
+        for w in writes {
+            match *w {
+                StateWrite::MacLearned { bridge, vlan, mac, port } => {
+                    self.macs.insert((bridge, vlan, mac), port);
+                }
+                StateWrite::ArpLearned { router, ip, mac } => {
+                    self.arp.insert((router, ip), ArpEntry { mac, expires: now + ARP_EXPIRY_MS });
+                }
+                StateWrite::Ip4Mac { bridge, ip, mac } => {
+                    self.ip4mac.insert((bridge, ip), mac);
+                }
+                StateWrite::ConnTrack(k) => {
+                    self.conntrack.insert(k, now + STATE_IDLE_MS);
+                }
+                StateWrite::Nat(k, b) => {
+                    self.nat.insert(k, (b, now + STATE_IDLE_MS));
+                }
+            }
+        }
+    }
+
+    /// Drops entries idle past their deadline.
+    pub fn expire(&mut self, now: u64) {
+        self.conntrack.retain(|_, t| *t > now);
+        self.nat.retain(|_, (_, t)| *t > now);
+        self.arp.retain(|_, e| e.expires > now);
+    }
+}
