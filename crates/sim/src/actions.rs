@@ -26,12 +26,20 @@ fn set_port(frame: &mut [u8], src: bool, port: u16) {
     match proto {
         Protocol::TCP => {
             if let Ok(mut t) = TcpPacket::new_checked(l4) {
-                if src { t.set_src_port(port) } else { t.set_dst_port(port) }
+                if src {
+                    t.set_src_port(port)
+                } else {
+                    t.set_dst_port(port)
+                }
             }
         }
         Protocol::UDP => {
             if let Ok(mut u) = UdpPacket::new_checked(l4) {
-                if src { u.set_src_port(port) } else { u.set_dst_port(port) }
+                if src {
+                    u.set_src_port(port)
+                } else {
+                    u.set_dst_port(port)
+                }
             }
         }
         _ => {}
@@ -44,7 +52,9 @@ fn set_quote(frame: &mut [u8], src: bool, addr: Ipv4Addr, port: u16) {
     if ip.protocol() != Protocol::ICMP {
         return;
     }
-    let Ok(mut icmp) = Icmpv4Packet::new_checked(ip.payload_mut()) else { return };
+    let Ok(mut icmp) = Icmpv4Packet::new_checked(ip.payload_mut()) else {
+        return;
+    };
     if !icmp.is_error() {
         return;
     }
@@ -66,7 +76,9 @@ fn set_quote(frame: &mut [u8], src: bool, addr: Ipv4Addr, port: u16) {
         let pat = if src { hl } else { hl + 2 };
         match q[9] {
             Protocol::TCP | Protocol::UDP => q[pat..pat + 2].copy_from_slice(&port.to_be_bytes()),
-            Protocol::ICMP if q.len() >= hl + 6 => q[hl + 4..hl + 6].copy_from_slice(&port.to_be_bytes()),
+            Protocol::ICMP if q.len() >= hl + 6 => {
+                q[hl + 4..hl + 6].copy_from_slice(&port.to_be_bytes())
+            }
             _ => {}
         }
     }

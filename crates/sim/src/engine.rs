@@ -94,13 +94,28 @@ pub(crate) struct Sim<'a, 'o> {
 }
 
 /// Simulates `input` through `topo`; the result goes into `out` (cleared first).
-pub fn simulate(topo: &Topology, state: &StateTables, input: &Input<'_>, rng: &mut dyn Random, out: &mut Outcome) {
+pub fn simulate(
+    topo: &Topology,
+    state: &StateTables,
+    input: &Input<'_>,
+    rng: &mut dyn Random,
+    out: &mut Outcome,
+) {
     out.clear();
     let Some(fields) = Fields::parse(input.frame, 0) else {
         out.verdict = Verdict::ErrorDrop(DropReason::Malformed);
         return;
     };
-    let mut sim = Sim::new(topo, state, input.now, rng, out, input.frame, fields, input.in_port);
+    let mut sim = Sim::new(
+        topo,
+        state,
+        input.now,
+        rng,
+        out,
+        input.frame,
+        fields,
+        input.in_port,
+    );
     sim.trace = input.trace;
     let v = sim.ingress(input.in_port);
     sim.finish(v);
@@ -117,7 +132,9 @@ pub fn simulate_generated(
     rng: &mut dyn Random,
 ) -> Vec<Emit> {
     let mut out = Outcome::default();
-    let Some(fields) = Fields::parse(frame, 0) else { return Vec::new() };
+    let Some(fields) = Fields::parse(frame, 0) else {
+        return Vec::new();
+    };
     let mut sim = Sim::new(topo, state, now, rng, &mut out, frame, fields, port);
     sim.generated = true;
     let v = sim.egress(port);
@@ -125,7 +142,11 @@ pub fn simulate_generated(
         return std::mem::take(&mut out.emits);
     }
     let mut emits = std::mem::take(&mut out.emits);
-    emits.extend(crate::actions::execute(&out.actions, frame).into_iter().map(|(output, frame)| Emit { output, frame }));
+    emits.extend(
+        crate::actions::execute(&out.actions, frame)
+            .into_iter()
+            .map(|(output, frame)| Emit { output, frame }),
+    );
     emits
 }
 
@@ -171,7 +192,10 @@ impl<'a, 'o> Sim<'a, 'o> {
 
     pub fn note(&mut self, device: Option<Id>, what: impl FnOnce() -> String) {
         if self.trace {
-            self.out.trace.push(TraceStep { device, what: what() });
+            self.out.trace.push(TraceStep {
+                device,
+                what: what(),
+            });
         }
     }
 
@@ -194,7 +218,11 @@ impl<'a, 'o> Sim<'a, 'o> {
         let sets_l3 = self.out.actions.iter().any(|a| {
             matches!(
                 a,
-                Action::SetNwSrc(_) | Action::SetNwDst(_) | Action::SetTtl(_) | Action::SetTpSrc(_) | Action::SetTpDst(_)
+                Action::SetNwSrc(_)
+                    | Action::SetNwDst(_)
+                    | Action::SetTtl(_)
+                    | Action::SetTpSrc(_)
+                    | Action::SetTpDst(_)
             )
         });
         if sets_l3 {
@@ -256,7 +284,9 @@ impl<'a, 'o> Sim<'a, 'o> {
         if let Some(c) = port.in_filter {
             match self.run_chains(&[c]) {
                 Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => return self.redirect(port, ingress),
+                Ok(ChainVerdict::Redirect { port, ingress }) => {
+                    return self.redirect(port, ingress);
+                }
                 Ok(v) => return self.filtered(v),
                 Err(m) => return Verdict::NotYet(m),
             }
@@ -281,7 +311,9 @@ impl<'a, 'o> Sim<'a, 'o> {
         if let Some(c) = port.out_filter {
             match self.run_chains(&[c]) {
                 Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => return self.redirect(port, ingress),
+                Ok(ChainVerdict::Redirect { port, ingress }) => {
+                    return self.redirect(port, ingress);
+                }
                 Ok(v) => return self.filtered(v),
                 Err(m) => return Verdict::NotYet(m),
             }
@@ -297,8 +329,18 @@ impl<'a, 'o> Sim<'a, 'o> {
     }
 
     fn redirect(&mut self, port: Id, ingress: bool) -> Verdict {
-        self.note(Some(port), || format!("redirected to port {} ({})", port, if ingress { "ingress" } else { "egress" }));
-        if ingress { self.ingress(port) } else { self.egress(port) }
+        self.note(Some(port), || {
+            format!(
+                "redirected to port {} ({})",
+                port,
+                if ingress { "ingress" } else { "egress" }
+            )
+        });
+        if ingress {
+            self.ingress(port)
+        } else {
+            self.egress(port)
+        }
     }
 
     fn filtered(&mut self, v: ChainVerdict) -> Verdict {
@@ -355,7 +397,11 @@ impl<'a, 'o> Sim<'a, 'o> {
             }
         }
         acts.append(&mut self.quote_actions);
-        acts.push(Action::Output(Output { port: port.id, host: port.host, tunnel_key: port.tunnel_key }));
+        acts.push(Action::Output(Output {
+            port: port.id,
+            host: port.host,
+            tunnel_key: port.tunnel_key,
+        }));
         self.emitted = cur;
         // A forward connection leaving a device: record its return key there.
         if !self.generated && self.forward == Some(true) {
@@ -370,14 +416,23 @@ impl<'a, 'o> Sim<'a, 'o> {
 
     /// Sends a generated packet out of `port` (through the topology beyond it).
     pub fn emit_generated(&mut self, port: Id, frame: Vec<u8>) {
-        let emits = simulate_generated(self.topo, self.state, port, &frame, self.now, &mut *self.rng);
+        let emits = simulate_generated(
+            self.topo,
+            self.state,
+            port,
+            &frame,
+            self.now,
+            &mut *self.rng,
+        );
         self.out.emits.extend(emits);
     }
 
     // ---- bridges ----------------------------------------------------------
 
     fn bridge(&mut self, id: Id, in_port: &'a Port) -> Verdict {
-        let Some(br) = self.topo.bridges.get(&id) else { return Verdict::NotYet(Missing::Bridge(id)) };
+        let Some(br) = self.topo.bridges.get(&id) else {
+            return Verdict::NotYet(Missing::Bridge(id));
+        };
         self.tag(Tag::Device(id));
         self.device = Some(id);
         self.note(Some(id), || "bridge".into());
@@ -402,7 +457,12 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !self.generated && !br.router_macs.contains_key(&src) {
             let known = self.state.macs.get(&(id, vlan, src));
             if known != Some(&in_port.id) {
-                self.write(StateWrite::MacLearned { bridge: id, vlan, mac: src, port: in_port.id });
+                self.write(StateWrite::MacLearned {
+                    bridge: id,
+                    vlan,
+                    mac: src,
+                    port: in_port.id,
+                });
             }
         }
         match in_verdict {
@@ -423,7 +483,11 @@ impl<'a, 'o> Sim<'a, 'o> {
         } else if dst == src {
             Some(in_port.id)
         } else {
-            self.tag(Tag::MacPort { bridge: id, vlan, mac: dst });
+            self.tag(Tag::MacPort {
+                bridge: id,
+                vlan,
+                mac: dst,
+            });
             self.state.macs.get(&(id, vlan, dst)).copied()
         };
         match target {
@@ -457,20 +521,39 @@ impl<'a, 'o> Sim<'a, 'o> {
 
     /// ARP on a bridge: answer requests for known addresses (suppression),
     /// learn gratuitous announcements, flood the rest.
-    fn bridge_arp(&mut self, id: Id, br: &'a crate::topology::Bridge, in_port: &Port, tagged: bool) -> Option<Verdict> {
-        let Some(req) = arp_of(self.frame) else { return Some(Verdict::ErrorDrop(DropReason::Malformed)) };
-        self.m.mark(field::NW_PROTO | field::NW_SRC | field::NW_DST | field::ETH_TYPE);
+    fn bridge_arp(
+        &mut self,
+        id: Id,
+        br: &'a crate::topology::Bridge,
+        in_port: &Port,
+        tagged: bool,
+    ) -> Option<Verdict> {
+        let Some(req) = arp_of(self.frame) else {
+            return Some(Verdict::ErrorDrop(DropReason::Malformed));
+        };
+        self.m
+            .mark(field::NW_PROTO | field::NW_SRC | field::NW_DST | field::ETH_TYPE);
         self.tag(Tag::BridgeArp(id));
         if req.op != ArpOp::Request || tagged {
             return None;
         }
         if req.is_gratuitous() {
-            self.write(StateWrite::Ip4Mac { bridge: id, ip: req.spa, mac: req.sha });
+            self.write(StateWrite::Ip4Mac {
+                bridge: id,
+                ip: req.spa,
+                mac: req.sha,
+            });
             return None;
         }
-        let known = br.router_ips.get(&req.tpa).or_else(|| self.state.ip4mac.get(&(id, req.tpa))).copied();
+        let known = br
+            .router_ips
+            .get(&req.tpa)
+            .or_else(|| self.state.ip4mac.get(&(id, req.tpa)))
+            .copied();
         let mac = known?;
-        self.note(Some(id), || format!("ARP suppression: {} is at {mac}", req.tpa));
+        self.note(Some(id), || {
+            format!("ARP suppression: {} is at {mac}", req.tpa)
+        });
         let reply = req.reply_from(mac).to_frame(mac, req.sha);
         self.emit_generated(in_port.id, reply);
         Some(Verdict::Consumed)
@@ -501,7 +584,9 @@ impl<'a, 'o> Sim<'a, 'o> {
     // ---- routers ----------------------------------------------------------
 
     fn router(&mut self, id: Id, in_port: &'a Port) -> Verdict {
-        let Some(rt) = self.topo.routers.get(&id) else { return Verdict::NotYet(Missing::Router(id)) };
+        let Some(rt) = self.topo.routers.get(&id) else {
+            return Verdict::NotYet(Missing::Router(id));
+        };
         self.tag(Tag::Device(id));
         self.device = Some(id);
         self.note(Some(id), || "router".into());
@@ -524,7 +609,12 @@ impl<'a, 'o> Sim<'a, 'o> {
             return self.router_arp(id, in_port);
         }
         if !rt.admin_up {
-            self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::ADMIN_PROHIBITED, 0);
+            self.icmp_error(
+                in_port,
+                wire::icmpv4::DST_UNREACHABLE,
+                wire::icmpv4::unreachable::ADMIN_PROHIBITED,
+                0,
+            );
             return Verdict::Drop(DropReason::AdminDown);
         }
         self.pre_routing = Some(self.m.peek().clone());
@@ -536,8 +626,16 @@ impl<'a, 'o> Sim<'a, 'o> {
                 Ok(None) => {}
                 Ok(Some(true)) => skip_in_filter = true,
                 Ok(Some(false)) => {
-                    let up = self.topo.load_balancers.get(&lb).is_some_and(|l| l.admin_up);
-                    return Verdict::Drop(if up { DropReason::NoPoolMember } else { DropReason::LoadBalancerDown });
+                    let up = self
+                        .topo
+                        .load_balancers
+                        .get(&lb)
+                        .is_some_and(|l| l.admin_up);
+                    return Verdict::Drop(if up {
+                        DropReason::NoPoolMember
+                    } else {
+                        DropReason::LoadBalancerDown
+                    });
                 }
                 Err(m) => return Verdict::NotYet(m),
             }
@@ -545,15 +643,27 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !skip_in_filter {
             match self.run_chains(&rt.in_chains) {
                 Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => return self.redirect(port, ingress),
+                Ok(ChainVerdict::Redirect { port, ingress }) => {
+                    return self.redirect(port, ingress);
+                }
                 Ok(ChainVerdict::Reject(c)) => {
-                    self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::ADMIN_PROHIBITED, 0);
+                    self.icmp_error(
+                        in_port,
+                        wire::icmpv4::DST_UNREACHABLE,
+                        wire::icmpv4::unreachable::ADMIN_PROHIBITED,
+                        0,
+                    );
                     return Verdict::Drop(DropReason::RejectedByChain(c));
                 }
                 Ok(ChainVerdict::Drop(c)) => {
                     // A dropped first fragment tells the sender to stop fragmenting.
                     if self.m.frag() == Frag::First {
-                        self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::FRAG_NEEDED, 1500);
+                        self.icmp_error(
+                            in_port,
+                            wire::icmpv4::DST_UNREACHABLE,
+                            wire::icmpv4::unreachable::FRAG_NEEDED,
+                            1500,
+                        );
                         return Verdict::ErrorDrop(DropReason::FilteredByChain(c));
                     }
                     return Verdict::Drop(DropReason::FilteredByChain(c));
@@ -573,19 +683,40 @@ impl<'a, 'o> Sim<'a, 'o> {
         });
         let Some(route) = route else {
             self.note(Some(id), || format!("no route to {dst_ip}"));
-            self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::NET, 0);
+            self.icmp_error(
+                in_port,
+                wire::icmpv4::DST_UNREACHABLE,
+                wire::icmpv4::unreachable::NET,
+                0,
+            );
             return Verdict::ShortDrop(DropReason::NoRoute);
         };
         self.tag(Tag::Route(route.id));
         if route.dst.len < 32 {
-            self.tag(Tag::DstIp { router: id, ip: dst_ip });
+            self.tag(Tag::DstIp {
+                router: id,
+                ip: dst_ip,
+            });
         }
-        self.note(Some(id), || format!("route {:?} to {}/{} via {:?}", route.kind, Ipv4Addr::from(route.dst.net), route.dst.len, route.port));
+        self.note(Some(id), || {
+            format!(
+                "route {:?} to {}/{} via {:?}",
+                route.kind,
+                Ipv4Addr::from(route.dst.net),
+                route.dst.len,
+                route.port
+            )
+        });
         match route.kind {
             RouteType::Local => return self.router_local(in_port),
             RouteType::BlackHole => return Verdict::ErrorDrop(DropReason::BlackholeRoute),
             RouteType::Reject => {
-                self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::ADMIN_PROHIBITED, 0);
+                self.icmp_error(
+                    in_port,
+                    wire::icmpv4::DST_UNREACHABLE,
+                    wire::icmpv4::unreachable::ADMIN_PROHIBITED,
+                    0,
+                );
                 return Verdict::ShortDrop(DropReason::RejectRoute);
             }
             RouteType::Normal => {}
@@ -596,12 +727,16 @@ impl<'a, 'o> Sim<'a, 'o> {
             return Verdict::ErrorDrop(DropReason::TtlExpired);
         }
         self.m.fields_mut().nw_ttl = ttl - 1;
-        let Some(out_id) = route.port else { return Verdict::ErrorDrop(DropReason::NoRoute) };
+        let Some(out_id) = route.port else {
+            return Verdict::ErrorDrop(DropReason::NoRoute);
+        };
         let out_port = match self.port(out_id) {
             Ok(p) => p,
             Err(m) => return Verdict::NotYet(m),
         };
-        let Some(out_ip) = out_port.ip else { return Verdict::ErrorDrop(DropReason::NoRoute) };
+        let Some(out_ip) = out_port.ip else {
+            return Verdict::ErrorDrop(DropReason::NoRoute);
+        };
         if self.m.peek().nw_dst == out_ip {
             return Verdict::Drop(DropReason::OwnAddressWithoutLocalRoute);
         }
@@ -617,9 +752,16 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !skip_out_filter {
             match self.run_chains(&rt.out_chains) {
                 Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => return self.redirect(port, ingress),
+                Ok(ChainVerdict::Redirect { port, ingress }) => {
+                    return self.redirect(port, ingress);
+                }
                 Ok(ChainVerdict::Reject(c)) => {
-                    self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::ADMIN_PROHIBITED, 0);
+                    self.icmp_error(
+                        in_port,
+                        wire::icmpv4::DST_UNREACHABLE,
+                        wire::icmpv4::unreachable::ADMIN_PROHIBITED,
+                        0,
+                    );
                     return Verdict::Drop(DropReason::RejectedByChain(c));
                 }
                 Ok(v) => return self.filtered(v),
@@ -631,7 +773,12 @@ impl<'a, 'o> Sim<'a, 'o> {
         let mac = match self.next_hop_mac(id, out_port, next_hop) {
             Ok(Some(mac)) => mac,
             Ok(None) => {
-                self.icmp_error(in_port, wire::icmpv4::DST_UNREACHABLE, wire::icmpv4::unreachable::HOST, 0);
+                self.icmp_error(
+                    in_port,
+                    wire::icmpv4::DST_UNREACHABLE,
+                    wire::icmpv4::unreachable::HOST,
+                    0,
+                );
                 return Verdict::ErrorDrop(DropReason::NoMacForNextHop);
             }
             Err(m) => return Verdict::NotYet(m),
@@ -645,13 +792,21 @@ impl<'a, 'o> Sim<'a, 'o> {
     /// The MAC of `ip` on the far side of `port`: a peer router port, a
     /// bridge's known addresses, or the router's ARP table (asking when
     /// unknown).
-    fn next_hop_mac(&mut self, router: Id, port: &'a Port, ip: Ipv4Addr) -> Result<Option<Mac>, Missing> {
+    fn next_hop_mac(
+        &mut self,
+        router: Id,
+        port: &'a Port,
+        ip: Ipv4Addr,
+    ) -> Result<Option<Mac>, Missing> {
         if let Some(peer) = port.peer.and_then(|p| self.topo.ports.get(&p)) {
             match peer.device {
                 Device::Router(_) => return Ok(Some(peer.mac)),
                 Device::Bridge(b) => {
                     if let Some(br) = self.topo.bridges.get(&b)
-                        && let Some(mac) = br.router_ips.get(&ip).or_else(|| self.state.ip4mac.get(&(b, ip)))
+                        && let Some(mac) = br
+                            .router_ips
+                            .get(&ip)
+                            .or_else(|| self.state.ip4mac.get(&(b, ip)))
                     {
                         return Ok(Some(*mac));
                     }
@@ -669,7 +824,13 @@ impl<'a, 'o> Sim<'a, 'o> {
         }
         // Ask, and park the packet until the answer comes.
         if let Some(src_ip) = port.ip {
-            let req = ArpRepr { op: ArpOp::Request, sha: port.mac, spa: src_ip, tha: Mac::ZERO, tpa: ip };
+            let req = ArpRepr {
+                op: ArpOp::Request,
+                sha: port.mac,
+                spa: src_ip,
+                tha: Mac::ZERO,
+                tpa: ip,
+            };
             self.note(Some(router), || format!("ARP request for {ip}"));
             self.emit_generated(port.id, req.to_frame(port.mac, Mac::BROADCAST));
         }
@@ -679,24 +840,42 @@ impl<'a, 'o> Sim<'a, 'o> {
     /// ARP addressed to a router port: answer requests for its address,
     /// learn senders inside its subnet.
     fn router_arp(&mut self, id: Id, port: &'a Port) -> Verdict {
-        let Some(a) = arp_of(self.frame) else { return Verdict::ErrorDrop(DropReason::Malformed) };
+        let Some(a) = arp_of(self.frame) else {
+            return Verdict::ErrorDrop(DropReason::Malformed);
+        };
         self.m.mark(field::NW_PROTO | field::NW_SRC | field::NW_DST);
         let in_subnet = port.subnet.is_none_or(|s| s.contains(a.spa));
-        let Some(port_ip) = port.ip else { return Verdict::Drop(DropReason::ArpHandled) };
+        let Some(port_ip) = port.ip else {
+            return Verdict::Drop(DropReason::ArpHandled);
+        };
         match a.op {
             ArpOp::Request if a.tpa == port_ip && in_subnet => {
-                self.write(StateWrite::ArpLearned { router: id, ip: a.spa, mac: a.sha });
-                self.note(Some(id), || format!("ARP reply: {port_ip} is at {}", port.mac));
+                self.write(StateWrite::ArpLearned {
+                    router: id,
+                    ip: a.spa,
+                    mac: a.sha,
+                });
+                self.note(Some(id), || {
+                    format!("ARP reply: {port_ip} is at {}", port.mac)
+                });
                 let reply = a.reply_from(port.mac).to_frame(port.mac, a.sha);
                 self.emit_generated(port.id, reply);
                 Verdict::Consumed
             }
             ArpOp::Request if a.is_gratuitous() && in_subnet => {
-                self.write(StateWrite::ArpLearned { router: id, ip: a.spa, mac: a.sha });
+                self.write(StateWrite::ArpLearned {
+                    router: id,
+                    ip: a.spa,
+                    mac: a.sha,
+                });
                 Verdict::Consumed
             }
             ArpOp::Reply if in_subnet && (a.tpa == port_ip || a.is_gratuitous()) => {
-                self.write(StateWrite::ArpLearned { router: id, ip: a.spa, mac: a.sha });
+                self.write(StateWrite::ArpLearned {
+                    router: id,
+                    ip: a.spa,
+                    mac: a.sha,
+                });
                 Verdict::Consumed
             }
             _ => Verdict::Drop(DropReason::ArpHandled),
@@ -707,10 +886,15 @@ impl<'a, 'o> Sim<'a, 'o> {
     fn router_local(&mut self, in_port: &'a Port) -> Verdict {
         let f = self.m.peek().clone();
         self.m.mark(field::NW_PROTO | field::TP_SRC);
-        if f.nw_proto == Protocol::ICMP && f.tp_src == u16::from(wire::icmpv4::ECHO_REQUEST) && f.frag == Frag::None {
+        if f.nw_proto == Protocol::ICMP
+            && f.tp_src == u16::from(wire::icmpv4::ECHO_REQUEST)
+            && f.frag == Frag::None
+        {
             self.m.mark(field::ICMP_ID | field::ICMP_DATA);
             if let Some(reply) = crate::services::echo_reply(self.frame, in_port.mac) {
-                self.note(in_port.device.id().into(), || format!("echo reply from {}", f.nw_dst));
+                self.note(in_port.device.id().into(), || {
+                    format!("echo reply from {}", f.nw_dst)
+                });
                 self.emit_generated(in_port.id, reply);
                 return Verdict::Consumed;
             }
@@ -724,9 +908,16 @@ impl<'a, 'o> Sim<'a, 'o> {
             return;
         }
         let Some(src) = port.ip else { return };
-        let pre = self.pre_routing.clone().unwrap_or_else(|| self.m.peek().clone());
-        if let Some(frame) = crate::services::icmp_error(self.frame, &pre, port.mac, src, typ, code, mtu) {
-            self.note(Some(port.id), || format!("ICMP error type {typ} code {code} to {}", pre.nw_src));
+        let pre = self
+            .pre_routing
+            .clone()
+            .unwrap_or_else(|| self.m.peek().clone());
+        if let Some(frame) =
+            crate::services::icmp_error(self.frame, &pre, port.mac, src, typ, code, mtu)
+        {
+            self.note(Some(port.id), || {
+                format!("ICMP error type {typ} code {code} to {}", pre.nw_src)
+            });
             self.emit_generated(port.id, frame);
         }
     }
@@ -757,7 +948,12 @@ impl<'a, 'o> Sim<'a, 'o> {
             if !self.matches(&rule.cond) {
                 continue;
             }
-            self.note(Some(id), || format!("chain {} rule {} matched: {:?}", chain.name, rule.id, rule.kind));
+            self.note(Some(id), || {
+                format!(
+                    "chain {} rule {} matched: {:?}",
+                    chain.name, rule.id, rule.kind
+                )
+            });
             let v = match &rule.kind {
                 RuleKind::Accept => ChainVerdict::Accept,
                 RuleKind::Drop => ChainVerdict::Drop(id),
@@ -768,17 +964,30 @@ impl<'a, 'o> Sim<'a, 'o> {
                     ChainVerdict::Continue | ChainVerdict::Return => ChainVerdict::Continue,
                     v => v,
                 },
-                RuleKind::Nat { dnat, targets, is_static, action } => {
-                    match self.forward_nat(*dnat, targets, *is_static)? {
-                        Some(true) => flow_action(*action),
-                        Some(false) => ChainVerdict::Drop(id),
-                        None => ChainVerdict::Continue,
+                RuleKind::Nat {
+                    dnat,
+                    targets,
+                    is_static,
+                    action,
+                } => match self.forward_nat(*dnat, targets, *is_static)? {
+                    Some(true) => flow_action(*action),
+                    Some(false) => ChainVerdict::Drop(id),
+                    None => ChainVerdict::Continue,
+                },
+                RuleKind::RevNat { dnat, action } => {
+                    if self.reverse_nat(*dnat) {
+                        flow_action(*action)
+                    } else {
+                        ChainVerdict::Continue
                     }
                 }
-                RuleKind::RevNat { dnat, action } => {
-                    if self.reverse_nat(*dnat) { flow_action(*action) } else { ChainVerdict::Continue }
-                }
-                RuleKind::L2Transform { pop_vlan, push_vlan, target, ingress, action } => {
+                RuleKind::L2Transform {
+                    pop_vlan,
+                    push_vlan,
+                    target,
+                    ingress,
+                    action,
+                } => {
                     let f = self.m.fields_mut();
                     if *pop_vlan {
                         f.vlan = None;
@@ -787,7 +996,10 @@ impl<'a, 'o> Sim<'a, 'o> {
                         f.vlan = Some(*v);
                     }
                     match (action, target) {
-                        (FlowAction::Redirect, Some(p)) => ChainVerdict::Redirect { port: *p, ingress: *ingress },
+                        (FlowAction::Redirect, Some(p)) => ChainVerdict::Redirect {
+                            port: *p,
+                            ingress: *ingress,
+                        },
                         _ => ChainVerdict::Accept,
                     }
                 }
@@ -809,8 +1021,11 @@ impl<'a, 'o> Sim<'a, 'o> {
             self.forward = Some(false);
             return false;
         }
-        self.m.mark(field::NW_SRC | field::NW_DST | field::NW_PROTO | field::TP_SRC | field::TP_DST);
-        let key = self.ingress_device.and_then(|d| conn_key(&self.orig, d, false));
+        self.m
+            .mark(field::NW_SRC | field::NW_DST | field::NW_PROTO | field::TP_SRC | field::TP_DST);
+        let key = self
+            .ingress_device
+            .and_then(|d| conn_key(&self.orig, d, false));
         let fwd = match key {
             None => true,
             Some(k) => {
@@ -819,7 +1034,7 @@ impl<'a, 'o> Sim<'a, 'o> {
                 }
                 self.tag(Tag::ConnTrack(k));
                 let seen = self.state.conntrack.get(&k).is_some_and(|t| *t > self.now)
-                    || self.out.writes.iter().any(|w| *w == StateWrite::ConnTrack(k));
+                    || self.out.writes.contains(&StateWrite::ConnTrack(k));
                 !seen
             }
         };
@@ -833,7 +1048,11 @@ impl<'a, 'o> Sim<'a, 'o> {
         let frag_ok = match cond.fragment_policy {
             FragmentPolicy::Any => true,
             p => {
-                let f = if self.m.is_ipv4() { self.m.frag() } else { Frag::None };
+                let f = if self.m.is_ipv4() {
+                    self.m.frag()
+                } else {
+                    Frag::None
+                };
                 match p {
                     FragmentPolicy::Header => f != Frag::Later,
                     FragmentPolicy::Nonheader => f == Frag::Later,
@@ -878,25 +1097,38 @@ impl<'a, 'o> Sim<'a, 'o> {
             clause!(self.in_groups.contains(&g), c.inv_in_port_group);
         }
         if let Some(g) = c.out_port_group {
-            let groups = self.out_port.and_then(|p| self.topo.ports.get(&p)).map(|p| p.groups.as_slice()).unwrap_or(&[]);
+            let groups = self
+                .out_port
+                .and_then(|p| self.topo.ports.get(&p))
+                .map(|p| p.groups.as_slice())
+                .unwrap_or(&[]);
             clause!(groups.contains(&g), c.inv_out_port_group);
         }
         if !c.in_ports.is_empty() {
             clause!(c.in_ports.contains(&self.in_port), c.inv_in_ports);
         }
         if !c.out_ports.is_empty() {
-            clause!(self.out_port.is_some_and(|p| c.out_ports.contains(&p)), c.inv_out_ports);
+            clause!(
+                self.out_port.is_some_and(|p| c.out_ports.contains(&p)),
+                c.inv_out_ports
+            );
         }
         if let Some(t) = c.dl_type {
             clause!(u32::from(self.m.eth_type()) == t, c.inv_dl_type);
         }
         if let Some(mac) = c.dl_src {
             let m = cond.dl_src_mask;
-            clause!(self.m.eth_src().as_u64() & m == mac_u64(&mac) & m, c.inv_dl_src);
+            clause!(
+                self.m.eth_src().as_u64() & m == mac_u64(&mac) & m,
+                c.inv_dl_src
+            );
         }
         if let Some(mac) = c.dl_dst {
             let m = cond.dl_dst_mask;
-            clause!(self.m.eth_dst().as_u64() & m == mac_u64(&mac) & m, c.inv_dl_dst);
+            clause!(
+                self.m.eth_dst().as_u64() & m == mac_u64(&mac) & m,
+                c.inv_dl_dst
+            );
         }
         if let Some(t) = c.nw_tos {
             clause!(self.m.is_ipv4() && self.m.nw_tos() == t, c.inv_nw_tos);
@@ -920,16 +1152,27 @@ impl<'a, 'o> Sim<'a, 'o> {
         }
         if let Some(g) = c.ip_addr_group_src {
             let ip = IpAddr::V4(self.m.nw_src());
-            let member = self.topo.ip_addr_groups.get(&g).is_some_and(|s| s.contains(&ip));
+            let member = self
+                .topo
+                .ip_addr_groups
+                .get(&g)
+                .is_some_and(|s| s.contains(&ip));
             clause!(self.m.is_ipv4() && member, c.inv_ip_addr_group_src);
         }
         if let Some(g) = c.ip_addr_group_dst {
             let ip = IpAddr::V4(self.m.nw_dst());
-            let member = self.topo.ip_addr_groups.get(&g).is_some_and(|s| s.contains(&ip));
+            let member = self
+                .topo
+                .ip_addr_groups
+                .get(&g)
+                .is_some_and(|s| s.contains(&ip));
             clause!(self.m.is_ipv4() && member, c.inv_ip_addr_group_dst);
         }
         if let Some(d) = c.traversed_device {
-            clause!(self.out.tags.contains(&Tag::Device(d)), c.inv_traversed_device);
+            clause!(
+                self.out.tags.contains(&Tag::Device(d)),
+                c.inv_traversed_device
+            );
         }
         if cond.icmp_src.is_some() || cond.icmp_dst.is_some() {
             self.m.mark(field::ICMP_DATA);
@@ -948,7 +1191,11 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !(self.m.is_ipv4() || self.m.is_arp()) {
             return false;
         }
-        let ip = if src { self.m.nw_src() } else { self.m.nw_dst() };
+        let ip = if src {
+            self.m.nw_src()
+        } else {
+            self.m.nw_dst()
+        };
         match a {
             IpAddr::V4(net) => crate::topology::Prefix::new(net, len).contains(ip),
             IpAddr::V6(_) => false,
@@ -1001,8 +1248,22 @@ pub(crate) fn conn_key(f: &Fields, device: Id, reverse: bool) -> Option<ConnKey>
         _ => return None,
     };
     Some(if reverse {
-        ConnKey { src: f.nw_dst, sport: dp, dst: f.nw_src, dport: sp, proto: f.nw_proto, device }
+        ConnKey {
+            src: f.nw_dst,
+            sport: dp,
+            dst: f.nw_src,
+            dport: sp,
+            proto: f.nw_proto,
+            device,
+        }
     } else {
-        ConnKey { src: f.nw_src, sport: sp, dst: f.nw_dst, dport: dp, proto: f.nw_proto, device }
+        ConnKey {
+            src: f.nw_src,
+            sport: sp,
+            dst: f.nw_dst,
+            dport: dp,
+            proto: f.nw_proto,
+            device,
+        }
     })
 }

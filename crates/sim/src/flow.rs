@@ -105,7 +105,10 @@ impl Fields {
     pub fn has_l4(&self) -> bool {
         self.is_ipv4()
             && self.frag != Frag::Later
-            && matches!(self.nw_proto, Protocol::TCP | Protocol::UDP | Protocol::ICMP)
+            && matches!(
+                self.nw_proto,
+                Protocol::TCP | Protocol::UDP | Protocol::ICMP
+            )
     }
 
     /// Only the fields in `mask` (the rest zeroed): the megaflow key.
@@ -113,16 +116,36 @@ impl Fields {
         let m = |f: u32| mask.contains(f);
         Fields {
             in_port: if m(field::IN_PORT) { self.in_port } else { 0 },
-            eth_src: if m(field::ETH_SRC) { self.eth_src } else { Mac::ZERO },
-            eth_dst: if m(field::ETH_DST) { self.eth_dst } else { Mac::ZERO },
+            eth_src: if m(field::ETH_SRC) {
+                self.eth_src
+            } else {
+                Mac::ZERO
+            },
+            eth_dst: if m(field::ETH_DST) {
+                self.eth_dst
+            } else {
+                Mac::ZERO
+            },
             eth_type: if m(field::ETH_TYPE) { self.eth_type } else { 0 },
             vlan: if m(field::VLAN) { self.vlan } else { None },
-            nw_src: if m(field::NW_SRC) { self.nw_src } else { Ipv4Addr::UNSPECIFIED },
-            nw_dst: if m(field::NW_DST) { self.nw_dst } else { Ipv4Addr::UNSPECIFIED },
+            nw_src: if m(field::NW_SRC) {
+                self.nw_src
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            nw_dst: if m(field::NW_DST) {
+                self.nw_dst
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
             nw_proto: if m(field::NW_PROTO) { self.nw_proto } else { 0 },
             nw_tos: if m(field::NW_TOS) { self.nw_tos } else { 0 },
             nw_ttl: if m(field::NW_TTL) { self.nw_ttl } else { 0 },
-            frag: if m(field::FRAG) { self.frag } else { Frag::None },
+            frag: if m(field::FRAG) {
+                self.frag
+            } else {
+                Frag::None
+            },
             tp_src: if m(field::TP_SRC) { self.tp_src } else { 0 },
             tp_dst: if m(field::TP_DST) { self.tp_dst } else { 0 },
             icmp_id: if m(field::ICMP_ID) { self.icmp_id } else { 0 },
@@ -195,7 +218,10 @@ pub struct Match {
 
 impl Clone for Match {
     fn clone(&self) -> Self {
-        Match { f: self.f.clone(), seen: Cell::new(self.seen.get()) }
+        Match {
+            f: self.f.clone(),
+            seen: Cell::new(self.seen.get()),
+        }
     }
 }
 
@@ -212,7 +238,10 @@ macro_rules! getter {
 impl Match {
     pub fn new(f: Fields) -> Self {
         // The input port is never wildcarded.
-        Match { f, seen: Cell::new(field::IN_PORT) }
+        Match {
+            f,
+            seen: Cell::new(field::IN_PORT),
+        }
     }
     getter!(eth_src, Mac, field::ETH_SRC);
     getter!(eth_dst, Mac, field::ETH_DST);
@@ -224,9 +253,21 @@ impl Match {
     getter!(nw_tos, u8, field::NW_TOS | field::ETH_TYPE);
     getter!(nw_ttl, u8, field::NW_TTL | field::ETH_TYPE);
     getter!(frag, Frag, field::FRAG | field::ETH_TYPE);
-    getter!(tp_src, u16, field::TP_SRC | field::NW_PROTO | field::ETH_TYPE);
-    getter!(tp_dst, u16, field::TP_DST | field::NW_PROTO | field::ETH_TYPE);
-    getter!(icmp_id, u16, field::ICMP_ID | field::NW_PROTO | field::ETH_TYPE);
+    getter!(
+        tp_src,
+        u16,
+        field::TP_SRC | field::NW_PROTO | field::ETH_TYPE
+    );
+    getter!(
+        tp_dst,
+        u16,
+        field::TP_DST | field::NW_PROTO | field::ETH_TYPE
+    );
+    getter!(
+        icmp_id,
+        u16,
+        field::ICMP_ID | field::NW_PROTO | field::ETH_TYPE
+    );
 
     pub fn is_ipv4(&self) -> bool {
         self.eth_type() == EtherType::IPV4

@@ -24,7 +24,13 @@ impl Sim<'_, '_> {
                 StateWrite::Nat(key, b) if key == k => Some(*b),
                 _ => None,
             })
-            .or_else(|| self.state.nat.get(k).filter(|(_, t)| *t > self.now).map(|(b, _)| *b))
+            .or_else(|| {
+                self.state
+                    .nat
+                    .get(k)
+                    .filter(|(_, t)| *t > self.now)
+                    .map(|(b, _)| *b)
+            })
     }
 
     fn nat_taken(&self, k: &NatKey) -> bool {
@@ -58,20 +64,52 @@ impl Sim<'_, '_> {
     }
 
     fn key(&self, kind: NatKind, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> NatKey {
-        self.key_at(self.device.unwrap_or_default(), kind, src, sport, dst, dport)
+        self.key_at(
+            self.device.unwrap_or_default(),
+            kind,
+            src,
+            sport,
+            dst,
+            dport,
+        )
     }
 
-    fn key_at(&self, device: Id, kind: NatKind, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> NatKey {
-        NatKey { kind, src, sport, dst, dport, proto: self.m.peek().nw_proto, device }
+    fn key_at(
+        &self,
+        device: Id,
+        kind: NatKind,
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) -> NatKey {
+        NatKey {
+            kind,
+            src,
+            sport,
+            dst,
+            dport,
+            proto: self.m.peek().nw_proto,
+            device,
+        }
     }
 
     fn random_in(&mut self, lo: u32, hi: u32) -> u32 {
-        if hi <= lo { lo } else { lo + self.random() % (hi - lo + 1) }
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.random() % (hi - lo + 1)
+        }
     }
 
     /// Applies a forward NAT rule. `Some(true)`: translated; `Some(false)`:
     /// refused (no free port); `None`: the rule does not apply to this packet.
-    pub(crate) fn forward_nat(&mut self, dnat: bool, targets: &[NatTarget], is_static: bool) -> Result<Option<bool>, Missing> {
+    pub(crate) fn forward_nat(
+        &mut self,
+        dnat: bool,
+        targets: &[NatTarget],
+        is_static: bool,
+    ) -> Result<Option<bool>, Missing> {
         if targets.is_empty() || !self.m.is_ipv4() {
             return Ok(None);
         }
@@ -88,10 +126,22 @@ impl Sim<'_, '_> {
             self.m.mark(field::NW_SRC | field::NW_DST);
             return Ok(Some(true));
         }
-        let Some((sport, dport)) = self.nat_ports() else { return Ok(None) };
+        let Some((sport, dport)) = self.nat_ports() else {
+            return Ok(None);
+        };
         let (src, dst) = (self.m.nw_src(), self.m.nw_dst());
         let icmp = self.m.peek().nw_proto == Protocol::ICMP;
-        let fwd = self.key(if dnat { NatKind::FwdDnat } else { NatKind::FwdSnat }, src, sport, dst, dport);
+        let fwd = self.key(
+            if dnat {
+                NatKind::FwdDnat
+            } else {
+                NatKind::FwdSnat
+            },
+            src,
+            sport,
+            dst,
+            dport,
+        );
         self.tag(Tag::Nat(fwd));
         self.stateful = true;
         let binding = match self.nat_lookup(&fwd) {
@@ -102,9 +152,21 @@ impl Sim<'_, '_> {
                     return Ok(Some(false));
                 };
                 let rev = if dnat {
-                    (self.key(NatKind::RevDnat, b.ip, b.port, src, sport), NatBinding { ip: dst, port: dport })
+                    (
+                        self.key(NatKind::RevDnat, b.ip, b.port, src, sport),
+                        NatBinding {
+                            ip: dst,
+                            port: dport,
+                        },
+                    )
                 } else {
-                    (self.key(NatKind::RevSnat, dst, dport, b.ip, b.port), NatBinding { ip: src, port: sport })
+                    (
+                        self.key(NatKind::RevSnat, dst, dport, b.ip, b.port),
+                        NatBinding {
+                            ip: src,
+                            port: sport,
+                        },
+                    )
                 };
                 self.write(StateWrite::Nat(fwd, b));
                 self.write(StateWrite::Nat(rev.0, rev.1));
@@ -112,7 +174,16 @@ impl Sim<'_, '_> {
                 b
             }
         };
-        self.note(self.device, || format!("{} {}:{} -> {}:{}", if dnat { "DNAT" } else { "SNAT" }, if dnat { dst } else { src }, if dnat { dport } else { sport }, binding.ip, binding.port));
+        self.note(self.device, || {
+            format!(
+                "{} {}:{} -> {}:{}",
+                if dnat { "DNAT" } else { "SNAT" },
+                if dnat { dst } else { src },
+                if dnat { dport } else { sport },
+                binding.ip,
+                binding.port
+            )
+        });
         let f = self.m.fields_mut();
         if dnat {
             f.nw_dst = binding.ip;
@@ -140,19 +211,35 @@ impl Sim<'_, '_> {
         icmp: bool,
     ) -> Option<NatBinding> {
         let t = &targets[self.random() as usize % targets.len()];
-        let (ip_lo, ip_hi) = (u32::from(t.ip_from), u32::from(t.ip_to).max(u32::from(t.ip_from)));
+        let (ip_lo, ip_hi) = (
+            u32::from(t.ip_from),
+            u32::from(t.ip_to).max(u32::from(t.ip_from)),
+        );
         let keep_ports = t.port_from == 0 && t.port_to == 0;
         if dnat {
             let ip = Ipv4Addr::from(self.random_in(ip_lo, ip_hi));
-            let port = if icmp || keep_ports { dport } else { self.random_in(t.port_from.into(), t.port_to.into()) as u16 };
+            let port = if icmp || keep_ports {
+                dport
+            } else {
+                self.random_in(t.port_from.into(), t.port_to.into()) as u16
+            };
             return Some(NatBinding { ip, port });
         }
-        let (plo, phi) = if keep_ports { SNAT_PORTS } else { (t.port_from.max(1), t.port_to.max(t.port_from)) };
+        let (plo, phi) = if keep_ports {
+            SNAT_PORTS
+        } else {
+            (t.port_from.max(1), t.port_to.max(t.port_from))
+        };
         if icmp {
-            return Some(NatBinding { ip: Ipv4Addr::from(self.random_in(ip_lo, ip_hi)), port: sport });
+            return Some(NatBinding {
+                ip: Ipv4Addr::from(self.random_in(ip_lo, ip_hi)),
+                port: sport,
+            });
         }
         // A port is free for this destination if no reply key uses it yet.
-        let free = |s: &Self, ip: Ipv4Addr, port: u16| !s.nat_taken(&s.key(NatKind::RevSnat, dst, dport, ip, port));
+        let free = |s: &Self, ip: Ipv4Addr, port: u16| {
+            !s.nat_taken(&s.key(NatKind::RevSnat, dst, dport, ip, port))
+        };
         for _ in 0..SNAT_PROBES {
             let ip = Ipv4Addr::from(self.random_in(ip_lo, ip_hi));
             let port = self.random_in(plo.into(), phi.into()) as u16;
@@ -167,7 +254,10 @@ impl Sim<'_, '_> {
             for i in 0..ports {
                 let port = (u32::from(plo) + (start + i) % ports) as u16;
                 if free(self, Ipv4Addr::from(ip), port) {
-                    return Some(NatBinding { ip: Ipv4Addr::from(ip), port });
+                    return Some(NatBinding {
+                        ip: Ipv4Addr::from(ip),
+                        port,
+                    });
                 }
             }
         }
@@ -180,19 +270,27 @@ impl Sim<'_, '_> {
         if !self.m.is_ipv4() {
             return false;
         }
-        let kind = if dnat { NatKind::RevDnat } else { NatKind::RevSnat };
+        let kind = if dnat {
+            NatKind::RevDnat
+        } else {
+            NatKind::RevSnat
+        };
         if self.m.nw_proto() == Protocol::ICMP {
             let t = self.m.tp_src() as u8;
             if t != wire::icmpv4::ECHO_REQUEST && t != wire::icmpv4::ECHO_REPLY {
                 return self.reverse_nat_icmp_error(kind, dnat);
             }
         }
-        let Some((sport, dport)) = self.nat_ports() else { return false };
+        let Some((sport, dport)) = self.nat_ports() else {
+            return false;
+        };
         let (src, dst) = (self.m.nw_src(), self.m.nw_dst());
         let icmp = self.m.peek().nw_proto == Protocol::ICMP;
         let key = self.key(kind, src, sport, dst, dport);
         self.tag(Tag::Nat(key));
-        let Some(b) = self.nat_lookup(&key) else { return false };
+        let Some(b) = self.nat_lookup(&key) else {
+            return false;
+        };
         self.stateful = true;
         let f = self.m.fields_mut();
         if dnat {
@@ -207,7 +305,14 @@ impl Sim<'_, '_> {
             }
             self.dst_rewritten = true;
         }
-        self.note(self.device, || format!("reverse {} to {}:{}", if dnat { "DNAT" } else { "SNAT" }, b.ip, b.port));
+        self.note(self.device, || {
+            format!(
+                "reverse {} to {}:{}",
+                if dnat { "DNAT" } else { "SNAT" },
+                b.ip,
+                b.port
+            )
+        });
         true
     }
 
@@ -215,17 +320,31 @@ impl Sim<'_, '_> {
     /// packet, and both the outer header and the quote are rewritten.
     fn reverse_nat_icmp_error(&mut self, kind: NatKind, dnat: bool) -> bool {
         self.m.mark(field::ICMP_DATA);
-        let Some(q) = crate::services::quoted(self.frame) else { return false };
-        let key = NatKey { kind, src: q.dst, sport: q.dport, dst: q.src, dport: q.sport, proto: q.proto, device: self.device.unwrap_or_default() };
+        let Some(q) = crate::services::quoted(self.frame) else {
+            return false;
+        };
+        let key = NatKey {
+            kind,
+            src: q.dst,
+            sport: q.dport,
+            dst: q.src,
+            dport: q.sport,
+            proto: q.proto,
+            device: self.device.unwrap_or_default(),
+        };
         self.tag(Tag::Nat(key));
-        let Some(b) = self.nat_lookup(&key) else { return false };
+        let Some(b) = self.nat_lookup(&key) else {
+            return false;
+        };
         let f = self.m.fields_mut();
         if dnat {
             f.nw_src = b.ip;
-            self.quote_actions.push(Action::SetIcmpQuoteDst(b.ip, b.port));
+            self.quote_actions
+                .push(Action::SetIcmpQuoteDst(b.ip, b.port));
         } else {
             f.nw_dst = b.ip;
-            self.quote_actions.push(Action::SetIcmpQuoteSrc(b.ip, b.port));
+            self.quote_actions
+                .push(Action::SetIcmpQuoteSrc(b.ip, b.port));
             self.dst_rewritten = true;
         }
         true
@@ -236,22 +355,40 @@ impl Sim<'_, '_> {
     /// balanced; `Some(false)`: drop (no member, or balancer down); `None`:
     /// not for a VIP.
     pub(crate) fn lb_inbound(&mut self, lb_id: Id) -> Result<Option<bool>, Missing> {
-        let lb = self.topo.load_balancers.get(&lb_id).ok_or(Missing::LoadBalancer(lb_id))?;
+        let lb = self
+            .topo
+            .load_balancers
+            .get(&lb_id)
+            .ok_or(Missing::LoadBalancer(lb_id))?;
         if !self.m.is_ipv4() || self.m.nw_proto() != Protocol::TCP {
             return Ok(None);
         }
         let (dst, dport) = (self.m.nw_dst(), self.m.tp_dst());
-        let Some(vip) = lb.vips.iter().find(|v| v.admin_up && v.ip == dst && v.port == dport) else { return Ok(None) };
+        let Some(vip) = lb
+            .vips
+            .iter()
+            .find(|v| v.admin_up && v.ip == dst && v.port == dport)
+        else {
+            return Ok(None);
+        };
         self.tag(Tag::Device(lb_id));
         self.tag(Tag::Device(vip.id));
         if !lb.admin_up {
             return Ok(Some(false));
         }
-        let pool = self.topo.pools.get(&vip.pool).ok_or(Missing::Pool(vip.pool))?;
+        let pool = self
+            .topo
+            .pools
+            .get(&vip.pool)
+            .ok_or(Missing::Pool(vip.pool))?;
         self.tag(Tag::Device(pool.id));
         let src = self.m.nw_src();
         let sport = if vip.sticky { 0 } else { self.m.tp_src() };
-        let kind = if vip.sticky { NatKind::FwdStickyDnat } else { NatKind::FwdDnat };
+        let kind = if vip.sticky {
+            NatKind::FwdStickyDnat
+        } else {
+            NatKind::FwdDnat
+        };
         let fwd = self.key_at(lb_id, kind, src, sport, dst, dport);
         self.tag(Tag::Nat(fwd));
         self.stateful = true;
@@ -261,16 +398,24 @@ impl Sim<'_, '_> {
         let existing = self.nat_lookup(&fwd).filter(|b| {
             pool.admin_up
                 && pool.members.iter().any(|m| {
-                    m.ip == b.ip && m.port == b.port && if vip.sticky { m.usable() } else { m.admin_up }
+                    m.ip == b.ip
+                        && m.port == b.port
+                        && if vip.sticky { m.usable() } else { m.admin_up }
                 })
         });
         let b = match existing {
             Some(b) => b,
             None => {
-                let usable: Vec<_> = if pool.admin_up { pool.members.iter().filter(|m| m.usable()).collect() } else { Vec::new() };
+                let usable: Vec<_> = if pool.admin_up {
+                    pool.members.iter().filter(|m| m.usable()).collect()
+                } else {
+                    Vec::new()
+                };
                 let total: u32 = usable.iter().map(|m| m.weight).sum();
                 if total == 0 {
-                    self.note(Some(lb_id), || format!("VIP {}:{} has no usable member", vip.ip, vip.port));
+                    self.note(Some(lb_id), || {
+                        format!("VIP {}:{} has no usable member", vip.ip, vip.port)
+                    });
                     return Ok(Some(false));
                 }
                 let mut pick = self.random() % total;
@@ -285,7 +430,10 @@ impl Sim<'_, '_> {
                         }
                     })
                     .unwrap_or(&usable[0]);
-                let b = NatBinding { ip: member.ip, port: member.port };
+                let b = NatBinding {
+                    ip: member.ip,
+                    port: member.port,
+                };
                 let sport_real = self.m.peek().tp_src;
                 let rev = if vip.sticky {
                     self.key_at(lb_id, NatKind::RevStickyDnat, b.ip, b.port, src, 0)
@@ -293,11 +441,19 @@ impl Sim<'_, '_> {
                     self.key_at(lb_id, NatKind::RevDnat, b.ip, b.port, src, sport_real)
                 };
                 self.write(StateWrite::Nat(fwd, b));
-                self.write(StateWrite::Nat(rev, NatBinding { ip: dst, port: dport }));
+                self.write(StateWrite::Nat(
+                    rev,
+                    NatBinding {
+                        ip: dst,
+                        port: dport,
+                    },
+                ));
                 b
             }
         };
-        self.note(Some(lb_id), || format!("VIP {}:{} -> member {}:{}", vip.ip, vip.port, b.ip, b.port));
+        self.note(Some(lb_id), || {
+            format!("VIP {}:{} -> member {}:{}", vip.ip, vip.port, b.ip, b.port)
+        });
         let f = self.m.fields_mut();
         f.nw_dst = b.ip;
         f.tp_dst = b.port;
@@ -313,12 +469,19 @@ impl Sim<'_, '_> {
         if !self.m.is_ipv4() || self.m.nw_proto() != Protocol::TCP {
             return Ok(false);
         }
-        let (src, sport, dst, dport) = (self.m.nw_src(), self.m.tp_src(), self.m.nw_dst(), self.m.tp_dst());
+        let (src, sport, dst, dport) = (
+            self.m.nw_src(),
+            self.m.tp_src(),
+            self.m.nw_dst(),
+            self.m.tp_dst(),
+        );
         let plain = self.key_at(lb_id, NatKind::RevDnat, src, sport, dst, dport);
         let sticky = self.key_at(lb_id, NatKind::RevStickyDnat, src, sport, dst, 0);
         self.tag(Tag::Nat(plain));
         self.tag(Tag::Nat(sticky));
-        let Some(b) = self.nat_lookup(&plain).or_else(|| self.nat_lookup(&sticky)) else { return Ok(false) };
+        let Some(b) = self.nat_lookup(&plain).or_else(|| self.nat_lookup(&sticky)) else {
+            return Ok(false);
+        };
         self.stateful = true;
         let f = self.m.fields_mut();
         f.nw_src = b.ip;

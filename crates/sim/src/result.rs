@@ -50,7 +50,10 @@ pub enum Missing {
     LoadBalancer(Id),
     Pool(Id),
     /// An ARP request went out; the MAC of `ip` behind `router` is unknown.
-    Arp { router: Id, ip: Ipv4Addr },
+    Arp {
+        router: Id,
+        ip: Ipv4Addr,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,7 +74,10 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn is_drop(&self) -> bool {
-        matches!(self, Verdict::Drop(_) | Verdict::ShortDrop(_) | Verdict::ErrorDrop(_))
+        matches!(
+            self,
+            Verdict::Drop(_) | Verdict::ShortDrop(_) | Verdict::ErrorDrop(_)
+        )
     }
 }
 
@@ -115,11 +121,21 @@ pub struct Emit {
 pub enum Tag {
     Device(Id),
     /// The learned port of a MAC (and its absence: a flooded flow).
-    MacPort { bridge: Id, vlan: u16, mac: Mac },
+    MacPort {
+        bridge: Id,
+        vlan: u16,
+        mac: Mac,
+    },
     BridgeArp(Id),
     Route(Id),
-    DstIp { router: Id, ip: Ipv4Addr },
-    Arp { router: Id, ip: Ipv4Addr },
+    DstIp {
+        router: Id,
+        ip: Ipv4Addr,
+    },
+    Arp {
+        router: Id,
+        ip: Ipv4Addr,
+    },
     ConnTrack(ConnKey),
     Nat(NatKey),
 }

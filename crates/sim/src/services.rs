@@ -21,7 +21,13 @@ pub const DHCP_DEFAULT_MTU: u16 = 1500;
 /// An IPv4 + payload frame.
 fn ipv4_frame(src_mac: Mac, dst_mac: Mac, ip: Ipv4Repr, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 20 + payload.len()];
-    EthernetRepr { src: src_mac, dst: dst_mac, ethertype: EtherType::IPV4, vlan: None }.emit(&mut f);
+    EthernetRepr {
+        src: src_mac,
+        dst: dst_mac,
+        ethertype: EtherType::IPV4,
+        vlan: None,
+    }
+    .emit(&mut f);
     ip.emit(&mut f[14..]);
     f[34..].copy_from_slice(payload);
     f
@@ -32,7 +38,9 @@ pub fn echo_reply(frame: &[u8], mac: Mac) -> Option<Vec<u8>> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
     let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
-    let Icmpv4Repr::EchoRequest { id, seq, data } = Icmpv4Repr::parse(&icmp).ok()? else { return None };
+    let Icmpv4Repr::EchoRequest { id, seq, data } = Icmpv4Repr::parse(&icmp).ok()? else {
+        return None;
+    };
     let reply = Icmpv4Repr::EchoReply { id, seq, data };
     let mut payload = vec![0u8; reply.buffer_len()];
     reply.emit(&mut payload);
@@ -51,16 +59,31 @@ pub fn echo_reply(frame: &[u8], mac: Mac) -> Option<Vec<u8>> {
 
 /// An ICMP error about `frame` (whose fields at router entry are `pre`),
 /// from `src_ip`/`src_mac`; `None` where RFC 1812 forbids one.
-pub fn icmp_error(frame: &[u8], pre: &Fields, src_mac: Mac, src_ip: Ipv4Addr, typ: u8, code: u8, mtu: u16) -> Option<Vec<u8>> {
+pub fn icmp_error(
+    frame: &[u8],
+    pre: &Fields,
+    src_mac: Mac,
+    src_ip: Ipv4Addr,
+    typ: u8,
+    code: u8,
+    mtu: u16,
+) -> Option<Vec<u8>> {
     if !pre.is_ipv4() || pre.frag == Frag::Later {
         return None;
     }
     // Never about an ICMP error, nor to broadcast, multicast or unspecified.
-    if pre.nw_proto == Protocol::ICMP && !matches!(pre.tp_src as u8, icmpv4::ECHO_REQUEST | icmpv4::ECHO_REPLY) {
+    if pre.nw_proto == Protocol::ICMP
+        && !matches!(pre.tp_src as u8, icmpv4::ECHO_REQUEST | icmpv4::ECHO_REPLY)
+    {
         return None;
     }
     let (d, s) = (pre.nw_dst, pre.nw_src);
-    if d.is_broadcast() || d.is_multicast() || s.is_unspecified() || s.is_multicast() || s.is_broadcast() {
+    if d.is_broadcast()
+        || d.is_multicast()
+        || s.is_unspecified()
+        || s.is_multicast()
+        || s.is_broadcast()
+    {
         return None;
     }
     let eth = EthernetFrame::new_checked(frame).ok()?;
@@ -121,7 +144,13 @@ pub fn quoted(frame: &[u8]) -> Option<Quote> {
         Protocol::ICMP => (be(hl + 4), be(hl + 4)),
         _ => (0, 0),
     };
-    Some(Quote { src: addr(12), dst: addr(16), proto, sport, dport })
+    Some(Quote {
+        src: addr(12),
+        dst: addr(16),
+        proto,
+        sport,
+        dport,
+    })
 }
 
 impl Sim<'_, '_> {
@@ -129,7 +158,11 @@ impl Sim<'_, '_> {
     /// DHCP subnets; `None` if it is not DHCP or no subnet knows the client.
     pub(crate) fn dhcp(&mut self, port: &Port, bridge: Id) -> Option<Verdict> {
         let f = self.m.peek();
-        if !(f.is_ipv4() && f.nw_proto == Protocol::UDP && f.tp_src == dhcpv4::CLIENT_PORT && f.tp_dst == dhcpv4::SERVER_PORT) {
+        if !(f.is_ipv4()
+            && f.nw_proto == Protocol::UDP
+            && f.tp_src == dhcpv4::CLIENT_PORT
+            && f.tp_dst == dhcpv4::SERVER_PORT)
+        {
             return None;
         }
         let eth = EthernetFrame::new_checked(self.frame).ok()?;
@@ -139,25 +172,45 @@ impl Sim<'_, '_> {
         let br = self.topo.bridges.get(&bridge)?;
         let mac = model::MacAddr(req.client_mac.0);
         let (subnet, host) = br.dhcp.iter().filter(|s| s.enabled).find_map(|s| {
-            s.hosts.iter().find(|h| h.mac_addr == Some(mac) && h.ip_addr.is_some()).map(|h| (s, h))
+            s.hosts
+                .iter()
+                .find(|h| h.mac_addr == Some(mac) && h.ip_addr.is_some())
+                .map(|h| (s, h))
         })?;
         let your_ip = host.ip_addr?;
         let reply_type = match req.message_type()? {
             DhcpMessageType::Discover => DhcpMessageType::Offer,
             DhcpMessageType::Request => {
                 let asked = req.requested_ip().unwrap_or(req.client_ip);
-                if asked == your_ip || asked.is_unspecified() { DhcpMessageType::Ack } else { DhcpMessageType::Nak }
+                if asked == your_ip || asked.is_unspecified() {
+                    DhcpMessageType::Ack
+                } else {
+                    DhcpMessageType::Nak
+                }
             }
             _ => return Some(Verdict::Consumed),
         };
-        let net = Prefix::new(subnet.subnet_prefix.unwrap_or(Ipv4Addr::UNSPECIFIED), subnet.subnet_length);
-        let server = subnet.server_addr.or(subnet.default_gateway).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let mut options = vec![DhcpOption::MessageType(reply_type), DhcpOption::ServerId(server)];
+        let net = Prefix::new(
+            subnet.subnet_prefix.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            subnet.subnet_length,
+        );
+        let server = subnet
+            .server_addr
+            .or(subnet.default_gateway)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut options = vec![
+            DhcpOption::MessageType(reply_type),
+            DhcpOption::ServerId(server),
+        ];
         if reply_type != DhcpMessageType::Nak {
             options.push(DhcpOption::LeaseTime(DHCP_LEASE_SECS));
             options.push(DhcpOption::SubnetMask(Ipv4Addr::from(net.mask())));
             options.push(DhcpOption::Broadcast(net.broadcast()));
-            let mtu = if subnet.interface_mtu > 0 { subnet.interface_mtu.min(65535) as u16 } else { DHCP_DEFAULT_MTU };
+            let mtu = if subnet.interface_mtu > 0 {
+                subnet.interface_mtu.min(65535) as u16
+            } else {
+                DHCP_DEFAULT_MTU
+            };
             options.push(DhcpOption::InterfaceMtu(mtu));
             if let Some(gw) = subnet.default_gateway {
                 options.push(DhcpOption::Router(vec![gw]));
@@ -174,7 +227,9 @@ impl Sim<'_, '_> {
                 let mut routes: Vec<(Ipv4Addr, u8, Ipv4Addr)> = subnet
                     .opt121_routes
                     .iter()
-                    .filter_map(|r| Some((r.destination_prefix?, r.destination_length, r.gateway_addr?)))
+                    .filter_map(|r| {
+                        Some((r.destination_prefix?, r.destination_length, r.gateway_addr?))
+                    })
                     .collect();
                 if let Some(gw) = subnet.default_gateway {
                     routes.push((Ipv4Addr::UNSPECIFIED, 0, gw));
@@ -187,7 +242,11 @@ impl Sim<'_, '_> {
             xid: req.xid,
             flags: req.flags,
             client_ip: Ipv4Addr::UNSPECIFIED,
-            your_ip: if reply_type == DhcpMessageType::Nak { Ipv4Addr::UNSPECIFIED } else { your_ip },
+            your_ip: if reply_type == DhcpMessageType::Nak {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                your_ip
+            },
             server_ip: server,
             relay_ip: req.relay_ip,
             client_mac: req.client_mac,
@@ -196,7 +255,11 @@ impl Sim<'_, '_> {
         let body = reply.emit();
         let mut udp_bytes = vec![0u8; 8 + body.len()];
         let dst_ip = Ipv4Addr::BROADCAST;
-        UdpRepr { src_port: dhcpv4::SERVER_PORT, dst_port: dhcpv4::CLIENT_PORT }.emit(&mut udp_bytes, &body, server, dst_ip);
+        UdpRepr {
+            src_port: dhcpv4::SERVER_PORT,
+            dst_port: dhcpv4::CLIENT_PORT,
+        }
+        .emit(&mut udp_bytes, &body, server, dst_ip);
         let hdr = Ipv4Repr {
             src: server,
             dst: dst_ip,
@@ -208,8 +271,17 @@ impl Sim<'_, '_> {
             dont_frag: false,
         };
         let frame = ipv4_frame(DHCP_SERVER_MAC, req.client_mac, hdr, &udp_bytes);
-        self.note(Some(bridge), || format!("DHCP {reply_type:?} {your_ip} to {}", req.client_mac));
-        self.out.emits.push(Emit { output: Output { port: port.id, host: port.host, tunnel_key: port.tunnel_key }, frame });
+        self.note(Some(bridge), || {
+            format!("DHCP {reply_type:?} {your_ip} to {}", req.client_mac)
+        });
+        self.out.emits.push(Emit {
+            output: Output {
+                port: port.id,
+                host: port.host,
+                tunnel_key: port.tunnel_key,
+            },
+            frame,
+        });
         Some(Verdict::Consumed)
     }
 }

@@ -63,11 +63,24 @@ pub struct ArpEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateWrite {
     /// `mac` was seen on `port` of `bridge` in `vlan`.
-    MacLearned { bridge: Id, vlan: u16, mac: Mac, port: Id },
+    MacLearned {
+        bridge: Id,
+        vlan: u16,
+        mac: Mac,
+        port: Id,
+    },
     /// A router learned `ip` is at `mac`.
-    ArpLearned { router: Id, ip: Ipv4Addr, mac: Mac },
+    ArpLearned {
+        router: Id,
+        ip: Ipv4Addr,
+        mac: Mac,
+    },
     /// A gratuitous ARP on a bridge: `ip` is at `mac`.
-    Ip4Mac { bridge: Id, ip: Ipv4Addr, mac: Mac },
+    Ip4Mac {
+        bridge: Id,
+        ip: Ipv4Addr,
+        mac: Mac,
+    },
     /// The return direction of a forward connection.
     ConnTrack(ConnKey),
     Nat(NatKey, NatBinding),
@@ -88,11 +101,22 @@ impl StateTables {
     pub fn apply(&mut self, writes: &[StateWrite], now: u64) {
         for w in writes {
             match *w {
-                StateWrite::MacLearned { bridge, vlan, mac, port } => {
+                StateWrite::MacLearned {
+                    bridge,
+                    vlan,
+                    mac,
+                    port,
+                } => {
                     self.macs.insert((bridge, vlan, mac), port);
                 }
                 StateWrite::ArpLearned { router, ip, mac } => {
-                    self.arp.insert((router, ip), ArpEntry { mac, expires: now + ARP_EXPIRY_MS });
+                    self.arp.insert(
+                        (router, ip),
+                        ArpEntry {
+                            mac,
+                            expires: now + ARP_EXPIRY_MS,
+                        },
+                    );
                 }
                 StateWrite::Ip4Mac { bridge, ip, mac } => {
                     self.ip4mac.insert((bridge, ip), mac);

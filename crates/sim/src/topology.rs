@@ -21,10 +21,17 @@ impl Prefix {
     pub const ANY: Prefix = Prefix { net: 0, len: 0 };
     pub fn new(addr: Ipv4Addr, len: u8) -> Prefix {
         let len = len.min(32);
-        Prefix { net: u32::from(addr) & Self::mask_of(len), len }
+        Prefix {
+            net: u32::from(addr) & Self::mask_of(len),
+            len,
+        }
     }
     pub fn mask_of(len: u8) -> u32 {
-        if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len.min(32)))
+        }
     }
     pub fn mask(&self) -> u32 {
         Self::mask_of(self.len)
@@ -127,15 +134,32 @@ impl RoutingTable {
     /// contains `src`, lowest weight; ties go to `hash % n` (ECMP). A prefix
     /// whose routes all fail the source test falls through to shorter ones.
     /// `hash` is asked for only when several routes tie (it reads more fields).
-    pub fn lookup(&self, src: Ipv4Addr, dst: Ipv4Addr, hash: impl FnOnce() -> u32) -> Option<&Route> {
+    pub fn lookup(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        hash: impl FnOnce() -> u32,
+    ) -> Option<&Route> {
         let d = u32::from(dst);
         for (len, nets) in &self.by_len {
-            let Some(routes) = nets.get(&(d & Prefix::mask_of(*len))) else { continue };
-            let best = routes.iter().filter(|r| r.src.contains(src)).map(|r| r.weight).min();
+            let Some(routes) = nets.get(&(d & Prefix::mask_of(*len))) else {
+                continue;
+            };
+            let best = routes
+                .iter()
+                .filter(|r| r.src.contains(src))
+                .map(|r| r.weight)
+                .min();
             if let Some(w) = best {
-                let n = routes.iter().filter(|r| r.src.contains(src) && r.weight == w).count();
+                let n = routes
+                    .iter()
+                    .filter(|r| r.src.contains(src) && r.weight == w)
+                    .count();
                 let pick = if n > 1 { (hash() as usize) % n } else { 0 };
-                return routes.iter().filter(|r| r.src.contains(src) && r.weight == w).nth(pick);
+                return routes
+                    .iter()
+                    .filter(|r| r.src.contains(src) && r.weight == w)
+                    .nth(pick);
             }
         }
         None
@@ -170,14 +194,22 @@ pub struct Condition {
 
 impl Condition {
     pub fn compile(c: &model::Condition) -> Condition {
-        let mask = |m: &Option<String>| m.as_deref().and_then(model::addr::parse_mac_mask).unwrap_or(0xffff_ffff_ffff);
+        let mask = |m: &Option<String>| {
+            m.as_deref()
+                .and_then(model::addr::parse_mac_mask)
+                .unwrap_or(0xffff_ffff_ffff)
+        };
         Condition {
             dl_src_mask: mask(&c.dl_src_mask),
             dl_dst_mask: mask(&c.dl_dst_mask),
             nw_src: c.nw_src_address.map(|a| (a, c.nw_src_length)),
             nw_dst: c.nw_dst_address.map(|a| (a, c.nw_dst_length)),
-            icmp_src: c.icmp_data_src_ip_address.map(|a| Prefix::new(a, c.icmp_data_src_ip_length)),
-            icmp_dst: c.icmp_data_dst_ip_address.map(|a| Prefix::new(a, c.icmp_data_dst_ip_length)),
+            icmp_src: c
+                .icmp_data_src_ip_address
+                .map(|a| Prefix::new(a, c.icmp_data_src_ip_length)),
+            icmp_dst: c
+                .icmp_data_dst_ip_address
+                .map(|a| Prefix::new(a, c.icmp_data_dst_ip_length)),
             // Stored rules without a policy match unfragmented packets only.
             fragment_policy: c.fragment_policy.unwrap_or(FragmentPolicy::Unfragmented),
             c: c.clone(),
@@ -202,10 +234,24 @@ pub enum RuleKind {
     Jump(Id),
     /// Forward NAT; `dnat` rewrites the destination. Static = one address,
     /// no ports: a stateless floating IP.
-    Nat { dnat: bool, targets: Vec<NatTarget>, is_static: bool, action: FlowAction },
+    Nat {
+        dnat: bool,
+        targets: Vec<NatTarget>,
+        is_static: bool,
+        action: FlowAction,
+    },
     /// Reverse NAT: rewrite replies of a connection NATed forward.
-    RevNat { dnat: bool, action: FlowAction },
-    L2Transform { pop_vlan: bool, push_vlan: Option<u16>, target: Option<Id>, ingress: bool, action: FlowAction },
+    RevNat {
+        dnat: bool,
+        action: FlowAction,
+    },
+    L2Transform {
+        pop_vlan: bool,
+        push_vlan: Option<u16>,
+        target: Option<Id>,
+        ingress: bool,
+        action: FlowAction,
+    },
     Trace,
 }
 
@@ -224,7 +270,10 @@ impl Rule {
             .iter()
             .map(|t| NatTarget {
                 ip_from: t.address_from.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                ip_to: t.address_to.or(t.address_from).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ip_to: t
+                    .address_to
+                    .or(t.address_from)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
                 port_from: t.port_from.min(65535) as u16,
                 port_to: t.port_to.min(65535) as u16,
             })
@@ -238,11 +287,27 @@ impl Rule {
             RuleType::Drop => RuleKind::Drop,
             RuleType::Reject => RuleKind::Reject,
             RuleType::Return => RuleKind::Return,
-            RuleType::Jump => r.jump_chain_id.map(RuleKind::Jump).unwrap_or(RuleKind::Return),
-            RuleType::Dnat => RuleKind::Nat { dnat: true, targets, is_static, action },
-            RuleType::Snat => RuleKind::Nat { dnat: false, targets, is_static, action },
+            RuleType::Jump => r
+                .jump_chain_id
+                .map(RuleKind::Jump)
+                .unwrap_or(RuleKind::Return),
+            RuleType::Dnat => RuleKind::Nat {
+                dnat: true,
+                targets,
+                is_static,
+                action,
+            },
+            RuleType::Snat => RuleKind::Nat {
+                dnat: false,
+                targets,
+                is_static,
+                action,
+            },
             RuleType::RevDnat => RuleKind::RevNat { dnat: true, action },
-            RuleType::RevSnat => RuleKind::RevNat { dnat: false, action },
+            RuleType::RevSnat => RuleKind::RevNat {
+                dnat: false,
+                action,
+            },
             RuleType::L2Transform => RuleKind::L2Transform {
                 pop_vlan: r.pop_vlan,
                 push_vlan: r.push_vlan.map(|v| v as u16),
@@ -252,7 +317,11 @@ impl Rule {
             },
             RuleType::Trace => RuleKind::Trace,
         };
-        Rule { id: r.id, cond: Condition::compile(&r.condition), kind }
+        Rule {
+            id: r.id,
+            cond: Condition::compile(&r.condition),
+            kind,
+        }
     }
 }
 
@@ -341,16 +410,22 @@ impl Topology {
         let mut t = Topology::default();
         let mut groups_of: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
         for g in &o.port_groups {
-            t.port_groups.insert(g.id, g.port_ids.iter().copied().collect());
+            t.port_groups
+                .insert(g.id, g.port_ids.iter().copied().collect());
             for p in &g.port_ids {
                 groups_of.entry(*p).or_default().push(g.id);
             }
         }
         for g in &o.ip_addr_groups {
-            t.ip_addr_groups.insert(g.id, g.addrs.iter().copied().collect());
+            t.ip_addr_groups
+                .insert(g.id, g.addrs.iter().copied().collect());
         }
         for p in &o.ports {
-            let device = if p.is_router_port() { Device::Router(p.device_id) } else { Device::Bridge(p.device_id) };
+            let device = if p.is_router_port() {
+                Device::Router(p.device_id)
+            } else {
+                Device::Bridge(p.device_id)
+            };
             t.ports.insert(
                 p.id,
                 Port {
@@ -366,7 +441,9 @@ impl Topology {
                     vlan: p.vlan_id.unwrap_or(0),
                     mac: Mac(p.port_mac.map(|m| m.0).unwrap_or_default()),
                     ip: p.port_address,
-                    subnet: p.network_address.map(|a| Prefix::new(a, p.network_length.unwrap_or(32))),
+                    subnet: p
+                        .network_address
+                        .map(|a| Prefix::new(a, p.network_length.unwrap_or(32))),
                     groups: groups_of.remove(&p.id).unwrap_or_default(),
                 },
             );
@@ -380,20 +457,29 @@ impl Topology {
                 exterior_ports: Vec::new(),
                 router_macs: FxHashMap::default(),
                 router_ips: FxHashMap::default(),
-                dhcp: o.dhcp.iter().filter(|d| d.bridge_id == b.id).cloned().collect(),
+                dhcp: o
+                    .dhcp
+                    .iter()
+                    .filter(|d| d.bridge_id == b.id)
+                    .cloned()
+                    .collect(),
             };
-            let mut ports: Vec<&Port> = t.ports.values().filter(|p| p.device == Device::Bridge(b.id)).collect();
+            let mut ports: Vec<&Port> = t
+                .ports
+                .values()
+                .filter(|p| p.device == Device::Bridge(b.id))
+                .collect();
             ports.sort_by_key(|p| p.id);
             for p in ports {
                 if p.is_exterior() {
                     br.exterior_ports.push(p.id);
                 }
-                if let Some(peer) = p.peer.and_then(|q| t.ports.get(&q)) {
-                    if matches!(peer.device, Device::Router(_)) {
-                        br.router_macs.insert(peer.mac, p.id);
-                        if let Some(ip) = peer.ip {
-                            br.router_ips.insert(ip, peer.mac);
-                        }
+                if let Some(peer) = p.peer.and_then(|q| t.ports.get(&q))
+                    && matches!(peer.device, Device::Router(_))
+                {
+                    br.router_macs.insert(peer.mac, p.id);
+                    if let Some(ip) = peer.ip {
+                        br.router_ips.insert(ip, peer.mac);
                     }
                 }
             }
@@ -403,26 +489,47 @@ impl Topology {
             let mut rt = Router {
                 id: r.id,
                 admin_up: r.admin_state_up,
-                in_chains: [r.local_redirect_chain_id, r.inbound_filter_id].into_iter().flatten().collect(),
-                out_chains: [r.forward_chain_id, r.outbound_filter_id].into_iter().flatten().collect(),
+                in_chains: [r.local_redirect_chain_id, r.inbound_filter_id]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                out_chains: [r.forward_chain_id, r.outbound_filter_id]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 routes: RoutingTable::default(),
-                ports: t.ports.values().filter(|p| p.device == Device::Router(r.id)).map(|p| p.id).collect(),
+                ports: t
+                    .ports
+                    .values()
+                    .filter(|p| p.device == Device::Router(r.id))
+                    .map(|p| p.id)
+                    .collect(),
                 load_balancer: r.load_balancer_id,
             };
             rt.ports.sort();
             for route in &o.routes {
                 let port = route.next_hop_port.and_then(|p| t.ports.get(&p));
-                let mine = route.router_id == Some(r.id) || port.is_some_and(|p| p.device == Device::Router(r.id));
+                let mine = route.router_id == Some(r.id)
+                    || port.is_some_and(|p| p.device == Device::Router(r.id));
                 // A port's routes count only while the port is up and plugged.
-                let publishes = port.is_none_or(|p| p.admin_up && (p.peer.is_some() || p.is_exterior()));
+                let publishes =
+                    port.is_none_or(|p| p.admin_up && (p.peer.is_some() || p.is_exterior()));
                 if !mine || !publishes {
                     continue;
                 }
-                let gw = route.next_hop_gateway.filter(|g| !g.is_unspecified() && !g.is_broadcast());
+                let gw = route
+                    .next_hop_gateway
+                    .filter(|g| !g.is_unspecified() && !g.is_broadcast());
                 rt.routes.add(Route {
                     id: route.id,
-                    src: Prefix::new(route.src_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED), route.src_network_length),
-                    dst: Prefix::new(route.dst_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED), route.dst_network_length),
+                    src: Prefix::new(
+                        route.src_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        route.src_network_length,
+                    ),
+                    dst: Prefix::new(
+                        route.dst_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        route.dst_network_length,
+                    ),
                     kind: route.route_type.unwrap_or(RouteType::Normal),
                     port: route.next_hop_port,
                     gateway: gw,
@@ -435,7 +542,9 @@ impl Topology {
                 let p = &t.ports[pid];
                 if let Some(ip) = p.ip {
                     let has_local = o.routes.iter().any(|x| {
-                        x.route_type == Some(RouteType::Local) && x.dst_network_addr == Some(ip) && x.dst_network_length == 32
+                        x.route_type == Some(RouteType::Local)
+                            && x.dst_network_addr == Some(ip)
+                            && x.dst_network_length == 32
                     });
                     if !has_local {
                         rt.routes.add(Route {
@@ -459,7 +568,12 @@ impl Topology {
                 Chain {
                     id: c.id,
                     name: c.name.clone().unwrap_or_default(),
-                    rules: c.rule_ids.iter().filter_map(|id| rules.get(id)).map(|r| Rule::compile(r)).collect(),
+                    rules: c
+                        .rule_ids
+                        .iter()
+                        .filter_map(|id| rules.get(id))
+                        .map(|r| Rule::compile(r))
+                        .collect(),
                 },
             );
         }

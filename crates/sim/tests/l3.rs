@@ -26,7 +26,16 @@ fn two_subnets() -> Two {
     let (b2, rp2) = n.subnet(r, "10.0.2.1", 24, mac(0xa2));
     let vm1 = n.vm_port(b1);
     let vm2 = n.vm_port(b2);
-    Two { n, r, b1, b2, rp1, rp2, vm1, vm2 }
+    Two {
+        n,
+        r,
+        b1,
+        b2,
+        rp1,
+        rp2,
+        vm1,
+        vm2,
+    }
 }
 
 fn icmp_of(frame: &[u8]) -> (u8, u8, std::net::Ipv4Addr, std::net::Ipv4Addr) {
@@ -54,9 +63,15 @@ fn ping_across_subnets_rewrites_macs_and_ttl() {
     assert_eq!(pkt.ttl(), 63);
     assert!(pkt.verify_checksum());
     for d in [t.vm1, t.b1, t.rp1, t.r, t.rp2, t.b2, t.vm2] {
-        assert!(o.tags.contains(&Tag::Device(d)), "tagged with every device on the path");
+        assert!(
+            o.tags.contains(&Tag::Device(d)),
+            "tagged with every device on the path"
+        );
     }
-    assert!(o.tags.contains(&Tag::Arp { router: t.r, ip: ip("10.0.2.5") }));
+    assert!(o.tags.contains(&Tag::Arp {
+        router: t.r,
+        ip: ip("10.0.2.5")
+    }));
     // The reply path.
     r.learn(t.b1, mac(1), t.vm1);
     r.arp(t.r, "10.0.1.5", mac(1));
@@ -69,16 +84,34 @@ fn unresolved_next_hop_asks_by_arp_and_waits() {
     let t = two_subnets();
     let mut r = Run::new(&t.n);
     let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 64));
-    assert_eq!(o.verdict, Verdict::NotYet(Missing::Arp { router: t.r, ip: ip("10.0.2.5") }));
-    assert_eq!(o.emits.len(), 1, "the ARP request is flooded to b2's exterior port");
+    assert_eq!(
+        o.verdict,
+        Verdict::NotYet(Missing::Arp {
+            router: t.r,
+            ip: ip("10.0.2.5")
+        })
+    );
+    assert_eq!(
+        o.emits.len(),
+        1,
+        "the ARP request is flooded to b2's exterior port"
+    );
     assert_eq!(o.emits[0].output.port, t.vm2);
-    let a = wire::ArpRepr::parse(&wire::ArpPacket::new_checked(&o.emits[0].frame[14..]).unwrap()).unwrap();
-    assert_eq!((a.spa, a.tpa, a.sha), (ip("10.0.2.1"), ip("10.0.2.5"), mac(0xa2)));
+    let a = wire::ArpRepr::parse(&wire::ArpPacket::new_checked(&o.emits[0].frame[14..]).unwrap())
+        .unwrap();
+    assert_eq!(
+        (a.spa, a.tpa, a.sha),
+        (ip("10.0.2.1"), ip("10.0.2.5"), mac(0xa2))
+    );
     assert!(o.flow.is_none());
     // The answer arrives and is learned; the retried packet goes through.
     let ans = r.send(t.vm2, &arp_reply(mac(2), "10.0.2.5", mac(0xa2), "10.0.2.1"));
     assert_eq!(ans.verdict, Verdict::Consumed);
-    assert!(ans.writes.contains(&StateWrite::ArpLearned { router: t.r, ip: ip("10.0.2.5"), mac: mac(2) }));
+    assert!(ans.writes.contains(&StateWrite::ArpLearned {
+        router: t.r,
+        ip: ip("10.0.2.5"),
+        mac: mac(2)
+    }));
     let o = r.send(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 64));
     assert_eq!(out_ports(&o), vec![t.vm2]);
 }
@@ -96,7 +129,10 @@ fn router_answers_arp_and_ping_for_its_addresses() {
     assert_eq!(o.verdict, Verdict::Consumed, "{:?}", o.trace);
     assert_eq!(o.emits.len(), 1);
     assert_eq!(o.emits[0].output.port, t.vm1);
-    assert_eq!(icmp_of(&o.emits[0].frame), (icmpv4::ECHO_REPLY, 0, ip("10.0.2.1"), ip("10.0.1.5")));
+    assert_eq!(
+        icmp_of(&o.emits[0].frame),
+        (icmpv4::ECHO_REPLY, 0, ip("10.0.2.1"), ip("10.0.1.5"))
+    );
 }
 
 #[test]
@@ -105,16 +141,34 @@ fn ttl_exceeded_and_unreachable_come_back_as_icmp() {
     let mut r = Run::new(&t.n);
     r.learn(t.b1, mac(1), t.vm1);
     r.arp(t.r, "10.0.2.5", mac(2));
-    let o = r.sim(t.vm1, &udp(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 1, 33434).iter().enumerate().map(|(i, b)| if i == 22 { 1 } else { *b }).collect::<Vec<u8>>());
+    let o = r.sim(
+        t.vm1,
+        &udp(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 1, 33434)
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i == 22 { 1 } else { *b })
+            .collect::<Vec<u8>>(),
+    );
     // (TTL 1 with a stale checksum is still routed; the router reads the TTL.)
     assert_eq!(o.verdict, Verdict::ErrorDrop(DropReason::TtlExpired));
-    assert_eq!(icmp_of(&o.emits[0].frame), (icmpv4::TIME_EXCEEDED, 0, ip("10.0.1.1"), ip("10.0.1.5")));
+    assert_eq!(
+        icmp_of(&o.emits[0].frame),
+        (icmpv4::TIME_EXCEEDED, 0, ip("10.0.1.1"), ip("10.0.1.5"))
+    );
     assert!(o.writes.is_empty() && o.tags.is_empty());
     assert_eq!(o.flow.unwrap().expiry_ms, ERROR_FLOW_EXPIRY_MS);
 
     let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "8.8.8.8", 64));
     assert_eq!(o.verdict, Verdict::ShortDrop(DropReason::NoRoute));
-    assert_eq!(icmp_of(&o.emits[0].frame), (icmpv4::DST_UNREACHABLE, icmpv4::unreachable::NET, ip("10.0.1.1"), ip("10.0.1.5")));
+    assert_eq!(
+        icmp_of(&o.emits[0].frame),
+        (
+            icmpv4::DST_UNREACHABLE,
+            icmpv4::unreachable::NET,
+            ip("10.0.1.1"),
+            ip("10.0.1.5")
+        )
+    );
     // No ICMP error about an ICMP error.
     let mut n = t.n;
     let mut r = Run::new(&n);
@@ -122,13 +176,32 @@ fn ttl_exceeded_and_unreachable_come_back_as_icmp() {
     let err = {
         // An ICMP error from vm1 to an unroutable address.
         let quote = ping(mac(1), mac(0xa1), "8.8.8.8", "10.0.1.5", 64);
-        let repr = wire::Icmpv4Repr::DstUnreachable { code: 3, mtu: 0, quote: &quote[14..] };
+        let repr = wire::Icmpv4Repr::DstUnreachable {
+            code: 3,
+            mtu: 0,
+            quote: &quote[14..],
+        };
         let mut p = vec![0u8; repr.buffer_len()];
         repr.emit(&mut p);
         let mut f = vec![0u8; 34 + p.len()];
-        wire::EthernetRepr { src: mac(1), dst: mac(0xa1), ethertype: 0x0800, vlan: None }.emit(&mut f);
-        wire::Ipv4Repr { src: ip("10.0.1.5"), dst: ip("8.8.8.8"), protocol: 1, payload_len: p.len(), ttl: 64, tos: 0, ident: 1, dont_frag: false }
-            .emit(&mut f[14..]);
+        wire::EthernetRepr {
+            src: mac(1),
+            dst: mac(0xa1),
+            ethertype: 0x0800,
+            vlan: None,
+        }
+        .emit(&mut f);
+        wire::Ipv4Repr {
+            src: ip("10.0.1.5"),
+            dst: ip("8.8.8.8"),
+            protocol: 1,
+            payload_len: p.len(),
+            ttl: 64,
+            tos: 0,
+            ident: 1,
+            dont_frag: false,
+        }
+        .emit(&mut f[14..]);
         f[34..].copy_from_slice(&p);
         f
     };
@@ -140,11 +213,23 @@ fn ttl_exceeded_and_unreachable_come_back_as_icmp() {
     n.special_route(t.r, "172.16.0.0", 12, "Reject");
     let mut r = Run::new(&n);
     r.learn(t.b1, mac(1), t.vm1);
-    let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "192.168.1.1", 64));
-    assert_eq!((o.verdict, o.emits.len()), (Verdict::ErrorDrop(DropReason::BlackholeRoute), 0));
-    let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "172.16.1.1", 64));
+    let o = r.sim(
+        t.vm1,
+        &ping(mac(1), mac(0xa1), "10.0.1.5", "192.168.1.1", 64),
+    );
+    assert_eq!(
+        (o.verdict, o.emits.len()),
+        (Verdict::ErrorDrop(DropReason::BlackholeRoute), 0)
+    );
+    let o = r.sim(
+        t.vm1,
+        &ping(mac(1), mac(0xa1), "10.0.1.5", "172.16.1.1", 64),
+    );
     assert_eq!(o.verdict, Verdict::ShortDrop(DropReason::RejectRoute));
-    assert_eq!(icmp_of(&o.emits[0].frame).1, icmpv4::unreachable::ADMIN_PROHIBITED);
+    assert_eq!(
+        icmp_of(&o.emits[0].frame).1,
+        icmpv4::unreachable::ADMIN_PROHIBITED
+    );
 }
 
 #[test]
@@ -162,10 +247,20 @@ fn longest_prefix_then_weight_then_ecmp() {
     let mut run = Run::new(&n);
     run.arp(r, "192.0.2.254", mac(0xc1));
     run.arp(r, "198.51.100.254", mac(0xc2));
-    let to = |run: &mut Run, dst: &str, sport: u16| out_ports(&run.sim(vm, &udp(mac(1), mac(0xa1), "10.0.1.5", dst, sport, 53)));
+    let to = |run: &mut Run, dst: &str, sport: u16| {
+        out_ports(&run.sim(vm, &udp(mac(1), mac(0xa1), "10.0.1.5", dst, sport, 53)))
+    };
     assert_eq!(to(&mut run, "8.8.8.8", 1), vec![u1], "default route");
-    assert_eq!(to(&mut run, "203.0.113.5", 1), vec![u1], "lower weight wins within a prefix");
-    assert_eq!(to(&mut run, "203.0.113.200", 1), vec![u2], "longer prefix wins over weight");
+    assert_eq!(
+        to(&mut run, "203.0.113.5", 1),
+        vec![u1],
+        "lower weight wins within a prefix"
+    );
+    assert_eq!(
+        to(&mut run, "203.0.113.200", 1),
+        vec![u2],
+        "longer prefix wins over weight"
+    );
     // ECMP: two equal routes spread flows by their hash.
     n.route(r, "100.64.0.0", 10, u2, Some("198.51.100.254"), 50);
     n.route(r, "100.64.0.0", 10, u1, Some("192.0.2.254"), 50);
@@ -174,11 +269,20 @@ fn longest_prefix_then_weight_then_ecmp() {
     run2.arp(r, "198.51.100.254", mac(0xc2));
     let mut used = std::collections::HashSet::new();
     for sport in 1000..1064 {
-        let o = run2.sim(vm, &udp(mac(1), mac(0xa1), "10.0.1.5", "100.64.1.1", sport, 53));
+        let o = run2.sim(
+            vm,
+            &udp(mac(1), mac(0xa1), "10.0.1.5", "100.64.1.1", sport, 53),
+        );
         used.insert(out_ports(&o)[0]);
-        assert!(o.flow.as_ref().unwrap().mask.contains(field::TP_SRC), "an ECMP choice depends on the ports");
+        assert!(
+            o.flow.as_ref().unwrap().mask.contains(field::TP_SRC),
+            "an ECMP choice depends on the ports"
+        );
         // The same flow always takes the same path.
-        let again = run2.sim(vm, &udp(mac(1), mac(0xa1), "10.0.1.5", "100.64.1.1", sport, 53));
+        let again = run2.sim(
+            vm,
+            &udp(mac(1), mac(0xa1), "10.0.1.5", "100.64.1.1", sport, 53),
+        );
         assert_eq!(out_ports(&again), out_ports(&o));
     }
     assert_eq!(used.len(), 2, "both equal-cost routes carry flows");
@@ -192,12 +296,23 @@ fn spoofed_arp_reply_moves_an_address() {
     assert!(matches!(o.verdict, Verdict::NotYet(Missing::Arp { .. })));
     // vm2 claims 10.0.2.2 with an unsolicited reply to its gateway.
     let o = r.send(t.vm2, &arp_reply(mac(2), "10.0.2.2", mac(0xa2), "10.0.2.1"));
-    assert!(o.writes.contains(&StateWrite::ArpLearned { router: t.r, ip: ip("10.0.2.2"), mac: mac(2) }));
+    assert!(o.writes.contains(&StateWrite::ArpLearned {
+        router: t.r,
+        ip: ip("10.0.2.2"),
+        mac: mac(2)
+    }));
     r.learn(t.b2, mac(2), t.vm2);
-    assert_eq!(out_ports(&r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.2", 64))), vec![t.vm2]);
+    assert_eq!(
+        out_ports(&r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.2", 64))),
+        vec![t.vm2]
+    );
     // ARP from outside the port's subnet is not learned.
     let o = r.sim(t.vm2, &arp_reply(mac(9), "10.9.9.9", mac(0xa2), "10.0.2.1"));
-    assert!(o.writes.iter().all(|w| !matches!(w, StateWrite::ArpLearned { .. })));
+    assert!(
+        o.writes
+            .iter()
+            .all(|w| !matches!(w, StateWrite::ArpLearned { .. }))
+    );
 }
 
 #[test]
@@ -220,7 +335,10 @@ fn a_routing_loop_is_caught() {
     let bp = n.bridge_port(b);
     n.link(g, bp);
     n.route(r1, "10.0.0.0", 24, g, None, 1);
-    let (x1, x2) = (n.router_port(r1, "169.254.0.1", 30, mac(0xb1)), n.router_port(r2, "169.254.0.2", 30, mac(0xb2)));
+    let (x1, x2) = (
+        n.router_port(r1, "169.254.0.1", 30, mac(0xb1)),
+        n.router_port(r2, "169.254.0.2", 30, mac(0xb2)),
+    );
     n.link(x1, x2);
     // Each router sends 8.8.8.8 to the other.
     n.route(r1, "0.0.0.0", 0, x1, Some("169.254.0.2"), 1);
@@ -230,7 +348,11 @@ fn a_routing_loop_is_caught() {
     f[22] = 255;
     let o = r.sim(vm, &f);
     assert!(
-        matches!(o.verdict, Verdict::ErrorDrop(DropReason::LoopDetected) | Verdict::ErrorDrop(DropReason::TtlExpired)),
+        matches!(
+            o.verdict,
+            Verdict::ErrorDrop(DropReason::LoopDetected)
+                | Verdict::ErrorDrop(DropReason::TtlExpired)
+        ),
         "{:?}",
         o.verdict
     );
@@ -244,7 +366,15 @@ fn trace_names_the_path() {
     r.arp(t.r, "10.0.2.5", mac(2));
     let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 64));
     let steps: Vec<&str> = o.trace.iter().map(|s| s.what.as_str()).collect();
-    assert!(steps.contains(&"bridge") && steps.contains(&"router"), "{steps:?}");
-    assert!(steps.iter().any(|s| s.starts_with("route Normal to 10.0.2.0/24")), "{steps:?}");
+    assert!(
+        steps.contains(&"bridge") && steps.contains(&"router"),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("route Normal to 10.0.2.0/24")),
+        "{steps:?}"
+    );
     assert!(steps.last().unwrap().starts_with("result: Forward"));
 }

@@ -27,11 +27,30 @@ fn dhcp_request(client: wire::Mac, t: DhcpMessageType, requested: Option<&str>) 
     }
     .emit();
     let mut u = vec![0u8; 8 + body.len()];
-    UdpRepr { src_port: 68, dst_port: 67 }.emit(&mut u, &body, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    UdpRepr {
+        src_port: 68,
+        dst_port: 67,
+    }
+    .emit(&mut u, &body, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
     let mut f = vec![0u8; 34 + u.len()];
-    EthernetRepr { src: client, dst: wire::Mac::BROADCAST, ethertype: 0x0800, vlan: None }.emit(&mut f);
-    Ipv4Repr { src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::BROADCAST, protocol: Protocol::UDP, payload_len: u.len(), ttl: 64, tos: 0, ident: 0, dont_frag: false }
-        .emit(&mut f[14..]);
+    EthernetRepr {
+        src: client,
+        dst: wire::Mac::BROADCAST,
+        ethertype: 0x0800,
+        vlan: None,
+    }
+    .emit(&mut f);
+    Ipv4Repr {
+        src: Ipv4Addr::UNSPECIFIED,
+        dst: Ipv4Addr::BROADCAST,
+        protocol: Protocol::UDP,
+        payload_len: u.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 0,
+        dont_frag: false,
+    }
+    .emit(&mut f[14..]);
     f[34..].copy_from_slice(&u);
     f
 }
@@ -71,7 +90,10 @@ fn discover_gets_an_offer_with_every_option_and_request_an_ack() {
     assert_eq!(o.emits[0].output.port, p);
     let offer = reply_of(&o.emits[0].frame);
     assert_eq!(offer.message_type(), Some(DhcpMessageType::Offer));
-    assert_eq!((offer.your_ip, offer.xid, offer.client_mac), (ip("10.0.0.10"), 0xabcd, mac(1)));
+    assert_eq!(
+        (offer.your_ip, offer.xid, offer.client_mac),
+        (ip("10.0.0.10"), 0xabcd, mac(1))
+    );
     for want in [
         DhcpOption::SubnetMask(ip("255.255.255.0")),
         DhcpOption::Router(vec![ip("10.0.0.1")]),
@@ -80,15 +102,36 @@ fn discover_gets_an_offer_with_every_option_and_request_an_ack() {
         DhcpOption::LeaseTime(86400),
         DhcpOption::ServerId(ip("10.0.0.2")),
         DhcpOption::Broadcast(ip("10.0.0.255")),
-        DhcpOption::ClasslessRoutes(vec![(ip("169.254.169.254"), 32, ip("10.0.0.1")), (ip("0.0.0.0"), 0, ip("10.0.0.1"))]),
+        DhcpOption::ClasslessRoutes(vec![
+            (ip("169.254.169.254"), 32, ip("10.0.0.1")),
+            (ip("0.0.0.0"), 0, ip("10.0.0.1")),
+        ]),
     ] {
-        assert!(offer.options.contains(&want), "missing {want:?} in {:?}", offer.options);
+        assert!(
+            offer.options.contains(&want),
+            "missing {want:?} in {:?}",
+            offer.options
+        );
     }
     let eth = EthernetFrame::new_checked(&o.emits[0].frame[..]).unwrap();
     assert_eq!(eth.src(), sim::services::DHCP_SERVER_MAC);
-    let ack = reply_of(&r.sim(p, &dhcp_request(mac(1), DhcpMessageType::Request, Some("10.0.0.10"))).emits[0].frame);
+    let ack = reply_of(
+        &r.sim(
+            p,
+            &dhcp_request(mac(1), DhcpMessageType::Request, Some("10.0.0.10")),
+        )
+        .emits[0]
+            .frame,
+    );
     assert_eq!(ack.message_type(), Some(DhcpMessageType::Ack));
-    let nak = reply_of(&r.sim(p, &dhcp_request(mac(1), DhcpMessageType::Request, Some("10.0.0.99"))).emits[0].frame);
+    let nak = reply_of(
+        &r.sim(
+            p,
+            &dhcp_request(mac(1), DhcpMessageType::Request, Some("10.0.0.99")),
+        )
+        .emits[0]
+            .frame,
+    );
     assert_eq!(nak.message_type(), Some(DhcpMessageType::Nak));
 }
 
@@ -97,8 +140,15 @@ fn unknown_clients_and_disabled_subnets_are_not_answered() {
     let (mut n, _b, p) = net_with_dhcp();
     let mut r = Run::new(&n);
     let o = r.sim(p, &dhcp_request(mac(9), DhcpMessageType::Discover, None));
-    assert!(o.emits.is_empty(), "no host entry: flooded like any broadcast");
+    assert!(
+        o.emits.is_empty(),
+        "no host entry: flooded like any broadcast"
+    );
     n.o.dhcp[0].enabled = false;
     let mut r = Run::new(&n);
-    assert!(r.sim(p, &dhcp_request(mac(1), DhcpMessageType::Discover, None)).emits.is_empty());
+    assert!(
+        r.sim(p, &dhcp_request(mac(1), DhcpMessageType::Discover, None))
+            .emits
+            .is_empty()
+    );
 }

@@ -17,12 +17,18 @@ fn l4_of(frame: &[u8]) -> (std::net::Ipv4Addr, u16, std::net::Ipv4Addr, u16) {
     let (s, d) = match ip.protocol() {
         6 => {
             let t = TcpPacket::new_checked(ip.payload()).unwrap();
-            assert!(t.verify_checksum(ip.src(), ip.dst()), "TCP checksum after rewrite");
+            assert!(
+                t.verify_checksum(ip.src(), ip.dst()),
+                "TCP checksum after rewrite"
+            );
             (t.src_port(), t.dst_port())
         }
         17 => {
             let u = UdpPacket::new_checked(ip.payload()).unwrap();
-            assert!(u.verify_checksum(ip.src(), ip.dst()), "UDP checksum after rewrite");
+            assert!(
+                u.verify_checksum(ip.src(), ip.dst()),
+                "UDP checksum after rewrite"
+            );
             (u.src_port(), u.dst_port())
         }
         _ => (0, 0),
@@ -57,7 +63,16 @@ fn edge() -> Edge {
         x.inbound_filter_id = Some(inbound);
         x.outbound_filter_id = Some(outbound);
     });
-    Edge { n, r, b, vm, vm2, up, inbound, outbound }
+    Edge {
+        n,
+        r,
+        b,
+        vm,
+        vm2,
+        up,
+        inbound,
+        outbound,
+    }
 }
 
 fn ready(e: &Edge) -> Run {
@@ -75,7 +90,10 @@ fn snat_both_ways_with_distinct_ports() {
     let mut e = edge();
     e.n.rule(e.outbound, json!({"type": "snat", "flowAction": "accept", "outPorts": [e.up],
         "natTargets": [{"addressFrom": "203.0.113.100", "addressTo": "203.0.113.100", "portFrom": 1024, "portTo": 65535}]}));
-    e.n.rule(e.inbound, json!({"type": "rev_snat", "flowAction": "accept", "inPorts": [e.up]}));
+    e.n.rule(
+        e.inbound,
+        json!({"type": "rev_snat", "flowAction": "accept", "inPorts": [e.up]}),
+    );
     let mut r = ready(&e);
     let mut mapped = HashSet::new();
     for sport in 40000..40200 {
@@ -83,7 +101,11 @@ fn snat_both_ways_with_distinct_ports() {
         let o = r.send(e.vm, &f);
         assert_eq!(out_ports(&o), vec![e.up]);
         let (s, sp, d, dp) = l4_of(&deliver(&o, &f)[0].1);
-        assert_eq!((s, d, dp), (ip("203.0.113.100"), ip("203.0.113.9"), 80), "the outside sees the SNAT address");
+        assert_eq!(
+            (s, d, dp),
+            (ip("203.0.113.100"), ip("203.0.113.9"), 80),
+            "the outside sees the SNAT address"
+        );
         assert!(mapped.insert(sp), "every connection gets its own port");
         assert_eq!(o.flow.as_ref().unwrap().expiry_ms, STATEFUL_FLOW_EXPIRY_MS);
         // The reply finds its way back.
@@ -91,7 +113,10 @@ fn snat_both_ways_with_distinct_ports() {
         let o = r.send(e.up, &reply);
         assert_eq!(out_ports(&o), vec![e.vm], "{:?}", o.trace);
         let (s, sp2, d, dp2) = l4_of(&deliver(&o, &reply)[0].1);
-        assert_eq!((s, sp2, d, dp2), (ip("203.0.113.9"), 80, ip("10.0.1.5"), sport));
+        assert_eq!(
+            (s, sp2, d, dp2),
+            (ip("203.0.113.9"), 80, ip("10.0.1.5"), sport)
+        );
     }
     // The same connection keeps its mapping.
     let f = tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 40000, 80);
@@ -99,8 +124,14 @@ fn snat_both_ways_with_distinct_ports() {
     let again = l4_of(&deliver(&r.send(e.vm, &f), &f)[0].1).1;
     assert_eq!(first, again);
     // Unsolicited inbound to the SNAT address finds no binding.
-    let o = r.sim(e.up, &tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.100", 80, 999));
-    assert!(o.tags.iter().any(|t| matches!(t, Tag::Nat(_))), "a miss is tagged too");
+    let o = r.sim(
+        e.up,
+        &tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.100", 80, 999),
+    );
+    assert!(
+        o.tags.iter().any(|t| matches!(t, Tag::Nat(_))),
+        "a miss is tagged too"
+    );
     assert_ne!(out_ports(&o), vec![e.vm]);
 }
 
@@ -111,14 +142,45 @@ fn snat_port_exhaustion_refuses_new_connections_cleanly() {
         "natTargets": [{"addressFrom": "203.0.113.100", "addressTo": "203.0.113.100", "portFrom": 5000, "portTo": 5003}]}));
     let mut r = ready(&e);
     for sport in 0..4u16 {
-        assert_eq!(r.send(e.vm, &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 100 + sport, 80)).verdict, Verdict::Forward);
+        assert_eq!(
+            r.send(
+                e.vm,
+                &tcp(
+                    mac(1),
+                    mac(0xa1),
+                    "10.0.1.5",
+                    "203.0.113.9",
+                    100 + sport,
+                    80
+                )
+            )
+            .verdict,
+            Verdict::Forward
+        );
     }
-    let o = r.send(e.vm, &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 200, 80));
+    let o = r.send(
+        e.vm,
+        &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 200, 80),
+    );
     assert_eq!(o.verdict, Verdict::Drop(DropReason::NatPortsExhausted));
     // Existing connections continue; another destination can reuse the ports.
-    assert_eq!(r.send(e.vm, &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 100, 80)).verdict, Verdict::Forward);
+    assert_eq!(
+        r.send(
+            e.vm,
+            &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 100, 80)
+        )
+        .verdict,
+        Verdict::Forward
+    );
     r.arp(e.r, "203.0.113.10", mac(10));
-    assert_eq!(r.send(e.vm, &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.10", 200, 80)).verdict, Verdict::Forward);
+    assert_eq!(
+        r.send(
+            e.vm,
+            &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.10", 200, 80)
+        )
+        .verdict,
+        Verdict::Forward
+    );
 }
 
 #[test]
@@ -127,32 +189,67 @@ fn dnat_both_ways_and_icmp_errors_translated_back() {
     e.n.rule(e.inbound, json!({"type": "dnat", "flowAction": "accept", "nwDstAddress": "203.0.113.50", "nwDstLength": 32,
         "nwProto": 17, "tpDst": {"start": 53, "end": 53},
         "natTargets": [{"addressFrom": "10.0.1.5", "addressTo": "10.0.1.5", "portFrom": 1000, "portTo": 1000}]}));
-    e.n.rule(e.outbound, json!({"type": "rev_dnat", "flowAction": "accept"}));
+    e.n.rule(
+        e.outbound,
+        json!({"type": "rev_dnat", "flowAction": "accept"}),
+    );
     let mut r = ready(&e);
     let q = udp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.50", 7777, 53);
     let o = r.send(e.up, &q);
     assert_eq!(out_ports(&o), vec![e.vm], "{:?}", o.trace);
-    assert_eq!(l4_of(&deliver(&o, &q)[0].1), (ip("203.0.113.9"), 7777, ip("10.0.1.5"), 1000));
+    assert_eq!(
+        l4_of(&deliver(&o, &q)[0].1),
+        (ip("203.0.113.9"), 7777, ip("10.0.1.5"), 1000)
+    );
     // The server answers: the client sees the public address and port.
     let a = udp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 1000, 7777);
     let o = r.send(e.vm, &a);
-    assert_eq!(l4_of(&deliver(&o, &a)[0].1), (ip("203.0.113.50"), 53, ip("203.0.113.9"), 7777));
+    assert_eq!(
+        l4_of(&deliver(&o, &a)[0].1),
+        (ip("203.0.113.50"), 53, ip("203.0.113.9"), 7777)
+    );
     // The server's port-unreachable about that datagram is translated too.
     let inner = &deliver(&r.sim(e.up, &q), &q)[0].1;
-    let repr = wire::Icmpv4Repr::DstUnreachable { code: 3, mtu: 0, quote: &inner[14..] };
+    let repr = wire::Icmpv4Repr::DstUnreachable {
+        code: 3,
+        mtu: 0,
+        quote: &inner[14..],
+    };
     let mut p = vec![0u8; repr.buffer_len()];
     repr.emit(&mut p);
     let mut err = vec![0u8; 34 + p.len()];
-    wire::EthernetRepr { src: mac(1), dst: mac(0xa1), ethertype: 0x0800, vlan: None }.emit(&mut err);
-    wire::Ipv4Repr { src: ip("10.0.1.5"), dst: ip("203.0.113.9"), protocol: 1, payload_len: p.len(), ttl: 64, tos: 0, ident: 3, dont_frag: false }
-        .emit(&mut err[14..]);
+    wire::EthernetRepr {
+        src: mac(1),
+        dst: mac(0xa1),
+        ethertype: 0x0800,
+        vlan: None,
+    }
+    .emit(&mut err);
+    wire::Ipv4Repr {
+        src: ip("10.0.1.5"),
+        dst: ip("203.0.113.9"),
+        protocol: 1,
+        payload_len: p.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 3,
+        dont_frag: false,
+    }
+    .emit(&mut err[14..]);
     err[34..].copy_from_slice(&p);
     let o = r.sim(e.vm, &err);
     assert_eq!(out_ports(&o), vec![e.up], "{:?}", o.trace);
-    assert!(o.flow.as_ref().unwrap().userspace_only, "ICMP payload rewrites are per packet");
+    assert!(
+        o.flow.as_ref().unwrap().userspace_only,
+        "ICMP payload rewrites are per packet"
+    );
     let out = &deliver(&o, &err)[0].1;
     let quoted = sim::services::quoted(out).unwrap();
-    assert_eq!((quoted.dst, quoted.dport), (ip("203.0.113.50"), 53), "the quote shows the public address");
+    assert_eq!(
+        (quoted.dst, quoted.dport),
+        (ip("203.0.113.50"), 53),
+        "the quote shows the public address"
+    );
     let (src, _, _, _) = l4_of(out);
     assert_eq!(src, ip("203.0.113.50"));
     let icmp = wire::Icmpv4Packet::new_checked(&out[34..]).unwrap();
@@ -171,13 +268,23 @@ fn floating_ip_both_ways() {
     let o = r.send(e.up, &p);
     assert_eq!(out_ports(&o), vec![e.vm]);
     assert_eq!(l4_of(&deliver(&o, &p)[0].1).2, ip("10.0.1.5"));
-    assert!(!o.flow.as_ref().unwrap().userspace_only, "a floating IP is stateless, a datapath flow");
+    assert!(
+        !o.flow.as_ref().unwrap().userspace_only,
+        "a floating IP is stateless, a datapath flow"
+    );
     let back = pong(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9");
     let o = r.send(e.vm, &back);
-    assert_eq!(l4_of(&deliver(&o, &back)[0].1).0, ip("203.0.113.77"), "replies carry the floating IP");
+    assert_eq!(
+        l4_of(&deliver(&o, &back)[0].1).0,
+        ip("203.0.113.77"),
+        "replies carry the floating IP"
+    );
     // TCP works the same way, ports untouched.
     let t = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.77", 5555, 22);
-    assert_eq!(l4_of(&deliver(&r.send(e.up, &t), &t)[0].1), (ip("203.0.113.9"), 5555, ip("10.0.1.5"), 22));
+    assert_eq!(
+        l4_of(&deliver(&r.send(e.up, &t), &t)[0].1),
+        (ip("203.0.113.9"), 5555, ip("10.0.1.5"), 22)
+    );
 }
 
 #[test]
@@ -196,13 +303,32 @@ fn security_group_lets_replies_in_but_refuses_new_inbound() {
     let out = tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 33000, 443);
     let o = r.send(e.vm, &out);
     assert_eq!(out_ports(&o), vec![e.up]);
-    assert!(o.writes.iter().any(|w| matches!(w, StateWrite::ConnTrack(_))), "the return key is recorded");
+    assert!(
+        o.writes
+            .iter()
+            .any(|w| matches!(w, StateWrite::ConnTrack(_))),
+        "the return key is recorded"
+    );
     let reply = tcp(mac(9), mac(0xb1), "203.0.113.9", "10.0.1.5", 443, 33000);
     let o = r.send(e.up, &reply);
-    assert_eq!(out_ports(&o), vec![e.vm], "the reply is let in: {:?}", o.trace);
-    assert!(o.flow.as_ref().unwrap().mask.contains(field::TP_SRC | field::TP_DST | field::NW_SRC));
+    assert_eq!(
+        out_ports(&o),
+        vec![e.vm],
+        "the reply is let in: {:?}",
+        o.trace
+    );
+    assert!(
+        o.flow
+            .as_ref()
+            .unwrap()
+            .mask
+            .contains(field::TP_SRC | field::TP_DST | field::NW_SRC)
+    );
     let new_in = tcp(mac(9), mac(0xb1), "203.0.113.9", "10.0.1.5", 443, 22);
-    assert!(r.send(e.up, &new_in).verdict.is_drop(), "a new inbound connection is refused");
+    assert!(
+        r.send(e.up, &new_in).verdict.is_drop(),
+        "a new inbound connection is refused"
+    );
     // State idles out: after 60 s the reply is no longer recognised.
     r.now += 61_000;
     assert!(r.sim(e.up, &reply).verdict.is_drop());
@@ -215,7 +341,10 @@ fn conntrack_is_per_device_not_per_port() {
     let b = n.bridge();
     let (inside, out1, out2) = (n.vm_port(b), n.vm_port(b), n.vm_port(b));
     let c = n.chain();
-    n.rule(c, json!({"type": "accept", "matchForwardFlow": true, "inPorts": [inside]}));
+    n.rule(
+        c,
+        json!({"type": "accept", "matchForwardFlow": true, "inPorts": [inside]}),
+    );
     n.rule(c, json!({"type": "accept", "matchReturnFlow": true}));
     n.rule(c, json!({"type": "drop"}));
     n.set_bridge(b, |x| x.inbound_filter_id = Some(c));
@@ -224,19 +353,38 @@ fn conntrack_is_per_device_not_per_port() {
     r.learn(b, mac(1), inside);
     let reply = udp(mac(2), mac(1), "10.0.0.2", "10.0.0.1", 2222, 1111);
     assert!(r.sim(out2, &reply).verdict.is_drop(), "no connection yet");
-    assert_eq!(r.send(inside, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1111, 2222)).verdict, Verdict::Forward);
-    assert_eq!(out_ports(&r.send(out2, &reply)), vec![inside], "a reply by another port of the device matches");
+    assert_eq!(
+        r.send(
+            inside,
+            &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1111, 2222)
+        )
+        .verdict,
+        Verdict::Forward
+    );
+    assert_eq!(
+        out_ports(&r.send(out2, &reply)),
+        vec![inside],
+        "a reply by another port of the device matches"
+    );
 }
 
 #[test]
 fn load_balancer_weights_stickiness_and_draining() {
     let mut e = edge();
-    let lb: model::LoadBalancer = serde_json::from_value(json!({"id": uuid::Uuid::new_v4()})).unwrap();
-    let pool: model::Pool = serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "loadBalancerId": lb.id, "lbMethod": "ROUND_ROBIN"})).unwrap();
+    let lb: model::LoadBalancer =
+        serde_json::from_value(json!({"id": uuid::Uuid::new_v4()})).unwrap();
+    let pool: model::Pool = serde_json::from_value(
+        json!({"id": uuid::Uuid::new_v4(), "loadBalancerId": lb.id, "lbMethod": "ROUND_ROBIN"}),
+    )
+    .unwrap();
     let member = |addr: &str, w: i64| -> model::PoolMember {
         serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "address": addr, "protocolPort": 8080, "weight": w})).unwrap()
     };
-    let (m1, m3, m9) = (member("10.0.1.5", 1), member("10.0.1.6", 3), member("10.0.1.7", 9));
+    let (m1, m3, m9) = (
+        member("10.0.1.5", 1),
+        member("10.0.1.6", 3),
+        member("10.0.1.7", 9),
+    );
     let vip = |addr: &str, sticky: bool| -> model::Vip {
         serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "loadBalancerId": lb.id,
             "address": addr, "protocolPort": 80, "sessionPersistence": if sticky { Some("SOURCE_IP") } else { None }})).unwrap()
@@ -251,7 +399,14 @@ fn load_balancer_weights_stickiness_and_draining() {
     r.learn(e.b, mac(7), e.vm2);
     let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
     for sport in 0..2600u16 {
-        let f = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.80", 10000 + sport, 80);
+        let f = tcp(
+            mac(9),
+            mac(0xb1),
+            "203.0.113.9",
+            "203.0.113.80",
+            10000 + sport,
+            80,
+        );
         let o = r.send(e.up, &f);
         assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
         let (_, _, d, dp) = l4_of(&deliver(&o, &f)[0].1);
@@ -274,7 +429,14 @@ fn load_balancer_weights_stickiness_and_draining() {
     // SOURCE_IP: one client, one member, whatever its ports.
     let chosen: HashSet<_> = (0..50u16)
         .map(|s| {
-            let f = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.81", 20000 + s, 80);
+            let f = tcp(
+                mac(9),
+                mac(0xb1),
+                "203.0.113.9",
+                "203.0.113.81",
+                20000 + s,
+                80,
+            );
             l4_of(&deliver(&r.send(e.up, &f), &f)[0].1).2
         })
         .collect();
@@ -286,9 +448,21 @@ fn load_balancer_weights_stickiness_and_draining() {
             m.admin_state_up = false;
         }
     }
-    let mut r2 = Run { topo: e2.n.topo(), state: r.state.clone(), rng: XorShift(7), now: r.now };
+    let mut r2 = Run {
+        topo: e2.n.topo(),
+        state: r.state.clone(),
+        rng: XorShift(7),
+        now: r.now,
+    };
     for sport in 0..200u16 {
-        let f = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.80", 30000 + sport, 80);
+        let f = tcp(
+            mac(9),
+            mac(0xb1),
+            "203.0.113.9",
+            "203.0.113.80",
+            30000 + sport,
+            80,
+        );
         let d = l4_of(&deliver(&r2.send(e2.up, &f), &f)[0].1).2;
         assert_ne!(d, ip("10.0.1.7"), "no new connection to a disabled member");
     }
@@ -297,7 +471,10 @@ fn load_balancer_weights_stickiness_and_draining() {
         m.admin_state_up = false;
     }
     let mut r3 = Run::new(&e2.n);
-    let o = r3.sim(e2.up, &tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.80", 1, 80));
+    let o = r3.sim(
+        e2.up,
+        &tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.80", 1, 80),
+    );
     assert_eq!(o.verdict, Verdict::Drop(DropReason::NoPoolMember));
 }
 
@@ -308,37 +485,77 @@ fn fragments_and_fragment_policies() {
     let b = n.bridge();
     let (p1, p2) = (n.vm_port(b), n.vm_port(b));
     let c = n.chain();
-    n.rule(c, json!({"type": "accept", "fragmentPolicy": "unfragmented"}));
+    n.rule(
+        c,
+        json!({"type": "accept", "fragmentPolicy": "unfragmented"}),
+    );
     n.rule(c, json!({"type": "drop", "fragmentPolicy": "any"}));
     let mut r = Run::new(&n);
     r.learn(b, mac(2), p2);
-    assert_eq!(r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true)).verdict, Verdict::Forward);
+    assert_eq!(
+        r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true))
+            .verdict,
+        Verdict::Forward
+    );
     n.set_bridge(b, |x| x.inbound_filter_id = Some(c));
     let mut r = Run::new(&n);
     r.learn(b, mac(2), p2);
-    assert!(r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true)).verdict.is_drop());
-    assert!(r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", false)).verdict.is_drop());
-    assert_eq!(r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2)).verdict, Verdict::Forward);
+    assert!(
+        r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true))
+            .verdict
+            .is_drop()
+    );
+    assert!(
+        r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", false))
+            .verdict
+            .is_drop()
+    );
+    assert_eq!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2))
+            .verdict,
+        Verdict::Forward
+    );
     // Through a router, a dropped first fragment earns "fragmentation needed".
     let mut e = edge();
-    e.n.rule(e.inbound, json!({"type": "accept", "fragmentPolicy": "unfragmented"}));
+    e.n.rule(
+        e.inbound,
+        json!({"type": "accept", "fragmentPolicy": "unfragmented"}),
+    );
     e.n.rule(e.inbound, json!({"type": "drop", "fragmentPolicy": "any"}));
     let mut r = ready(&e);
-    let o = r.sim(e.vm, &fragment(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", true));
+    let o = r.sim(
+        e.vm,
+        &fragment(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", true),
+    );
     assert!(o.verdict.is_drop());
     let icmp = wire::Icmpv4Packet::new_checked(&o.emits[0].frame[34..]).unwrap();
-    assert_eq!((icmp.msg_type(), icmp.code()), (3, wire::icmpv4::unreachable::FRAG_NEEDED));
+    assert_eq!(
+        (icmp.msg_type(), icmp.code()),
+        (3, wire::icmpv4::unreachable::FRAG_NEEDED)
+    );
     // Later fragments have no L4 header: a port rule treats them as inside the range.
     let mut n = Net::new();
     let b = n.bridge();
     let (p1, p2) = (n.vm_port(b), n.vm_port(b));
     let c = n.chain();
-    n.rule(c, json!({"type": "drop", "tpDst": {"start": 2000, "end": 2000}, "fragmentPolicy": "header"}));
+    n.rule(
+        c,
+        json!({"type": "drop", "tpDst": {"start": 2000, "end": 2000}, "fragmentPolicy": "header"}),
+    );
     n.set_bridge(b, |x| x.inbound_filter_id = Some(c));
     let mut r = Run::new(&n);
     r.learn(b, mac(2), p2);
-    assert!(r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true)).verdict.is_drop());
-    assert_eq!(r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", false)).verdict, Verdict::Forward, "header policy skips later fragments");
+    assert!(
+        r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", true))
+            .verdict
+            .is_drop()
+    );
+    assert_eq!(
+        r.sim(p1, &fragment(mac(1), mac(2), "10.0.0.1", "10.0.0.2", false))
+            .verdict,
+        Verdict::Forward,
+        "header policy skips later fragments"
+    );
 }
 
 #[test]
@@ -348,42 +565,102 @@ fn chain_semantics_jump_return_loops_inversions_and_groups() {
     let (p1, p2, p3) = (n.vm_port(b), n.vm_port(b), n.vm_port(b));
     let (top, sub, looped) = (n.chain(), n.chain(), n.chain());
     // sub: return for UDP port 53, drop anything else from 10.0.0.0/24.
-    n.rule(sub, json!({"type": "return", "nwProto": 17, "tpDst": {"start": 53, "end": 53}}));
+    n.rule(
+        sub,
+        json!({"type": "return", "nwProto": 17, "tpDst": {"start": 53, "end": 53}}),
+    );
     n.rule(sub, json!({"type": "jump", "jumpChainId": looped}));
-    n.rule(sub, json!({"type": "drop", "nwSrcAddress": "10.0.0.0", "nwSrcLength": 24}));
+    n.rule(
+        sub,
+        json!({"type": "drop", "nwSrcAddress": "10.0.0.0", "nwSrcLength": 24}),
+    );
     // looped jumps back to sub: the loop guard skips it.
     n.rule(looped, json!({"type": "jump", "jumpChainId": sub}));
     n.rule(top, json!({"type": "jump", "jumpChainId": sub}));
     // Not from p3, inverted: applies to p1 and p2 only... and condInvert.
-    n.rule(top, json!({"type": "drop", "inPorts": [p3], "invInPorts": true, "nwProto": 6}));
-    n.rule(top, json!({"type": "drop", "condInvert": true, "nwDstAddress": "10.0.0.0", "nwDstLength": 8}));
+    n.rule(
+        top,
+        json!({"type": "drop", "inPorts": [p3], "invInPorts": true, "nwProto": 6}),
+    );
+    n.rule(
+        top,
+        json!({"type": "drop", "condInvert": true, "nwDstAddress": "10.0.0.0", "nwDstLength": 8}),
+    );
     n.set_bridge(b, |x| x.inbound_filter_id = Some(top));
     let mut r = Run::new(&n);
     r.learn(b, mac(2), p2);
     r.learn(b, mac(3), p3);
-    assert_eq!(r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 9, 53)).verdict, Verdict::Forward, "RETURN resumes the caller");
-    assert!(r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 9, 54)).verdict.is_drop(), "dropped inside the jump");
-    assert_eq!(r.sim(p1, &udp(mac(1), mac(2), "10.1.0.1", "10.0.0.2", 9, 54)).verdict, Verdict::Forward);
-    assert!(r.sim(p1, &tcp(mac(1), mac(2), "10.1.0.1", "10.0.0.2", 9, 22)).verdict.is_drop(), "inverted in-port");
-    assert_eq!(r.sim(p3, &tcp(mac(3), mac(2), "10.1.0.1", "10.0.0.2", 9, 22)).verdict, Verdict::Forward);
-    assert!(r.sim(p1, &udp(mac(1), mac(2), "10.1.0.1", "192.168.0.2", 9, 54)).verdict.is_drop(), "condInvert");
+    assert_eq!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 9, 53))
+            .verdict,
+        Verdict::Forward,
+        "RETURN resumes the caller"
+    );
+    assert!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 9, 54))
+            .verdict
+            .is_drop(),
+        "dropped inside the jump"
+    );
+    assert_eq!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.1.0.1", "10.0.0.2", 9, 54))
+            .verdict,
+        Verdict::Forward
+    );
+    assert!(
+        r.sim(p1, &tcp(mac(1), mac(2), "10.1.0.1", "10.0.0.2", 9, 22))
+            .verdict
+            .is_drop(),
+        "inverted in-port"
+    );
+    assert_eq!(
+        r.sim(p3, &tcp(mac(3), mac(2), "10.1.0.1", "10.0.0.2", 9, 22))
+            .verdict,
+        Verdict::Forward
+    );
+    assert!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.1.0.1", "192.168.0.2", 9, 54))
+            .verdict
+            .is_drop(),
+        "condInvert"
+    );
     // Port groups and IP address groups.
     let mut n = Net::new();
     let b = n.bridge();
     let (p1, p2) = (n.vm_port(b), n.vm_port(b));
-    let pg: model::PortGroup = serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "portIds": [p1]})).unwrap();
-    let ag: model::IpAddrGroup = serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "name": "g", "addrs": ["10.0.0.66"]})).unwrap();
+    let pg: model::PortGroup =
+        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "portIds": [p1]})).unwrap();
+    let ag: model::IpAddrGroup = serde_json::from_value(
+        json!({"id": uuid::Uuid::new_v4(), "name": "g", "addrs": ["10.0.0.66"]}),
+    )
+    .unwrap();
     let c = n.chain();
-    n.rule(c, json!({"type": "drop", "portGroup": pg.id, "ipAddrGroupDst": ag.id}));
+    n.rule(
+        c,
+        json!({"type": "drop", "portGroup": pg.id, "ipAddrGroupDst": ag.id}),
+    );
     n.o.port_groups.push(pg);
     n.o.ip_addr_groups.push(ag);
     n.set_bridge(b, |x| x.inbound_filter_id = Some(c));
     let mut r = Run::new(&n);
     r.learn(b, mac(2), p2);
     r.learn(b, mac(1), p1);
-    assert!(r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.66", 1, 2)).verdict.is_drop());
-    assert_eq!(r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.67", 1, 2)).verdict, Verdict::Forward);
-    assert_eq!(r.sim(p2, &udp(mac(2), mac(1), "10.0.0.2", "10.0.0.66", 1, 2)).verdict, Verdict::Forward, "p2 is not in the group");
+    assert!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.66", 1, 2))
+            .verdict
+            .is_drop()
+    );
+    assert_eq!(
+        r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.67", 1, 2))
+            .verdict,
+        Verdict::Forward
+    );
+    assert_eq!(
+        r.sim(p2, &udp(mac(2), mac(1), "10.0.0.2", "10.0.0.66", 1, 2))
+            .verdict,
+        Verdict::Forward,
+        "p2 is not in the group"
+    );
 }
 
 #[test]
@@ -391,9 +668,18 @@ fn reject_on_a_router_sends_admin_prohibited() {
     let mut e = edge();
     e.n.rule(e.inbound, json!({"type": "reject", "nwProto": 6}));
     let mut r = ready(&e);
-    let o = r.sim(e.vm, &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 1, 80));
-    assert!(matches!(o.verdict, Verdict::Drop(DropReason::RejectedByChain(_))));
+    let o = r.sim(
+        e.vm,
+        &tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 1, 80),
+    );
+    assert!(matches!(
+        o.verdict,
+        Verdict::Drop(DropReason::RejectedByChain(_))
+    ));
     let icmp = wire::Icmpv4Packet::new_checked(&o.emits[0].frame[34..]).unwrap();
-    assert_eq!((icmp.msg_type(), icmp.code()), (3, wire::icmpv4::unreachable::ADMIN_PROHIBITED));
+    assert_eq!(
+        (icmp.msg_type(), icmp.code()),
+        (3, wire::icmpv4::unreachable::ADMIN_PROHIBITED)
+    );
     let _ = e.vm2;
 }

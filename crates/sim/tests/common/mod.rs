@@ -29,7 +29,10 @@ pub struct Net {
 
 impl Net {
     pub fn new() -> Self {
-        Net { host: Uuid::new_v4(), ..Default::default() }
+        Net {
+            host: Uuid::new_v4(),
+            ..Default::default()
+        }
     }
 
     pub fn bridge(&mut self) -> Uuid {
@@ -75,9 +78,12 @@ impl Net {
 
     /// A router port `addr`/`len` with MAC `mac`.
     pub fn router_port(&mut self, router: Uuid, addr: &str, len: u8, m: Mac) -> Uuid {
-        let net = Ipv4Addr::from(u32::from(ip(addr)) & if len == 0 { 0 } else { u32::MAX << (32 - len) });
-        self.port(json!({"id": Uuid::new_v4(), "type": "Router", "deviceId": router, "portAddress": addr,
-            "networkAddress": net.to_string(), "networkLength": len, "portMac": m.to_string()}))
+        let net =
+            Ipv4Addr::from(u32::from(ip(addr)) & if len == 0 { 0 } else { u32::MAX << (32 - len) });
+        self.port(
+            json!({"id": Uuid::new_v4(), "type": "Router", "deviceId": router, "portAddress": addr,
+            "networkAddress": net.to_string(), "networkLength": len, "portMac": m.to_string()}),
+        )
     }
 
     /// An exterior router port (an uplink) bound on this host.
@@ -111,7 +117,15 @@ impl Net {
         (b, rp)
     }
 
-    pub fn route(&mut self, router: Uuid, dst: &str, len: u8, port: Uuid, gw: Option<&str>, weight: i64) -> Uuid {
+    pub fn route(
+        &mut self,
+        router: Uuid,
+        dst: &str,
+        len: u8,
+        port: Uuid,
+        gw: Option<&str>,
+        weight: i64,
+    ) -> Uuid {
         let r: Route = serde_json::from_value(json!({"id": Uuid::new_v4(), "type": "Normal",
             "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0, "dstNetworkAddr": dst, "dstNetworkLength": len,
             "nextHopPort": port, "nextHopGateway": gw, "weight": weight, "routerId": router})).unwrap();
@@ -127,7 +141,11 @@ impl Net {
     }
 
     pub fn chain(&mut self) -> Uuid {
-        let c = Chain { id: Uuid::new_v4(), name: Some("c".into()), ..Default::default() };
+        let c = Chain {
+            id: Uuid::new_v4(),
+            name: Some("c".into()),
+            ..Default::default()
+        };
         let id = c.id;
         self.o.chains.push(c);
         id
@@ -142,7 +160,13 @@ impl Net {
         r.normalize();
         r.validate().unwrap();
         self.o.rules.push(r);
-        self.o.chains.iter_mut().find(|c| c.id == chain).unwrap().rule_ids.push(id);
+        self.o
+            .chains
+            .iter_mut()
+            .find(|c| c.id == chain)
+            .unwrap()
+            .rule_ids
+            .push(id);
         id
     }
 
@@ -171,11 +195,27 @@ pub struct Run {
 
 impl Run {
     pub fn new(net: &Net) -> Self {
-        Run { topo: net.topo(), state: StateTables::default(), rng: XorShift(42), now: 1_000 }
+        Run {
+            topo: net.topo(),
+            state: StateTables::default(),
+            rng: XorShift(42),
+            now: 1_000,
+        }
     }
     pub fn sim(&mut self, port: Uuid, frame: &[u8]) -> Outcome {
         let mut out = Outcome::default();
-        simulate(&self.topo, &self.state, &Input { in_port: port, frame, now: self.now, trace: true }, &mut self.rng, &mut out);
+        simulate(
+            &self.topo,
+            &self.state,
+            &Input {
+                in_port: port,
+                frame,
+                now: self.now,
+                trace: true,
+            },
+            &mut self.rng,
+            &mut out,
+        );
         out
     }
     /// Simulates and applies the state writes, as the agent does.
@@ -185,10 +225,25 @@ impl Run {
         out
     }
     pub fn learn(&mut self, bridge: Uuid, m: Mac, port: Uuid) {
-        self.state.apply(&[StateWrite::MacLearned { bridge, vlan: 0, mac: m, port }], self.now);
+        self.state.apply(
+            &[StateWrite::MacLearned {
+                bridge,
+                vlan: 0,
+                mac: m,
+                port,
+            }],
+            self.now,
+        );
     }
     pub fn arp(&mut self, router: Uuid, addr: &str, m: Mac) {
-        self.state.apply(&[StateWrite::ArpLearned { router, ip: ip(addr), mac: m }], self.now);
+        self.state.apply(
+            &[StateWrite::ArpLearned {
+                router,
+                ip: ip(addr),
+                mac: m,
+            }],
+            self.now,
+        );
     }
 }
 
@@ -205,25 +260,47 @@ pub fn sorted(mut v: Vec<Uuid>) -> Vec<Uuid> {
 
 /// Applies the outcome's actions to the frame; the frames per output.
 pub fn deliver(o: &Outcome, frame: &[u8]) -> Vec<(Uuid, Vec<u8>)> {
-    sim::actions::execute(&o.actions, frame).into_iter().map(|(out, f)| (out.port, f)).collect()
+    sim::actions::execute(&o.actions, frame)
+        .into_iter()
+        .map(|(out, f)| (out.port, f))
+        .collect()
 }
 
 fn ipv4_frame(src: Mac, dst: Mac, ip: Ipv4Repr, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 34 + payload.len()];
-    EthernetRepr { src, dst, ethertype: EtherType::IPV4, vlan: None }.emit(&mut f);
+    EthernetRepr {
+        src,
+        dst,
+        ethertype: EtherType::IPV4,
+        vlan: None,
+    }
+    .emit(&mut f);
     ip.emit(&mut f[14..]);
     f[34..].copy_from_slice(payload);
     f
 }
 
 fn hdr(src: &str, dst: &str, proto: u8, len: usize, ttl: u8) -> Ipv4Repr {
-    Ipv4Repr { src: ip(src), dst: ip(dst), protocol: proto, payload_len: len, ttl, tos: 0, ident: 7, dont_frag: false }
+    Ipv4Repr {
+        src: ip(src),
+        dst: ip(dst),
+        protocol: proto,
+        payload_len: len,
+        ttl,
+        tos: 0,
+        ident: 7,
+        dont_frag: false,
+    }
 }
 
 pub fn udp(sm: Mac, dm: Mac, src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
     let payload = b"payload!";
     let mut u = vec![0u8; 8 + payload.len()];
-    UdpRepr { src_port: sport, dst_port: dport }.emit(&mut u, payload, ip(src), ip(dst));
+    UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    }
+    .emit(&mut u, payload, ip(src), ip(dst));
     ipv4_frame(sm, dm, hdr(src, dst, Protocol::UDP, u.len(), 64), &u)
 }
 
@@ -233,21 +310,30 @@ pub fn tcp(sm: Mac, dm: Mac, src: &str, dst: &str, sport: u16, dport: u16) -> Ve
     t[2..4].copy_from_slice(&dport.to_be_bytes());
     t[12] = 0x50;
     t[13] = 0x02; // SYN
-    let sum = wire::checksum::pseudo_header(ip(src), ip(dst), Protocol::TCP, 20) + wire::checksum::sum(&t);
+    let sum = wire::checksum::pseudo_header(ip(src), ip(dst), Protocol::TCP, 20)
+        + wire::checksum::sum(&t);
     let ck = !wire::checksum::fold(sum);
     t[16..18].copy_from_slice(&ck.to_be_bytes());
     ipv4_frame(sm, dm, hdr(src, dst, Protocol::TCP, 20, 64), &t)
 }
 
 pub fn ping(sm: Mac, dm: Mac, src: &str, dst: &str, ttl: u8) -> Vec<u8> {
-    let r = Icmpv4Repr::EchoRequest { id: 0x1234, seq: 1, data: b"abcdefgh" };
+    let r = Icmpv4Repr::EchoRequest {
+        id: 0x1234,
+        seq: 1,
+        data: b"abcdefgh",
+    };
     let mut p = vec![0u8; r.buffer_len()];
     r.emit(&mut p);
     ipv4_frame(sm, dm, hdr(src, dst, Protocol::ICMP, p.len(), ttl), &p)
 }
 
 pub fn pong(sm: Mac, dm: Mac, src: &str, dst: &str) -> Vec<u8> {
-    let r = Icmpv4Repr::EchoReply { id: 0x1234, seq: 1, data: b"abcdefgh" };
+    let r = Icmpv4Repr::EchoReply {
+        id: 0x1234,
+        seq: 1,
+        data: b"abcdefgh",
+    };
     let mut p = vec![0u8; r.buffer_len()];
     r.emit(&mut p);
     ipv4_frame(sm, dm, hdr(src, dst, Protocol::ICMP, p.len(), 64), &p)
@@ -267,16 +353,36 @@ pub fn fragment(sm: Mac, dm: Mac, src: &str, dst: &str, first: bool) -> Vec<u8> 
 }
 
 pub fn arp_request(sm: Mac, spa: &str, tpa: &str) -> Vec<u8> {
-    ArpRepr { op: ArpOp::Request, sha: sm, spa: ip(spa), tha: Mac::ZERO, tpa: ip(tpa) }.to_frame(sm, Mac::BROADCAST)
+    ArpRepr {
+        op: ArpOp::Request,
+        sha: sm,
+        spa: ip(spa),
+        tha: Mac::ZERO,
+        tpa: ip(tpa),
+    }
+    .to_frame(sm, Mac::BROADCAST)
 }
 
 pub fn arp_reply(sm: Mac, spa: &str, dm: Mac, tpa: &str) -> Vec<u8> {
-    ArpRepr { op: ArpOp::Reply, sha: sm, spa: ip(spa), tha: dm, tpa: ip(tpa) }.to_frame(sm, dm)
+    ArpRepr {
+        op: ArpOp::Reply,
+        sha: sm,
+        spa: ip(spa),
+        tha: dm,
+        tpa: ip(tpa),
+    }
+    .to_frame(sm, dm)
 }
 
 pub fn ipv6(sm: Mac, dm: Mac) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40 + 8];
-    EthernetRepr { src: sm, dst: dm, ethertype: EtherType::IPV6, vlan: None }.emit(&mut f);
+    EthernetRepr {
+        src: sm,
+        dst: dm,
+        ethertype: EtherType::IPV6,
+        vlan: None,
+    }
+    .emit(&mut f);
     f[14] = 0x60;
     f[18..20].copy_from_slice(&8u16.to_be_bytes());
     f[20] = 17;
