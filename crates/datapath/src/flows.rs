@@ -1,0 +1,179 @@
+//! The flow table: megaflows (one hash table per distinct mask, as OVS's
+//! classifier) with an exact-match cache in front, hard expiry, and
+//! invalidation by tag.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use sim::{Action, FieldSet, Fields, Tag};
+
+pub type FlowId = u64;
+
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub id: FlowId,
+    pub mask: FieldSet,
+    pub key: Fields,
+    pub actions: Vec<Action>,
+    pub tags: Vec<Tag>,
+    pub expires: u64,
+    pub packets: u64,
+}
+
+#[derive(Default)]
+pub struct FlowTable {
+    flows: FxHashMap<FlowId, Flow>,
+    /// mask -> masked key -> flow
+    megaflows: Vec<(FieldSet, FxHashMap<Fields, FlowId>)>,
+    emc: FxHashMap<Fields, FlowId>,
+    by_tag: FxHashMap<Tag, FxHashSet<FlowId>>,
+    next: FlowId,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Bounds the exact-match cache; it is refilled from the megaflows.
+const EMC_MAX: usize = 8192;
+
+impl FlowTable {
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The flow matching a packet's fields (with `in_port` set), if any live.
+    pub fn lookup(&mut self, f: &Fields, now: u64) -> Option<&mut Flow> {
+        let id = match self.emc.get(f) {
+            Some(id) if self.flows.get(id).is_some_and(|fl| fl.expires > now) => Some(*id),
+            _ => {
+                let mut found = None;
+                for (mask, table) in &self.megaflows {
+                    if let Some(id) = table.get(&f.masked(*mask)) {
+                        if self.flows.get(id).is_some_and(|fl| fl.expires > now) {
+                            found = Some(*id);
+                            break;
+                        }
+                    }
+                }
+                if let Some(id) = found {
+                    if self.emc.len() >= EMC_MAX {
+                        self.emc.clear();
+                    }
+                    self.emc.insert(f.clone(), id);
+                }
+                found
+            }
+        };
+        match id {
+            Some(id) => {
+                self.hits += 1;
+                let fl = self.flows.get_mut(&id)?;
+                fl.packets += 1;
+                Some(fl)
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn install(&mut self, mask: FieldSet, key: Fields, actions: Vec<Action>, tags: Vec<Tag>, expires: u64) -> FlowId {
+        let key = key.masked(mask);
+        // A flow for the same masked key replaces the old one.
+        if let Some(old) = self.megaflows.iter().find(|(m, _)| *m == mask).and_then(|(_, t)| t.get(&key)).copied() {
+            self.remove(old);
+        }
+        self.next += 1;
+        let id = self.next;
+        for t in &tags {
+            self.by_tag.entry(*t).or_default().insert(id);
+        }
+        match self.megaflows.iter_mut().find(|(m, _)| *m == mask) {
+            Some((_, t)) => {
+                t.insert(key.clone(), id);
+            }
+            None => {
+                let mut t = FxHashMap::default();
+                t.insert(key.clone(), id);
+                self.megaflows.push((mask, t));
+            }
+        }
+        self.flows.insert(id, Flow { id, mask, key, actions, tags, expires, packets: 0 });
+        id
+    }
+
+    pub fn remove(&mut self, id: FlowId) {
+        let Some(f) = self.flows.remove(&id) else { return };
+        if let Some((_, t)) = self.megaflows.iter_mut().find(|(m, _)| *m == f.mask) {
+            t.remove(&f.key);
+        }
+        for t in &f.tags {
+            if let Some(s) = self.by_tag.get_mut(t) {
+                s.remove(&id);
+                if s.is_empty() {
+                    self.by_tag.remove(t);
+                }
+            }
+        }
+        self.emc.retain(|_, v| *v != id);
+    }
+
+    /// Removes every flow carrying any of `tags`; returns how many.
+    pub fn invalidate(&mut self, tags: &[Tag]) -> usize {
+        let ids: FxHashSet<FlowId> = tags.iter().filter_map(|t| self.by_tag.get(t)).flatten().copied().collect();
+        let n = ids.len();
+        for id in ids {
+            self.remove(id);
+        }
+        n
+    }
+
+    pub fn clear(&mut self) {
+        self.flows.clear();
+        self.megaflows.clear();
+        self.emc.clear();
+        self.by_tag.clear();
+    }
+
+    /// Drops flows past their hard expiry.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let dead: Vec<FlowId> = self.flows.values().filter(|f| f.expires <= now).map(|f| f.id).collect();
+        let n = dead.len();
+        for id in dead {
+            self.remove(id);
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::flow::field;
+    use std::net::Ipv4Addr;
+
+    fn fields(port: u32, dst: [u8; 4]) -> Fields {
+        Fields { in_port: port, nw_dst: Ipv4Addr::from(dst), eth_type: 0x0800, ..Default::default() }
+    }
+
+    #[test]
+    fn megaflow_matches_under_its_mask_and_invalidates_by_tag() {
+        let mut t = FlowTable::default();
+        let mask = FieldSet(field::IN_PORT);
+        let tag = Tag::Device(uuid::Uuid::new_v4());
+        t.install(mask, fields(1, [10, 0, 0, 1]), vec![], vec![tag], 100);
+        assert!(t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_some(), "nw_dst is wildcarded");
+        assert!(t.lookup(&fields(2, [10, 0, 0, 1]), 0).is_none());
+        assert!(t.lookup(&fields(1, [10, 0, 0, 1]), 100).is_none(), "expired");
+        assert_eq!(t.invalidate(&[tag]), 1);
+        assert!(t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_none());
+        let exact = FieldSet(field::IN_PORT | field::NW_DST | field::ETH_TYPE);
+        t.install(exact, fields(1, [10, 0, 0, 1]), vec![], vec![], 100);
+        assert!(t.lookup(&fields(1, [10, 0, 0, 2]), 0).is_none());
+        assert!(t.lookup(&fields(1, [10, 0, 0, 1]), 0).is_some());
+        assert_eq!((t.hits, t.misses), (2, 4));
+        assert_eq!(t.expire(200), 1);
+        assert!(t.is_empty());
+    }
+}

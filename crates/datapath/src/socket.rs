@@ -1,0 +1,145 @@
+//! AF_PACKET sockets on the host side of VM interfaces (veth/tap), and the
+//! UDP socket that carries VXLAN between hosts.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 { Err(io::Error::last_os_error()) } else { Ok(i) }
+}
+
+/// A raw packet socket bound to one interface, non-blocking. It sees every
+/// frame the interface receives (promiscuous) and none it sends.
+pub struct PacketSocket {
+    fd: OwnedFd,
+    pub ifindex: u32,
+}
+
+impl PacketSocket {
+    pub fn open(name: &str) -> io::Result<Self> {
+        let ifindex = ifindex(name)?;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the fd is owned right away.
+        let raw = cvt(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto as i32)
+        })?;
+        // SAFETY: `raw` is a fresh, valid descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = PacketSocket { fd, ifindex };
+        let one: libc::c_int = 1;
+        // Transmit straight to the driver, and do not read our own transmissions back.
+        s.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
+        s.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
+        let buf: libc::c_int = 4 << 20;
+        let _ = s.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &buf);
+        let _ = s.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, &buf);
+        // SAFETY: zeroed sockaddr_ll is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a properly initialised sockaddr_ll of the given size.
+        cvt(unsafe {
+            libc::bind(
+                s.fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        // SAFETY: zeroed packet_mreq is valid; fields set below.
+        let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mr.mr_ifindex = ifindex as i32;
+        mr.mr_type = libc::PACKET_MR_PROMISC as u16;
+        s.setsockopt(libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr)?;
+        Ok(s)
+    }
+
+    fn setsockopt<T>(&self, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+        // SAFETY: `v` points to a live value of the size we pass.
+        cvt(unsafe {
+            libc::setsockopt(self.fd.as_raw_fd(), level, name, v as *const T as *const libc::c_void, std::mem::size_of::<T>() as u32)
+        })
+        .map(|_| ())
+    }
+
+    /// One frame, or `None` when there is nothing to read.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+        }
+        Ok(Some(n as usize))
+    }
+
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: `frame` is valid for reads of its length.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr() as *const libc::c_void, frame.len(), 0) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes; returns the
+/// readiness flags in `ready` (same order).
+pub fn wait_readable(fds: &[RawFd], ready: &mut Vec<bool>, timeout_ms: i32) -> io::Result<usize> {
+    let mut p: Vec<libc::pollfd> = fds.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `p` is a valid array of pollfd of the given length.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            ready.clear();
+            ready.resize(fds.len(), false);
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    ready.clear();
+    ready.extend(p.iter().map(|x| x.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0));
+    Ok(n as usize)
+}
+
+/// An eventfd: how other threads wake the datapath loop.
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain eventfd(2); owned right away.
+        let raw = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: fresh descriptor we own.
+        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+    }
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64.
+        unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64.
+        unsafe { libc::read(self.fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
