@@ -10,6 +10,7 @@ pub mod resources;
 pub mod rest;
 pub mod routes;
 pub mod topo;
+pub mod topology_service;
 
 use axum::extract::{Request, State};
 use axum::response::Response;

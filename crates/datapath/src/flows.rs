@@ -78,10 +78,23 @@ impl FlowTable {
         }
     }
 
-    pub fn install(&mut self, mask: FieldSet, key: Fields, actions: Vec<Action>, tags: Vec<Tag>, expires: u64) -> FlowId {
+    pub fn install(
+        &mut self,
+        mask: FieldSet,
+        key: Fields,
+        actions: Vec<Action>,
+        tags: Vec<Tag>,
+        expires: u64,
+    ) -> FlowId {
         let key = key.masked(mask);
         // A flow for the same masked key replaces the old one.
-        if let Some(old) = self.megaflows.iter().find(|(m, _)| *m == mask).and_then(|(_, t)| t.get(&key)).copied() {
+        if let Some(old) = self
+            .megaflows
+            .iter()
+            .find(|(m, _)| *m == mask)
+            .and_then(|(_, t)| t.get(&key))
+            .copied()
+        {
             self.remove(old);
         }
         self.next += 1;
@@ -99,12 +112,25 @@ impl FlowTable {
                 self.megaflows.push((mask, t));
             }
         }
-        self.flows.insert(id, Flow { id, mask, key, actions, tags, expires, packets: 0 });
+        self.flows.insert(
+            id,
+            Flow {
+                id,
+                mask,
+                key,
+                actions,
+                tags,
+                expires,
+                packets: 0,
+            },
+        );
         id
     }
 
     pub fn remove(&mut self, id: FlowId) {
-        let Some(f) = self.flows.remove(&id) else { return };
+        let Some(f) = self.flows.remove(&id) else {
+            return;
+        };
         if let Some((_, t)) = self.megaflows.iter_mut().find(|(m, _)| *m == f.mask) {
             t.remove(&f.key);
         }
@@ -121,7 +147,12 @@ impl FlowTable {
 
     /// Removes every flow carrying any of `tags`; returns how many.
     pub fn invalidate(&mut self, tags: &[Tag]) -> usize {
-        let ids: FxHashSet<FlowId> = tags.iter().filter_map(|t| self.by_tag.get(t)).flatten().copied().collect();
+        let ids: FxHashSet<FlowId> = tags
+            .iter()
+            .filter_map(|t| self.by_tag.get(t))
+            .flatten()
+            .copied()
+            .collect();
         let n = ids.len();
         for id in ids {
             self.remove(id);
@@ -138,7 +169,12 @@ impl FlowTable {
 
     /// Drops flows past their hard expiry.
     pub fn expire(&mut self, now: u64) -> usize {
-        let dead: Vec<FlowId> = self.flows.values().filter(|f| f.expires <= now).map(|f| f.id).collect();
+        let dead: Vec<FlowId> = self
+            .flows
+            .values()
+            .filter(|f| f.expires <= now)
+            .map(|f| f.id)
+            .collect();
         let n = dead.len();
         for id in dead {
             self.remove(id);
@@ -154,7 +190,12 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn fields(port: u32, dst: [u8; 4]) -> Fields {
-        Fields { in_port: port, nw_dst: Ipv4Addr::from(dst), eth_type: 0x0800, ..Default::default() }
+        Fields {
+            in_port: port,
+            nw_dst: Ipv4Addr::from(dst),
+            eth_type: 0x0800,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -163,9 +204,15 @@ mod tests {
         let mask = FieldSet(field::IN_PORT);
         let tag = Tag::Device(uuid::Uuid::new_v4());
         t.install(mask, fields(1, [10, 0, 0, 1]), vec![], vec![tag], 100);
-        assert!(t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_some(), "nw_dst is wildcarded");
+        assert!(
+            t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_some(),
+            "nw_dst is wildcarded"
+        );
         assert!(t.lookup(&fields(2, [10, 0, 0, 1]), 0).is_none());
-        assert!(t.lookup(&fields(1, [10, 0, 0, 1]), 100).is_none(), "expired");
+        assert!(
+            t.lookup(&fields(1, [10, 0, 0, 1]), 100).is_none(),
+            "expired"
+        );
         assert_eq!(t.invalidate(&[tag]), 1);
         assert!(t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_none());
         let exact = FieldSet(field::IN_PORT | field::NW_DST | field::ETH_TYPE);

@@ -50,7 +50,11 @@ impl Tunnel {
     pub fn bind(port: u16) -> std::io::Result<Self> {
         let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
         sock.set_nonblocking(true)?;
-        Ok(Tunnel { sock, port, buf: vec![0u8; 65536] })
+        Ok(Tunnel {
+            sock,
+            port,
+            buf: vec![0u8; 65536],
+        })
     }
 
     pub fn send(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]) -> std::io::Result<()> {
@@ -60,11 +64,16 @@ impl Tunnel {
         }
         wire::vxlan::emit(&mut self.buf, key);
         self.buf[wire::vxlan::HEADER..n].copy_from_slice(frame);
-        self.sock.send_to(&self.buf[..n], SocketAddrV4::new(peer, self.port)).map(|_| ())
+        self.sock
+            .send_to(&self.buf[..n], SocketAddrV4::new(peer, self.port))
+            .map(|_| ())
     }
 
     /// One datagram: (source, key, inner frame range in `buf`), or `None`.
-    pub fn recv<'b>(&self, buf: &'b mut [u8]) -> std::io::Result<Option<(Ipv4Addr, u32, &'b [u8])>> {
+    pub fn recv<'b>(
+        &self,
+        buf: &'b mut [u8],
+    ) -> std::io::Result<Option<(Ipv4Addr, u32, &'b [u8])>> {
         match self.sock.recv_from(buf) {
             Ok((n, from)) => {
                 let src = match from {

@@ -21,8 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the cluster: MidoNet REST API v5 on the NSDB.
+    /// Run the cluster: MidoNet REST API v5 and the topology service on the NSDB.
     Server(ServerArgs),
+    /// Run an agent (midolman) for this host.
+    Agent(AgentArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -47,6 +49,64 @@ struct ServerArgs {
     /// Lifetime of a login token, in seconds.
     #[arg(long, default_value_t = 3600)]
     token_ttl: u64,
+    /// Address of the topology service agents connect to (gRPC).
+    #[arg(long, default_value = "0.0.0.0:8088", env = "MIDONET_TOPOLOGY_LISTEN")]
+    topology_listen: SocketAddr,
+    /// Also run an agent in this process (an all-in-one host).
+    #[arg(long)]
+    agent: bool,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The cluster's topology service.
+    #[arg(long, default_value = "http://127.0.0.1:8088", env = "MIDONET_CLUSTER")]
+    cluster: String,
+    /// This host's name (default: the system host name).
+    #[arg(long, env = "MIDONET_HOST_NAME")]
+    host_name: Option<String>,
+    /// Where the agent keeps its host id.
+    #[arg(
+        long,
+        default_value = "/var/lib/midonet/agent",
+        env = "MIDONET_STATE_DIR"
+    )]
+    state_dir: PathBuf,
+    /// UDP port of the agent-to-agent VXLAN tunnels.
+    #[arg(long, default_value_t = 6677)]
+    vxlan_port: u16,
+}
+
+fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
+    init_logging();
+    let cfg = agent::Config {
+        cluster: a.cluster,
+        host_name: a.host_name.unwrap_or_else(system_host_name),
+        state_dir: a.state_dir,
+        vxlan_port: a.vxlan_port,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(agent::run(cfg, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,16 +119,19 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(1)
             }
         },
+        Command::Agent(a) => match run_agent(a) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midonet agent: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        },
         Command::Client(c) => cli::run(c),
     }
 }
 
 fn run_server(s: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging();
     let auth = match s.auth.as_str() {
         "static" => {
             let users = cluster::auth::parse_users(&s.users).map_err(anyhow::Error::msg)?;
@@ -95,11 +158,42 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
         };
-        cluster::serve(app, s.listen, shutdown).await
+        let topo_addr = s.topology_listen;
+        let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
+        let agent = s.agent.then(|| {
+            let cfg = agent::Config {
+                cluster: format!("http://127.0.0.1:{}", topo_addr.port()),
+                host_name: system_host_name(),
+                state_dir: s.data_dir.join("agent"),
+                vxlan_port: 6677,
+            };
+            tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
+        });
+        let mut rest = tokio::spawn(cluster::serve(app, s.listen, stopped(stop_rx.clone())));
+        let mut topo = topo;
+        // Stop on Ctrl-C, or when a listener fails (its error is the result).
+        let failed: Option<anyhow::Error> = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            r = &mut rest => Some(match r { Ok(Ok(())) => anyhow::anyhow!("REST API stopped"), Ok(Err(e)) => e.into(), Err(e) => e.into() }),
+            r = &mut topo => Some(match r {
+                Ok(Ok(())) => anyhow::anyhow!("topology service stopped"),
+                Ok(Err(e)) => anyhow::Error::from(e).context(format!("topology service on {topo_addr}")),
+                Err(e) => e.into(),
+            }),
+        };
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some(a) = agent {
+            let _ = a.await;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     })
     .with_context(|| format!("serving on {}", s.listen))
 }

@@ -147,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision>;
     fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision>;
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)>;
+    /// Every ephemeral key, for a subscriber's snapshot.
+    fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)>;
 
     /// Writes a table entry; `owner: None` is persistent.
     fn table_put(
@@ -158,4 +160,5 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Revision>;
     fn table_remove(&self, table: &str, key: &str) -> Result<Revision>;
     fn table_entries(&self, table: &str) -> Vec<TableEntry>;
+    fn table_names(&self) -> Vec<String>;
 }

@@ -497,6 +497,20 @@ impl Store for LocalStore {
         self.lock().ephemeral.get(key).cloned()
     }
 
+    fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)> {
+        self.lock()
+            .ephemeral
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().tables.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     fn table_put(
         &self,
         table: &str,

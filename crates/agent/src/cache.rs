@@ -1,0 +1,304 @@
+//! The agent's copy of the topology, kept current by the topology service's
+//! watch, and what it derives from it: the simulation's topology snapshot,
+//! this host's port bindings, its tunnel address and its peers'.
+
+use model::{Kind, Object, Port, TunnelZone};
+use rustc_hash::FxHashMap;
+use sim::{StateWrite, Tag, Topology};
+use std::net::{IpAddr, Ipv4Addr};
+use topology::v1::Update;
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct Cache {
+    pub revision: u64,
+    objects: FxHashMap<String, FxHashMap<String, Vec<u8>>>,
+    pub tables: FxHashMap<String, FxHashMap<String, String>>,
+    /// Ids changed since the last [`Cache::take_changes`].
+    changed: Vec<(String, String)>,
+    /// Table entries changed since the last take.
+    table_changes: Vec<(String, String, Option<String>)>,
+    /// A snapshot is arriving: replace everything at its end.
+    in_snapshot: Option<Box<Cache>>,
+}
+
+/// A local port binding: this host serves `port` on `interface`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub port: Uuid,
+    pub interface: String,
+    pub tunnel_key: u32,
+}
+
+fn decode<T: Object>(b: &[u8]) -> Option<T> {
+    serde_json::from_slice(b).ok()
+}
+
+impl Cache {
+    /// Applies one update; `true` when the cache is consistent (not mid-snapshot).
+    pub fn apply(&mut self, u: Update) -> bool {
+        if u.snapshot_begin {
+            self.in_snapshot = Some(Box::default());
+        }
+        let end = u.snapshot_end;
+        let rev = u.revision;
+        if let Some(s) = self.in_snapshot.as_mut() {
+            if !u.kind.is_empty() {
+                s.put(u);
+            }
+            if end {
+                let s = self.in_snapshot.take().expect("in a snapshot");
+                // Everything may have changed: record the union of both sides.
+                let mut changed: Vec<(String, String)> = Vec::new();
+                for (k, m) in self.objects.iter().chain(s.objects.iter()) {
+                    changed.extend(m.keys().map(|id| (k.clone(), id.clone())));
+                }
+                for (t, m) in s.tables.iter() {
+                    self.table_changes.extend(
+                        m.iter()
+                            .map(|(k, v)| (t.clone(), k.clone(), Some(v.clone()))),
+                    );
+                }
+                self.objects = s.objects;
+                self.tables = s.tables;
+                self.changed.extend(changed);
+                self.revision = rev;
+                return true;
+            }
+            return false;
+        }
+        self.revision = self.revision.max(rev);
+        self.put(u);
+        true
+    }
+
+    fn put(&mut self, u: Update) {
+        if let Some(table) = u.kind.strip_prefix("table/") {
+            let t = self.tables.entry(table.to_string()).or_default();
+            if u.deleted {
+                t.remove(&u.id);
+                self.table_changes.push((table.to_string(), u.id, None));
+            } else {
+                let v = String::from_utf8_lossy(&u.data).into_owned();
+                t.insert(u.id.clone(), v.clone());
+                self.table_changes.push((table.to_string(), u.id, Some(v)));
+            }
+            return;
+        }
+        let m = self.objects.entry(u.kind.clone()).or_default();
+        if u.deleted {
+            m.remove(&u.id);
+        } else {
+            m.insert(u.id.clone(), u.data);
+        }
+        self.changed.push((u.kind, u.id));
+    }
+
+    fn all<T: Object>(&self) -> Vec<T> {
+        self.objects
+            .get(T::KIND.name())
+            .map(|m| m.values().filter_map(|b| decode(b)).collect())
+            .unwrap_or_default()
+    }
+
+    fn one<T: Object>(&self, id: &str) -> Option<T> {
+        self.objects
+            .get(T::KIND.name())
+            .and_then(|m| m.get(id))
+            .and_then(|b| decode(b))
+    }
+
+    /// The simulation's topology (a full recompute).
+    pub fn topology(&self) -> Topology {
+        let o = sim::Objects {
+            bridges: self.all(),
+            routers: self.all(),
+            ports: self.all(),
+            routes: self.all(),
+            chains: self.all(),
+            rules: self.all(),
+            port_groups: self.all(),
+            ip_addr_groups: self.all(),
+            dhcp: self.all(),
+            load_balancers: self.all(),
+            pools: self.all(),
+            members: self.all(),
+            vips: self.all(),
+        };
+        Topology::build(&o)
+    }
+
+    /// Flow tags made stale by the changes since the last call: each changed
+    /// object's device tag and its parent's (a new port changes its bridge's
+    /// flood set, a new rule its chain, a new route its router).
+    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<(String, String, Option<String>)>) {
+        let mut tags = Vec::new();
+        for (kind, id) in std::mem::take(&mut self.changed) {
+            let Ok(uid) = Uuid::parse_str(&id) else {
+                continue;
+            };
+            tags.push(Tag::Device(uid));
+            tags.push(Tag::Route(uid));
+            let parent = |k: Kind| self.objects.get(k.name()).and_then(|m| m.get(&id));
+            let p: Option<Uuid> = match kind.as_str() {
+                "Port" => parent(Kind::Port)
+                    .and_then(|b| decode::<Port>(b))
+                    .map(|p| p.device_id),
+                "Route" => parent(Kind::Route)
+                    .and_then(|b| decode::<model::Route>(b))
+                    .and_then(|r| r.router_id),
+                "Rule" => parent(Kind::Rule)
+                    .and_then(|b| decode::<model::Rule>(b))
+                    .map(|r| r.chain_id),
+                "DhcpSubnet" => parent(Kind::DhcpSubnet)
+                    .and_then(|b| decode::<model::DhcpSubnet>(b))
+                    .map(|d| d.bridge_id),
+                "PoolMember" => parent(Kind::PoolMember)
+                    .and_then(|b| decode::<model::PoolMember>(b))
+                    .and_then(|m| m.pool_id),
+                "Vip" => parent(Kind::Vip)
+                    .and_then(|b| decode::<model::Vip>(b))
+                    .and_then(|v| v.load_balancer_id),
+                _ => None,
+            };
+            if let Some(p) = p {
+                tags.push(Tag::Device(p));
+            }
+        }
+        tags.sort_by_key(|t| format!("{t:?}"));
+        tags.dedup();
+        (tags, std::mem::take(&mut self.table_changes))
+    }
+
+    /// Ports bound to `host`.
+    pub fn bindings(&self, host: Uuid) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .all::<Port>()
+            .into_iter()
+            .filter(|p| p.host_id == Some(host) && p.admin_state_up)
+            .filter_map(|p| {
+                Some(Binding {
+                    port: p.id,
+                    interface: p.interface_name?,
+                    tunnel_key: p.tunnel_key as u32,
+                })
+            })
+            .collect();
+        v.sort_by_key(|b| b.port);
+        v
+    }
+
+    /// Tunnel addresses of every host in a tunnel zone.
+    pub fn tunnel_ips(&self) -> FxHashMap<Uuid, Ipv4Addr> {
+        let mut m = FxHashMap::default();
+        for z in self.all::<TunnelZone>() {
+            for member in &z.members {
+                if let (Some(h), Some(IpAddr::V4(ip))) = (member.host_id, member.ip_address) {
+                    m.insert(h, ip);
+                }
+            }
+        }
+        m
+    }
+
+    pub fn port(&self, id: Uuid) -> Option<Port> {
+        self.one(&id.to_string())
+    }
+}
+
+/// Decodes a replicated table entry into a state write.
+pub fn table_write(table: &str, key: &str, value: &str) -> Option<StateWrite> {
+    let mut parts = table.split('/');
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("mac", Some(b), Some(vlan)) => Some(StateWrite::MacLearned {
+            bridge: b.parse().ok()?,
+            vlan: vlan.parse().ok()?,
+            mac: wire::Mac(key.parse::<model::MacAddr>().ok()?.0),
+            port: value.parse().ok()?,
+        }),
+        ("arp", Some(r), None) => Some(StateWrite::ArpLearned {
+            router: r.parse().ok()?,
+            ip: key.parse().ok()?,
+            mac: wire::Mac(value.parse::<model::MacAddr>().ok()?.0),
+        }),
+        ("ip4mac", Some(b), None) => Some(StateWrite::Ip4Mac {
+            bridge: b.parse().ok()?,
+            ip: key.parse().ok()?,
+            mac: wire::Mac(value.parse::<model::MacAddr>().ok()?.0),
+        }),
+        _ => None,
+    }
+}
+
+/// The table entry that shares a learned write with other hosts.
+pub fn write_entry(w: &StateWrite) -> Option<(String, String, String)> {
+    match w {
+        StateWrite::MacLearned {
+            bridge,
+            vlan,
+            mac,
+            port,
+        } => Some((
+            format!("mac/{bridge}/{vlan}"),
+            mac.to_string(),
+            port.to_string(),
+        )),
+        StateWrite::ArpLearned { router, ip, mac } => {
+            Some((format!("arp/{router}"), ip.to_string(), mac.to_string()))
+        }
+        StateWrite::Ip4Mac { bridge, ip, mac } => {
+            Some((format!("ip4mac/{bridge}"), ip.to_string(), mac.to_string()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learned_entries_round_trip_through_tables() {
+        let w = StateWrite::MacLearned {
+            bridge: Uuid::new_v4(),
+            vlan: 0,
+            mac: wire::Mac([2, 0, 0, 0, 0, 1]),
+            port: Uuid::new_v4(),
+        };
+        let (t, k, v) = write_entry(&w).unwrap();
+        assert_eq!(table_write(&t, &k, &v), Some(w));
+        let a = StateWrite::ArpLearned {
+            router: Uuid::new_v4(),
+            ip: "10.0.0.1".parse().unwrap(),
+            mac: wire::Mac([2, 0, 0, 0, 0, 9]),
+        };
+        let (t, k, v) = write_entry(&a).unwrap();
+        assert_eq!(table_write(&t, &k, &v), Some(a));
+        assert_eq!(table_write("bogus/x", "k", "v"), None);
+    }
+
+    #[test]
+    fn snapshots_replace_and_report_changes() {
+        let mut c = Cache::default();
+        let id = Uuid::new_v4().to_string();
+        let up = |kind: &str, id: &str, b: bool, e: bool| Update {
+            revision: 5,
+            kind: kind.into(),
+            id: id.into(),
+            data: b"{}".to_vec(),
+            deleted: false,
+            snapshot_begin: b,
+            snapshot_end: e,
+        };
+        assert!(!c.apply(up("Bridge", &id, true, false)));
+        assert!(c.apply(Update {
+            revision: 5,
+            snapshot_end: true,
+            ..Default::default()
+        }));
+        assert_eq!(c.revision, 5);
+        let (tags, _) = c.take_changes();
+        assert!(tags.contains(&Tag::Device(id.parse().unwrap())));
+        assert!(c.apply(up("Bridge", &id, false, false)));
+    }
+}

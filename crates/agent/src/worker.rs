@@ -1,0 +1,460 @@
+//! The packet workflow, on its own thread: read from bound interfaces and the
+//! tunnel, match the flow table, simulate misses, install flows, execute,
+//! park packets that wait for ARP, and hand learned state back to the agent.
+
+use crate::cache::Binding;
+use datapath::{FlowTable, PacketSocket, Stats, Tunnel, Waker, wait_readable};
+use rustc_hash::FxHashMap;
+use sim::{
+    Action, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology, Verdict,
+    XorShift, simulate,
+};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Packets waiting for something (an ARP answer, a device) are kept this long.
+const WAITING_ROOM_MS: u64 = 5_000;
+const WAITING_ROOM_MAX: usize = 1024;
+/// Frames read per port per wakeup, so one busy port cannot starve the rest.
+const BATCH: usize = 64;
+
+/// What the agent tells the worker.
+pub enum Control {
+    Topology {
+        topo: Arc<Topology>,
+        invalidate: Vec<Tag>,
+    },
+    Bindings(Vec<Binding>),
+    Peers(FxHashMap<Uuid, Ipv4Addr>),
+    /// Entries learned by other hosts.
+    State(Vec<StateWrite>),
+    Shutdown,
+}
+
+/// What the worker tells the agent.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Learned(StateWrite),
+    PortActive {
+        port: Uuid,
+        tunnel_key: u32,
+        active: bool,
+    },
+    Stats(Stats),
+}
+
+struct LocalPort {
+    id: Uuid,
+    sock: PacketSocket,
+    binding: Binding,
+}
+
+struct Parked {
+    port_no: u32,
+    frame: Vec<u8>,
+    missing: Missing,
+    deadline: u64,
+}
+
+pub struct Worker {
+    me: Uuid,
+    topo: Arc<Topology>,
+    state: StateTables,
+    flows: FlowTable,
+    ports: FxHashMap<u32, LocalPort>,
+    by_id: FxHashMap<Uuid, u32>,
+    by_key: FxHashMap<u32, u32>,
+    desired: Vec<Binding>,
+    next_port_no: u32,
+    tunnel: Tunnel,
+    peers: FxHashMap<Uuid, Ipv4Addr>,
+    waiting: Vec<Parked>,
+    stats: Stats,
+    rng: XorShift,
+    out: Outcome,
+    start: Instant,
+    ctl: Receiver<Control>,
+    waker: Arc<Waker>,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl Worker {
+    pub fn new(
+        me: Uuid,
+        tunnel: Tunnel,
+        ctl: Receiver<Control>,
+        waker: Arc<Waker>,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Worker {
+            me,
+            topo: Arc::new(Topology::default()),
+            state: StateTables::default(),
+            flows: FlowTable::default(),
+            ports: FxHashMap::default(),
+            by_id: FxHashMap::default(),
+            by_key: FxHashMap::default(),
+            desired: Vec::new(),
+            next_port_no: 1,
+            tunnel,
+            peers: FxHashMap::default(),
+            waiting: Vec::new(),
+            stats: Stats::default(),
+            rng: XorShift(me.as_u128() as u64 | 1),
+            out: Outcome::default(),
+            start: Instant::now(),
+            ctl,
+            waker,
+            events,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Runs until told to stop.
+    pub fn run(mut self) {
+        let mut buf = vec![0u8; 65536];
+        let mut ready = Vec::new();
+        let mut last_tick = 0u64;
+        loop {
+            let mut fds = vec![self.waker.as_raw_fd(), self.tunnel.sock.as_raw_fd()];
+            let order: Vec<u32> = self.ports.keys().copied().collect();
+            fds.extend(order.iter().map(|n| self.ports[n].sock.as_raw_fd()));
+            if let Err(e) = wait_readable(&fds, &mut ready, 100) {
+                tracing::error!(error = %e, "poll failed");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+            if ready.first() == Some(&true) {
+                self.waker.drain();
+            }
+            if !self.drain_control() {
+                break;
+            }
+            if ready.get(1) == Some(&true) {
+                for _ in 0..BATCH {
+                    match self.tunnel.recv(&mut buf) {
+                        Ok(Some((_src, key, inner))) => {
+                            let inner = inner.to_vec();
+                            self.from_tunnel(key, &inner);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tunnel receive failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            for (i, port_no) in order.iter().enumerate() {
+                if ready.get(i + 2) != Some(&true) {
+                    continue;
+                }
+                for _ in 0..BATCH {
+                    let Some(p) = self.ports.get(port_no) else {
+                        break;
+                    };
+                    match p.sock.recv(&mut buf) {
+                        Ok(Some(n)) => {
+                            let frame = buf[..n].to_vec();
+                            self.from_port(*port_no, &frame);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, port = %p.id, "receive failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            let now = self.now();
+            if now >= last_tick + 1000 {
+                last_tick = now;
+                self.tick(now);
+            }
+        }
+        tracing::info!("datapath worker stopped");
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.flows.expire(now);
+        self.state.expire(now);
+        self.waiting.retain(|p| p.deadline > now);
+        // Bindings whose interface did not exist yet are retried.
+        if self
+            .desired
+            .iter()
+            .any(|b| !self.by_id.contains_key(&b.port))
+        {
+            let d = self.desired.clone();
+            self.set_bindings(d);
+        }
+        let _ = self.events.send(Event::Stats(self.stats));
+    }
+
+    fn drain_control(&mut self) -> bool {
+        while let Ok(c) = self.ctl.try_recv() {
+            match c {
+                Control::Shutdown => return false,
+                Control::Topology { topo, invalidate } => {
+                    self.topo = topo;
+                    let n = self.flows.invalidate(&invalidate);
+                    tracing::debug!(flows = n, tags = invalidate.len(), "topology update");
+                    self.retry(|_| true);
+                }
+                Control::Bindings(b) => self.set_bindings(b),
+                Control::Peers(p) => self.peers = p,
+                Control::State(writes) => {
+                    let now = self.now();
+                    self.state.apply(&writes, now);
+                    let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
+                    self.flows.invalidate(&tags);
+                    self.retry(|m| matches!(m, Missing::Arp { .. }));
+                }
+            }
+        }
+        true
+    }
+
+    fn set_bindings(&mut self, desired: Vec<Binding>) {
+        // Close what is no longer bound here (or bound differently).
+        let stale: Vec<u32> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| !desired.contains(&p.binding))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in stale {
+            if let Some(p) = self.ports.remove(&n) {
+                self.by_id.remove(&p.id);
+                self.by_key.remove(&p.binding.tunnel_key);
+                self.flows.invalidate(&[Tag::Device(p.id)]);
+                tracing::info!(port = %p.id, interface = %p.binding.interface, "port unbound");
+                let _ = self.events.send(Event::PortActive {
+                    port: p.id,
+                    tunnel_key: p.binding.tunnel_key,
+                    active: false,
+                });
+            }
+        }
+        for b in &desired {
+            if self.by_id.contains_key(&b.port) {
+                continue;
+            }
+            match PacketSocket::open(&b.interface) {
+                Ok(sock) => {
+                    let n = self.next_port_no;
+                    self.next_port_no += 1;
+                    self.by_id.insert(b.port, n);
+                    self.by_key.insert(b.tunnel_key, n);
+                    self.ports.insert(
+                        n,
+                        LocalPort {
+                            id: b.port,
+                            sock,
+                            binding: b.clone(),
+                        },
+                    );
+                    tracing::info!(port = %b.port, interface = %b.interface, port_no = n, "port bound");
+                    let _ = self.events.send(Event::PortActive {
+                        port: b.port,
+                        tunnel_key: b.tunnel_key,
+                        active: true,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(interface = %b.interface, error = %e, "interface not ready")
+                }
+            }
+        }
+        self.desired = desired;
+        self.waker.wake();
+    }
+
+    /// A frame from a VM: the flow table, else the simulation.
+    fn from_port(&mut self, port_no: u32, frame: &[u8]) {
+        self.stats.rx += 1;
+        let now = self.now();
+        let Some(fields) = sim::Fields::parse(frame, port_no) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if let Some(flow) = self.flows.lookup(&fields, now) {
+            let actions = flow.actions.clone();
+            self.execute(&actions, frame);
+            return;
+        }
+        self.simulate(port_no, frame);
+    }
+
+    fn simulate(&mut self, port_no: u32, frame: &[u8]) {
+        let Some(port) = self.ports.get(&port_no).map(|p| p.id) else {
+            return;
+        };
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.out);
+        simulate(
+            &self.topo,
+            &self.state,
+            &Input {
+                in_port: port,
+                frame,
+                now,
+                trace: false,
+            },
+            &mut self.rng,
+            &mut out,
+        );
+        if !out.writes.is_empty() {
+            self.state.apply(&out.writes, now);
+            let tags: Vec<Tag> = out.writes.iter().filter_map(tag_of).collect();
+            self.flows.invalidate(&tags);
+            for w in &out.writes {
+                if matches!(
+                    w,
+                    StateWrite::MacLearned { .. }
+                        | StateWrite::ArpLearned { .. }
+                        | StateWrite::Ip4Mac { .. }
+                ) {
+                    let _ = self.events.send(Event::Learned(w.clone()));
+                }
+            }
+        }
+        for e in &out.emits {
+            self.deliver(&e.output, &e.frame);
+        }
+        match out.verdict {
+            Verdict::Forward | Verdict::Drop(_) | Verdict::ShortDrop(_) | Verdict::ErrorDrop(_) => {
+                if let Some(spec) = &out.flow
+                    && !spec.userspace_only
+                {
+                    let mut key = spec.key.clone();
+                    key.in_port = port_no;
+                    let actions = if out.verdict == Verdict::Forward {
+                        out.actions.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    self.flows.install(
+                        spec.mask,
+                        key,
+                        actions,
+                        out.tags.clone(),
+                        now + spec.expiry_ms,
+                    );
+                }
+                if out.verdict == Verdict::Forward {
+                    let actions = out.actions.clone();
+                    self.execute(&actions, frame);
+                }
+            }
+            Verdict::NotYet(missing) => {
+                if self.waiting.len() < WAITING_ROOM_MAX {
+                    self.waiting.push(Parked {
+                        port_no,
+                        frame: frame.to_vec(),
+                        missing,
+                        deadline: now + WAITING_ROOM_MS,
+                    });
+                }
+            }
+            Verdict::Consumed => {}
+        }
+        // Packets parked for an ARP answer this simulation learned go again.
+        let learned: Vec<Missing> = out
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                StateWrite::ArpLearned { router, ip, .. } => Some(Missing::Arp {
+                    router: *router,
+                    ip: *ip,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.out = out;
+        if !learned.is_empty() {
+            self.retry(|m| learned.contains(m));
+        }
+    }
+
+    fn retry(&mut self, which: impl Fn(&Missing) -> bool) {
+        let (go, keep): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|p| which(&p.missing));
+        self.waiting = keep;
+        for p in go {
+            self.simulate(p.port_no, &p.frame);
+        }
+    }
+
+    fn execute(&mut self, actions: &[Action], frame: &[u8]) {
+        // The common case: no rewrites, one output.
+        if let [Action::Output(o)] = actions {
+            let o = *o;
+            self.deliver(&o, frame);
+            return;
+        }
+        for (o, f) in sim::actions::execute(actions, frame) {
+            self.deliver(&o, &f);
+        }
+    }
+
+    fn deliver(&mut self, o: &Output, frame: &[u8]) {
+        if o.host == Some(self.me) {
+            if let Some(p) = self.by_id.get(&o.port).and_then(|n| self.ports.get(n)) {
+                match p.sock.send(frame) {
+                    Ok(()) => self.stats.tx += 1,
+                    Err(_) => self.stats.send_errors += 1,
+                }
+            }
+            return;
+        }
+        let peer = o.host.and_then(|h| self.peers.get(&h)).copied();
+        match peer {
+            Some(ip) => match self.tunnel.send(ip, o.tunnel_key, frame) {
+                Ok(()) => self.stats.tunnel_tx += 1,
+                Err(_) => self.stats.send_errors += 1,
+            },
+            None => self.stats.no_route_to_host += 1,
+        }
+    }
+
+    /// A frame from another host: its key names the local port; no simulation.
+    fn from_tunnel(&mut self, key: u32, frame: &[u8]) {
+        self.stats.tunnel_rx += 1;
+        if key == datapath::FLOW_STATE_KEY {
+            return;
+        }
+        if wire::EthernetFrame::new_checked(frame).is_err() {
+            self.stats.malformed += 1;
+            return;
+        }
+        match self.by_key.get(&key).and_then(|n| self.ports.get(n)) {
+            Some(p) => match p.sock.send(frame) {
+                Ok(()) => self.stats.tx += 1,
+                Err(_) => self.stats.send_errors += 1,
+            },
+            None => self.stats.unknown_tunnel_key += 1,
+        }
+    }
+}
+
+/// The flow tag a state change invalidates.
+fn tag_of(w: &StateWrite) -> Option<Tag> {
+    Some(match *w {
+        StateWrite::MacLearned {
+            bridge, vlan, mac, ..
+        } => Tag::MacPort { bridge, vlan, mac },
+        StateWrite::ArpLearned { router, ip, .. } => Tag::Arp { router, ip },
+        StateWrite::Ip4Mac { bridge, .. } => Tag::BridgeArp(bridge),
+        StateWrite::ConnTrack(k) => Tag::ConnTrack(k),
+        StateWrite::Nat(k, _) => Tag::Nat(k),
+    })
+}

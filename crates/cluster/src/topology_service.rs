@@ -1,0 +1,242 @@
+//! The topology service agents subscribe to (gRPC, port 8088): a watch of
+//! every NSDB change that resumes from a revision, and a session per host that
+//! keeps it alive and carries its port states and learned table entries.
+
+use crate::App;
+use model::{Host, HostInterface, Kind};
+use nsdb::{Change, Store, StoreError};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use topology::v1::{HostInfo, HostMessage, SessionEvent, Update, WatchRequest, host_message::Msg};
+use uuid::Uuid;
+
+pub struct TopologyService {
+    pub app: Arc<App>,
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn update(revision: u64, kind: &str, id: &str, data: &[u8], deleted: bool) -> Update {
+    Update {
+        revision,
+        kind: kind.into(),
+        id: id.into(),
+        data: data.to_vec(),
+        deleted,
+        snapshot_begin: false,
+        snapshot_end: false,
+    }
+}
+
+/// Everything in the store, as updates: objects, ephemeral state, tables.
+fn snapshot(store: &dyn Store, revision: u64) -> Vec<Update> {
+    let mut out = Vec::new();
+    for k in Kind::ALL {
+        for (id, e) in store.list(k.name()).unwrap_or_default() {
+            out.push(update(revision, k.name(), &id, &e.data, false));
+        }
+    }
+    for (key, v) in store.ephemeral_entries() {
+        out.push(update(revision, "state", &key, &v, false));
+    }
+    for t in store.table_names() {
+        for e in store.table_entries(&t) {
+            out.push(update(
+                revision,
+                &format!("table/{t}"),
+                &e.key,
+                e.value.as_bytes(),
+                false,
+            ));
+        }
+    }
+    match out.first_mut() {
+        Some(f) => f.snapshot_begin = true,
+        None => out.push(Update {
+            revision,
+            snapshot_begin: true,
+            ..Default::default()
+        }),
+    }
+    out.push(Update {
+        revision,
+        snapshot_end: true,
+        ..Default::default()
+    });
+    out
+}
+
+#[tonic::async_trait]
+impl topology::Topology for TopologyService {
+    type WatchStream = Stream_<Update>;
+    type SessionStream = Stream_<SessionEvent>;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let store = self.app.topo.store.clone();
+        let after = req.into_inner().after_revision;
+        let (initial, mut watch) = match (after, store.watch(None, after)) {
+            (a, Ok(w)) if a > 0 => (Vec::new(), w),
+            (_, Ok(_)) | (_, Err(StoreError::Compacted { .. })) => {
+                // Watch first, then read: a change in between arrives twice,
+                // which is harmless; none is missed.
+                let rev = store.revision();
+                let w = store
+                    .watch(None, rev)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                (snapshot(&*store, rev), w)
+            }
+            (_, Err(e)) => return Err(Status::internal(e.to_string())),
+        };
+        let (tx, rx) = mpsc::channel::<Result<Update, Status>>(1024);
+        tokio::spawn(async move {
+            for u in initial {
+                if tx.send(Ok(u)).await.is_err() {
+                    return;
+                }
+            }
+            while let Some(ev) = watch.next().await {
+                let u = match ev.change {
+                    Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
+                    Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
+                };
+                if tx.send(Ok(u)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn session(
+        &self,
+        req: Request<Streaming<HostMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let app = self.app.clone();
+        let (tx, rx) = mpsc::channel::<Result<SessionEvent, Status>>(16);
+        tokio::spawn(async move {
+            let store = app.topo.store.clone();
+            let session = store.open_session();
+            let mut host: Option<Uuid> = None;
+            while let Some(msg) = inbound.next().await {
+                let Ok(msg) = msg else { break };
+                let result = match msg.msg {
+                    Some(Msg::Hello(h)) => register(&app, session, &h).map(|id| {
+                        host = Some(id);
+                        Some(SessionEvent {
+                            registered: true,
+                            message: format!("host {id} registered"),
+                        })
+                    }),
+                    Some(Msg::Port(p)) => {
+                        let key = format!("Port/{}/active", p.port_id);
+                        let r = if p.active {
+                            let v = serde_json::json!({"hostId": host, "tunnelKey": p.tunnel_key});
+                            store
+                                .put_ephemeral(session, &key, v.to_string().into_bytes())
+                                .map(|_| ())
+                        } else {
+                            store.delete_ephemeral(session, &key).map(|_| ()).or(Ok(()))
+                        };
+                        r.map(|_| None).map_err(|e| e.to_string())
+                    }
+                    Some(Msg::Table(t)) => {
+                        let r = if t.remove {
+                            store.table_remove(&t.table, &t.key).map(|_| ()).or(Ok(()))
+                        } else {
+                            store
+                                .table_put(&t.table, &t.key, &t.value, Some(session))
+                                .map(|_| ())
+                        };
+                        r.map(|_| None).map_err(|e| e.to_string())
+                    }
+                    None => Ok(None),
+                };
+                match result {
+                    Ok(Some(ev)) => {
+                        if tx.send(Ok(ev)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                        break;
+                    }
+                }
+            }
+            // The host is gone: its ephemeral state and learned entries go too.
+            let _ = store.close_session(session);
+            if let Some(h) = host {
+                tracing::info!(host = %h, "agent session closed");
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Creates or refreshes the Host object and marks it alive in `session`.
+fn register(app: &App, session: nsdb::SessionId, h: &HostInfo) -> Result<Uuid, String> {
+    let id = Uuid::parse_str(&h.host_id)
+        .map_err(|_| format!("host id \"{}\" is not a UUID", h.host_id))?;
+    let interfaces: Vec<HostInterface> = h
+        .interfaces
+        .iter()
+        .map(|i| HostInterface {
+            name: i.name.clone(),
+            mac: Some(i.mac.clone()),
+            mtu: i.mtu,
+            if_type: Some("Virtual".into()),
+            endpoint: Some("UNKNOWN".into()),
+            port_type: None,
+            addresses: i.addresses.clone(),
+            status: if i.up { 3 } else { 0 },
+        })
+        .collect();
+    app.topo
+        .write(|w| {
+            let mut host: Host = w.tx.get(id)?.unwrap_or_else(|| {
+                let mut h = Host {
+                    id,
+                    ..Default::default()
+                };
+                h.normalize();
+                h
+            });
+            host.name = Some(h.name.clone());
+            host.addresses = h.addresses.clone();
+            host.host_interfaces = interfaces.clone();
+            w.tx.put(&host);
+            Ok(())
+        })
+        .map_err(|e| e.message)?;
+    app.topo
+        .store
+        .put_ephemeral(session, &format!("Host/{id}/alive"), b"1".to_vec())
+        .map_err(|e| e.to_string())?;
+    tracing::info!(host = %id, name = %h.name, "agent registered");
+    Ok(id)
+}
+
+/// Serves the topology service on `addr` until `shutdown` resolves.
+pub async fn serve(
+    app: Arc<App>,
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tracing::info!(%addr, "topology service listening");
+    tonic::transport::Server::builder()
+        .add_service(topology::TopologyServer::new(TopologyService { app }))
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}

@@ -1,0 +1,94 @@
+# Shared by the demo and the end-to-end tests: a small datacenter in network
+# namespaces. An underlay bridge (netns $P-ul) joins the cluster's namespace
+# ($P-ctl, 10.99.0.100) and two hypervisors ($P-h1, $P-h2: 10.99.0.1/.2).
+# VMs are namespaces with eth0 (veth) whose host side lives in a hypervisor.
+# Everything is created here and removed by `e2e_down`; processes by PID.
+
+: "${P:=mn}"
+: "${BIN:=target/debug/midonet}"
+: "${E2E_STATE:=/tmp/midonet-e2e.$P}"
+CTL_IP=10.99.0.100
+declare -A HOST_IP=([h1]=10.99.0.1 [h2]=10.99.0.2)
+API=http://$CTL_IP:8181/midonet-api
+
+ns() { printf '%s-%s' "$P" "$1"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+mido() { MIDO_API_URL=$API nsx ctl "$BIN" "$@"; }
+
+mkns() {
+    ip netns add "$(ns "$1")"
+    nsx "$1" ip link set lo up
+    nsx "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+}
+
+e2e_down() {
+    local f p n
+    for f in "$E2E_STATE"/*.pid; do
+        [[ -f $f ]] || continue
+        p=$(cat "$f"); [[ $p =~ ^[0-9]+$ ]] && kill "$p" 2>/dev/null
+    done
+    sleep 0.2
+    for f in "$E2E_STATE"/*.pid; do
+        [[ -f $f ]] || continue
+        p=$(cat "$f"); [[ $p =~ ^[0-9]+$ ]] && kill -9 "$p" 2>/dev/null; rm -f "$f"
+    done
+    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-" || true); do
+        for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$n" 2>/dev/null
+    done
+    rm -rf "$E2E_STATE"
+}
+
+e2e_underlay() {
+    mkdir -p "$E2E_STATE"
+    mkns ul; mkns ctl; mkns h1; mkns h2
+    nsx ul ip link add br-ul type bridge
+    nsx ul ip link set br-ul up
+    local h
+    for h in ctl h1 h2; do
+        ip link add ul0 netns "$(ns "$h")" type veth peer name "$h" netns "$(ns ul)"
+        nsx ul ip link set "$h" master br-ul up
+        nsx "$h" ip link set ul0 up
+    done
+    nsx ctl ip addr add $CTL_IP/24 dev ul0
+    for h in h1 h2; do nsx "$h" ip addr add "${HOST_IP[$h]}/24" dev ul0; done
+}
+
+# vm NAME HOST [MAC]: a VM namespace, eth0 <-> veth NAME in HOST, offloads off
+# (a userspace datapath forwards what it reads; checksums must be complete).
+vm() {
+    local name=$1 h=$2 mac=${3:-}
+    mkns "$name"
+    ip link add eth0 netns "$(ns "$name")" ${mac:+address $mac} mtu 1450 type veth peer name "$name" netns "$(ns "$h")" mtu 1450
+    nsx "$name" ip link set eth0 up
+    nsx "$h" ip link set "$name" up
+    nsx "$name" ethtool -K eth0 tx off tso off gso off >/dev/null 2>&1 || true
+    nsx "$h" ethtool -K "$name" tx off tso off gso off >/dev/null 2>&1 || true
+}
+
+start_server() {
+    nsx ctl "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" \
+        >>"$E2E_STATE/server.log" 2>&1 &
+    echo $! >"$E2E_STATE/server.pid"
+    local i
+    for i in $(seq 100); do
+        nsx ctl curl -sf "$API/system_state" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server did not start" >&2; return 1
+}
+
+start_agent() { # HOST
+    nsx "$1" "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" \
+        >>"$E2E_STATE/agent-$1.log" 2>&1 &
+    echo $! >"$E2E_STATE/agent-$1.pid"
+}
+
+host_id() { # HOST: waits for the agent's persisted id
+    local i
+    for i in $(seq 100); do
+        [[ -s $E2E_STATE/agent-$1/host_id ]] && { cat "$E2E_STATE/agent-$1/host_id"; return 0; }
+        sleep 0.05
+    done
+    return 1
+}
