@@ -84,6 +84,7 @@ pub async fn run(
             .collect(),
     };
     let session = tokio::spawn(session_loop(cfg.cluster.clone(), hello, sess_rx));
+    let stats_file = cfg.state_dir.join("stats.json");
     let events = {
         let sess_tx = sess_tx.clone();
         tokio::spawn(async move {
@@ -108,7 +109,7 @@ pub async fn run(
                         None => continue,
                     },
                     Event::Stats(s) => {
-                        tracing::trace!(?s, "datapath stats");
+                        write_stats(&stats_file, &s);
                         continue;
                     }
                 };
@@ -193,6 +194,18 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
                 }
             }
         }
+    }
+}
+
+/// Datapath counters in `state_dir/stats.json`, for operators and tests.
+fn write_stats(path: &std::path::Path, s: &datapath::Stats) {
+    let json = format!(
+        "{{\"rx\":{},\"tx\":{},\"malformed\":{},\"unknown_tunnel_key\":{},\"no_route_to_host\":{},\"tunnel_rx\":{},\"tunnel_tx\":{},\"send_errors\":{}}}\n",
+        s.rx, s.tx, s.malformed, s.unknown_tunnel_key, s.no_route_to_host, s.tunnel_rx, s.tunnel_tx, s.send_errors
+    );
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, json).is_ok() {
+        let _ = std::fs::rename(tmp, path);
     }
 }
 

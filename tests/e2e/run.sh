@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# End-to-end tests: real packets between VM namespaces across two hypervisor
+# namespaces running `midonet agent`, with the cluster in its own namespace.
+# Needs root. Prints one line per test and "N passed, M failed" at the end;
+# exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export P=${P:-mne2e}
+export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
+source tests/e2e/lib.sh
+
+if [[ $(id -u) != 0 ]]; then
+    echo "e2e: needs root (network namespaces); run as root" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+for c in ip ping ethtool busybox iperf3 tcpdump python3 curl; do
+    command -v "$c" >/dev/null || { echo "e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
+done
+
+PASSED=0; FAILED=0; FAILS=()
+trap 'e2e_down' EXIT
+ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
+bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
+check() { # NAME COMMAND...: passes if the command succeeds
+    local name=$1; shift
+    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
+}
+pings() { nsx "$1" ping -n -c "${3:-3}" -i 0.1 -W 1 "$2"; }
+no_ping() { ! nsx "$1" ping -n -c 2 -i 0.2 -W 1 "$2"; }
+wait_ping() { # VM IP SECONDS: until a ping answers
+    local i
+    for i in $(seq $(( ${3:-10} * 5 ))); do nsx "$1" ping -n -c 1 -W 0.2 "$2" >/dev/null 2>&1 && return 0; done
+    return 1
+}
+
+# ---------------------------------------------------------------- testbed --
+e2e_down
+e2e_underlay
+start_server || { echo "0 passed, 1 failed"; exit 1; }
+start_agent h1; start_agent h2
+H1=$(host_id h1); H2=$(host_id h2)
+
+vm_ip() { nsx "$1" ip addr add "$2" dev eth0; [[ -n ${3:-} ]] && nsx "$1" ip route add default via "$3"; return 0; }
+vm vm1 h1 02:00:00:00:00:11; vm_ip vm1 192.168.10.11/24 192.168.10.1
+vm vm2 h1 02:00:00:00:00:12; vm_ip vm2 192.168.10.12/24 192.168.10.1
+vm vm3 h2 02:00:00:00:00:21; vm_ip vm3 192.168.10.21/24 192.168.10.1
+vm vm4 h2 02:00:00:00:00:22; vm_ip vm4 192.168.20.21/24 192.168.20.1
+vm vm7 h1 02:00:00:00:00:17; vm_ip vm7 192.168.20.11/24 192.168.20.1
+vm vm5 h1 02:00:00:00:00:15          # DHCP client, no address
+vm vm6 h1 02:00:00:00:00:16; vm_ip vm6 192.168.10.13/24   # on an isolated bridge
+
+for i in $(seq 100); do
+    [[ $(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))') == 2 ]] && break
+    sleep 0.1
+done
+Z=$(mido tunnel-zone create name=tz type=vxlan)
+mido tunnel-zone add-member "$Z" "$H1" 10.99.0.1
+mido tunnel-zone add-member "$Z" "$H2" 10.99.0.2
+BA=$(mido bridge create name=net-a)
+BB=$(mido bridge create name=net-b)
+BC=$(mido bridge create name=isolated)
+R=$(mido router create name=r1)
+RA=$(mido port create --router "$R" port-address=192.168.10.1 network-address=192.168.10.0 network-length=24)
+RB=$(mido port create --router "$R" port-address=192.168.20.1 network-address=192.168.20.0 network-length=24)
+mido port link "$RA" "$(mido port create --bridge "$BA")"
+mido port link "$RB" "$(mido port create --bridge "$BB")"
+mido route create --router "$R" type=Normal src-network-addr=0.0.0.0 src-network-length=0 \
+    dst-network-addr=192.168.10.0 dst-network-length=24 next-hop-port="$RA" weight=100 >/dev/null
+mido route create --router "$R" type=Normal src-network-addr=0.0.0.0 src-network-length=0 \
+    dst-network-addr=192.168.20.0 dst-network-length=24 next-hop-port="$RB" weight=100 >/dev/null
+mido dhcp create --bridge "$BB" subnet-prefix=192.168.20.0 subnet-length=24 default-gateway=192.168.20.1 \
+    server-addr=192.168.20.2 'dns-server-addrs=["192.168.20.53"]' interfaceMTU=1400 \
+    'opt121Routes=[{"destinationPrefix":"172.16.0.0","destinationLength":12,"gatewayAddr":"192.168.20.1"}]' >/dev/null
+SUB=192.168.20.0_24
+MIDO_API_URL=$API nsx ctl curl -sf -X POST -H 'Content-Type: application/json' \
+    -d '{"macAddr":"02:00:00:00:00:15","ipAddr":"192.168.20.50","name":"vm5"}' "$API/bridges/$BB/dhcp/$SUB/hosts" >/dev/null
+declare -A PORT
+bind() { # VM BRIDGE HOST
+    PORT[$1]=$(mido port create --bridge "$2")
+    mido port bind "${PORT[$1]}" "$3" "$1"
+}
+bind vm1 "$BA" "$H1"; bind vm2 "$BA" "$H1"; bind vm3 "$BA" "$H2"
+bind vm4 "$BB" "$H2"; bind vm7 "$BB" "$H1"; bind vm5 "$BB" "$H1"
+bind vm6 "$BC" "$H1"
+wait_ping vm1 192.168.10.21 15 || echo "warning: testbed slow to converge" >&2
+
+# ------------------------------------------------------------------- tests --
+check "L2 ping on one host (vm1 -> vm2)" pings vm1 192.168.10.12
+check "L2 ping across hosts (vm1 -> vm3)" pings vm1 192.168.10.21
+check "L2 ping across hosts, back (vm3 -> vm2)" pings vm3 192.168.10.12
+
+t_flood() {
+    # A frame to an unknown MAC is flooded: vm3 (the other host) sees it.
+    nsx vm1 ip neigh replace 192.168.10.99 lladdr 02:00:00:00:99:99 dev eth0
+    nsx vm3 timeout 4 tcpdump -n -c 1 -i eth0 'icmp and dst host 192.168.10.99' >"$E2E_STATE/flood.txt" 2>/dev/null &
+    local t=$!
+    sleep 1
+    nsx vm1 ping -n -c 3 -i 0.2 -W 1 192.168.10.99 >/dev/null 2>&1
+    wait $t
+}
+check "unknown unicast floods across hosts" t_flood
+check "bridges are isolated (vm6 cannot reach vm1)" no_ping vm6 192.168.10.11
+
+check "L3 across subnets on one host (vm1 -> vm7)" pings vm1 192.168.20.11
+check "L3 across subnets and hosts (vm1 -> vm4)" pings vm1 192.168.20.21
+check "router answers ping on its port addresses" bash -c "$(declare -f nsx ns); P=$P; nsx vm1 ping -n -c 2 -i 0.1 -W 1 192.168.10.1 && nsx vm1 ping -n -c 2 -i 0.1 -W 1 192.168.20.1"
+# (ping exits non-zero on an ICMP error, so read its output, not its status)
+t_ttl() { local o; o=$(nsx vm1 ping -n -c 1 -t 1 -W 1 192.168.20.21 2>&1); echo "$o"; grep -q "Time to live exceeded" <<<"$o"; }
+check "TTL 1 across the router gets time-exceeded" t_ttl
+t_unreach() { local o; o=$(nsx vm1 ping -n -c 1 -W 1 172.31.0.1 2>&1); echo "$o"; grep -q "Destination Net Unreachable" <<<"$o"; }
+check "an unreachable subnet gets ICMP net unreachable" t_unreach
+
+t_dhcp() {
+    cat >"$E2E_STATE/udhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+env | grep -E '^(ip|router|dns|mtu|staticroutes|subnet|lease)=' > "$E2E_STATE_DIR/lease.env"
+SCRIPT
+    chmod +x "$E2E_STATE/udhcpc.sh"
+    E2E_STATE_DIR=$E2E_STATE nsx vm5 busybox udhcpc -i eth0 -n -q -t 5 -T 1 -O staticroutes -O mtu -s "$E2E_STATE/udhcpc.sh" >/dev/null 2>&1 || return 1
+    local env; env=$(cat "$E2E_STATE/lease.env")
+    grep -qx 'ip=192.168.20.50' <<<"$env" && grep -qx 'router=192.168.20.1' <<<"$env" &&
+        grep -qx 'dns=192.168.20.53' <<<"$env" && grep -qx 'mtu=1400' <<<"$env" &&
+        grep -qx 'subnet=255.255.255.0' <<<"$env" && grep -q '^staticroutes=.*172.16.0.0/12 192.168.20.1' <<<"$env" ||
+        { echo "lease: $env"; return 1; }
+}
+check "DHCP: lease, gateway, DNS, classless routes and MTU" t_dhcp
+
+t_drop_rule() {
+    # An established ping stops within a second of a drop rule, and resumes
+    # within a second of its removal.
+    nsx vm1 ping -n -i 0.1 -W 1 192.168.10.21 >"$E2E_STATE/ping.txt" 2>&1 &
+    local pp=$!
+    sleep 1
+    local c; c=$(mido chain create name=block)
+    mido rule create --chain "$c" type=drop dl-type=2048 >/dev/null
+    mido port update "${PORT[vm3]}" inbound-filter-id="$c" >/dev/null
+    sleep 1
+    local a; a=$(grep -c 'bytes from' "$E2E_STATE/ping.txt")
+    sleep 1
+    local b; b=$(grep -c 'bytes from' "$E2E_STATE/ping.txt")
+    mido port update "${PORT[vm3]}" inbound-filter-id=null >/dev/null
+    sleep 1
+    local d; d=$(grep -c 'bytes from' "$E2E_STATE/ping.txt")
+    kill $pp 2>/dev/null; wait $pp 2>/dev/null
+    mido chain delete "$c"
+    echo "replies: $a before, $b after the rule, $d after removal"
+    [[ $a -gt 5 && $b -eq $a && $d -gt $((b + 3)) ]]
+}
+check "a drop rule stops an established ping within 1 s; removal restores it" t_drop_rule
+
+t_mac_move() {
+    # vm2's MAC and address move to a new port on the other host.
+    pings vm1 192.168.10.12 2 >/dev/null || return 1
+    mido port unbind "${PORT[vm2]}"
+    ip netns del "$(ns vm2)"
+    vm vm2 h2 02:00:00:00:00:12; vm_ip vm2 192.168.10.12/24 192.168.10.1
+    local p; p=$(mido port create --bridge "$BA"); mido port bind "$p" "$H2" vm2
+    PORT[vm2]=$p
+    sleep 1
+    nsx vm2 ping -n -c 1 -W 1 192.168.10.11 >/dev/null 2>&1   # the VM speaks first from its new place
+    wait_ping vm1 192.168.10.12 5
+}
+check "a MAC that moves to another port is followed" t_mac_move
+
+t_delete_port() {
+    pings vm1 192.168.20.11 2 >/dev/null || return 1
+    mido port delete "${PORT[vm7]}"
+    sleep 0.5
+    no_ping vm1 192.168.20.11
+}
+check "deleting a port cuts its traffic" t_delete_port
+
+t_bad_input() {
+    # Malformed frames from a VM and a VXLAN datagram with an unknown key:
+    # counted and dropped, and forwarding goes on.
+    nsx vm1 python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+dst, src = bytes.fromhex("020000000021"), bytes.fromhex("020000000011")
+s.send(dst + src + b"\x08\x00" + b"\x45\x00\x00")          # truncated IPv4 header
+s.send(dst + src + b"\x08\x00" + b"\x46" + b"\x00" * 30)   # header length beyond the packet
+s.send(dst + src + b"\x08\x06" + b"\x00\x01")              # truncated ARP
+PY
+    nsx ctl python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(bytes([8, 0, 0, 0, 0x0a, 0xbc, 0xde, 0]) + b"\xff" * 60, ("10.99.0.1", 6677))
+s.sendto(b"junk", ("10.99.0.1", 6677))'
+    sleep 1.5
+    local st; st=$(cat "$E2E_STATE/agent-h1/stats.json")
+    echo "stats: $st"
+    python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s["malformed"] >= 3 and s["unknown_tunnel_key"] >= 1 else 1)' "$st" &&
+        pings vm1 192.168.10.21 2
+}
+check "malformed frames and unknown tunnel keys are counted and dropped" t_bad_input
+
+t_iperf() {
+    nsx vm3 iperf3 -s -1 -D -B 192.168.10.21 --pidfile "$E2E_STATE/iperf3.pid" >/dev/null 2>&1
+    sleep 0.5
+    local out; out=$(nsx vm1 timeout 20 iperf3 -c 192.168.10.21 -t 2 -J 2>/dev/null)
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); b=d["end"]["sum_received"]["bits_per_second"]; print("%.2f Gbit/s" % (b/1e9)); sys.exit(0 if b > 1e6 else 1)' "$out"
+}
+check "TCP (iperf3) across hosts" t_iperf
+
+t_agent_restart() {
+    kill -9 "$(cat "$E2E_STATE/agent-h2.pid")"
+    sleep 0.5
+    start_agent h2
+    wait_ping vm1 192.168.10.21 10 && pings vm1 192.168.10.21 3
+}
+check "kill -9 of an agent, restart: traffic resumes without API calls" t_agent_restart
+
+t_cluster_restart() {
+    nsx vm1 ping -n -i 0.1 -c 40 -W 1 192.168.10.21 >"$E2E_STATE/ping2.txt" 2>&1 &
+    local pp=$!
+    sleep 0.5
+    kill -9 "$(cat "$E2E_STATE/server.pid")"
+    sleep 1.5
+    start_server || return 1
+    wait $pp
+    local loss; loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$E2E_STATE/ping2.txt")
+    echo "loss during the cluster restart: $loss%"
+    [[ $loss == 0 ]] || return 1
+    # A change made after the restart reaches the agents.
+    sleep 2
+    local c; c=$(mido chain create name=block2)
+    mido rule create --chain "$c" type=drop dl-type=2048 >/dev/null
+    mido port update "${PORT[vm3]}" inbound-filter-id="$c" >/dev/null
+    sleep 1
+    no_ping vm1 192.168.10.21 || return 1
+    mido port update "${PORT[vm3]}" inbound-filter-id=null >/dev/null
+    wait_ping vm1 192.168.10.21 5
+}
+check "cluster restart: traffic never stops, later changes reach agents" t_cluster_restart
+
+echo
+for f in "${FAILS[@]}"; do echo "failed: $f"; done
+echo "e2e: $PASSED passed, $FAILED failed"
+[[ $FAILED == 0 ]]
