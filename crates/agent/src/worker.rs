@@ -280,6 +280,10 @@ impl Worker {
     /// A frame from a VM: the flow table, else the simulation.
     fn from_port(&mut self, port_no: u32, frame: &[u8]) {
         self.stats.rx += 1;
+        self.process(port_no, frame);
+    }
+
+    fn process(&mut self, port_no: u32, frame: &[u8]) {
         let now = self.now();
         let Some(fields) = sim::Fields::parse(frame, port_no) else {
             self.stats.malformed += 1;
@@ -389,8 +393,10 @@ impl Worker {
             .into_iter()
             .partition(|p| which(&p.missing));
         self.waiting = keep;
+        // Through the flow table first: once one parked packet of a flow has
+        // been simulated and installed, the others of that flow just hit it.
         for p in go {
-            self.simulate(p.port_no, &p.frame);
+            self.process(p.port_no, &p.frame);
         }
     }
 
