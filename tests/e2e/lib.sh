@@ -21,20 +21,23 @@ mkns() {
     nsx "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
 }
 
-e2e_down() {
+e2e_down() { # safe under `set -e`: every step may find nothing to do
     local f p n
     for f in "$E2E_STATE"/*.pid; do
         [[ -f $f ]] || continue
-        p=$(cat "$f"); [[ $p =~ ^[0-9]+$ ]] && kill "$p" 2>/dev/null
+        p=$(cat "$f" 2>/dev/null || true)
+        if [[ $p =~ ^[0-9]+$ ]]; then kill "$p" 2>/dev/null || true; fi
     done
     sleep 0.2
     for f in "$E2E_STATE"/*.pid; do
         [[ -f $f ]] || continue
-        p=$(cat "$f"); [[ $p =~ ^[0-9]+$ ]] && kill -9 "$p" 2>/dev/null; rm -f "$f"
+        p=$(cat "$f" 2>/dev/null || true)
+        if [[ $p =~ ^[0-9]+$ ]]; then kill -9 "$p" 2>/dev/null || true; fi
+        rm -f "$f"
     done
     for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-" || true); do
-        for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$n" 2>/dev/null
+        for p in $(ip netns pids "$n" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
+        ip netns del "$n" 2>/dev/null || true
     done
     rm -rf "$E2E_STATE"
 }

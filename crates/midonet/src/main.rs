@@ -166,7 +166,12 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
         let agent = s.agent.then(|| {
             let cfg = agent::Config {
-                cluster: format!("http://127.0.0.1:{}", topo_addr.port()),
+                // Reach our own topology service where it listens.
+                cluster: if topo_addr.ip().is_unspecified() {
+                    format!("http://127.0.0.1:{}", topo_addr.port())
+                } else {
+                    format!("http://{topo_addr}")
+                },
                 host_name: system_host_name(),
                 state_dir: s.data_dir.join("agent"),
                 vxlan_port: 6677,
