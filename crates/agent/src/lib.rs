@@ -120,9 +120,21 @@ pub async fn run(
         })
     };
     let watch = tokio::spawn(watch_loop(cfg.cluster.clone(), me, send.clone()));
+    // SIGUSR1: drop flows and learned state, as a cold start would.
+    let flush = {
+        let send = send.clone();
+        tokio::spawn(async move {
+            let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else { return };
+            while sig.recv().await.is_some() {
+                tracing::info!("SIGUSR1: flushing flows and learned state");
+                send(Control::Flush);
+            }
+        })
+    };
     println!("midonet agent {me} ready");
     shutdown.await;
     watch.abort();
+    flush.abort();
     session.abort();
     events.abort();
     send(Control::Shutdown);

@@ -32,6 +32,8 @@ pub enum Control {
     Peers(FxHashMap<Uuid, Ipv4Addr>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
+    /// Forget every flow and learned entry (the benchmark's cold start).
+    Flush,
     Shutdown,
 }
 
@@ -140,10 +142,7 @@ impl Worker {
             if ready.get(1) == Some(&true) {
                 for _ in 0..BATCH {
                     match self.tunnel.recv(&mut buf) {
-                        Ok(Some((_src, key, inner))) => {
-                            let inner = inner.to_vec();
-                            self.from_tunnel(key, &inner);
-                        }
+                        Ok(Some((_src, key, inner))) => self.from_tunnel(key, inner),
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, "tunnel receive failed");
@@ -161,10 +160,7 @@ impl Worker {
                         break;
                     };
                     match p.sock.recv(&mut buf) {
-                        Ok(Some(n)) => {
-                            let frame = buf[..n].to_vec();
-                            self.from_port(*port_no, &frame);
-                        }
+                        Ok(Some(n)) => self.from_port(*port_no, &buf[..n]),
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, port = %p.id, "receive failed");
@@ -202,6 +198,11 @@ impl Worker {
         while let Ok(c) = self.ctl.try_recv() {
             match c {
                 Control::Shutdown => return false,
+                Control::Flush => {
+                    self.flows.clear();
+                    self.state = StateTables::default();
+                    self.waiting.clear();
+                }
                 Control::Topology { topo, invalidate } => {
                     self.topo = topo;
                     let n = self.flows.invalidate(&invalidate);
@@ -290,7 +291,7 @@ impl Worker {
             return;
         };
         if let Some(flow) = self.flows.lookup(&fields, now) {
-            let actions = flow.actions.clone();
+            let actions = std::sync::Arc::clone(&flow.actions);
             self.execute(&actions, frame);
             return;
         }

@@ -12,7 +12,8 @@ pub struct Flow {
     pub id: FlowId,
     pub mask: FieldSet,
     pub key: Fields,
-    pub actions: Vec<Action>,
+    /// Shared so a hit can run them without copying.
+    pub actions: std::sync::Arc<[Action]>,
     pub tags: Vec<Tag>,
     pub expires: u64,
     pub packets: u64,
@@ -118,7 +119,7 @@ impl FlowTable {
                 id,
                 mask,
                 key,
-                actions,
+                actions: actions.into(),
                 tags,
                 expires,
                 packets: 0,

@@ -7,7 +7,7 @@ pub mod flows;
 pub mod socket;
 
 pub use flows::{Flow, FlowId, FlowTable};
-pub use socket::{PacketSocket, Waker, ifindex, wait_readable};
+pub use socket::{PacketSocket, Waker, ifindex, set_buffers, wait_readable};
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
@@ -50,6 +50,7 @@ impl Tunnel {
     pub fn bind(port: u16) -> std::io::Result<Self> {
         let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
         sock.set_nonblocking(true)?;
+        set_buffers(std::os::fd::AsRawFd::as_raw_fd(&sock));
         Ok(Tunnel {
             sock,
             port,

@@ -51,9 +51,7 @@ impl PacketSocket {
         // Transmit straight to the driver, and do not read our own transmissions back.
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
-        let buf: libc::c_int = 4 << 20;
-        let _ = s.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &buf);
-        let _ = s.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, &buf);
+        set_buffers(s.fd.as_raw_fd());
         // SAFETY: zeroed sockaddr_ll is a valid starting value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -132,6 +130,21 @@ impl PacketSocket {
 impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Large socket buffers absorb bursts while the worker is busy: the *FORCE
+/// options (root) pass the netns's rmem_max/wmem_max; plain ones are the fallback.
+pub fn set_buffers(fd: RawFd) {
+    let size: libc::c_int = 8 << 20;
+    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        let p = &size as *const libc::c_int as *const libc::c_void;
+        let n = std::mem::size_of::<libc::c_int>() as u32;
+        // SAFETY: `p` points to a live c_int of size `n`.
+        if unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, force, p, n) } != 0 {
+            // SAFETY: as above.
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, plain, p, n) };
+        }
     }
 }
 
