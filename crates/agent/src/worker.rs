@@ -3,13 +3,13 @@
 //! park packets that wait for ARP, and hand learned state back to the agent.
 
 use crate::cache::Binding;
-use datapath::{FlowTable, PacketSocket, Stats, Tunnel, Waker, wait_readable};
+use datapath::{FlowTable, PacketSocket, RxBatch, Stats, Tunnel, TxBatch, Waker, wait_readable};
 use rustc_hash::FxHashMap;
 use sim::{
     Action, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology, Verdict,
     XorShift, simulate,
 };
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -19,8 +19,6 @@ use uuid::Uuid;
 /// Packets waiting for something (an ARP answer, a device) are kept this long.
 const WAITING_ROOM_MS: u64 = 5_000;
 const WAITING_ROOM_MAX: usize = 1024;
-/// Frames read per port per wakeup, so one busy port cannot starve the rest.
-const BATCH: usize = 64;
 
 /// What the agent tells the worker.
 pub enum Control {
@@ -75,6 +73,10 @@ pub struct Worker {
     tunnel: Tunnel,
     peers: FxHashMap<Uuid, Ipv4Addr>,
     waiting: Vec<Parked>,
+    /// Receive buffers (taken while a batch is processed).
+    rx: Option<RxBatch>,
+    port_tx: FxHashMap<u32, TxBatch>,
+    tunnel_tx: TxBatch,
     stats: Stats,
     rng: XorShift,
     out: Outcome,
@@ -105,6 +107,9 @@ impl Worker {
             tunnel,
             peers: FxHashMap::default(),
             waiting: Vec::new(),
+            rx: Some(RxBatch::default()),
+            port_tx: FxHashMap::default(),
+            tunnel_tx: TxBatch::default(),
             stats: Stats::default(),
             rng: XorShift(me.as_u128() as u64 | 1),
             out: Outcome::default(),
@@ -121,12 +126,16 @@ impl Worker {
 
     /// Runs until told to stop.
     pub fn run(mut self) {
-        let mut buf = vec![0u8; 65536];
         let mut ready = Vec::new();
+        let mut fds = Vec::new();
+        let mut order: Vec<u32> = Vec::new();
         let mut last_tick = 0u64;
         loop {
-            let mut fds = vec![self.waker.as_raw_fd(), self.tunnel.sock.as_raw_fd()];
-            let order: Vec<u32> = self.ports.keys().copied().collect();
+            fds.clear();
+            order.clear();
+            fds.push(self.waker.as_raw_fd());
+            fds.push(self.tunnel.sock.as_raw_fd());
+            order.extend(self.ports.keys().copied());
             fds.extend(order.iter().map(|n| self.ports[n].sock.as_raw_fd()));
             if let Err(e) = wait_readable(&fds, &mut ready, 100) {
                 tracing::error!(error = %e, "poll failed");
@@ -139,36 +148,32 @@ impl Worker {
             if !self.drain_control() {
                 break;
             }
+            let mut rx = self.rx.take().unwrap_or_default();
             if ready.get(1) == Some(&true) {
-                for _ in 0..BATCH {
-                    match self.tunnel.recv(&mut buf) {
-                        Ok(Some((_src, key, inner))) => self.from_tunnel(key, inner),
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "tunnel receive failed");
-                            break;
+                match rx.recv(fds[1]) {
+                    Ok(n) => {
+                        for i in 0..n {
+                            self.from_tunnel(&rx.bufs[i][..rx.lens[i]]);
                         }
                     }
+                    Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
                 }
             }
             for (i, port_no) in order.iter().enumerate() {
                 if ready.get(i + 2) != Some(&true) {
                     continue;
                 }
-                for _ in 0..BATCH {
-                    let Some(p) = self.ports.get(port_no) else {
-                        break;
-                    };
-                    match p.sock.recv(&mut buf) {
-                        Ok(Some(n)) => self.from_port(*port_no, &buf[..n]),
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, port = %p.id, "receive failed");
-                            break;
+                match rx.recv(fds[i + 2]) {
+                    Ok(n) => {
+                        for j in 0..n {
+                            self.from_port(*port_no, &rx.bufs[j][..rx.lens[j]]);
                         }
                     }
+                    Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
                 }
             }
+            self.rx = Some(rx);
+            self.flush();
             let now = self.now();
             if now >= last_tick + 1000 {
                 last_tick = now;
@@ -176,6 +181,30 @@ impl Worker {
             }
         }
         tracing::info!("datapath worker stopped");
+    }
+
+    /// Sends every queued frame: one sendmmsg per socket.
+    fn flush(&mut self) {
+        for (n, b) in self.port_tx.iter_mut() {
+            if b.is_empty() {
+                continue;
+            }
+            match self.ports.get(n) {
+                Some(p) => {
+                    let (ok, bad) = b.flush(p.sock.as_raw_fd());
+                    self.stats.tx += ok as u64;
+                    self.stats.send_errors += bad as u64;
+                }
+                None => {
+                    let _ = b.flush(-1);
+                }
+            }
+        }
+        if !self.tunnel_tx.is_empty() {
+            let (ok, bad) = self.tunnel_tx.flush(self.tunnel.sock.as_raw_fd());
+            self.stats.tunnel_tx += ok as u64;
+            self.stats.send_errors += bad as u64;
+        }
     }
 
     fn tick(&mut self, now: u64) {
@@ -415,39 +444,48 @@ impl Worker {
 
     fn deliver(&mut self, o: &Output, frame: &[u8]) {
         if o.host == Some(self.me) {
-            if let Some(p) = self.by_id.get(&o.port).and_then(|n| self.ports.get(n)) {
-                match p.sock.send(frame) {
-                    Ok(()) => self.stats.tx += 1,
-                    Err(_) => self.stats.send_errors += 1,
-                }
+            if let Some(n) = self.by_id.get(&o.port).copied() {
+                self.to_port(n, frame);
             }
             return;
         }
         let peer = o.host.and_then(|h| self.peers.get(&h)).copied();
         match peer {
-            Some(ip) => match self.tunnel.send(ip, o.tunnel_key, frame) {
-                Ok(()) => self.stats.tunnel_tx += 1,
-                Err(_) => self.stats.send_errors += 1,
-            },
+            Some(ip) => {
+                let mut head = [0u8; wire::vxlan::HEADER];
+                wire::vxlan::emit(&mut head, o.tunnel_key);
+                if self.tunnel_tx.push(Some(SocketAddrV4::new(ip, self.tunnel.port)), &head, frame) {
+                    self.flush();
+                }
+            }
             None => self.stats.no_route_to_host += 1,
         }
     }
 
-    /// A frame from another host: its key names the local port; no simulation.
-    fn from_tunnel(&mut self, key: u32, frame: &[u8]) {
+    fn to_port(&mut self, port_no: u32, frame: &[u8]) {
+        if self.port_tx.entry(port_no).or_default().push(None, &[], frame) {
+            self.flush();
+        }
+    }
+
+    /// A datagram from another host: its key names the local port; no simulation.
+    fn from_tunnel(&mut self, datagram: &[u8]) {
         self.stats.tunnel_rx += 1;
+        let Ok(v) = wire::VxlanPacket::new_checked(datagram) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let key = v.vni();
         if key == datapath::FLOW_STATE_KEY {
             return;
         }
+        let frame = v.payload();
         if wire::EthernetFrame::new_checked(frame).is_err() {
             self.stats.malformed += 1;
             return;
         }
-        match self.by_key.get(&key).and_then(|n| self.ports.get(n)) {
-            Some(p) => match p.sock.send(frame) {
-                Ok(()) => self.stats.tx += 1,
-                Err(_) => self.stats.send_errors += 1,
-            },
+        match self.by_key.get(&key).copied() {
+            Some(n) => self.to_port(n, frame),
             None => self.stats.unknown_tunnel_key += 1,
         }
     }

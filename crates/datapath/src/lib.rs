@@ -3,9 +3,11 @@
 //! interfaces, VXLAN over a UDP socket between hosts, megaflows with an
 //! exact-match cache); an eBPF fast path can implement the same trait later.
 
+pub mod batch;
 pub mod flows;
 pub mod socket;
 
+pub use batch::{BATCH, RxBatch, TxBatch};
 pub use flows::{Flow, FlowId, FlowTable};
 pub use socket::{PacketSocket, Waker, ifindex, set_buffers, wait_readable};
 
