@@ -213,6 +213,16 @@ t_agent_restart() {
 }
 check "kill -9 of an agent, restart: traffic resumes without API calls" t_agent_restart
 
+t_bind_while_down() {
+    # A port bound while its host's agent is down is served once it is back.
+    kill "$(cat "$E2E_STATE/agent-h2.pid")"; sleep 0.5
+    vm vm8 h2 02:00:00:00:00:28; vm_ip vm8 192.168.10.28/24 192.168.10.1
+    local p; p=$(mido port create --bridge "$BA"); mido port bind "$p" "$H2" vm8
+    start_agent h2
+    wait_ping vm1 192.168.10.28 10
+}
+check "a binding made while the agent was down takes effect at its start" t_bind_while_down
+
 t_cluster_restart() {
     nsx vm1 ping -n -i 0.1 -c 40 -W 1 192.168.10.21 >"$E2E_STATE/ping2.txt" 2>&1 &
     local pp=$!
