@@ -108,8 +108,10 @@ impl Cache {
             .and_then(|b| decode(b))
     }
 
-    /// The simulation's topology (a full recompute).
-    pub fn topology(&self) -> Topology {
+    /// The simulation's topology for this host: what its bound ports reach
+    /// (a full recompute).
+    pub fn topology(&self, host: Uuid) -> Topology {
+        let local: Vec<Uuid> = self.bindings(host).iter().map(|b| b.port).collect();
         let o = sim::Objects {
             bridges: self.all(),
             routers: self.all(),
@@ -125,7 +127,7 @@ impl Cache {
             members: self.all(),
             vips: self.all(),
         };
-        Topology::build(&o)
+        Topology::build(&o.reachable_from(&local))
     }
 
     /// Flow tags made stale by the changes since the last call: each changed

@@ -124,7 +124,11 @@ pub async fn run(
     let flush = {
         let send = send.clone();
         tokio::spawn(async move {
-            let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else { return };
+            let Ok(mut sig) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            else {
+                return;
+            };
             while sig.recv().await.is_some() {
                 tracing::info!("SIGUSR1: flushing flows and learned state");
                 send(Control::Flush);
@@ -213,7 +217,14 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
 fn write_stats(path: &std::path::Path, s: &datapath::Stats) {
     let json = format!(
         "{{\"rx\":{},\"tx\":{},\"malformed\":{},\"unknown_tunnel_key\":{},\"no_route_to_host\":{},\"tunnel_rx\":{},\"tunnel_tx\":{},\"send_errors\":{}}}\n",
-        s.rx, s.tx, s.malformed, s.unknown_tunnel_key, s.no_route_to_host, s.tunnel_rx, s.tunnel_tx, s.send_errors
+        s.rx,
+        s.tx,
+        s.malformed,
+        s.unknown_tunnel_key,
+        s.no_route_to_host,
+        s.tunnel_rx,
+        s.tunnel_tx,
+        s.send_errors
     );
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, json).is_ok() {
@@ -286,7 +297,7 @@ fn publish(cache: &mut Cache, me: Uuid, send: &impl Fn(Control)) {
     let (invalidate, tables) = cache.take_changes();
     if !invalidate.is_empty() {
         send(Control::Topology {
-            topo: Arc::new(cache.topology()),
+            topo: Arc::new(cache.topology(me)),
             invalidate,
         });
         send(Control::Peers(cache.tunnel_ips()));

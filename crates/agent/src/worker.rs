@@ -454,7 +454,10 @@ impl Worker {
             Some(ip) => {
                 let mut head = [0u8; wire::vxlan::HEADER];
                 wire::vxlan::emit(&mut head, o.tunnel_key);
-                if self.tunnel_tx.push(Some(SocketAddrV4::new(ip, self.tunnel.port)), &head, frame) {
+                if self
+                    .tunnel_tx
+                    .push(Some(SocketAddrV4::new(ip, self.tunnel.port)), &head, frame)
+                {
                     self.flush();
                 }
             }
@@ -463,7 +466,12 @@ impl Worker {
     }
 
     fn to_port(&mut self, port_no: u32, frame: &[u8]) {
-        if self.port_tx.entry(port_no).or_default().push(None, &[], frame) {
+        if self
+            .port_tx
+            .entry(port_no)
+            .or_default()
+            .push(None, &[], frame)
+        {
             self.flush();
         }
     }

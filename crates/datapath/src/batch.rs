@@ -34,7 +34,10 @@ impl RxBatch {
         let mut iov: Vec<libc::iovec> = self
             .bufs
             .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
             .map(|i| {
@@ -44,14 +47,29 @@ impl RxBatch {
                 h.msg_iovlen = 1;
                 h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
                 h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                libc::mmsghdr { msg_hdr: h, msg_len: 0 }
+                libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                }
             })
             .collect();
         // SAFETY: `msgs` points at BATCH headers whose iovecs and names are live.
-        let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
         }
         for i in 0..n as usize {
             self.lens[i] = msgs[i].msg_len as usize;
@@ -111,7 +129,10 @@ impl TxBatch {
             .collect();
         let mut iov: Vec<libc::iovec> = self.bufs[..n]
             .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..n)
             .map(|i| {
@@ -123,7 +144,10 @@ impl TxBatch {
                     h.msg_name = &mut addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
                     h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
                 }
-                libc::mmsghdr { msg_hdr: h, msg_len: 0 }
+                libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                }
             })
             .collect();
         let mut sent = 0usize;

@@ -137,7 +137,10 @@ impl AsRawFd for PacketSocket {
 /// options (root) pass the netns's rmem_max/wmem_max; plain ones are the fallback.
 pub fn set_buffers(fd: RawFd) {
     let size: libc::c_int = 8 << 20;
-    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
         let p = &size as *const libc::c_int as *const libc::c_void;
         let n = std::mem::size_of::<libc::c_int>() as u32;
         // SAFETY: `p` points to a live c_int of size `n`.

@@ -378,3 +378,47 @@ fn trace_names_the_path() {
     );
     assert!(steps.last().unwrap().starts_with("result: Forward"));
 }
+
+#[test]
+fn an_agent_compiles_only_what_its_ports_reach() {
+    let t = two_subnets();
+    let mut n = t.n;
+    // An unrelated tenant: its own bridge, router and chain.
+    let other_r = n.router();
+    let (other_b, _) = n.subnet(other_r, "10.9.0.1", 24, mac(0xee));
+    let other_vm = n.vm_port(other_b);
+    let c = n.chain();
+    n.rule(c, serde_json::json!({"type": "drop"}));
+    n.set_bridge(other_b, |b| b.inbound_filter_id = Some(c));
+    let mine = n.o.reachable_from(&[t.vm1]);
+    let ids = |v: &[model::Bridge]| v.iter().map(|b| b.id).collect::<Vec<_>>();
+    assert!(
+        ids(&mine.bridges).contains(&t.b1) && ids(&mine.bridges).contains(&t.b2),
+        "through the router"
+    );
+    assert!(!ids(&mine.bridges).contains(&other_b));
+    assert!(mine.routers.iter().all(|r| r.id == t.r));
+    assert!(mine.chains.is_empty() && mine.rules.is_empty());
+    assert!(
+        mine.ports.iter().any(|p| p.id == t.vm2) && !mine.ports.iter().any(|p| p.id == other_vm)
+    );
+    // The slice simulates like the whole.
+    let mut r = Run {
+        topo: Topology::build(&mine),
+        state: StateTables::default(),
+        rng: XorShift(1),
+        now: 0,
+    };
+    r.learn(t.b2, mac(2), t.vm2);
+    r.arp(t.r, "10.0.2.5", mac(2));
+    assert_eq!(
+        out_ports(&r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 64))),
+        vec![t.vm2]
+    );
+    assert!(
+        n.o.reachable_from(&[other_vm])
+            .chains
+            .iter()
+            .any(|x| x.id == c)
+    );
+}
