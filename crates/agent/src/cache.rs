@@ -9,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use topology::v1::Update;
 use uuid::Uuid;
 
+/// A replicated table entry that changed: (table, key, value or removed).
+pub type TableChange = (String, String, Option<String>);
+
 #[derive(Default)]
 pub struct Cache {
     pub revision: u64,
@@ -17,7 +20,7 @@ pub struct Cache {
     /// Ids changed since the last [`Cache::take_changes`].
     changed: Vec<(String, String)>,
     /// Table entries changed since the last take.
-    table_changes: Vec<(String, String, Option<String>)>,
+    table_changes: Vec<TableChange>,
     /// A snapshot is arriving: replace everything at its end.
     in_snapshot: Option<Box<Cache>>,
 }
@@ -133,7 +136,7 @@ impl Cache {
     /// Flow tags made stale by the changes since the last call: each changed
     /// object's device tag and its parent's (a new port changes its bridge's
     /// flood set, a new rule its chain, a new route its router).
-    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<(String, String, Option<String>)>) {
+    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<TableChange>) {
         let mut tags = Vec::new();
         for (kind, id) in std::mem::take(&mut self.changed) {
             let Ok(uid) = Uuid::parse_str(&id) else {

@@ -24,6 +24,8 @@ pub struct Config {
     pub host_name: String,
     pub state_dir: PathBuf,
     pub vxlan_port: u16,
+    /// Packet workers; flows are spread over them by a symmetric hash.
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,20 +45,44 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let me = host::host_id(&cfg.state_dir)
         .map_err(|e| AgentError::StateDir(cfg.state_dir.clone(), e))?;
-    tracing::info!(host = %me, name = %cfg.host_name, cluster = %cfg.cluster, "agent starting");
-    let tunnel = datapath::Tunnel::bind(cfg.vxlan_port)
-        .map_err(|e| AgentError::Tunnel(cfg.vxlan_port, e))?;
-    let waker = Arc::new(datapath::Waker::new().map_err(AgentError::Datapath)?);
-    let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Control>();
+    tracing::info!(host = %me, name = %cfg.host_name, cluster = %cfg.cluster, workers = cfg.workers, "agent starting");
+    let n = cfg.workers.max(1);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
-    let w = Worker::new(me, tunnel, ctl_rx, waker.clone(), ev_tx);
-    let worker = std::thread::Builder::new()
-        .name("datapath".into())
-        .spawn(move || w.run())
-        .map_err(AgentError::Datapath)?;
+    let mut controls = Vec::with_capacity(n);
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        // Worker 0 receives on the tunnel port; the others only send.
+        let tunnel = if i == 0 {
+            datapath::Tunnel::bind(cfg.vxlan_port)
+        } else {
+            datapath::Tunnel::sender(cfg.vxlan_port)
+        }
+        .map_err(|e| AgentError::Tunnel(cfg.vxlan_port, e))?;
+        let waker = Arc::new(datapath::Waker::new().map_err(AgentError::Datapath)?);
+        let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Control>();
+        let w = Worker::new(me, i, tunnel, ctl_rx, waker.clone(), ev_tx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("datapath-{i}"))
+            .spawn(move || w.run())
+            .map_err(AgentError::Datapath)?;
+        controls.push((ctl_tx, waker));
+        workers.push(t);
+    }
+    drop(ev_tx);
+    let controls = Arc::new(controls);
+    // Every worker gets every control message...
     let send = {
-        let (tx, waker) = (ctl_tx.clone(), waker.clone());
+        let controls = controls.clone();
         move |c: Control| {
+            for (tx, waker) in controls.iter() {
+                let _ = tx.send(c.clone());
+                waker.wake();
+            }
+        }
+    };
+    // ...except its own port sockets.
+    let send_to = move |i: usize, c: Control| {
+        if let Some((tx, waker)) = controls.get(i) {
             let _ = tx.send(c);
             waker.wake();
         }
@@ -65,14 +91,12 @@ pub async fn run(
     // Session messages: the host hello, then port states and learned entries.
     // Kept so that a new session (after a reconnect) can say it all again.
     let (sess_tx, sess_rx) = mpsc::unbounded_channel::<Msg>();
+    let ifaces = host::interfaces();
     let hello = HostInfo {
         host_id: me.to_string(),
         name: cfg.host_name.clone(),
-        addresses: host::interfaces()
-            .into_iter()
-            .flat_map(|i| i.addresses)
-            .collect(),
-        interfaces: host::interfaces()
+        addresses: ifaces.iter().flat_map(|i| i.addresses.clone()).collect(),
+        interfaces: ifaces
             .into_iter()
             .map(|i| topology::v1::Interface {
                 name: i.name,
@@ -87,29 +111,31 @@ pub async fn run(
     let stats_file = cfg.state_dir.join("stats.json");
     let events = {
         let sess_tx = sess_tx.clone();
+        let send = send.clone();
         tokio::spawn(async move {
+            let mut per_worker = vec![datapath::Stats::default(); n];
             while let Some(ev) = ev_rx.recv().await {
                 let msg = match ev {
-                    Event::PortActive {
-                        port,
-                        tunnel_key,
-                        active,
-                    } => Msg::Port(PortState {
-                        port_id: port.to_string(),
-                        active,
-                        tunnel_key,
-                    }),
-                    Event::Learned(w) => match cache::write_entry(&w) {
-                        Some((table, key, value)) => Msg::Table(TableEntry {
-                            table,
-                            key,
-                            value,
-                            remove: false,
-                        }),
-                        None => continue,
-                    },
-                    Event::Stats(s) => {
-                        write_stats(&stats_file, &s);
+                    Event::Learned(w) => {
+                        // Sibling workers learn it now; other hosts through the cluster.
+                        if n > 1 {
+                            send(Control::State(vec![w.clone()]));
+                        }
+                        match cache::write_entry(&w) {
+                            Some((table, key, value)) => Msg::Table(TableEntry {
+                                table,
+                                key,
+                                value,
+                                remove: false,
+                            }),
+                            None => continue,
+                        }
+                    }
+                    Event::Stats(i, s) => {
+                        if let Some(slot) = per_worker.get_mut(i) {
+                            *slot = s;
+                        }
+                        write_stats(&stats_file, &per_worker);
                         continue;
                     }
                 };
@@ -119,7 +145,9 @@ pub async fn run(
             }
         })
     };
-    let watch = tokio::spawn(watch_loop(cfg.cluster.clone(), me, send.clone()));
+    let (bind_tx, bind_rx) = mpsc::unbounded_channel::<Vec<cache::Binding>>();
+    let binder = tokio::spawn(binder_loop(n, bind_rx, send_to, sess_tx.clone()));
+    let watch = tokio::spawn(watch_loop(cfg.cluster.clone(), me, send.clone(), bind_tx));
     // SIGUSR1: drop flows and learned state, as a cold start would.
     let flush = {
         let send = send.clone();
@@ -138,11 +166,13 @@ pub async fn run(
     println!("midonet agent {me} ready");
     shutdown.await;
     watch.abort();
+    binder.abort();
     flush.abort();
     session.abort();
     events.abort();
     send(Control::Shutdown);
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    let _ =
+        tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
     Ok(())
 }
 
@@ -213,8 +243,98 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
     }
 }
 
+/// Opens the sockets of this host's bound ports, one per worker and in worker
+/// order (so each interface's fanout group maps the same hash to the same
+/// worker), hands them to the workers, reports ports active, and retries
+/// interfaces that do not exist yet.
+async fn binder_loop(
+    workers: usize,
+    mut rx: mpsc::UnboundedReceiver<Vec<cache::Binding>>,
+    send_to: impl Fn(usize, Control),
+    session: mpsc::UnboundedSender<Msg>,
+) {
+    let mut desired: Vec<cache::Binding> = Vec::new();
+    let mut open: rustc_hash::FxHashMap<Uuid, (cache::Binding, Vec<Arc<datapath::PacketSocket>>)> =
+        Default::default();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Some(d) => desired = d,
+                None => return,
+            },
+            _ = retry.tick() => {
+                if desired.iter().all(|b| open.contains_key(&b.port)) {
+                    continue;
+                }
+            }
+        }
+        let mut changed = false;
+        let gone: Vec<Uuid> = open
+            .iter()
+            .filter(|(_, (b, _))| !desired.contains(b))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some((b, _)) = open.remove(&id) {
+                changed = true;
+                tracing::info!(port = %b.port, interface = %b.interface, "port unbound");
+                let _ = session.send(Msg::Port(PortState {
+                    port_id: b.port.to_string(),
+                    active: false,
+                    tunnel_key: b.tunnel_key,
+                }));
+            }
+        }
+        for b in &desired {
+            if open.contains_key(&b.port) {
+                continue;
+            }
+            let socks: Result<Vec<_>, _> = (0..workers)
+                .map(|_| datapath::PacketSocket::open(&b.interface, workers > 1).map(Arc::new))
+                .collect();
+            match socks {
+                Ok(socks) => {
+                    changed = true;
+                    tracing::info!(port = %b.port, interface = %b.interface, "port bound");
+                    let _ = session.send(Msg::Port(PortState {
+                        port_id: b.port.to_string(),
+                        active: true,
+                        tunnel_key: b.tunnel_key,
+                    }));
+                    open.insert(b.port, (b.clone(), socks));
+                }
+                Err(e) => {
+                    tracing::debug!(interface = %b.interface, error = %e, "interface not ready")
+                }
+            }
+        }
+        if changed {
+            for i in 0..workers {
+                let list = open
+                    .values()
+                    .map(|(b, s)| (b.clone(), s[i].clone()))
+                    .collect();
+                send_to(i, Control::Bindings(list));
+            }
+        }
+    }
+}
+
 /// Datapath counters in `state_dir/stats.json`, for operators and tests.
-fn write_stats(path: &std::path::Path, s: &datapath::Stats) {
+fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
+    let s = all
+        .iter()
+        .fold(datapath::Stats::default(), |a, b| datapath::Stats {
+            rx: a.rx + b.rx,
+            tx: a.tx + b.tx,
+            malformed: a.malformed + b.malformed,
+            unknown_tunnel_key: a.unknown_tunnel_key + b.unknown_tunnel_key,
+            no_route_to_host: a.no_route_to_host + b.no_route_to_host,
+            tunnel_rx: a.tunnel_rx + b.tunnel_rx,
+            tunnel_tx: a.tunnel_tx + b.tunnel_tx,
+            send_errors: a.send_errors + b.send_errors,
+        });
     let json = format!(
         "{{\"rx\":{},\"tx\":{},\"malformed\":{},\"unknown_tunnel_key\":{},\"no_route_to_host\":{},\"tunnel_rx\":{},\"tunnel_tx\":{},\"send_errors\":{}}}\n",
         s.rx,
@@ -243,7 +363,12 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
 
 /// Follows the topology, resuming from the last revision after a reconnect,
 /// and feeds the worker.
-async fn watch_loop(url: String, me: Uuid, send: impl Fn(Control)) {
+async fn watch_loop(
+    url: String,
+    me: Uuid,
+    send: impl Fn(Control),
+    bind: mpsc::UnboundedSender<Vec<cache::Binding>>,
+) {
     let mut cache = Cache::default();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -283,7 +408,7 @@ async fn watch_loop(url: String, me: Uuid, send: impl Fn(Control)) {
                 }
             }
             if consistent {
-                publish(&mut cache, me, &send);
+                publish(&mut cache, me, &send, &bind);
             }
         }
         tracing::warn!(
@@ -293,7 +418,12 @@ async fn watch_loop(url: String, me: Uuid, send: impl Fn(Control)) {
     }
 }
 
-fn publish(cache: &mut Cache, me: Uuid, send: &impl Fn(Control)) {
+fn publish(
+    cache: &mut Cache,
+    me: Uuid,
+    send: &impl Fn(Control),
+    bind: &mpsc::UnboundedSender<Vec<cache::Binding>>,
+) {
     let (invalidate, tables) = cache.take_changes();
     if !invalidate.is_empty() {
         send(Control::Topology {
@@ -301,7 +431,7 @@ fn publish(cache: &mut Cache, me: Uuid, send: &impl Fn(Control)) {
             invalidate,
         });
         send(Control::Peers(cache.tunnel_ips()));
-        send(Control::Bindings(cache.bindings(me)));
+        let _ = bind.send(cache.bindings(me));
     }
     let writes: Vec<_> = tables
         .iter()

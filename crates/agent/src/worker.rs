@@ -21,12 +21,15 @@ const WAITING_ROOM_MS: u64 = 5_000;
 const WAITING_ROOM_MAX: usize = 1024;
 
 /// What the agent tells the worker.
+#[derive(Clone)]
 pub enum Control {
     Topology {
         topo: Arc<Topology>,
         invalidate: Vec<Tag>,
     },
-    Bindings(Vec<Binding>),
+    /// The ports this worker serves, each with this worker's socket on it
+    /// (opened by the agent in worker order, so fanout groups line up).
+    Bindings(Vec<(Binding, Arc<PacketSocket>)>),
     Peers(FxHashMap<Uuid, Ipv4Addr>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
@@ -39,17 +42,12 @@ pub enum Control {
 #[derive(Clone, Debug)]
 pub enum Event {
     Learned(StateWrite),
-    PortActive {
-        port: Uuid,
-        tunnel_key: u32,
-        active: bool,
-    },
-    Stats(Stats),
+    Stats(usize, Stats),
 }
 
 struct LocalPort {
     id: Uuid,
-    sock: PacketSocket,
+    sock: Arc<PacketSocket>,
     binding: Binding,
 }
 
@@ -62,13 +60,15 @@ struct Parked {
 
 pub struct Worker {
     me: Uuid,
+    /// This worker's index; worker 0 also receives tunnel traffic and
+    /// reports port state.
+    index: usize,
     topo: Arc<Topology>,
     state: StateTables,
     flows: FlowTable,
     ports: FxHashMap<u32, LocalPort>,
     by_id: FxHashMap<Uuid, u32>,
     by_key: FxHashMap<u32, u32>,
-    desired: Vec<Binding>,
     next_port_no: u32,
     tunnel: Tunnel,
     peers: FxHashMap<Uuid, Ipv4Addr>,
@@ -87,8 +87,10 @@ pub struct Worker {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: Uuid,
+        index: usize,
         tunnel: Tunnel,
         ctl: Receiver<Control>,
         waker: Arc<Waker>,
@@ -96,13 +98,13 @@ impl Worker {
     ) -> Self {
         Worker {
             me,
+            index,
             topo: Arc::new(Topology::default()),
             state: StateTables::default(),
             flows: FlowTable::default(),
             ports: FxHashMap::default(),
             by_id: FxHashMap::default(),
             by_key: FxHashMap::default(),
-            desired: Vec::new(),
             next_port_no: 1,
             tunnel,
             peers: FxHashMap::default(),
@@ -111,7 +113,7 @@ impl Worker {
             port_tx: FxHashMap::default(),
             tunnel_tx: TxBatch::default(),
             stats: Stats::default(),
-            rng: XorShift(me.as_u128() as u64 | 1),
+            rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
             start: Instant::now(),
             ctl,
@@ -134,7 +136,12 @@ impl Worker {
             fds.clear();
             order.clear();
             fds.push(self.waker.as_raw_fd());
-            fds.push(self.tunnel.sock.as_raw_fd());
+            // Only worker 0 listens on the tunnel port; a dummy fd for the others.
+            fds.push(if self.index == 0 {
+                self.tunnel.sock.as_raw_fd()
+            } else {
+                -1
+            });
             order.extend(self.ports.keys().copied());
             fds.extend(order.iter().map(|n| self.ports[n].sock.as_raw_fd()));
             if let Err(e) = wait_readable(&fds, &mut ready, 100) {
@@ -153,7 +160,7 @@ impl Worker {
                 match rx.recv(fds[1]) {
                     Ok(n) => {
                         for i in 0..n {
-                            self.from_tunnel(&rx.bufs[i][..rx.lens[i]]);
+                            self.on_tunnel_datagram(&rx.bufs[i][..rx.lens[i]]);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
@@ -166,7 +173,7 @@ impl Worker {
                 match rx.recv(fds[i + 2]) {
                     Ok(n) => {
                         for j in 0..n {
-                            self.from_port(*port_no, &rx.bufs[j][..rx.lens[j]]);
+                            self.on_port_frame(*port_no, &rx.bufs[j][..rx.lens[j]]);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
@@ -211,16 +218,7 @@ impl Worker {
         self.flows.expire(now);
         self.state.expire(now);
         self.waiting.retain(|p| p.deadline > now);
-        // Bindings whose interface did not exist yet are retried.
-        if self
-            .desired
-            .iter()
-            .any(|b| !self.by_id.contains_key(&b.port))
-        {
-            let d = self.desired.clone();
-            self.set_bindings(d);
-        }
-        let _ = self.events.send(Event::Stats(self.stats));
+        let _ = self.events.send(Event::Stats(self.index, self.stats));
     }
 
     fn drain_control(&mut self) -> bool {
@@ -252,63 +250,48 @@ impl Worker {
         true
     }
 
-    fn set_bindings(&mut self, desired: Vec<Binding>) {
-        // Close what is no longer bound here (or bound differently).
+    fn set_bindings(&mut self, bound: Vec<(Binding, Arc<PacketSocket>)>) {
+        // Forget what is no longer bound here (or bound differently).
         let stale: Vec<u32> = self
             .ports
             .iter()
-            .filter(|(_, p)| !desired.contains(&p.binding))
+            .filter(|(_, p)| {
+                !bound
+                    .iter()
+                    .any(|(b, s)| *b == p.binding && Arc::ptr_eq(s, &p.sock))
+            })
             .map(|(n, _)| *n)
             .collect();
         for n in stale {
             if let Some(p) = self.ports.remove(&n) {
                 self.by_id.remove(&p.id);
                 self.by_key.remove(&p.binding.tunnel_key);
+                self.port_tx.remove(&n);
                 self.flows.invalidate(&[Tag::Device(p.id)]);
-                tracing::info!(port = %p.id, interface = %p.binding.interface, "port unbound");
-                let _ = self.events.send(Event::PortActive {
-                    port: p.id,
-                    tunnel_key: p.binding.tunnel_key,
-                    active: false,
-                });
             }
         }
-        for b in &desired {
+        for (b, sock) in bound {
             if self.by_id.contains_key(&b.port) {
                 continue;
             }
-            match PacketSocket::open(&b.interface) {
-                Ok(sock) => {
-                    let n = self.next_port_no;
-                    self.next_port_no += 1;
-                    self.by_id.insert(b.port, n);
-                    self.by_key.insert(b.tunnel_key, n);
-                    self.ports.insert(
-                        n,
-                        LocalPort {
-                            id: b.port,
-                            sock,
-                            binding: b.clone(),
-                        },
-                    );
-                    tracing::info!(port = %b.port, interface = %b.interface, port_no = n, "port bound");
-                    let _ = self.events.send(Event::PortActive {
-                        port: b.port,
-                        tunnel_key: b.tunnel_key,
-                        active: true,
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(interface = %b.interface, error = %e, "interface not ready")
-                }
-            }
+            let n = self.next_port_no;
+            self.next_port_no += 1;
+            self.by_id.insert(b.port, n);
+            self.by_key.insert(b.tunnel_key, n);
+            tracing::debug!(worker = self.index, port = %b.port, port_no = n, "serving port");
+            self.ports.insert(
+                n,
+                LocalPort {
+                    id: b.port,
+                    sock,
+                    binding: b,
+                },
+            );
         }
-        self.desired = desired;
-        self.waker.wake();
     }
 
     /// A frame from a VM: the flow table, else the simulation.
-    fn from_port(&mut self, port_no: u32, frame: &[u8]) {
+    fn on_port_frame(&mut self, port_no: u32, frame: &[u8]) {
         self.stats.rx += 1;
         self.process(port_no, frame);
     }
@@ -445,7 +428,7 @@ impl Worker {
     fn deliver(&mut self, o: &Output, frame: &[u8]) {
         if o.host == Some(self.me) {
             if let Some(n) = self.by_id.get(&o.port).copied() {
-                self.to_port(n, frame);
+                self.queue_to_port(n, frame);
             }
             return;
         }
@@ -465,7 +448,7 @@ impl Worker {
         }
     }
 
-    fn to_port(&mut self, port_no: u32, frame: &[u8]) {
+    fn queue_to_port(&mut self, port_no: u32, frame: &[u8]) {
         if self
             .port_tx
             .entry(port_no)
@@ -477,7 +460,7 @@ impl Worker {
     }
 
     /// A datagram from another host: its key names the local port; no simulation.
-    fn from_tunnel(&mut self, datagram: &[u8]) {
+    fn on_tunnel_datagram(&mut self, datagram: &[u8]) {
         self.stats.tunnel_rx += 1;
         let Ok(v) = wire::VxlanPacket::new_checked(datagram) else {
             self.stats.malformed += 1;
@@ -493,7 +476,7 @@ impl Worker {
             return;
         }
         match self.by_key.get(&key).copied() {
-            Some(n) => self.to_port(n, frame),
+            Some(n) => self.queue_to_port(n, frame),
             None => self.stats.unknown_tunnel_key += 1,
         }
     }

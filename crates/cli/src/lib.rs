@@ -263,7 +263,7 @@ pub enum Command {
     Route(Crud),
     /// Chains of rules.
     Chain(Crud),
-    /// Rules of a chain (--chain); `position=N` inserts at N (1-based).
+    /// Rules of a chain (--chain); appended, or inserted at `position=N` (1-based).
     Rule(Crud),
     /// Port groups.
     PortGroup(GroupArgs),
@@ -595,7 +595,14 @@ fn crud(res: &Res, verb: Verb, g: &Global) -> Result<(), CliError> {
                 let v = c.create(&coll, res.ty, &Value::Object(body))?;
                 return print_created(g, res, &v);
             }
-            let v = c.create(&collection(res, &parent)?, res.ty, &Value::Object(body))?;
+            let coll = collection(res, &parent)?;
+            if res.noun == "rule" && !body.contains_key("position") {
+                // The API inserts at the head by default; a command line
+                // appends, so rules read in the order they were typed.
+                let n = c.get(&coll)?.as_array().map(Vec::len).unwrap_or(0);
+                body.insert("position".into(), Value::from(n + 1));
+            }
+            let v = c.create(&coll, res.ty, &Value::Object(body))?;
             print_created(g, res, &v)?;
         }
         Verb::Update { id, fields, parent } => {

@@ -71,8 +71,8 @@ impl RxBatch {
                 Err(e)
             };
         }
-        for i in 0..n as usize {
-            self.lens[i] = msgs[i].msg_len as usize;
+        for (i, m) in msgs.iter().enumerate().take(n as usize) {
+            self.lens[i] = m.msg_len as usize;
             self.from[i] = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
         }
         Ok(n as usize)

@@ -49,11 +49,11 @@ impl FlowTable {
             _ => {
                 let mut found = None;
                 for (mask, table) in &self.megaflows {
-                    if let Some(id) = table.get(&f.masked(*mask)) {
-                        if self.flows.get(id).is_some_and(|fl| fl.expires > now) {
-                            found = Some(*id);
-                            break;
-                        }
+                    if let Some(id) = table.get(&f.masked(*mask))
+                        && self.flows.get(id).is_some_and(|fl| fl.expires > now)
+                    {
+                        found = Some(*id);
+                        break;
                     }
                 }
                 if let Some(id) = found {

@@ -50,7 +50,17 @@ pub struct Tunnel {
 
 impl Tunnel {
     pub fn bind(port: u16) -> std::io::Result<Self> {
-        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
+        Self::bind_local(port, port)
+    }
+
+    /// A tunnel that sends to peers' `port` from an ephemeral local port
+    /// (extra workers send; one worker receives on the well-known port).
+    pub fn sender(port: u16) -> std::io::Result<Self> {
+        Self::bind_local(0, port)
+    }
+
+    fn bind_local(local: u16, port: u16) -> std::io::Result<Self> {
+        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local))?;
         sock.set_nonblocking(true)?;
         set_buffers(std::os::fd::AsRawFd::as_raw_fd(&sock));
         Ok(Tunnel {

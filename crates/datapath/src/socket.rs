@@ -33,7 +33,11 @@ pub struct PacketSocket {
 }
 
 impl PacketSocket {
-    pub fn open(name: &str) -> io::Result<Self> {
+    /// Opens a socket on `name`. With `fanout`, the socket joins that
+    /// interface's PACKET_FANOUT_HASH group: the kernel spreads flows over the
+    /// group's sockets by a symmetric flow hash, so both directions of a
+    /// connection reach the same socket index on every interface.
+    pub fn open(name: &str, fanout: bool) -> io::Result<Self> {
         let ifindex = ifindex(name)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: plain socket(2) call; the fd is owned right away.
@@ -70,6 +74,12 @@ impl PacketSocket {
         mr.mr_ifindex = ifindex as i32;
         mr.mr_type = libc::PACKET_MR_PROMISC as u16;
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr)?;
+        if fanout {
+            // One group per interface: its id is the ifindex (unique in the netns).
+            let arg: libc::c_int = (ifindex & 0xffff) as libc::c_int
+                | ((libc::PACKET_FANOUT_HASH as libc::c_int) << 16);
+            s.setsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+        }
         Ok(s)
     }
 

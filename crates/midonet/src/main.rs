@@ -75,6 +75,10 @@ struct AgentArgs {
     /// UDP port of the agent-to-agent VXLAN tunnels.
     #[arg(long, default_value_t = 6677)]
     vxlan_port: u16,
+    /// Packet workers; flows are spread over them by a symmetric hash. On
+    /// this 2-core class of machine one is fastest (see BENCHMARKS.md).
+    #[arg(long, default_value_t = 1, env = "MIDONET_WORKERS")]
+    workers: usize,
 }
 
 fn system_host_name() -> String {
@@ -98,6 +102,7 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         host_name: a.host_name.unwrap_or_else(system_host_name),
         state_dir: a.state_dir,
         vxlan_port: a.vxlan_port,
+        workers: a.workers,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -175,6 +180,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 host_name: system_host_name(),
                 state_dir: s.data_dir.join("agent"),
                 vxlan_port: 6677,
+                workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });

@@ -683,3 +683,36 @@ fn reject_on_a_router_sends_admin_prohibited() {
     );
     let _ = e.vm2;
 }
+
+#[test]
+fn security_groups_on_one_bridge_port() {
+    let mut n = Net::new();
+    let b = n.bridge();
+    let (vm1, vm2) = (n.vm_port(b), n.vm_port(b));
+    let (sg_in, sg_out) = (n.chain(), n.chain());
+    n.rule(sg_out, json!({"type": "accept", "matchForwardFlow": true}));
+    n.rule(sg_in, json!({"type": "accept", "matchReturnFlow": true}));
+    n.rule(sg_in, json!({"type": "drop", "dlType": 2048}));
+    n.set_port(vm1, |p| {
+        p.inbound_filter_id = Some(sg_out);
+        p.outbound_filter_id = Some(sg_in);
+    });
+    let mut r = Run::new(&n);
+    r.learn(b, mac(1), vm1);
+    r.learn(b, mac(2), vm2);
+    let o = r.send(vm1, &ping(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 64));
+    assert_eq!(out_ports(&o), vec![vm2], "{:?}", o.trace);
+    let o = r.send(vm2, &pong(mac(2), mac(1), "10.0.0.2", "10.0.0.1"));
+    assert_eq!(
+        out_ports(&o),
+        vec![vm1],
+        "the reply comes in: {:?}",
+        o.trace
+    );
+    assert!(
+        r.send(vm2, &udp(mac(2), mac(1), "10.0.0.2", "10.0.0.1", 5, 6))
+            .verdict
+            .is_drop(),
+        "new inbound refused"
+    );
+}
