@@ -281,15 +281,10 @@ impl<'a, 'o> Sim<'a, 'o> {
         {
             return v;
         }
-        if let Some(c) = port.in_filter {
-            match self.run_chains(&[c]) {
-                Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => {
-                    return self.redirect(port, ingress);
-                }
-                Ok(v) => return self.filtered(v),
-                Err(m) => return Verdict::NotYet(m),
-            }
+        if let Some(c) = port.in_filter
+            && let Some(v) = self.filter(&[c], None, false)
+        {
+            return v;
         }
         match port.device {
             Device::Bridge(b) => self.bridge(b, port),
@@ -308,15 +303,10 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !port.admin_up {
             return Verdict::Drop(DropReason::AdminDown);
         }
-        if let Some(c) = port.out_filter {
-            match self.run_chains(&[c]) {
-                Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => {
-                    return self.redirect(port, ingress);
-                }
-                Ok(v) => return self.filtered(v),
-                Err(m) => return Verdict::NotYet(m),
-            }
+        if let Some(c) = port.out_filter
+            && let Some(v) = self.filter(&[c], None, false)
+        {
+            return v;
         }
         if port.is_exterior() {
             self.emit_to(port);
@@ -511,9 +501,35 @@ impl<'a, 'o> Sim<'a, 'o> {
 
     fn bridge_out_filter(&mut self, chain: Option<Id>, tagged: bool) -> Option<Verdict> {
         let c = chain.filter(|_| !tagged)?;
-        match self.run_chains(&[c]) {
+        self.filter(&[c], None, false)
+    }
+
+    /// Runs filter chains: `None` to go on, or what becomes of the packet.
+    /// On a router (`router_port`, the ingress port) a REJECT answers with
+    /// ICMP admin-prohibited, and with `frag_needed` a dropped first fragment
+    /// tells the sender to stop fragmenting.
+    fn filter(
+        &mut self,
+        chains: &[Id],
+        router_port: Option<&'a Port>,
+        frag_needed: bool,
+    ) -> Option<Verdict> {
+        use wire::icmpv4::{DST_UNREACHABLE, unreachable};
+        match self.run_chains(chains) {
             Ok(ChainVerdict::Accept) => None,
             Ok(ChainVerdict::Redirect { port, ingress }) => Some(self.redirect(port, ingress)),
+            Ok(ChainVerdict::Reject(c)) if let Some(p) = router_port => {
+                self.icmp_error(p, DST_UNREACHABLE, unreachable::ADMIN_PROHIBITED, 0);
+                Some(Verdict::Drop(DropReason::RejectedByChain(c)))
+            }
+            Ok(ChainVerdict::Drop(c))
+                if frag_needed && !self.nat_exhausted && self.m.frag() == Frag::First =>
+            {
+                if let Some(p) = router_port {
+                    self.icmp_error(p, DST_UNREACHABLE, unreachable::FRAG_NEEDED, 1500);
+                }
+                Some(Verdict::ErrorDrop(DropReason::FilteredByChain(c)))
+            }
             Ok(v) => Some(self.filtered(v)),
             Err(m) => Some(Verdict::NotYet(m)),
         }
@@ -640,37 +656,8 @@ impl<'a, 'o> Sim<'a, 'o> {
                 Err(m) => return Verdict::NotYet(m),
             }
         }
-        if !skip_in_filter {
-            match self.run_chains(&rt.in_chains) {
-                Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => {
-                    return self.redirect(port, ingress);
-                }
-                Ok(ChainVerdict::Reject(c)) => {
-                    self.icmp_error(
-                        in_port,
-                        wire::icmpv4::DST_UNREACHABLE,
-                        wire::icmpv4::unreachable::ADMIN_PROHIBITED,
-                        0,
-                    );
-                    return Verdict::Drop(DropReason::RejectedByChain(c));
-                }
-                Ok(ChainVerdict::Drop(c)) => {
-                    // A dropped first fragment tells the sender to stop fragmenting.
-                    if self.m.frag() == Frag::First {
-                        self.icmp_error(
-                            in_port,
-                            wire::icmpv4::DST_UNREACHABLE,
-                            wire::icmpv4::unreachable::FRAG_NEEDED,
-                            1500,
-                        );
-                        return Verdict::ErrorDrop(DropReason::FilteredByChain(c));
-                    }
-                    return Verdict::Drop(DropReason::FilteredByChain(c));
-                }
-                Ok(v) => return self.filtered(v),
-                Err(m) => return Verdict::NotYet(m),
-            }
+        if !skip_in_filter && let Some(v) = self.filter(&rt.in_chains, Some(in_port), true) {
+            return v;
         }
 
         let (src, dst_ip) = (self.m.nw_src(), self.m.nw_dst());
@@ -749,24 +736,8 @@ impl<'a, 'o> Sim<'a, 'o> {
                 Err(m) => return Verdict::NotYet(m),
             }
         }
-        if !skip_out_filter {
-            match self.run_chains(&rt.out_chains) {
-                Ok(ChainVerdict::Accept) => {}
-                Ok(ChainVerdict::Redirect { port, ingress }) => {
-                    return self.redirect(port, ingress);
-                }
-                Ok(ChainVerdict::Reject(c)) => {
-                    self.icmp_error(
-                        in_port,
-                        wire::icmpv4::DST_UNREACHABLE,
-                        wire::icmpv4::unreachable::ADMIN_PROHIBITED,
-                        0,
-                    );
-                    return Verdict::Drop(DropReason::RejectedByChain(c));
-                }
-                Ok(v) => return self.filtered(v),
-                Err(m) => return Verdict::NotYet(m),
-            }
+        if !skip_out_filter && let Some(v) = self.filter(&rt.out_chains, Some(in_port), false) {
+            return v;
         }
 
         let next_hop = route.gateway.unwrap_or(self.m.peek().nw_dst);
