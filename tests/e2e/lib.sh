@@ -81,9 +81,12 @@ start_server() {
     echo "server did not start" >&2; return 1
 }
 
-start_agent() { # HOST [WORKERS]: h1 runs two sharded workers by default, so both modes are tested
-    local w=${2:-}; [[ -z $w ]] && { [[ $1 == h1 ]] && w=${H1_WORKERS:-2} || w=1; }
-    RUST_LOG=${AGENT_LOG:-info} nsx "$1" "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" \
+start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
+    # h2 one worker on a TPACKET_V3 ring, so every receive path is tested
+    local w=${2:-} ring=()
+    [[ -z $w ]] && { [[ $1 == h1 ]] && w=${H1_WORKERS:-2} || w=1; }
+    [[ $1 == h2 ]] && ring=(--rx-ring-ms 1)
+    RUST_LOG=${AGENT_LOG:-info} nsx "$1" "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" \
         >>"$E2E_STATE/agent-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/agent-$1.pid"
 }

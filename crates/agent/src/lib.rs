@@ -26,6 +26,9 @@ pub struct Config {
     pub vxlan_port: u16,
     /// Packet workers; flows are spread over them by a symmetric hash.
     pub workers: usize,
+    /// Receive through TPACKET_V3 rings with this block retire time (ms)
+    /// instead of batched `recvmmsg`.
+    pub rx_ring_ms: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +149,13 @@ pub async fn run(
         })
     };
     let (bind_tx, bind_rx) = mpsc::unbounded_channel::<Vec<cache::Binding>>();
-    let binder = tokio::spawn(binder_loop(n, bind_rx, send_to, sess_tx.clone()));
+    let binder = tokio::spawn(binder_loop(
+        n,
+        cfg.rx_ring_ms,
+        bind_rx,
+        send_to,
+        sess_tx.clone(),
+    ));
     let watch = tokio::spawn(watch_loop(cfg.cluster.clone(), me, send.clone(), bind_tx));
     // SIGUSR1: drop flows and learned state, as a cold start would.
     let flush = {
@@ -249,12 +258,13 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
 /// interfaces that do not exist yet.
 async fn binder_loop(
     workers: usize,
+    rx_ring_ms: Option<u32>,
     mut rx: mpsc::UnboundedReceiver<Vec<cache::Binding>>,
     send_to: impl Fn(usize, Control),
     session: mpsc::UnboundedSender<Msg>,
 ) {
     let mut desired: Vec<cache::Binding> = Vec::new();
-    let mut open: rustc_hash::FxHashMap<Uuid, (cache::Binding, Vec<Arc<datapath::PacketSocket>>)> =
+    let mut open: rustc_hash::FxHashMap<Uuid, (cache::Binding, Vec<Arc<datapath::PortSocket>>)> =
         Default::default();
     let mut retry = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -291,7 +301,9 @@ async fn binder_loop(
                 continue;
             }
             let socks: Result<Vec<_>, _> = (0..workers)
-                .map(|_| datapath::PacketSocket::open(&b.interface, workers > 1).map(Arc::new))
+                .map(|_| {
+                    datapath::PortSocket::open(&b.interface, workers > 1, rx_ring_ms).map(Arc::new)
+                })
                 .collect();
             match socks {
                 Ok(socks) => {

@@ -3,7 +3,7 @@
 //! park packets that wait for ARP, and hand learned state back to the agent.
 
 use crate::cache::Binding;
-use datapath::{FlowTable, PacketSocket, RxBatch, Stats, Tunnel, TxBatch, Waker, wait_readable};
+use datapath::{FlowTable, PortSocket, RxBatch, Stats, Tunnel, TxBatch, Waker, wait_readable};
 use rustc_hash::FxHashMap;
 use sim::{
     Action, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology, Verdict,
@@ -29,7 +29,7 @@ pub enum Control {
     },
     /// The ports this worker serves, each with this worker's socket on it
     /// (opened by the agent in worker order, so fanout groups line up).
-    Bindings(Vec<(Binding, Arc<PacketSocket>)>),
+    Bindings(Vec<(Binding, Arc<PortSocket>)>),
     Peers(FxHashMap<Uuid, Ipv4Addr>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
@@ -47,7 +47,7 @@ pub enum Event {
 
 struct LocalPort {
     id: Uuid,
-    sock: Arc<PacketSocket>,
+    sock: Arc<PortSocket>,
     binding: Binding,
 }
 
@@ -170,13 +170,21 @@ impl Worker {
                 if ready.get(i + 2) != Some(&true) {
                     continue;
                 }
-                match rx.recv(fds[i + 2]) {
-                    Ok(n) => {
-                        for j in 0..n {
-                            self.on_port_frame(*port_no, &rx.bufs[j][..rx.lens[j]]);
-                        }
+                let Some(sock) = self.ports.get(port_no).map(|p| p.sock.clone()) else {
+                    continue;
+                };
+                match &*sock {
+                    PortSocket::Ring(ring) => {
+                        ring.drain(|f| self.on_port_frame(*port_no, f));
                     }
-                    Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
+                    PortSocket::Plain(_) => match rx.recv(fds[i + 2]) {
+                        Ok(n) => {
+                            for j in 0..n {
+                                self.on_port_frame(*port_no, &rx.bufs[j][..rx.lens[j]]);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
+                    },
                 }
             }
             self.rx = Some(rx);
@@ -250,7 +258,7 @@ impl Worker {
         true
     }
 
-    fn set_bindings(&mut self, bound: Vec<(Binding, Arc<PacketSocket>)>) {
+    fn set_bindings(&mut self, bound: Vec<(Binding, Arc<PortSocket>)>) {
         // Forget what is no longer bound here (or bound differently).
         let stale: Vec<u32> = self
             .ports

@@ -5,10 +5,12 @@
 
 pub mod batch;
 pub mod flows;
+pub mod ring;
 pub mod socket;
 
 pub use batch::{BATCH, RxBatch, TxBatch};
 pub use flows::{Flow, FlowId, FlowTable};
+pub use ring::RingSocket;
 pub use socket::{PacketSocket, Waker, ifindex, set_buffers, wait_readable};
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -103,6 +105,31 @@ impl Tunnel {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// A bound port's socket: plain (batched `recvmmsg`) or with an RX ring.
+pub enum PortSocket {
+    Plain(PacketSocket),
+    Ring(RingSocket),
+}
+
+impl PortSocket {
+    /// Opens `name`; `ring_retire_ms` selects a TPACKET_V3 ring.
+    pub fn open(name: &str, fanout: bool, ring_retire_ms: Option<u32>) -> std::io::Result<Self> {
+        Ok(match ring_retire_ms {
+            Some(ms) => PortSocket::Ring(RingSocket::open(name, fanout, ms)?),
+            None => PortSocket::Plain(PacketSocket::open(name, fanout)?),
+        })
+    }
+}
+
+impl std::os::fd::AsRawFd for PortSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PortSocket::Plain(s) => s.as_raw_fd(),
+            PortSocket::Ring(r) => r.as_raw_fd(),
         }
     }
 }

@@ -38,6 +38,16 @@ impl PacketSocket {
     /// group's sockets by a symmetric flow hash, so both directions of a
     /// connection reach the same socket index on every interface.
     pub fn open(name: &str, fanout: bool) -> io::Result<Self> {
+        Self::open_with(name, fanout, |_| Ok(()))
+    }
+
+    /// As [`PacketSocket::open`], with `setup` run on the socket before it is
+    /// bound (where ring options must be set).
+    pub fn open_with(
+        name: &str,
+        fanout: bool,
+        setup: impl FnOnce(RawFd) -> io::Result<()>,
+    ) -> io::Result<Self> {
         let ifindex = ifindex(name)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: plain socket(2) call; the fd is owned right away.
@@ -56,6 +66,7 @@ impl PacketSocket {
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
         set_buffers(s.fd.as_raw_fd());
+        setup(s.fd.as_raw_fd())?;
         // SAFETY: zeroed sockaddr_ll is a valid starting value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

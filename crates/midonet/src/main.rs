@@ -79,6 +79,10 @@ struct AgentArgs {
     /// this 2-core class of machine one is fastest (see BENCHMARKS.md).
     #[arg(long, default_value_t = 1, env = "MIDONET_WORKERS")]
     workers: usize,
+    /// Receive through TPACKET_V3 rings, handing blocks over after at most
+    /// this many ms (default: batched recvmmsg, which has lower latency).
+    #[arg(long, env = "MIDONET_RX_RING_MS")]
+    rx_ring_ms: Option<u32>,
 }
 
 fn system_host_name() -> String {
@@ -103,6 +107,7 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         state_dir: a.state_dir,
         vxlan_port: a.vxlan_port,
         workers: a.workers,
+        rx_ring_ms: a.rx_ring_ms,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -181,6 +186,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 state_dir: s.data_dir.join("agent"),
                 vxlan_port: 6677,
                 workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+                rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });
