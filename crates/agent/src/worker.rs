@@ -3,13 +3,16 @@
 //! park packets that wait for ARP, and hand learned state back to the agent.
 
 use crate::cache::Binding;
-use datapath::{FlowTable, PortSocket, RxBatch, Stats, Tunnel, TxBatch, Waker, wait_readable};
+use datapath::{
+    Datapath, FlowTable, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
+    wait_readable,
+};
 use rustc_hash::FxHashMap;
 use sim::{
     Action, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology, Verdict,
     XorShift, simulate,
 };
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -70,14 +73,11 @@ pub struct Worker {
     by_id: FxHashMap<Uuid, u32>,
     by_key: FxHashMap<u32, u32>,
     next_port_no: u32,
-    tunnel: Tunnel,
+    dp: UserspaceDatapath,
     peers: FxHashMap<Uuid, Ipv4Addr>,
     waiting: Vec<Parked>,
     /// Receive buffers (taken while a batch is processed).
     rx: Option<RxBatch>,
-    port_tx: FxHashMap<u32, TxBatch>,
-    tunnel_tx: TxBatch,
-    stats: Stats,
     rng: XorShift,
     out: Outcome,
     start: Instant,
@@ -106,13 +106,10 @@ impl Worker {
             by_id: FxHashMap::default(),
             by_key: FxHashMap::default(),
             next_port_no: 1,
-            tunnel,
+            dp: UserspaceDatapath::new(tunnel, index == 0),
             peers: FxHashMap::default(),
             waiting: Vec::new(),
             rx: Some(RxBatch::default()),
-            port_tx: FxHashMap::default(),
-            tunnel_tx: TxBatch::default(),
-            stats: Stats::default(),
             rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
             start: Instant::now(),
@@ -136,14 +133,7 @@ impl Worker {
             fds.clear();
             order.clear();
             fds.push(self.waker.as_raw_fd());
-            // Only worker 0 listens on the tunnel port; a dummy fd for the others.
-            fds.push(if self.index == 0 {
-                self.tunnel.sock.as_raw_fd()
-            } else {
-                -1
-            });
-            order.extend(self.ports.keys().copied());
-            fds.extend(order.iter().map(|n| self.ports[n].sock.as_raw_fd()));
+            self.dp.poll_set(&mut fds, &mut order);
             if let Err(e) = wait_readable(&fds, &mut ready, 100) {
                 tracing::error!(error = %e, "poll failed");
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -170,7 +160,7 @@ impl Worker {
                 if ready.get(i + 2) != Some(&true) {
                     continue;
                 }
-                let Some(sock) = self.ports.get(port_no).map(|p| p.sock.clone()) else {
+                let Some(sock) = self.dp.port(*port_no) else {
                     continue;
                 };
                 match &*sock {
@@ -188,7 +178,7 @@ impl Worker {
                 }
             }
             self.rx = Some(rx);
-            self.flush();
+            self.dp.flush();
             let now = self.now();
             if now >= last_tick + 1000 {
                 last_tick = now;
@@ -198,35 +188,11 @@ impl Worker {
         tracing::info!("datapath worker stopped");
     }
 
-    /// Sends every queued frame: one sendmmsg per socket.
-    fn flush(&mut self) {
-        for (n, b) in self.port_tx.iter_mut() {
-            if b.is_empty() {
-                continue;
-            }
-            match self.ports.get(n) {
-                Some(p) => {
-                    let (ok, bad) = b.flush(p.sock.as_raw_fd());
-                    self.stats.tx += ok as u64;
-                    self.stats.send_errors += bad as u64;
-                }
-                None => {
-                    let _ = b.flush(-1);
-                }
-            }
-        }
-        if !self.tunnel_tx.is_empty() {
-            let (ok, bad) = self.tunnel_tx.flush(self.tunnel.sock.as_raw_fd());
-            self.stats.tunnel_tx += ok as u64;
-            self.stats.send_errors += bad as u64;
-        }
-    }
-
     fn tick(&mut self, now: u64) {
         self.flows.expire(now);
         self.state.expire(now);
         self.waiting.retain(|p| p.deadline > now);
-        let _ = self.events.send(Event::Stats(self.index, self.stats));
+        let _ = self.events.send(Event::Stats(self.index, self.dp.stats()));
     }
 
     fn drain_control(&mut self) -> bool {
@@ -274,7 +240,7 @@ impl Worker {
             if let Some(p) = self.ports.remove(&n) {
                 self.by_id.remove(&p.id);
                 self.by_key.remove(&p.binding.tunnel_key);
-                self.port_tx.remove(&n);
+                self.dp.remove_port(n);
                 self.flows.invalidate(&[Tag::Device(p.id)]);
             }
         }
@@ -287,6 +253,7 @@ impl Worker {
             self.by_id.insert(b.port, n);
             self.by_key.insert(b.tunnel_key, n);
             tracing::debug!(worker = self.index, port = %b.port, port_no = n, "serving port");
+            self.dp.add_port(n, sock.clone());
             self.ports.insert(
                 n,
                 LocalPort {
@@ -300,14 +267,14 @@ impl Worker {
 
     /// A frame from a VM: the flow table, else the simulation.
     fn on_port_frame(&mut self, port_no: u32, frame: &[u8]) {
-        self.stats.rx += 1;
+        self.dp.stats.rx += 1;
         self.process(port_no, frame);
     }
 
     fn process(&mut self, port_no: u32, frame: &[u8]) {
         let now = self.now();
         let Some(fields) = sim::Fields::parse(frame, port_no) else {
-            self.stats.malformed += 1;
+            self.dp.stats.malformed += 1;
             return;
         };
         if let Some(flow) = self.flows.lookup(&fields, now) {
@@ -436,42 +403,21 @@ impl Worker {
     fn deliver(&mut self, o: &Output, frame: &[u8]) {
         if o.host == Some(self.me) {
             if let Some(n) = self.by_id.get(&o.port).copied() {
-                self.queue_to_port(n, frame);
+                self.dp.output(n, frame);
             }
             return;
         }
-        let peer = o.host.and_then(|h| self.peers.get(&h)).copied();
-        match peer {
-            Some(ip) => {
-                let mut head = [0u8; wire::vxlan::HEADER];
-                wire::vxlan::emit(&mut head, o.tunnel_key);
-                if self
-                    .tunnel_tx
-                    .push(Some(SocketAddrV4::new(ip, self.tunnel.port)), &head, frame)
-                {
-                    self.flush();
-                }
-            }
-            None => self.stats.no_route_to_host += 1,
-        }
-    }
-
-    fn queue_to_port(&mut self, port_no: u32, frame: &[u8]) {
-        if self
-            .port_tx
-            .entry(port_no)
-            .or_default()
-            .push(None, &[], frame)
-        {
-            self.flush();
+        match o.host.and_then(|h| self.peers.get(&h)).copied() {
+            Some(ip) => self.dp.tunnel(ip, o.tunnel_key, frame),
+            None => self.dp.stats.no_route_to_host += 1,
         }
     }
 
     /// A datagram from another host: its key names the local port; no simulation.
     fn on_tunnel_datagram(&mut self, datagram: &[u8]) {
-        self.stats.tunnel_rx += 1;
+        self.dp.stats.tunnel_rx += 1;
         let Ok(v) = wire::VxlanPacket::new_checked(datagram) else {
-            self.stats.malformed += 1;
+            self.dp.stats.malformed += 1;
             return;
         };
         let key = v.vni();
@@ -480,12 +426,12 @@ impl Worker {
         }
         let frame = v.payload();
         if wire::EthernetFrame::new_checked(frame).is_err() {
-            self.stats.malformed += 1;
+            self.dp.stats.malformed += 1;
             return;
         }
         match self.by_key.get(&key).copied() {
-            Some(n) => self.queue_to_port(n, frame),
-            None => self.stats.unknown_tunnel_key += 1,
+            Some(n) => self.dp.output(n, frame),
+            None => self.dp.stats.unknown_tunnel_key += 1,
         }
     }
 }

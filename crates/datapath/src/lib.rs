@@ -33,21 +33,123 @@ pub struct Stats {
     pub send_errors: u64,
 }
 
-/// What the packet workflow needs from a datapath: ports to read and write,
-/// and tunnels to other hosts.
+/// What the packet workflow needs from a datapath: ports to write, and
+/// tunnels to other hosts. Sends may be queued until [`Datapath::flush`].
 pub trait Datapath {
     /// Sends a frame out of a local port (by datapath port number).
     fn output(&mut self, port_no: u32, frame: &[u8]);
     /// Sends a frame to another host's agent, VXLAN-encapsulated with `key`.
     fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]);
+    /// Sends whatever is queued.
+    fn flush(&mut self);
     fn stats(&self) -> Stats;
 }
 
-/// The VXLAN endpoint of this host.
+/// The userspace datapath of one worker: its sockets on the bound ports, the
+/// VXLAN endpoint, and the send batches (one `sendmmsg` per socket per flush).
+pub struct UserspaceDatapath {
+    ports: rustc_hash::FxHashMap<u32, std::sync::Arc<PortSocket>>,
+    port_tx: rustc_hash::FxHashMap<u32, TxBatch>,
+    tunnel: Tunnel,
+    tunnel_tx: TxBatch,
+    /// Whether this worker reads the tunnel port (one worker per host does).
+    receives_tunnel: bool,
+    pub stats: Stats,
+}
+
+impl UserspaceDatapath {
+    pub fn new(tunnel: Tunnel, receives_tunnel: bool) -> Self {
+        UserspaceDatapath {
+            ports: Default::default(),
+            port_tx: Default::default(),
+            tunnel,
+            tunnel_tx: TxBatch::default(),
+            receives_tunnel,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
+        self.ports.insert(port_no, sock);
+    }
+
+    pub fn remove_port(&mut self, port_no: u32) {
+        self.ports.remove(&port_no);
+        self.port_tx.remove(&port_no);
+    }
+
+    pub fn port(&self, port_no: u32) -> Option<std::sync::Arc<PortSocket>> {
+        self.ports.get(&port_no).cloned()
+    }
+
+    /// The descriptors to poll: the tunnel's (or -1 if this worker does not
+    /// read it), then each port's, with the port numbers in `order`.
+    pub fn poll_set(&self, fds: &mut Vec<std::os::fd::RawFd>, order: &mut Vec<u32>) {
+        use std::os::fd::AsRawFd;
+        fds.push(if self.receives_tunnel {
+            self.tunnel.sock.as_raw_fd()
+        } else {
+            -1
+        });
+        order.extend(self.ports.keys().copied());
+        fds.extend(order.iter().map(|n| self.ports[n].as_raw_fd()));
+    }
+}
+
+impl Datapath for UserspaceDatapath {
+    fn output(&mut self, port_no: u32, frame: &[u8]) {
+        if self.ports.contains_key(&port_no)
+            && self
+                .port_tx
+                .entry(port_no)
+                .or_default()
+                .push(None, &[], frame)
+        {
+            self.flush();
+        }
+    }
+
+    fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]) {
+        let mut head = [0u8; wire::vxlan::HEADER];
+        wire::vxlan::emit(&mut head, key);
+        if self.tunnel_tx.push(
+            Some(SocketAddrV4::new(peer, self.tunnel.port)),
+            &head,
+            frame,
+        ) {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        use std::os::fd::AsRawFd;
+        for (n, b) in self.port_tx.iter_mut() {
+            if let Some(s) = self.ports.get(n)
+                && !b.is_empty()
+            {
+                let (ok, bad) = b.flush(s.as_raw_fd());
+                self.stats.tx += ok as u64;
+                self.stats.send_errors += bad as u64;
+            }
+        }
+        if !self.tunnel_tx.is_empty() {
+            let (ok, bad) = self.tunnel_tx.flush(self.tunnel.sock.as_raw_fd());
+            self.stats.tunnel_tx += ok as u64;
+            self.stats.send_errors += bad as u64;
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
+/// The VXLAN endpoint of this host: a UDP socket (bound to the overlay port
+/// on the worker that receives, ephemeral on the others).
 pub struct Tunnel {
     pub sock: UdpSocket,
+    /// The peers' VXLAN port.
     pub port: u16,
-    buf: Vec<u8>,
 }
 
 impl Tunnel {
@@ -65,47 +167,7 @@ impl Tunnel {
         let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local))?;
         sock.set_nonblocking(true)?;
         set_buffers(std::os::fd::AsRawFd::as_raw_fd(&sock));
-        Ok(Tunnel {
-            sock,
-            port,
-            buf: vec![0u8; 65536],
-        })
-    }
-
-    pub fn send(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]) -> std::io::Result<()> {
-        let n = wire::vxlan::HEADER + frame.len();
-        if self.buf.len() < n {
-            self.buf.resize(n, 0);
-        }
-        wire::vxlan::emit(&mut self.buf, key);
-        self.buf[wire::vxlan::HEADER..n].copy_from_slice(frame);
-        self.sock
-            .send_to(&self.buf[..n], SocketAddrV4::new(peer, self.port))
-            .map(|_| ())
-    }
-
-    /// One datagram: (source, key, inner frame range in `buf`), or `None`.
-    pub fn recv<'b>(
-        &self,
-        buf: &'b mut [u8],
-    ) -> std::io::Result<Option<(Ipv4Addr, u32, &'b [u8])>> {
-        match self.sock.recv_from(buf) {
-            Ok((n, from)) => {
-                let src = match from {
-                    std::net::SocketAddr::V4(a) => *a.ip(),
-                    _ => Ipv4Addr::UNSPECIFIED,
-                };
-                match wire::VxlanPacket::new_checked(&buf[..n]) {
-                    Ok(v) => {
-                        let key = v.vni();
-                        Ok(Some((src, key, &buf[wire::vxlan::HEADER..n])))
-                    }
-                    Err(_) => Ok(Some((src, u32::MAX, &buf[..0]))),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(Tunnel { sock, port })
     }
 }
 
