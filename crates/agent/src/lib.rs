@@ -4,6 +4,7 @@
 //! thread (simulate the first packet, install the flow, tunnel to peers).
 
 pub mod cache;
+pub mod flowstate;
 pub mod host;
 pub mod worker;
 
@@ -133,6 +134,12 @@ pub async fn run(
                             }),
                             None => continue,
                         }
+                    }
+                    Event::Imported(writes) => {
+                        if n > 1 {
+                            send(Control::State(writes));
+                        }
+                        continue;
                     }
                     Event::Stats(i, s) => {
                         if let Some(slot) = per_worker.get_mut(i) {
@@ -337,27 +344,21 @@ async fn binder_loop(
 fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
     let s = all
         .iter()
-        .fold(datapath::Stats::default(), |a, b| datapath::Stats {
-            rx: a.rx + b.rx,
-            tx: a.tx + b.tx,
-            malformed: a.malformed + b.malformed,
-            unknown_tunnel_key: a.unknown_tunnel_key + b.unknown_tunnel_key,
-            no_route_to_host: a.no_route_to_host + b.no_route_to_host,
-            tunnel_rx: a.tunnel_rx + b.tunnel_rx,
-            tunnel_tx: a.tunnel_tx + b.tunnel_tx,
-            send_errors: a.send_errors + b.send_errors,
-        });
-    let json = format!(
-        "{{\"rx\":{},\"tx\":{},\"malformed\":{},\"unknown_tunnel_key\":{},\"no_route_to_host\":{},\"tunnel_rx\":{},\"tunnel_tx\":{},\"send_errors\":{}}}\n",
-        s.rx,
-        s.tx,
-        s.malformed,
-        s.unknown_tunnel_key,
-        s.no_route_to_host,
-        s.tunnel_rx,
-        s.tunnel_tx,
-        s.send_errors
-    );
+        .fold(datapath::Stats::default(), |a, b| a.plus(b));
+    let fields = [
+        ("rx", s.rx),
+        ("tx", s.tx),
+        ("malformed", s.malformed),
+        ("unknown_tunnel_key", s.unknown_tunnel_key),
+        ("no_route_to_host", s.no_route_to_host),
+        ("tunnel_rx", s.tunnel_rx),
+        ("tunnel_tx", s.tunnel_tx),
+        ("send_errors", s.send_errors),
+        ("flow_state_tx", s.flow_state_tx),
+        ("flow_state_rx", s.flow_state_rx),
+    ];
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    let json = format!("{{{}}}\n", body.join(","));
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, json).is_ok() {
         let _ = std::fs::rename(tmp, path);

@@ -45,6 +45,8 @@ pub enum Control {
 #[derive(Clone, Debug)]
 pub enum Event {
     Learned(StateWrite),
+    /// Connection state pushed by another host (for sibling workers).
+    Imported(Vec<StateWrite>),
     Stats(usize, Stats),
 }
 
@@ -318,6 +320,30 @@ impl Worker {
                 }
             }
         }
+        // Connection state goes to the hosts that will see the connection,
+        // ahead of the packet itself.
+        if out
+            .writes
+            .iter()
+            .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)))
+        {
+            let hosts = crate::flowstate::interested_hosts(
+                &self.topo,
+                self.me,
+                port,
+                out.outputs().map(|o| o.port),
+            );
+            if !hosts.is_empty()
+                && let Some(msg) = crate::flowstate::encode(self.me, &out.writes)
+            {
+                for h in hosts {
+                    if let Some(ip) = self.peers.get(&h).copied() {
+                        self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &msg);
+                        self.dp.stats.flow_state_tx += 1;
+                    }
+                }
+            }
+        }
         for e in &out.emits {
             self.deliver(&e.output, &e.frame);
         }
@@ -422,6 +448,17 @@ impl Worker {
         };
         let key = v.vni();
         if key == datapath::FLOW_STATE_KEY {
+            match crate::flowstate::decode(v.payload()) {
+                Some((_sender, writes)) => {
+                    self.dp.stats.flow_state_rx += 1;
+                    let now = self.now();
+                    self.state.apply(&writes, now);
+                    let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
+                    self.flows.invalidate(&tags);
+                    let _ = self.events.send(Event::Imported(writes));
+                }
+                None => self.dp.stats.malformed += 1,
+            }
             return;
         }
         let frame = v.payload();

@@ -31,6 +31,26 @@ pub struct Stats {
     pub tunnel_rx: u64,
     pub tunnel_tx: u64,
     pub send_errors: u64,
+    pub flow_state_tx: u64,
+    pub flow_state_rx: u64,
+}
+
+impl Stats {
+    /// The sum of two sets of counters (workers of one host).
+    pub fn plus(&self, b: &Stats) -> Stats {
+        Stats {
+            rx: self.rx + b.rx,
+            tx: self.tx + b.tx,
+            malformed: self.malformed + b.malformed,
+            unknown_tunnel_key: self.unknown_tunnel_key + b.unknown_tunnel_key,
+            no_route_to_host: self.no_route_to_host + b.no_route_to_host,
+            tunnel_rx: self.tunnel_rx + b.tunnel_rx,
+            tunnel_tx: self.tunnel_tx + b.tunnel_tx,
+            send_errors: self.send_errors + b.send_errors,
+            flow_state_tx: self.flow_state_tx + b.flow_state_tx,
+            flow_state_rx: self.flow_state_rx + b.flow_state_rx,
+        }
+    }
 }
 
 /// What the packet workflow needs from a datapath: ports to write, and

@@ -146,34 +146,36 @@ impl Sim<'_, '_> {
         self.stateful = true;
         let binding = match self.nat_lookup(&fwd) {
             Some(b) => b,
-            None => {
-                let Some(b) = self.allocate(dnat, targets, sport, dst, dport, icmp) else {
+            None => match self.allocate(dnat, targets, sport, dst, dport, icmp) {
+                Some(b) => b,
+                None => {
                     self.nat_exhausted = true;
                     return Ok(Some(false));
-                };
-                let rev = if dnat {
-                    (
-                        self.key(NatKind::RevDnat, b.ip, b.port, src, sport),
-                        NatBinding {
-                            ip: dst,
-                            port: dport,
-                        },
-                    )
-                } else {
-                    (
-                        self.key(NatKind::RevSnat, dst, dport, b.ip, b.port),
-                        NatBinding {
-                            ip: src,
-                            port: sport,
-                        },
-                    )
-                };
-                self.write(StateWrite::Nat(fwd, b));
-                self.write(StateWrite::Nat(rev.0, rev.1));
-                self.tag(Tag::Nat(rev.0));
-                b
-            }
+                }
+            },
         };
+        // Written on reuse too: it refreshes the idle timers here and on the
+        // hosts the state is pushed to.
+        let rev = if dnat {
+            (
+                self.key(NatKind::RevDnat, binding.ip, binding.port, src, sport),
+                NatBinding {
+                    ip: dst,
+                    port: dport,
+                },
+            )
+        } else {
+            (
+                self.key(NatKind::RevSnat, dst, dport, binding.ip, binding.port),
+                NatBinding {
+                    ip: src,
+                    port: sport,
+                },
+            )
+        };
+        self.write(StateWrite::Nat(fwd, binding));
+        self.write(StateWrite::Nat(rev.0, rev.1));
+        self.tag(Tag::Nat(rev.0));
         self.note(self.device, || {
             format!(
                 "{} {}:{} -> {}:{}",
@@ -430,27 +432,33 @@ impl Sim<'_, '_> {
                         }
                     })
                     .unwrap_or(&usable[0]);
-                let b = NatBinding {
+                NatBinding {
                     ip: member.ip,
                     port: member.port,
-                };
-                let sport_real = self.m.peek().tp_src;
-                let rev = if vip.sticky {
-                    self.key_at(lb_id, NatKind::RevStickyDnat, b.ip, b.port, src, 0)
-                } else {
-                    self.key_at(lb_id, NatKind::RevDnat, b.ip, b.port, src, sport_real)
-                };
-                self.write(StateWrite::Nat(fwd, b));
-                self.write(StateWrite::Nat(
-                    rev,
-                    NatBinding {
-                        ip: dst,
-                        port: dport,
-                    },
-                ));
-                b
+                }
             }
         };
+        // Written on reuse too (refresh here and on peers).
+        let rev = if vip.sticky {
+            self.key_at(lb_id, NatKind::RevStickyDnat, b.ip, b.port, src, 0)
+        } else {
+            self.key_at(
+                lb_id,
+                NatKind::RevDnat,
+                b.ip,
+                b.port,
+                src,
+                self.m.peek().tp_src,
+            )
+        };
+        self.write(StateWrite::Nat(fwd, b));
+        self.write(StateWrite::Nat(
+            rev,
+            NatBinding {
+                ip: dst,
+                port: dport,
+            },
+        ));
         self.note(Some(lb_id), || {
             format!("VIP {}:{} -> member {}:{}", vip.ip, vip.port, b.ip, b.port)
         });

@@ -381,6 +381,9 @@ pub struct Topology {
     pub routers: FxHashMap<Id, Router>,
     pub chains: FxHashMap<Id, Chain>,
     pub port_groups: FxHashMap<Id, FxHashSet<Id>>,
+    /// Port groups whose members share connection state (flow state goes to
+    /// every member's host).
+    pub stateful_groups: FxHashSet<Id>,
     pub ip_addr_groups: FxHashMap<Id, FxHashSet<IpAddr>>,
     pub load_balancers: FxHashMap<Id, LoadBalancer>,
     pub pools: FxHashMap<Id, Pool>,

@@ -7,6 +7,7 @@ pub mod arp;
 pub mod checksum;
 pub mod dhcpv4;
 pub mod ethernet;
+pub mod flowstate;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;

@@ -67,6 +67,7 @@ fn parse_everything(b: &[u8]) {
         if let Ok(d) = DhcpPacket::new_checked(u.payload()) {
             let _ = DhcpRepr::parse(&d);
         }
+        let _ = wire::flowstate::FlowStateRepr::parse(u.payload());
         if let Ok(v) = VxlanPacket::new_checked(u.payload()) {
             parse_everything(v.payload());
         }
@@ -90,6 +91,7 @@ proptest! {
             let _ = d.options();
         }
         let _ = VxlanPacket::new_checked(&b[..]).map(|v| v.vni());
+        let _ = wire::flowstate::FlowStateRepr::parse(&b);
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! The flow-state message: connection-tracking and NAT keys one agent pushes
+//! to the others that will see a connection's packets (in-band, in a tunnel
+//! packet with the reserved key, before the data packet it belongs to).
+//!
+//! Layout (network byte order): magic `MNFS`, version, flags, conntrack
+//! count (u16), NAT count (u16), 2 reserved bytes, sender host id (16), then
+//! the entries. Conntrack entry (32 bytes): device id (16), src (4), dst (4),
+//! sport (2), dport (2), proto (1), 3 reserved. NAT entry (40 bytes): kind
+//! (1), proto (1), 2 reserved, device id (16), src (4), dst (4), sport (2),
+//! dport (2), translated address (4), translated port (2), 2 reserved.
+
+use crate::{Error, Result, be16, put16};
+use std::net::Ipv4Addr;
+
+pub const MAGIC: [u8; 4] = *b"MNFS";
+pub const VERSION: u8 = 1;
+const HEADER: usize = 28;
+const CT_LEN: usize = 32;
+const NAT_LEN: usize = 40;
+/// The UDP port of flow-state datagrams (MidoNet's).
+pub const UDP_PORT: u16 = 2925;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnEntry {
+    pub device: [u8; 16],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatEntry {
+    /// 1 FWD_SNAT, 2 FWD_DNAT, 3 FWD_STICKY_DNAT, 4 REV_SNAT, 5 REV_DNAT, 6 REV_STICKY_DNAT.
+    pub kind: u8,
+    pub proto: u8,
+    pub device: [u8; 16],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub to_ip: Ipv4Addr,
+    pub to_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FlowStateRepr {
+    pub sender: [u8; 16],
+    pub conntrack: Vec<ConnEntry>,
+    pub nat: Vec<NatEntry>,
+}
+
+fn ip(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+}
+
+fn id(b: &[u8], at: usize) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v.copy_from_slice(&b[at..at + 16]);
+    v
+}
+
+impl FlowStateRepr {
+    pub fn parse(b: &[u8]) -> Result<Self> {
+        if b.len() < HEADER || b[0..4] != MAGIC || b[4] != VERSION {
+            return Err(Error);
+        }
+        let (nc, nn) = (usize::from(be16(b, 6)), usize::from(be16(b, 8)));
+        if b.len() < HEADER + nc * CT_LEN + nn * NAT_LEN {
+            return Err(Error);
+        }
+        let mut r = FlowStateRepr {
+            sender: id(b, 12),
+            ..Default::default()
+        };
+        let mut at = HEADER;
+        for _ in 0..nc {
+            r.conntrack.push(ConnEntry {
+                device: id(b, at),
+                src: ip(b, at + 16),
+                dst: ip(b, at + 20),
+                sport: be16(b, at + 24),
+                dport: be16(b, at + 26),
+                proto: b[at + 28],
+            });
+            at += CT_LEN;
+        }
+        for _ in 0..nn {
+            if !(1..=6).contains(&b[at]) {
+                return Err(Error);
+            }
+            r.nat.push(NatEntry {
+                kind: b[at],
+                proto: b[at + 1],
+                device: id(b, at + 4),
+                src: ip(b, at + 20),
+                dst: ip(b, at + 24),
+                sport: be16(b, at + 28),
+                dport: be16(b, at + 30),
+                to_ip: ip(b, at + 32),
+                to_port: be16(b, at + 36),
+            });
+            at += NAT_LEN;
+        }
+        Ok(r)
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        HEADER + self.conntrack.len() * CT_LEN + self.nat.len() * NAT_LEN
+    }
+
+    pub fn emit(&self) -> Vec<u8> {
+        let mut b = vec![0u8; self.buffer_len()];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4] = VERSION;
+        put16(&mut b, 6, self.conntrack.len() as u16);
+        put16(&mut b, 8, self.nat.len() as u16);
+        b[12..28].copy_from_slice(&self.sender);
+        let mut at = HEADER;
+        for c in &self.conntrack {
+            b[at..at + 16].copy_from_slice(&c.device);
+            b[at + 16..at + 20].copy_from_slice(&c.src.octets());
+            b[at + 20..at + 24].copy_from_slice(&c.dst.octets());
+            put16(&mut b, at + 24, c.sport);
+            put16(&mut b, at + 26, c.dport);
+            b[at + 28] = c.proto;
+            at += CT_LEN;
+        }
+        for n in &self.nat {
+            b[at] = n.kind;
+            b[at + 1] = n.proto;
+            b[at + 4..at + 20].copy_from_slice(&n.device);
+            b[at + 20..at + 24].copy_from_slice(&n.src.octets());
+            b[at + 24..at + 28].copy_from_slice(&n.dst.octets());
+            put16(&mut b, at + 28, n.sport);
+            put16(&mut b, at + 30, n.dport);
+            b[at + 32..at + 36].copy_from_slice(&n.to_ip.octets());
+            put16(&mut b, at + 36, n.to_port);
+            at += NAT_LEN;
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FlowStateRepr {
+        FlowStateRepr {
+            sender: [7; 16],
+            conntrack: vec![ConnEntry {
+                device: [1; 16],
+                src: Ipv4Addr::new(10, 0, 0, 2),
+                dst: Ipv4Addr::new(10, 0, 0, 1),
+                sport: 80,
+                dport: 40000,
+                proto: 6,
+            }],
+            nat: vec![NatEntry {
+                kind: 4,
+                proto: 6,
+                device: [2; 16],
+                src: Ipv4Addr::new(203, 0, 113, 9),
+                dst: Ipv4Addr::new(203, 0, 113, 100),
+                sport: 80,
+                dport: 5000,
+                to_ip: Ipv4Addr::new(10, 0, 1, 5),
+                to_port: 40000,
+            }],
+        }
+    }
+
+    #[test]
+    fn byte_exact_layout_and_round_trip() {
+        let b = sample().emit();
+        assert_eq!(b.len(), 28 + 32 + 40);
+        assert_eq!(&b[0..12], b"MNFS\x01\x00\x00\x01\x00\x01\x00\x00");
+        assert_eq!(
+            &b[28 + 16..28 + 29],
+            &[10, 0, 0, 2, 10, 0, 0, 1, 0, 80, 0x9c, 0x40, 6]
+        );
+        assert_eq!(&b[60..62], &[4, 6]);
+        assert_eq!(&b[60 + 32..60 + 38], &[10, 0, 1, 5, 0x9c, 0x40]);
+        assert_eq!(FlowStateRepr::parse(&b).unwrap(), sample());
+    }
+
+    #[test]
+    fn short_or_foreign_messages_are_refused() {
+        let b = sample().emit();
+        assert!(FlowStateRepr::parse(&b[..b.len() - 1]).is_err());
+        let mut bad = b.clone();
+        bad[0] = b'X';
+        assert!(FlowStateRepr::parse(&bad).is_err());
+        let mut bad = b;
+        bad[60] = 9;
+        assert!(FlowStateRepr::parse(&bad).is_err(), "unknown NAT key type");
+    }
+}
