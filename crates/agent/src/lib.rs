@@ -64,7 +64,16 @@ pub async fn run(
         .map_err(|e| AgentError::Tunnel(cfg.vxlan_port, e))?;
         let waker = Arc::new(datapath::Waker::new().map_err(AgentError::Datapath)?);
         let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Control>();
-        let w = Worker::new(me, i, tunnel, ctl_rx, waker.clone(), ev_tx.clone());
+        let state_file = cfg.state_dir.join(format!("flowstate-{i}.bin"));
+        let w = Worker::new(
+            me,
+            i,
+            state_file,
+            tunnel,
+            ctl_rx,
+            waker.clone(),
+            ev_tx.clone(),
+        );
         let t = std::thread::Builder::new()
             .name(format!("datapath-{i}"))
             .spawn(move || w.run())
@@ -84,6 +93,13 @@ pub async fn run(
             }
         }
     };
+    // Connection state saved by the previous run goes back to every worker
+    // (whichever worker a connection hashes to now finds it).
+    let imported = import_state(&cfg.state_dir);
+    if !imported.is_empty() {
+        tracing::info!(entries = imported.len(), "re-imported connection state");
+        send(Control::State(imported));
+    }
     // ...except its own port sockets.
     let send_to = move |i: usize, c: Control| {
         if let Some((tx, waker)) = controls.get(i) {
@@ -257,6 +273,25 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
             }
         }
     }
+}
+
+/// The conntrack and NAT entries the workers of a previous run saved.
+fn import_state(dir: &std::path::Path) -> Vec<sim::StateWrite> {
+    let mut writes = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return writes;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("flowstate-")
+            && name.ends_with(".bin")
+            && let Ok(bytes) = std::fs::read(e.path())
+            && let Some((_, w)) = flowstate::decode(&bytes)
+        {
+            writes.extend(w);
+        }
+    }
+    writes
 }
 
 /// Opens the sockets of this host's bound ports, one per worker and in worker

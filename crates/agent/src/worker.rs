@@ -65,6 +65,10 @@ struct Parked {
 
 pub struct Worker {
     me: Uuid,
+    /// Where this worker keeps its connection state across restarts.
+    state_file: std::path::PathBuf,
+    /// Connection state changed since it was last saved.
+    state_dirty: bool,
     /// This worker's index; worker 0 also receives tunnel traffic and
     /// reports port state.
     index: usize,
@@ -93,6 +97,7 @@ impl Worker {
     pub fn new(
         me: Uuid,
         index: usize,
+        state_file: std::path::PathBuf,
         tunnel: Tunnel,
         ctl: Receiver<Control>,
         waker: Arc<Waker>,
@@ -101,6 +106,8 @@ impl Worker {
         Worker {
             me,
             index,
+            state_file,
+            state_dirty: false,
             topo: Arc::new(Topology::default()),
             state: StateTables::default(),
             flows: FlowTable::default(),
@@ -192,9 +199,39 @@ impl Worker {
 
     fn tick(&mut self, now: u64) {
         self.flows.expire(now);
+        let before = self.state.conntrack.len() + self.state.nat.len();
         self.state.expire(now);
+        self.state_dirty |= before != self.state.conntrack.len() + self.state.nat.len();
         self.waiting.retain(|p| p.deadline > now);
+        self.save_state();
         let _ = self.events.send(Event::Stats(self.index, self.dp.stats()));
+    }
+
+    /// Writes the live conntrack and NAT entries (the flow-state message
+    /// format) so that a restarted agent re-imports them: a `kill -9` of the
+    /// agent does not break established connections.
+    fn save_state(&mut self) {
+        if !self.state_dirty {
+            return;
+        }
+        self.state_dirty = false;
+        let writes: Vec<StateWrite> = self
+            .state
+            .conntrack
+            .keys()
+            .map(|k| StateWrite::ConnTrack(*k))
+            .chain(
+                self.state
+                    .nat
+                    .iter()
+                    .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
+            )
+            .collect();
+        let bytes = crate::flowstate::encode(self.me, &writes).unwrap_or_default();
+        let tmp = self.state_file.with_extension("tmp");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.state_file);
+        }
     }
 
     fn drain_control(&mut self) -> bool {
@@ -216,6 +253,9 @@ impl Worker {
                 Control::Peers(p) => self.peers = p,
                 Control::State(writes) => {
                     let now = self.now();
+                    self.state_dirty |= writes
+                        .iter()
+                        .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)));
                     self.state.apply(&writes, now);
                     let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
                     self.flows.invalidate(&tags);
@@ -306,6 +346,10 @@ impl Worker {
             &mut out,
         );
         if !out.writes.is_empty() {
+            self.state_dirty |= out
+                .writes
+                .iter()
+                .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)));
             self.state.apply(&out.writes, now);
             let tags: Vec<Tag> = out.writes.iter().filter_map(tag_of).collect();
             self.flows.invalidate(&tags);
@@ -452,6 +496,7 @@ impl Worker {
                 Some((_sender, writes)) => {
                     self.dp.stats.flow_state_rx += 1;
                     let now = self.now();
+                    self.state_dirty = true;
                     self.state.apply(&writes, now);
                     let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
                     self.flows.invalidate(&tags);
