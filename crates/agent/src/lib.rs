@@ -391,6 +391,7 @@ fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
         ("send_errors", s.send_errors),
         ("flow_state_tx", s.flow_state_tx),
         ("flow_state_rx", s.flow_state_rx),
+        ("nat_exhausted", s.nat_exhausted),
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     let json = format!("{{{}}}\n", body.join(","));

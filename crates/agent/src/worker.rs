@@ -391,6 +391,11 @@ impl Worker {
         for e in &out.emits {
             self.deliver(&e.output, &e.frame);
         }
+        if out.verdict == Verdict::Drop(sim::DropReason::NatPortsExhausted) {
+            self.dp.stats.nat_exhausted += 1;
+            // Rate-limited by the drop flow: one line per refused flow.
+            tracing::warn!(port = %port, "NAT port exhaustion: new connection refused");
+        }
         match out.verdict {
             Verdict::Forward | Verdict::Drop(_) | Verdict::ShortDrop(_) | Verdict::ErrorDrop(_) => {
                 if let Some(spec) = &out.flow

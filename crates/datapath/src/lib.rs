@@ -33,6 +33,8 @@ pub struct Stats {
     pub send_errors: u64,
     pub flow_state_tx: u64,
     pub flow_state_rx: u64,
+    /// New connections refused because a NAT rule had no free port.
+    pub nat_exhausted: u64,
 }
 
 impl Stats {
@@ -49,6 +51,7 @@ impl Stats {
             send_errors: self.send_errors + b.send_errors,
             flow_state_tx: self.flow_state_tx + b.flow_state_tx,
             flow_state_rx: self.flow_state_rx + b.flow_state_rx,
+            nat_exhausted: self.nat_exhausted + b.nat_exhausted,
         }
     }
 }
