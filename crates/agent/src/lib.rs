@@ -52,9 +52,18 @@ pub async fn run(
     tracing::info!(host = %me, name = %cfg.host_name, cluster = %cfg.cluster, workers = cfg.workers, "agent starting");
     let n = cfg.workers.max(1);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
+    // Channels first: each worker also gets its siblings', to hand them
+    // connection state pushed by other hosts before the packets it concerns.
     let mut controls = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let waker = Arc::new(datapath::Waker::new().map_err(AgentError::Datapath)?);
+        let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Control>();
+        controls.push((ctl_tx, waker));
+        receivers.push(ctl_rx);
+    }
     let mut workers = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, ctl_rx) in receivers.into_iter().enumerate() {
         // Worker 0 receives on the tunnel port; the others only send.
         let tunnel = if i == 0 {
             datapath::Tunnel::bind(cfg.vxlan_port)
@@ -62,23 +71,27 @@ pub async fn run(
             datapath::Tunnel::sender(cfg.vxlan_port)
         }
         .map_err(|e| AgentError::Tunnel(cfg.vxlan_port, e))?;
-        let waker = Arc::new(datapath::Waker::new().map_err(AgentError::Datapath)?);
-        let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Control>();
         let state_file = cfg.state_dir.join(format!("flowstate-{i}.bin"));
+        let siblings: Vec<_> = controls
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, c)| c.clone())
+            .collect();
         let w = Worker::new(
             me,
             i,
             state_file,
             tunnel,
             ctl_rx,
-            waker.clone(),
+            controls[i].1.clone(),
+            siblings,
             ev_tx.clone(),
         );
         let t = std::thread::Builder::new()
             .name(format!("datapath-{i}"))
             .spawn(move || w.run())
             .map_err(AgentError::Datapath)?;
-        controls.push((ctl_tx, waker));
         workers.push(t);
     }
     drop(ev_tx);
@@ -150,12 +163,6 @@ pub async fn run(
                             }),
                             None => continue,
                         }
-                    }
-                    Event::Imported(writes) => {
-                        if n > 1 {
-                            send(Control::State(writes));
-                        }
-                        continue;
                     }
                     Event::Stats(i, s) => {
                         if let Some(slot) = per_worker.get_mut(i) {

@@ -45,8 +45,6 @@ pub enum Control {
 #[derive(Clone, Debug)]
 pub enum Event {
     Learned(StateWrite),
-    /// Connection state pushed by another host (for sibling workers).
-    Imported(Vec<StateWrite>),
     Stats(usize, Stats),
 }
 
@@ -69,6 +67,8 @@ pub struct Worker {
     state_file: std::path::PathBuf,
     /// Connection state changed since it was last saved.
     state_dirty: bool,
+    /// Log every simulation step by step (MIDONET_TRACE=1; for debugging).
+    trace: bool,
     /// This worker's index; worker 0 also receives tunnel traffic and
     /// reports port state.
     index: usize,
@@ -89,6 +89,9 @@ pub struct Worker {
     start: Instant,
     ctl: Receiver<Control>,
     waker: Arc<Waker>,
+    /// The other workers of this host: state pushed by other hosts goes to
+    /// them directly, queued before the data packets it belongs to.
+    siblings: Vec<(std::sync::mpsc::Sender<Control>, Arc<Waker>)>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
@@ -101,6 +104,7 @@ impl Worker {
         tunnel: Tunnel,
         ctl: Receiver<Control>,
         waker: Arc<Waker>,
+        siblings: Vec<(std::sync::mpsc::Sender<Control>, Arc<Waker>)>,
         events: tokio::sync::mpsc::UnboundedSender<Event>,
     ) -> Self {
         Worker {
@@ -108,6 +112,7 @@ impl Worker {
             index,
             state_file,
             state_dirty: false,
+            trace: std::env::var_os("MIDONET_TRACE").is_some(),
             topo: Arc::new(Topology::default()),
             state: StateTables::default(),
             flows: FlowTable::default(),
@@ -124,6 +129,7 @@ impl Worker {
             start: Instant::now(),
             ctl,
             waker,
+            siblings,
             events,
         }
     }
@@ -333,18 +339,16 @@ impl Worker {
         };
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
-        simulate(
-            &self.topo,
-            &self.state,
-            &Input {
-                in_port: port,
-                frame,
-                now,
-                trace: false,
-            },
-            &mut self.rng,
-            &mut out,
-        );
+        let input = Input {
+            in_port: port,
+            frame,
+            now,
+            trace: self.trace,
+        };
+        simulate(&self.topo, &self.state, &input, &mut self.rng, &mut out);
+        for step in &out.trace {
+            tracing::info!(device = ?step.device, "trace: {}", step.what);
+        }
         if !out.writes.is_empty() {
             self.state_dirty |= out
                 .writes
@@ -505,7 +509,10 @@ impl Worker {
                     self.state.apply(&writes, now);
                     let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
                     self.flows.invalidate(&tags);
-                    let _ = self.events.send(Event::Imported(writes));
+                    for (tx, waker) in &self.siblings {
+                        let _ = tx.send(Control::State(writes.clone()));
+                        waker.wake();
+                    }
                 }
                 None => self.dp.stats.malformed += 1,
             }
