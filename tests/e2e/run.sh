@@ -205,20 +205,29 @@ t_iperf() {
 }
 check "TCP (iperf3) across hosts" t_iperf
 
-t_stateful_sharded() {
-    # A security-group chain on vm1's port: replies come in, new connections
-    # do not. On h1 the agent runs two workers: the return path is recognised
-    # only if both directions of each connection meet on one worker.
-    # As Neutron security groups do: the chain on traffic from the VM tracks
-    # its connections; the chain on traffic to the VM lets replies in.
+# A security group on vm1's port, as Neutron's: the chain on traffic from the
+# VM tracks its connections; the chain on traffic to the VM lets replies in.
+SG=()
+sg_on_vm1() {
     local c o; c=$(mido chain create name=sg-in); o=$(mido chain create name=sg-out)
     mido rule create --chain "$o" type=accept match-forward-flow=true >/dev/null
     mido rule create --chain "$c" type=accept match-return-flow=true >/dev/null
     mido rule create --chain "$c" type=drop dl-type=2048 >/dev/null
     mido port update "${PORT[vm1]}" outbound-filter-id="$c" inbound-filter-id="$o" >/dev/null
+    SG=("$c" "$o")
     sleep 0.5
-    # Both ends on h1: connection state is local to the host (sharing it
-    # between hosts is the flow-state replication of a later issue).
+}
+sg_off_vm1() {
+    mido port update "${PORT[vm1]}" outbound-filter-id=null inbound-filter-id=null >/dev/null
+    mido chain delete "${SG[0]}"; mido chain delete "${SG[1]}"
+}
+
+t_stateful_sharded() {
+    # Replies come in, new connections do not. On h1 the agent runs two
+    # workers: the return path is recognised only if both directions of each
+    # connection meet on one worker.
+    sg_on_vm1
+    # Both ends on h1 (across hosts, see the flow-state test below).
     vm vm9 h1 02:00:00:00:00:19; vm_ip vm9 192.168.10.19/24 192.168.10.1
     local p9; p9=$(mido port create --bridge "$BA"); mido port bind "$p9" "$H1" vm9
     wait_ping vm9 192.168.10.12 5 >/dev/null
@@ -227,8 +236,7 @@ t_stateful_sharded() {
     nsx vm1 timeout 15 iperf3 -c 192.168.10.19 -t 1 -P 4 >/dev/null 2>&1 || why+="iperf3 out of vm1 failed; "
     pings vm1 192.168.10.19 3 >/dev/null || why+="vm1's own pings failed; "
     no_ping vm9 192.168.10.11 >/dev/null || why+="a new inbound ping got through; "
-    mido port update "${PORT[vm1]}" outbound-filter-id=null inbound-filter-id=null >/dev/null
-    mido chain delete "$c"; mido chain delete "$o"
+    sg_off_vm1
     echo "${why:-all as expected}"
     [[ -z $why ]]
 }
@@ -238,12 +246,7 @@ t_flow_state_cross_host() {
     # The same security group with the other end on h2: the reply is
     # simulated on h2, which learns of the connection only from the flow
     # state h1 pushes to it.
-    local c o; c=$(mido chain create name=sg2-in); o=$(mido chain create name=sg2-out)
-    mido rule create --chain "$o" type=accept match-forward-flow=true >/dev/null
-    mido rule create --chain "$c" type=accept match-return-flow=true >/dev/null
-    mido rule create --chain "$c" type=drop dl-type=2048 >/dev/null
-    mido port update "${PORT[vm1]}" outbound-filter-id="$c" inbound-filter-id="$o" >/dev/null
-    sleep 0.5
+    sg_on_vm1
     local why="" before after
     before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["flow_state_rx"])' "$E2E_STATE/agent-h2/stats.json")
     pings vm1 192.168.10.21 3 >/dev/null || why+="vm1's pings across hosts failed; "
@@ -253,8 +256,7 @@ t_flow_state_cross_host() {
     sleep 1.2
     after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["flow_state_rx"])' "$E2E_STATE/agent-h2/stats.json")
     [[ $after -gt $before ]] || why+="h2 received no flow state ($before -> $after); "
-    mido port update "${PORT[vm1]}" outbound-filter-id=null inbound-filter-id=null >/dev/null
-    mido chain delete "$c"; mido chain delete "$o"
+    sg_off_vm1
     echo "${why:-all as expected (flow-state messages at h2: $before -> $after)}"
     [[ -z $why ]]
 }
