@@ -433,6 +433,22 @@ impl<'a, 'o> Sim<'a, 'o> {
         if !br.admin_up {
             return Verdict::Drop(DropReason::AdminDown);
         }
+        // VLAN-aware bridging: a frame from a VLAN's interior port joins that
+        // VLAN (tagged towards the trunks); a tagged frame from a trunk for a
+        // VLAN with an interior port leaves through it, untagged.
+        if in_port.vlan != 0 && in_port.peer.is_some() && self.m.peek().vlan.is_none() {
+            self.m.fields_mut().vlan = Some(in_port.vlan);
+        }
+        if let Some(v) = self.m.vlan()
+            && let Some(p) = br.vlan_ports.get(&v).copied()
+            && p != in_port.id
+        {
+            self.m.fields_mut().vlan = None;
+            self.note(Some(id), || {
+                format!("VLAN {v} to its interior port {p}, untagged")
+            });
+            return self.egress(p);
+        }
         let tagged = self.m.vlan().is_some();
         let vlan = self.m.peek().vlan.unwrap_or(in_port.vlan);
         // Bridges never apply chains to tagged frames.
@@ -788,6 +804,20 @@ impl<'a, 'o> Sim<'a, 'o> {
         if let Some(e) = self.state.arp.get(&(router, ip))
             && e.expires > self.now
         {
+            // A stale entry is still used, and refreshed with a new request.
+            let learned = e.expires.saturating_sub(crate::state::ARP_EXPIRY_MS);
+            if self.now >= learned + crate::state::ARP_STALE_MS
+                && let Some(src_ip) = port.ip
+            {
+                let req = ArpRepr {
+                    op: ArpOp::Request,
+                    sha: port.mac,
+                    spa: src_ip,
+                    tha: Mac::ZERO,
+                    tpa: ip,
+                };
+                self.emit_generated(port.id, req.to_frame(port.mac, Mac::BROADCAST));
+            }
             return Ok(Some(e.mac));
         }
         if port.subnet.is_some_and(|s| !s.contains(ip)) && port.peer.is_none() {

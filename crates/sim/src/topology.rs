@@ -98,6 +98,9 @@ pub struct Bridge {
     /// Router port addresses reachable on this bridge → their MAC (ARP suppression).
     pub router_ips: FxHashMap<Ipv4Addr, Mac>,
     pub dhcp: Vec<model::DhcpSubnet>,
+    /// VLAN-aware bridging: the interior port (linked to another bridge)
+    /// that stands for each VLAN of this bridge's trunks.
+    pub vlan_ports: FxHashMap<u16, Id>,
 }
 
 #[derive(Clone, Debug)]
@@ -466,6 +469,7 @@ impl Topology {
                     .filter(|d| d.bridge_id == b.id)
                     .cloned()
                     .collect(),
+                vlan_ports: FxHashMap::default(),
             };
             let mut ports: Vec<&Port> = t
                 .ports
@@ -476,6 +480,9 @@ impl Topology {
             for p in ports {
                 if p.is_exterior() {
                     br.exterior_ports.push(p.id);
+                }
+                if p.vlan != 0 && p.peer.is_some() {
+                    br.vlan_ports.insert(p.vlan, p.id);
                 }
                 if let Some(peer) = p.peer.and_then(|q| t.ports.get(&q))
                     && matches!(peer.device, Device::Router(_))

@@ -353,3 +353,41 @@ fn tagged_frames_learn_per_vlan_and_skip_bridge_chains() {
             .is_drop()
     );
 }
+
+#[test]
+fn vlan_aware_bridge_maps_trunk_vlans_to_interior_ports() {
+    // A trunk bridge with an exterior trunk port and an interior port for
+    // VLAN 10, linked to a tenant bridge with a VM.
+    let mut n = Net::new();
+    let (trunk_br, tenant) = (n.bridge(), n.bridge());
+    let trunk = n.vm_port(trunk_br);
+    let v10 = n.bridge_port(trunk_br);
+    n.set_port(v10, |p| p.vlan_id = Some(10));
+    let up = n.bridge_port(tenant);
+    n.link(v10, up);
+    let vm = n.vm_port(tenant);
+    let mut r = Run::new(&n);
+    // Tagged 10 from the trunk: untagged to the tenant's VM.
+    let mut f = udp(mac(9), mac(1), "10.0.0.9", "10.0.0.1", 1, 2);
+    wire::ethernet::push_vlan(&mut f, 10);
+    let o = r.send(trunk, &f);
+    assert_eq!(out_ports(&o), vec![vm], "{:?}", o.trace);
+    let (_, out) = &deliver(&o, &f)[0];
+    assert_eq!(
+        wire::EthernetFrame::new_checked(&out[..]).unwrap().vlan(),
+        None
+    );
+    // From the VM: tagged 10 towards the trunk.
+    let back = udp(mac(1), mac(9), "10.0.0.1", "10.0.0.9", 2, 1);
+    let o = r.send(vm, &back);
+    assert_eq!(out_ports(&o), vec![trunk], "{:?}", o.trace);
+    let (_, out) = &deliver(&o, &back)[0];
+    assert_eq!(
+        wire::EthernetFrame::new_checked(&out[..]).unwrap().vlan(),
+        Some(10)
+    );
+    // Another VLAN has no interior port: it stays on the trunks.
+    let mut other = udp(mac(9), mac(1), "10.0.0.9", "10.0.0.1", 1, 2);
+    wire::ethernet::push_vlan(&mut other, 20);
+    assert!(!out_ports(&r.sim(trunk, &other)).contains(&vm));
+}

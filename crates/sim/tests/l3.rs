@@ -422,3 +422,25 @@ fn an_agent_compiles_only_what_its_ports_reach() {
             .any(|x| x.id == c)
     );
 }
+
+#[test]
+fn stale_arp_entries_are_used_and_refreshed_then_expire() {
+    let t = two_subnets();
+    let mut r = Run::new(&t.n);
+    r.learn(t.b2, mac(2), t.vm2);
+    r.arp(t.r, "10.0.2.5", mac(2));
+    let f = ping(mac(1), mac(0xa1), "10.0.1.5", "10.0.2.5", 64);
+    assert!(r.sim(t.vm1, &f).emits.is_empty(), "fresh: no ARP request");
+    r.now += sim::state::ARP_STALE_MS + 1;
+    let o = r.sim(t.vm1, &f);
+    assert_eq!(out_ports(&o), vec![t.vm2], "stale: still used");
+    assert_eq!(o.emits.len(), 1, "and refreshed by a request");
+    r.now += sim::state::ARP_EXPIRY_MS;
+    assert!(
+        matches!(
+            r.sim(t.vm1, &f).verdict,
+            Verdict::NotYet(Missing::Arp { .. })
+        ),
+        "expired: asked again"
+    );
+}
