@@ -16,6 +16,7 @@ pub mod kind;
 pub mod lb;
 pub mod lenient;
 pub mod misc;
+pub mod objects;
 pub mod refs;
 
 pub use addr::{Ipv4Prefix, MacAddr};
@@ -33,3 +34,4 @@ pub use misc::{
     IpAddrGroup, IpAddrGroupAddr, L2Insertion, Mirror, PortGroup, ServiceContainer,
     ServiceContainerGroup, TraceRequest, Vtep,
 };
+pub use objects::Objects;
