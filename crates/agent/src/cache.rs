@@ -115,21 +115,12 @@ impl Cache {
     /// (a full recompute).
     pub fn topology(&self, host: Uuid) -> Topology {
         let local: Vec<Uuid> = self.bindings(host).iter().map(|b| b.port).collect();
-        let o = sim::Objects {
-            bridges: self.all(),
-            routers: self.all(),
-            ports: self.all(),
-            routes: self.all(),
-            chains: self.all(),
-            rules: self.all(),
-            port_groups: self.all(),
-            ip_addr_groups: self.all(),
-            dhcp: self.all(),
-            load_balancers: self.all(),
-            pools: self.all(),
-            members: self.all(),
-            vips: self.all(),
-        };
+        let o = sim::Objects::decode(|kind| {
+            self.objects
+                .get(kind)
+                .into_iter()
+                .flat_map(|m| m.values().map(Vec::as_slice))
+        });
         Topology::build(&o.reachable_from(&local))
     }
 

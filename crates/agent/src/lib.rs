@@ -437,6 +437,7 @@ async fn watch_loop(
         let mut stream = match client
             .watch(WatchRequest {
                 after_revision: cache.revision,
+                host_id: me.to_string(),
             })
             .await
         {

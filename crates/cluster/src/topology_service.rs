@@ -3,6 +3,7 @@
 //! keeps it alive and carries its port states and learned table entries.
 
 use crate::App;
+use crate::host_view::HostView;
 use model::{Host, HostInterface, Kind};
 use nsdb::{Change, Store, StoreError};
 use std::pin::Pin;
@@ -79,7 +80,20 @@ impl topology::Topology for TopologyService {
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let store = self.app.topo.store.clone();
-        let after = req.into_inner().after_revision;
+        let req = req.into_inner();
+        let mut view = match req.host_id.as_str() {
+            "" => None,
+            h => Some(HostView::new(Uuid::parse_str(h).map_err(|_| {
+                Status::invalid_argument(format!("host id \"{h}\" is not a UUID"))
+            })?)),
+        };
+        // A filtered watch starts from a snapshot: the filter's state is not
+        // kept between connections.
+        let after = if view.is_some() {
+            0
+        } else {
+            req.after_revision
+        };
         let (initial, mut watch) = match (after, store.watch(None, after)) {
             (a, Ok(w)) if a > 0 => (Vec::new(), w),
             (_, Ok(_)) | (_, Err(StoreError::Compacted { .. })) => {
@@ -89,7 +103,12 @@ impl topology::Topology for TopologyService {
                 let w = store
                     .watch(None, rev)
                     .map_err(|e| Status::internal(e.to_string()))?;
-                (snapshot(&*store, rev), w)
+                let all = snapshot(&*store, rev);
+                let initial = match view.as_mut() {
+                    Some(v) => v.snapshot(all),
+                    None => all,
+                };
+                (initial, w)
             }
             (_, Err(e)) => return Err(Status::internal(e.to_string())),
         };
@@ -105,8 +124,14 @@ impl topology::Topology for TopologyService {
                     Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
                     Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
                 };
-                if tx.send(Ok(u)).await.is_err() {
-                    return;
+                let out = match view.as_mut() {
+                    Some(v) => v.change(u),
+                    None => vec![u],
+                };
+                for u in out {
+                    if tx.send(Ok(u)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

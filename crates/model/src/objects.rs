@@ -203,3 +203,74 @@ impl Objects {
         }
     }
 }
+
+impl Objects {
+    /// The kinds a topology is built from; any other kind (hosts, tunnel
+    /// zones, BGP) is not filtered by reachability.
+    pub const KINDS: [Kind; 13] = [
+        Bridge::KIND,
+        Router::KIND,
+        Port::KIND,
+        Route::KIND,
+        Chain::KIND,
+        Rule::KIND,
+        PortGroup::KIND,
+        IpAddrGroup::KIND,
+        DhcpSubnet::KIND,
+        LoadBalancer::KIND,
+        Pool::KIND,
+        PoolMember::KIND,
+        Vip::KIND,
+    ];
+
+    /// Decodes stored JSON: `stored(kind name)` yields that kind's stored
+    /// values. A value that does not decode is skipped (and logged by the
+    /// caller's store, which validated it on write).
+    pub fn decode<'a, I>(mut stored: impl FnMut(&'static str) -> I) -> Objects
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        fn all<'a, T: Object>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<T> {
+            values
+                .into_iter()
+                .filter_map(|b| serde_json::from_slice(b).ok())
+                .collect()
+        }
+        Objects {
+            bridges: all(stored(Bridge::KIND.name())),
+            routers: all(stored(Router::KIND.name())),
+            ports: all(stored(Port::KIND.name())),
+            routes: all(stored(Route::KIND.name())),
+            chains: all(stored(Chain::KIND.name())),
+            rules: all(stored(Rule::KIND.name())),
+            port_groups: all(stored(PortGroup::KIND.name())),
+            ip_addr_groups: all(stored(IpAddrGroup::KIND.name())),
+            dhcp: all(stored(DhcpSubnet::KIND.name())),
+            load_balancers: all(stored(LoadBalancer::KIND.name())),
+            pools: all(stored(Pool::KIND.name())),
+            members: all(stored(PoolMember::KIND.name())),
+            vips: all(stored(Vip::KIND.name())),
+        }
+    }
+
+    /// Every object as (kind name, id).
+    pub fn ids(&self) -> HashSet<(&'static str, Uuid)> {
+        fn of<T: Object>(v: &[T]) -> impl Iterator<Item = (&'static str, Uuid)> + '_ {
+            v.iter().map(|o| (T::KIND.name(), o.id()))
+        }
+        of(&self.bridges)
+            .chain(of(&self.routers))
+            .chain(of(&self.ports))
+            .chain(of(&self.routes))
+            .chain(of(&self.chains))
+            .chain(of(&self.rules))
+            .chain(of(&self.port_groups))
+            .chain(of(&self.ip_addr_groups))
+            .chain(of(&self.dhcp))
+            .chain(of(&self.load_balancers))
+            .chain(of(&self.pools))
+            .chain(of(&self.members))
+            .chain(of(&self.vips))
+            .collect()
+    }
+}
