@@ -102,6 +102,31 @@ t_flood() {
 check "unknown unicast floods across hosts" t_flood
 check "bridges are isolated (vm6 cannot reach vm1)" no_ping vm6 192.168.10.11
 
+holds() { # HOST ID: the agent on HOST has object ID in its topology cache
+    grep -q "\"$2\"" "$E2E_STATE/agent-$1/topology.json" 2>/dev/null
+}
+until_holds() { # HOST ID yes|no: wait up to 5 s for the cache to (not) hold ID
+    local i
+    for i in $(seq 50); do
+        if holds "$1" "$2"; then [[ $3 == yes ]] && return 0; else [[ $3 == no ]] && return 0; fi
+        sleep 0.1
+    done
+    echo "agent $1: holds $2 should be $3" >&2; return 1
+}
+t_reachable_only() {
+    # h2 serves net-a and net-b ports, never the isolated bridge; h1 has vm6 on it.
+    until_holds h1 "$BC" yes && until_holds h1 "${PORT[vm6]}" yes &&
+    until_holds h2 "$BA" yes && until_holds h2 "$BB" yes && until_holds h2 "$R" yes &&
+    until_holds h2 "$BC" no && until_holds h2 "${PORT[vm6]}" no || return 1
+    # Binding a port of the isolated bridge on h2 brings it; deleting it takes it away.
+    local p; p=$(mido port create --bridge "$BC")
+    mido port bind "$p" "$H2" nosuchif
+    until_holds h2 "$BC" yes && until_holds h2 "${PORT[vm6]}" yes || return 1
+    mido port delete "$p"
+    until_holds h2 "$BC" no && until_holds h2 "${PORT[vm6]}" no
+}
+check "each agent holds only what its bound ports reach, following bindings" t_reachable_only
+
 check "L3 across subnets on one host (vm1 -> vm7)" pings vm1 192.168.20.11
 check "L3 across subnets and hosts (vm1 -> vm4)" pings vm1 192.168.20.21
 check "router answers ping on its port addresses" bash -c "$(declare -f nsx ns); P=$P; nsx vm1 ping -n -c 2 -i 0.1 -W 1 192.168.10.1 && nsx vm1 ping -n -c 2 -i 0.1 -W 1 192.168.20.1"

@@ -111,6 +111,21 @@ impl Cache {
             .and_then(|b| decode(b))
     }
 
+    /// What this agent holds, for operators and tests (`topology.json` in
+    /// the state directory): the revision and the ids of each kind.
+    pub fn summary(&self) -> String {
+        let objects: std::collections::BTreeMap<&str, Vec<&str>> = self
+            .objects
+            .iter()
+            .map(|(k, m)| {
+                let mut ids: Vec<&str> = m.keys().map(String::as_str).collect();
+                ids.sort_unstable();
+                (k.as_str(), ids)
+            })
+            .collect();
+        serde_json::json!({"revision": self.revision, "objects": objects}).to_string()
+    }
+
     /// The simulation's topology for this host: what its bound ports reach
     /// (a full recompute).
     pub fn topology(&self, host: Uuid) -> Topology {

@@ -186,7 +186,13 @@ pub async fn run(
         send_to,
         sess_tx.clone(),
     ));
-    let watch = tokio::spawn(watch_loop(cfg.cluster.clone(), me, send.clone(), bind_tx));
+    let watch = tokio::spawn(watch_loop(
+        cfg.cluster.clone(),
+        me,
+        send.clone(),
+        bind_tx,
+        cfg.state_dir.join("topology.json"),
+    ));
     // SIGUSR1: drop flows and learned state, as a cold start would.
     let flush = {
         let send = send.clone();
@@ -402,8 +408,13 @@ fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     let json = format!("{{{}}}\n", body.join(","));
+    write_atomic(path, &json);
+}
+
+/// Replaces `path` whole, so a reader never sees half a file.
+fn write_atomic(path: &std::path::Path, body: &str) {
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, json).is_ok() {
+    if std::fs::write(&tmp, body).is_ok() {
         let _ = std::fs::rename(tmp, path);
     }
 }
@@ -424,6 +435,7 @@ async fn watch_loop(
     me: Uuid,
     send: impl Fn(Control),
     bind: mpsc::UnboundedSender<Vec<cache::Binding>>,
+    summary: std::path::PathBuf,
 ) {
     let mut cache = Cache::default();
     let mut backoff = Duration::from_millis(100);
@@ -466,6 +478,7 @@ async fn watch_loop(
             }
             if consistent {
                 publish(&mut cache, me, &send, &bind);
+                write_atomic(&summary, &cache.summary());
             }
         }
         tracing::warn!(
