@@ -72,7 +72,7 @@ impl HostView {
         }
         self.visible = self.reachable();
         for (k, id) in &self.visible {
-            out.push(put(revision, k, id, self.objects[k][id].clone()));
+            out.extend(self.stored(k, id).map(|d| put(revision, k, id, d)));
         }
         match out.first_mut() {
             Some(f) => f.snapshot_begin = true,
@@ -112,13 +112,19 @@ impl HostView {
             (false, false) => {}
         }
         for (k, id) in now.difference(&self.visible).filter(|x| **x != me) {
-            out.push(put(u.revision, k, id, self.objects[k][id].clone()));
+            out.extend(self.stored(k, id).map(|d| put(u.revision, k, id, d)));
         }
         for (k, id) in self.visible.difference(&now).filter(|x| **x != me) {
             out.push(deleted(u.revision, k, id));
         }
         self.visible = now;
         out
+    }
+
+    /// The stored JSON of an object; `None` only if an object's id field
+    /// disagrees with its key, which the API never writes.
+    fn stored(&self, kind: &str, id: &str) -> Option<Vec<u8>> {
+        self.objects.get(kind).and_then(|m| m.get(id)).cloned()
     }
 
     /// A full recompute: decode everything, walk from this host's ports.
