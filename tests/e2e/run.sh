@@ -401,6 +401,59 @@ except socket.timeout:
 }
 check "SNAT from VMs on both hosts; 1000 concurrent connections; ICMP errors back" t_snat
 
+# An L4 load balancer on r1: a VIP in front of vm2 (h1, weight 1) and vm3
+# (h2, weight 3); vm4 (h2) connects through its gateway.
+cat >"$E2E_STATE/tcp_name.py" <<'PY'
+import socket, sys
+# Answers each connection with this VM's name until idle for 20 s.
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(256); s.settimeout(20)
+try:
+    while True:
+        c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()
+except socket.timeout:
+    pass
+PY
+cat >"$E2E_STATE/tcp_count.py" <<'PY'
+import socket, sys, collections
+# N connections one after another; counts the answers by name.
+dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seen = collections.Counter()
+for _ in range(n):
+    try:
+        s = socket.create_connection((dst, port), timeout=3)
+        seen[s.recv(16).decode() or "empty"] += 1
+        s.close()
+    except OSError as e:
+        seen["failed"] += 1
+print(" ".join("%s=%d" % kv for kv in sorted(seen.items())))
+PY
+t_load_balancer() {
+    local lb pool vip out pids=() why=""
+    nsx vm2 python3 "$E2E_STATE/tcp_name.py" vm2 8080 & pids+=($!)
+    nsx vm3 python3 "$E2E_STATE/tcp_name.py" vm3 8080 & pids+=($!)
+    lb=$(mido load-balancer create)
+    mido router update "$R" load-balancer-id="$lb" >/dev/null
+    pool=$(mido pool create load-balancer-id="$lb" lb-method=ROUND_ROBIN protocol=TCP)
+    mido pool-member create pool-id="$pool" address=192.168.10.12 protocol-port=8080 weight=1 >/dev/null
+    mido pool-member create pool-id="$pool" address=192.168.10.21 protocol-port=8080 weight=3 >/dev/null
+    vip=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.100 protocol-port=80)
+    sleep 0.5
+    out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.100 80 200)
+    echo "$out"
+    local n2 n3
+    n2=$(grep -o 'vm2=[0-9]*' <<<"$out" | cut -d= -f2); n3=$(grep -o 'vm3=[0-9]*' <<<"$out" | cut -d= -f2)
+    [[ $(( ${n2:-0} + ${n3:-0} )) == 200 ]] || why+="not every connection answered; "
+    # Weight 3 of 4: expect 150 of 200 (3 standard deviations: 132..168).
+    (( ${n3:-0} >= 132 && ${n3:-0} <= 168 )) || why+="vm3 got ${n3:-0} of 200; "
+    mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null
+    mido router update "$R" load-balancer-id=null >/dev/null; mido load-balancer delete "$lb" >/dev/null
+    kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+    echo "${why:-balanced by weight, every connection answered}"
+    [[ -z $why ]]
+}
+check "L4 load balancer: a VIP spreads connections across hosts by member weight" t_load_balancer
+
 t_nat_survives_gateway_restart() {
     # A long-lived TCP connection through SNAT on h2 (vm3 -> outside); kill -9
     # of h2's agent mid-connection; the restarted agent re-imports the NAT
