@@ -77,6 +77,23 @@ pub fn render_all<T: Resource>(app: &App, req: &Req, items: impl IntoIterator<It
     ))
 }
 
+/// A read-only sub-collection: the `C`s whose `owner` is the `P` named by
+/// the path's id (404 when that `P` does not exist).
+pub fn list_owned_by<P: Object, C: Resource>(
+    app: &App,
+    req: &Req,
+    owner: impl Fn(&C) -> Option<Uuid>,
+) -> Result<Resp, ApiError> {
+    let id = req.id("id")?;
+    app.topo.must::<P>(id)?;
+    let items = app
+        .topo
+        .all::<C>()?
+        .into_iter()
+        .filter(|c| owner(c) == Some(id));
+    Ok(render_all(app, req, items))
+}
+
 pub fn tenant_matches(tenant: &Option<String>, req: &Req) -> bool {
     match req.query.get("tenant_id") {
         Some(t) if !t.is_empty() => tenant.as_deref() == Some(t.as_str()),
@@ -95,14 +112,7 @@ pub fn get<T: Resource>(app: &App, req: &Req) -> Result<Resp, ApiError> {
 
 /// Lists the `T`s under parent `P` named by `{id}` in the path.
 pub fn list_under<T: Resource, P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let pid = req.id("id")?;
-    app.topo.must::<P>(pid)?;
-    let items = app
-        .topo
-        .all::<T>()?
-        .into_iter()
-        .filter(|o| o.parent() == Some(pid));
-    Ok(render_all(app, req, items))
+    list_owned_by::<P, T>(app, req, T::parent)
 }
 
 fn insert<T: Resource>(

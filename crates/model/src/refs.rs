@@ -432,32 +432,26 @@ fn many(out: &mut Vec<(&'static str, Kind, Uuid)>, p: &'static str, k: Kind, v: 
     out.extend(v.iter().map(|id| (p, k, *id)));
 }
 
+/// What bridges, routers and ports all name: their two filters and two
+/// mirror lists.
+fn device_refs(
+    out: &mut Vec<(&'static str, Kind, Uuid)>,
+    [inbound, outbound]: [Option<Uuid>; 2],
+    [in_mirrors, out_mirrors]: [&[Uuid]; 2],
+) {
+    opt(out, "inboundFilterId", Kind::Chain, inbound);
+    opt(out, "outboundFilterId", Kind::Chain, outbound);
+    many(out, "inboundMirrorIds", Kind::Mirror, in_mirrors);
+    many(out, "outboundMirrorIds", Kind::Mirror, out_mirrors);
+}
+
 impl Refs for Bridge {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(
+        device_refs(
             &mut o,
-            "inboundFilterId",
-            Kind::Chain,
-            self.inbound_filter_id,
-        );
-        opt(
-            &mut o,
-            "outboundFilterId",
-            Kind::Chain,
-            self.outbound_filter_id,
-        );
-        many(
-            &mut o,
-            "inboundMirrorIds",
-            Kind::Mirror,
-            &self.inbound_mirror_ids,
-        );
-        many(
-            &mut o,
-            "outboundMirrorIds",
-            Kind::Mirror,
-            &self.outbound_mirror_ids,
+            [self.inbound_filter_id, self.outbound_filter_id],
+            [&self.inbound_mirror_ids, &self.outbound_mirror_ids],
         );
         o
     }
@@ -466,17 +460,10 @@ impl Refs for Bridge {
 impl Refs for Router {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(
+        device_refs(
             &mut o,
-            "inboundFilterId",
-            Kind::Chain,
-            self.inbound_filter_id,
-        );
-        opt(
-            &mut o,
-            "outboundFilterId",
-            Kind::Chain,
-            self.outbound_filter_id,
+            [self.inbound_filter_id, self.outbound_filter_id],
+            [&self.inbound_mirror_ids, &self.outbound_mirror_ids],
         );
         opt(
             &mut o,
@@ -491,18 +478,6 @@ impl Refs for Router {
             Kind::LoadBalancer,
             self.load_balancer_id,
         );
-        many(
-            &mut o,
-            "inboundMirrorIds",
-            Kind::Mirror,
-            &self.inbound_mirror_ids,
-        );
-        many(
-            &mut o,
-            "outboundMirrorIds",
-            Kind::Mirror,
-            &self.outbound_mirror_ids,
-        );
         o
     }
 }
@@ -510,29 +485,10 @@ impl Refs for Router {
 impl Refs for Port {
     fn refs(&self) -> Vec<(&'static str, Kind, Uuid)> {
         let mut o = Vec::new();
-        opt(
+        device_refs(
             &mut o,
-            "inboundFilterId",
-            Kind::Chain,
-            self.inbound_filter_id,
-        );
-        opt(
-            &mut o,
-            "outboundFilterId",
-            Kind::Chain,
-            self.outbound_filter_id,
-        );
-        many(
-            &mut o,
-            "inboundMirrorIds",
-            Kind::Mirror,
-            &self.inbound_mirror_ids,
-        );
-        many(
-            &mut o,
-            "outboundMirrorIds",
-            Kind::Mirror,
-            &self.outbound_mirror_ids,
+            [self.inbound_filter_id, self.outbound_filter_id],
+            [&self.inbound_mirror_ids, &self.outbound_mirror_ids],
         );
         many(
             &mut o,

@@ -3,7 +3,7 @@
 use crate::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
-use crate::rest::{Links, Resource, link, opt_link, render_all};
+use crate::rest::{Links, Resource, link, list_owned_by, opt_link};
 use crate::topo::Writer;
 use model::{HealthMonitor, LoadBalancer, Pool, PoolMember, Vip};
 use uuid::Uuid;
@@ -55,14 +55,7 @@ impl Resource for HealthMonitor {
 }
 
 pub fn monitor_pools(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let id = req.id("id")?;
-    app.topo.must::<HealthMonitor>(id)?;
-    let pools = app
-        .topo
-        .all::<Pool>()?
-        .into_iter()
-        .filter(|p| p.health_monitor_id == Some(id));
-    Ok(render_all(app, req, pools))
+    list_owned_by::<HealthMonitor, Pool>(app, req, |p| p.health_monitor_id)
 }
 
 impl Resource for Pool {
@@ -183,12 +176,5 @@ impl DeriveLb for Vip {
 }
 
 pub fn lb_vips(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let id = req.id("id")?;
-    app.topo.must::<LoadBalancer>(id)?;
-    let vips = app
-        .topo
-        .all::<Vip>()?
-        .into_iter()
-        .filter(|v| v.load_balancer_id == Some(id));
-    Ok(render_all(app, req, vips))
+    list_owned_by::<LoadBalancer, Vip>(app, req, |v| v.load_balancer_id)
 }
