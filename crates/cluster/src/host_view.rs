@@ -4,6 +4,7 @@
 //! zones, port states, learned tables). An agent on a host with two VMs of
 //! one tenant never receives, parses or holds another tenant's topology.
 
+use crate::topology_service::frame;
 use model::{Objects, Port};
 use std::collections::{HashMap, HashSet};
 use topology::v1::Update;
@@ -74,19 +75,7 @@ impl HostView {
         for (k, id) in &self.visible {
             out.extend(self.stored(k, id).map(|d| put(revision, k, id, d)));
         }
-        match out.first_mut() {
-            Some(f) => f.snapshot_begin = true,
-            None => out.push(Update {
-                revision,
-                snapshot_begin: true,
-                ..Default::default()
-            }),
-        }
-        out.push(Update {
-            revision,
-            snapshot_end: true,
-            ..Default::default()
-        });
+        frame(&mut out, revision);
         out
     }
 

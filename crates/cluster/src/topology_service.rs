@@ -54,6 +54,13 @@ fn snapshot(store: &dyn Store, revision: u64) -> Vec<Update> {
             ));
         }
     }
+    frame(&mut out, revision);
+    out
+}
+
+/// Marks `out` as one snapshot: begin on its first update (or an empty
+/// marker), and an end marker after its last.
+pub(crate) fn frame(out: &mut Vec<Update>, revision: u64) {
     match out.first_mut() {
         Some(f) => f.snapshot_begin = true,
         None => out.push(Update {
@@ -67,7 +74,6 @@ fn snapshot(store: &dyn Store, revision: u64) -> Vec<Update> {
         snapshot_end: true,
         ..Default::default()
     });
-    out
 }
 
 #[tonic::async_trait]

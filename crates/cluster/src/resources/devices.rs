@@ -12,18 +12,17 @@ use serde_json::Value;
 use std::net::Ipv4Addr;
 use uuid::Uuid;
 
+/// The two filter links every device and port has.
+fn filter_links(m: &mut Links, base: &str, inbound: Option<Uuid>, outbound: Option<Uuid>) {
+    m.insert("inboundFilter".into(), opt_link(base, "chains", inbound));
+    m.insert("outboundFilter".into(), opt_link(base, "chains", outbound));
+}
+
 impl Resource for Bridge {
     const PATH: &'static str = "bridges";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         let me = format!("bridges/{}", self.id);
-        m.insert(
-            "inboundFilter".into(),
-            opt_link(base, "chains", self.inbound_filter_id),
-        );
-        m.insert(
-            "outboundFilter".into(),
-            opt_link(base, "chains", self.outbound_filter_id),
-        );
+        filter_links(m, base, self.inbound_filter_id, self.outbound_filter_id);
         m.insert("ports".into(), link(base, format!("{me}/ports")));
         m.insert("peerPorts".into(), link(base, format!("{me}/peer_ports")));
         m.insert("vxLanPorts".into(), link(base, format!("{me}/vxlan_ports")));
@@ -88,14 +87,7 @@ impl Resource for Router {
     const PATH: &'static str = "routers";
     fn links(&self, _app: &App, base: &str, m: &mut Links) {
         let me = format!("routers/{}", self.id);
-        m.insert(
-            "inboundFilter".into(),
-            opt_link(base, "chains", self.inbound_filter_id),
-        );
-        m.insert(
-            "outboundFilter".into(),
-            opt_link(base, "chains", self.outbound_filter_id),
-        );
+        filter_links(m, base, self.inbound_filter_id, self.outbound_filter_id);
         m.insert(
             "localRedirectChain".into(),
             opt_link(base, "chains", self.local_redirect_chain_id),
@@ -166,14 +158,7 @@ impl Resource for Port {
                 None => Value::Null,
             },
         );
-        m.insert(
-            "inboundFilter".into(),
-            opt_link(base, "chains", self.inbound_filter_id),
-        );
-        m.insert(
-            "outboundFilter".into(),
-            opt_link(base, "chains", self.outbound_filter_id),
-        );
+        filter_links(m, base, self.inbound_filter_id, self.outbound_filter_id);
         if self.is_router_port() {
             m.insert(
                 "peeringTable".into(),
