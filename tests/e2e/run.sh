@@ -372,19 +372,28 @@ t_snat() {
         [[ $got == "198.51.100.1 "* ]] || why+="$v was seen as '$got'; "
     done
     wait $sp
-    # 1,000 concurrent connections from two VMs (on h2), all through SNAT,
-    # each with its own mapping. (Hosts allocate SNAT ports independently
-    # until NAT port-block leasing lands, so this stays on one host.)
+    # 1,000 concurrent connections from three VMs on both hosts (vm9 on h1's
+    # two workers), all through SNAT on r1 with ports leased in blocks
+    # through the NSDB: every connection gets its own mapping.
     nsx ext timeout 90 python3 "$E2E_STATE/tcp_echo_peer.py" 203.0.113.9 9001 1000 "$E2E_STATE/snat1000.txt" &
     sp=$!; sleep 0.5
-    nsx vm3 timeout 80 python3 "$E2E_STATE/tcp_clients.py" 203.0.113.9 9001 500 >"$E2E_STATE/ok3.txt" &
+    nsx vm3 timeout 80 python3 "$E2E_STATE/tcp_clients.py" 203.0.113.9 9001 400 >"$E2E_STATE/ok3.txt" &
     local c3=$!
-    local ok9; ok9=$(nsx vm4 timeout 80 python3 "$E2E_STATE/tcp_clients.py" 203.0.113.9 9001 500)
-    wait $c3; wait $sp
-    local ok3; ok3=$(cat "$E2E_STATE/ok3.txt")
+    nsx vm4 timeout 80 python3 "$E2E_STATE/tcp_clients.py" 203.0.113.9 9001 300 >"$E2E_STATE/ok4.txt" &
+    local c4=$!
+    local ok9; ok9=$(nsx vm9 timeout 80 python3 "$E2E_STATE/tcp_clients.py" 203.0.113.9 9001 300)
+    wait $c3; wait $c4; wait $sp
+    local ok3 ok4; ok3=$(cat "$E2E_STATE/ok3.txt"); ok4=$(cat "$E2E_STATE/ok4.txt")
     local distinct; distinct=$(sort -u "$E2E_STATE/snat1000.txt" | grep -c '^198.51.100.1 ')
-    [[ $ok3 == 500 && $ok9 == 500 && $distinct == 1000 ]] ||
-        why+="concurrent: $ok3 + $ok9 of 1000 answered, $distinct distinct mappings; "
+    [[ $ok3 == 400 && $ok4 == 300 && $ok9 == 300 && $distinct == 1000 ]] ||
+        why+="concurrent: $ok3 + $ok4 + $ok9 of 1000 answered, $distinct distinct mappings; "
+    # Both hosts allocated from port blocks they leased, never the same one.
+    python3 - "$E2E_STATE" <<'PYB' || why+="SNAT port blocks missing or shared between hosts; "
+import json, sys
+held = [set((d, ip, b) for d, ip, b, _ in json.load(open(f"{sys.argv[1]}/agent-{h}/nat_blocks.json"))) for h in ("h1", "h2")]
+print("blocks held: h1 %d, h2 %d" % (len(held[0]), len(held[1])))
+sys.exit(0 if held[0] and held[1] and not held[0] & held[1] else 1)
+PYB
     # An ICMP error from outside (port unreachable) reaches the right VM.
     nsx vm3 timeout 5 python3 -c '
 import socket, sys
@@ -396,10 +405,10 @@ except ConnectionRefusedError:
     sys.exit(0)
 except socket.timeout:
     sys.exit(2)' || why+="no port-unreachable came back through SNAT; "
-    echo "${why:-SNAT seen as 198.51.100.1 from both hosts; 1000 concurrent connections with 1000 mappings; ICMP error translated}"
+    echo "${why:-SNAT seen as 198.51.100.1 from both hosts; 1000 concurrent connections from both hosts with 1000 mappings; ICMP error translated}"
     [[ -z $why ]]
 }
-check "SNAT from VMs on both hosts; 1000 concurrent connections; ICMP errors back" t_snat
+check "SNAT from VMs on both hosts; 1000 concurrent connections from both hosts, ports leased in blocks; ICMP errors back" t_snat
 
 # An L4 load balancer on r1: a VIP in front of vm2 (h1, weight 1) and vm3
 # (h2, weight 3); vm4 (h2) connects through its gateway.

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod flowstate;
 pub mod host;
+pub mod nat_leases;
 pub mod worker;
 
 use cache::Cache;
@@ -140,7 +141,27 @@ pub async fn run(
             })
             .collect(),
     };
-    let session = tokio::spawn(session_loop(cfg.cluster.clone(), hello, sess_rx));
+    let (lease_tx, lease_rx) = mpsc::unbounded_channel::<nat_leases::LeaseEvent>();
+    let session = tokio::spawn(session_loop(
+        cfg.cluster.clone(),
+        hello,
+        sess_rx,
+        lease_tx.clone(),
+    ));
+    let leases = {
+        let sess_tx = sess_tx.clone();
+        tokio::spawn(nat_leases::run(
+            nat_leases::Leases::new(
+                cfg.state_dir.join("nat_blocks.json"),
+                n,
+                move |m| {
+                    let _ = sess_tx.send(m);
+                },
+                send_to.clone(),
+            ),
+            lease_rx,
+        ))
+    };
     let stats_file = cfg.state_dir.join("stats.json");
     let events = {
         let sess_tx = sess_tx.clone();
@@ -163,6 +184,10 @@ pub async fn run(
                             }),
                             None => continue,
                         }
+                    }
+                    Event::Lease(e) => {
+                        let _ = lease_tx.send(e);
+                        continue;
                     }
                     Event::Stats(i, s) => {
                         if let Some(slot) = per_worker.get_mut(i) {
@@ -213,6 +238,7 @@ pub async fn run(
     watch.abort();
     binder.abort();
     flush.abort();
+    leases.abort();
     session.abort();
     events.abort();
     send(Control::Shutdown);
@@ -233,7 +259,12 @@ async fn connect(url: &str) -> Option<topology::TopologyClient<tonic::transport:
 
 /// Keeps a session open, reconnecting with backoff, replaying state on each
 /// new session.
-async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn session_loop(
+    url: String,
+    hello: HostInfo,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    leases: mpsc::UnboundedSender<nat_leases::LeaseEvent>,
+) {
     let mut current: rustc_hash::FxHashMap<String, Msg> = rustc_hash::FxHashMap::default();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -276,6 +307,19 @@ async fn session_loop(url: String, hello: HostInfo, mut rx: mpsc::UnboundedRecei
                     Some(Ok(ev)) => {
                         if ev.registered {
                             tracing::info!("{}", ev.message);
+                        }
+                        if let Some(l) = ev.lease {
+                            // Held blocks are claimed again on a new session.
+                            if l.granted && l.request_id != 0 {
+                                remember(&mut current, Msg::Lease(topology::v1::NatLease {
+                                    device_id: l.device_id.clone(),
+                                    ip: l.ip.clone(),
+                                    specific: true,
+                                    block: l.block,
+                                    ..Default::default()
+                                }));
+                            }
+                            let _ = leases.send(nat_leases::LeaseEvent::Reply(l));
                         }
                     }
                     _ => {
@@ -419,13 +463,32 @@ fn write_atomic(path: &std::path::Path, body: &str) {
     }
 }
 
+/// Keeps what a new session must be told again: port states, learned
+/// entries, held SNAT blocks (granted ones; a release forgets its block).
 fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
     let key = match &m {
         Msg::Port(p) => format!("port/{}", p.port_id),
         Msg::Table(t) => format!("table/{}/{}", t.table, t.key),
-        Msg::Hello(_) => return,
+        Msg::Lease(l) if l.specific || l.release => {
+            format!("lease/{}/{}/{}", l.device_id, l.ip, l.block)
+        }
+        Msg::Lease(_) | Msg::Hello(_) => return,
     };
-    current.insert(key, m);
+    match m {
+        Msg::Lease(l) if l.release => {
+            current.remove(&key);
+        }
+        // Replayed claims carry no request id: their replies concern no waiter.
+        Msg::Lease(l) => {
+            current.insert(
+                key,
+                Msg::Lease(topology::v1::NatLease { request_id: 0, ..l }),
+            );
+        }
+        m => {
+            current.insert(key, m);
+        }
+    }
 }
 
 /// Follows the topology, resuming from the last revision after a reconnect,

@@ -36,16 +36,41 @@ pub enum Control {
     Peers(FxHashMap<Uuid, Ipv4Addr>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
+    /// An answer to this worker's SNAT port-block request.
+    NatLease(NatLeaseUpdate),
     /// Forget every flow and learned entry (the benchmark's cold start).
     Flush,
     Shutdown,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NatLeaseUpdate {
+    Granted {
+        device: Uuid,
+        ip: Ipv4Addr,
+        block: u16,
+    },
+    /// No block: refuse new connections to this address for a while.
+    Refused { device: Uuid, ip: Ipv4Addr },
+    /// The block is someone else's now.
+    Lost {
+        device: Uuid,
+        ip: Ipv4Addr,
+        block: u16,
+    },
+}
+
+/// New SNAT connections are refused this long after a lease failed.
+const NAT_REFUSED_MS: u64 = 1_000;
+/// A block is kept at least this long after its lease, used or not.
+const NAT_BLOCK_MIN_MS: u64 = 10_000;
+
 /// What the worker tells the agent.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Event {
     Learned(StateWrite),
     Stats(usize, Stats),
+    Lease(crate::nat_leases::LeaseEvent),
 }
 
 struct LocalPort {
@@ -82,6 +107,10 @@ pub struct Worker {
     dp: UserspaceDatapath,
     peers: FxHashMap<Uuid, Ipv4Addr>,
     waiting: Vec<Parked>,
+    /// SNAT port blocks asked for and not answered yet.
+    lease_pending: rustc_hash::FxHashSet<(Uuid, Ipv4Addr)>,
+    /// When each owned block was leased.
+    leased_at: FxHashMap<(Uuid, Ipv4Addr, u16), u64>,
     /// Receive buffers (taken while a batch is processed).
     rx: Option<RxBatch>,
     rng: XorShift,
@@ -114,7 +143,10 @@ impl Worker {
             state_dirty: false,
             trace: std::env::var_os("MIDONET_TRACE").is_some(),
             topo: Arc::new(Topology::default()),
-            state: StateTables::default(),
+            state: StateTables {
+                nat_leasing: true,
+                ..Default::default()
+            },
             flows: FlowTable::default(),
             ports: FxHashMap::default(),
             by_id: FxHashMap::default(),
@@ -123,6 +155,8 @@ impl Worker {
             dp: UserspaceDatapath::new(tunnel, index == 0),
             peers: FxHashMap::default(),
             waiting: Vec::new(),
+            lease_pending: Default::default(),
+            leased_at: Default::default(),
             rx: Some(RxBatch::default()),
             rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
@@ -209,8 +243,78 @@ impl Worker {
         self.state.expire(now);
         self.state_dirty |= before != self.state.conntrack.len() + self.state.nat.len();
         self.waiting.retain(|p| p.deadline > now);
+        self.release_unused_blocks(now);
         self.save_state();
         let _ = self.events.send(Event::Stats(self.index, self.dp.stats()));
+    }
+
+    /// Gives back owned SNAT blocks no live binding uses (once their
+    /// connections have idled out), so addresses do not fill with leases.
+    fn release_unused_blocks(&mut self, now: u64) {
+        if self.leased_at.is_empty() {
+            return;
+        }
+        let mut used: rustc_hash::FxHashSet<(Uuid, Ipv4Addr, u16)> = Default::default();
+        for k in self.state.nat.keys() {
+            if k.kind == sim::NatKind::RevSnat {
+                used.insert((k.device, k.dst, k.dport / sim::NAT_BLOCK_PORTS));
+            }
+        }
+        let unused: Vec<(Uuid, Ipv4Addr, u16)> = self
+            .leased_at
+            .iter()
+            .filter(|(k, t)| now >= **t + NAT_BLOCK_MIN_MS && !used.contains(*k))
+            .map(|(k, _)| *k)
+            .collect();
+        for (device, ip, block) in unused {
+            self.drop_block(device, ip, block);
+            let _ = self
+                .events
+                .send(Event::Lease(crate::nat_leases::LeaseEvent::Unused {
+                    worker: self.index,
+                    device,
+                    ip,
+                    block,
+                }));
+        }
+    }
+
+    fn drop_block(&mut self, device: Uuid, ip: Ipv4Addr, block: u16) {
+        self.leased_at.remove(&(device, ip, block));
+        if let Some(v) = self.state.nat_blocks.get_mut(&(device, ip)) {
+            v.retain(|b| *b != block);
+            if v.is_empty() {
+                self.state.nat_blocks.remove(&(device, ip));
+            }
+        }
+    }
+
+    fn on_nat_lease(&mut self, u: NatLeaseUpdate) {
+        let now = self.now();
+        let (device, ip) = match u {
+            NatLeaseUpdate::Granted { device, ip, block } => {
+                let v = self.state.nat_blocks.entry((device, ip)).or_default();
+                if !v.contains(&block) {
+                    v.push(block);
+                }
+                self.leased_at.insert((device, ip, block), now);
+                (device, ip)
+            }
+            NatLeaseUpdate::Refused { device, ip } => {
+                self.state
+                    .nat_refused
+                    .insert((device, ip), now + NAT_REFUSED_MS);
+                (device, ip)
+            }
+            NatLeaseUpdate::Lost { device, ip, block } => {
+                self.drop_block(device, ip, block);
+                return;
+            }
+        };
+        self.lease_pending.remove(&(device, ip));
+        self.retry(
+            |m| matches!(m, Missing::NatBlock { device: d, ip: i, .. } if *d == device && *i == ip),
+        );
     }
 
     /// Writes the live conntrack and NAT entries (the flow-state message
@@ -246,7 +350,12 @@ impl Worker {
                 Control::Shutdown => return false,
                 Control::Flush => {
                     self.flows.clear();
-                    self.state = StateTables::default();
+                    // Learned entries go; leased port blocks stay this worker's.
+                    self.state = StateTables {
+                        nat_leasing: true,
+                        nat_blocks: std::mem::take(&mut self.state.nat_blocks),
+                        ..Default::default()
+                    };
                     self.waiting.clear();
                 }
                 Control::Topology { topo, invalidate } => {
@@ -256,6 +365,7 @@ impl Worker {
                     self.retry(|_| true);
                 }
                 Control::Bindings(b) => self.set_bindings(b),
+                Control::NatLease(u) => self.on_nat_lease(u),
                 Control::Peers(p) => self.peers = p,
                 Control::State(writes) => {
                     let now = self.now();
@@ -369,12 +479,25 @@ impl Worker {
             }
         }
         // Connection state goes to the hosts that will see the connection,
-        // ahead of the packet itself.
+        // ahead of the packet itself, and to this host's other workers: a
+        // translated reply hashes to whichever worker its new 5-tuple picks.
         if out
             .writes
             .iter()
             .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)))
         {
+            if !self.siblings.is_empty() {
+                let conn: Vec<StateWrite> = out
+                    .writes
+                    .iter()
+                    .filter(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)))
+                    .cloned()
+                    .collect();
+                for (tx, waker) in &self.siblings {
+                    let _ = tx.send(Control::State(conn.clone()));
+                    waker.wake();
+                }
+            }
             let hosts = crate::flowstate::interested_hosts(
                 &self.topo,
                 self.me,
@@ -426,6 +549,18 @@ impl Worker {
                 }
             }
             Verdict::NotYet(missing) => {
+                if let Missing::NatBlock { device, ip, ports } = missing
+                    && self.lease_pending.insert((device, ip))
+                {
+                    let _ = self
+                        .events
+                        .send(Event::Lease(crate::nat_leases::LeaseEvent::Wanted {
+                            worker: self.index,
+                            device,
+                            ip,
+                            ports,
+                        }));
+                }
                 if self.waiting.len() < WAITING_ROOM_MAX {
                     self.waiting.push(Parked {
                         port_no,

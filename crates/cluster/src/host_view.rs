@@ -43,6 +43,11 @@ fn deleted(revision: u64, kind: &str, id: &str) -> Update {
     }
 }
 
+/// Cluster bookkeeping agents have no use for (SNAT block leases).
+fn is_private(u: &Update) -> bool {
+    u.kind == "state" && u.id.starts_with("NatBlock/")
+}
+
 impl HostView {
     pub fn new(host: Uuid) -> Self {
         HostView {
@@ -58,6 +63,9 @@ impl HostView {
         let mut out = Vec::new();
         for u in all {
             if u.kind.is_empty() {
+                continue;
+            }
+            if is_private(&u) {
                 continue;
             }
             match topology_kind(&u.kind) {
@@ -83,6 +91,9 @@ impl HostView {
     /// when the host sees (or saw) the object, and whatever it newly reaches
     /// or no longer reaches because of it.
     pub fn change(&mut self, u: Update) -> Vec<Update> {
+        if is_private(&u) {
+            return Vec::new();
+        }
         let Some(kind) = topology_kind(&u.kind) else {
             return vec![u];
         };

@@ -6,6 +6,7 @@ pub mod error;
 pub mod host_view;
 pub mod http;
 pub mod media;
+pub mod nat_leases;
 pub mod openapi;
 pub mod resources;
 pub mod rest;

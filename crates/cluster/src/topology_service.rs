@@ -165,6 +165,7 @@ impl topology::Topology for TopologyService {
                         Some(SessionEvent {
                             registered: true,
                             message: format!("host {id} registered"),
+                            lease: None,
                         })
                     }),
                     Some(Msg::Port(p)) => {
@@ -189,6 +190,10 @@ impl topology::Topology for TopologyService {
                         };
                         r.map(|_| None).map_err(|e| e.to_string())
                     }
+                    Some(Msg::Lease(l)) => Ok(Some(SessionEvent {
+                        lease: Some(crate::nat_leases::handle(&*store, session, host, &l)),
+                        ..Default::default()
+                    })),
                     None => Ok(None),
                 };
                 match result {

@@ -18,5 +18,7 @@ pub mod topology;
 pub use engine::{Input, MAX_HOPS, Random, XorShift, simulate, simulate_generated};
 pub use flow::{FieldSet, Fields, Frag};
 pub use result::*;
-pub use state::{ConnKey, NatBinding, NatKey, NatKind, StateTables, StateWrite};
+pub use state::{
+    ConnKey, NAT_BLOCK_PORTS, NatBinding, NatKey, NatKind, StateTables, StateWrite, nat_block_ports,
+};
 pub use topology::{Objects, Topology};

@@ -5,7 +5,7 @@
 use crate::engine::Sim;
 use crate::flow::field;
 use crate::result::{Action, Missing, Tag};
-use crate::state::{NatBinding, NatKey, NatKind, StateWrite};
+use crate::state::{NatBinding, NatKey, NatKind, StateWrite, nat_block_ports};
 use crate::topology::{Id, NatTarget};
 use std::net::Ipv4Addr;
 use wire::ipv4::Protocol;
@@ -146,7 +146,7 @@ impl Sim<'_, '_> {
         self.stateful = true;
         let binding = match self.nat_lookup(&fwd) {
             Some(b) => b,
-            None => match self.allocate(dnat, targets, sport, dst, dport, icmp) {
+            None => match self.allocate(dnat, targets, sport, dst, dport, icmp)? {
                 Some(b) => b,
                 None => {
                     self.nat_exhausted = true;
@@ -211,7 +211,7 @@ impl Sim<'_, '_> {
         dst: Ipv4Addr,
         dport: u16,
         icmp: bool,
-    ) -> Option<NatBinding> {
+    ) -> Result<Option<NatBinding>, Missing> {
         let t = &targets[self.random() as usize % targets.len()];
         let (ip_lo, ip_hi) = (
             u32::from(t.ip_from),
@@ -225,7 +225,7 @@ impl Sim<'_, '_> {
             } else {
                 self.random_in(t.port_from.into(), t.port_to.into()) as u16
             };
-            return Some(NatBinding { ip, port });
+            return Ok(Some(NatBinding { ip, port }));
         }
         let (plo, phi) = if keep_ports {
             SNAT_PORTS
@@ -233,20 +233,23 @@ impl Sim<'_, '_> {
             (t.port_from.max(1), t.port_to.max(t.port_from))
         };
         if icmp {
-            return Some(NatBinding {
+            return Ok(Some(NatBinding {
                 ip: Ipv4Addr::from(self.random_in(ip_lo, ip_hi)),
                 port: sport,
-            });
+            }));
         }
         // A port is free for this destination if no reply key uses it yet.
         let free = |s: &Self, ip: Ipv4Addr, port: u16| {
             !s.nat_taken(&s.key(NatKind::RevSnat, dst, dport, ip, port))
         };
+        if self.state.nat_leasing {
+            return self.allocate_leased((ip_lo, ip_hi), (plo, phi), free);
+        }
         for _ in 0..SNAT_PROBES {
             let ip = Ipv4Addr::from(self.random_in(ip_lo, ip_hi));
             let port = self.random_in(plo.into(), phi.into()) as u16;
             if free(self, ip, port) {
-                return Some(NatBinding { ip, port });
+                return Ok(Some(NatBinding { ip, port }));
             }
         }
         // Crowded: scan every address and port from a random start.
@@ -256,14 +259,78 @@ impl Sim<'_, '_> {
             for i in 0..ports {
                 let port = (u32::from(plo) + (start + i) % ports) as u16;
                 if free(self, Ipv4Addr::from(ip), port) {
-                    return Some(NatBinding {
+                    return Ok(Some(NatBinding {
                         ip: Ipv4Addr::from(ip),
                         port,
-                    });
+                    }));
                 }
             }
         }
-        None
+        Ok(None)
+    }
+
+    /// Dynamic SNAT from the port blocks this worker leased: a random port
+    /// of a random owned block first, then every owned port. With none free,
+    /// asks for a new block (the packet waits for the lease), unless leasing
+    /// just failed for that address: then the connection is refused.
+    fn allocate_leased(
+        &mut self,
+        (ip_lo, ip_hi): (u32, u32),
+        (plo, phi): (u16, u16),
+        free: impl Fn(&Self, Ipv4Addr, u16) -> bool,
+    ) -> Result<Option<NatBinding>, Missing> {
+        let device = self.device.unwrap_or_default();
+        let in_range = |b: u16| {
+            let (lo, hi) = nat_block_ports(b);
+            (lo.max(plo), hi.min(phi))
+        };
+        let ips = ip_hi - ip_lo + 1;
+        let first = self.random() % ips;
+        for i in 0..ips {
+            let ip = Ipv4Addr::from(ip_lo + (first + i) % ips);
+            let Some(blocks) = self.state.nat_blocks.get(&(device, ip)) else {
+                continue;
+            };
+            let blocks: Vec<(u16, u16)> = blocks
+                .iter()
+                .map(|b| in_range(*b))
+                .filter(|(lo, hi)| lo <= hi)
+                .collect();
+            if blocks.is_empty() {
+                continue;
+            }
+            for _ in 0..SNAT_PROBES.min(blocks.len() * 4) {
+                let (lo, hi) = blocks[self.random() as usize % blocks.len()];
+                let port = self.random_in(lo.into(), hi.into()) as u16;
+                if free(self, ip, port) {
+                    return Ok(Some(NatBinding { ip, port }));
+                }
+            }
+            for (lo, hi) in blocks {
+                for port in lo..=hi {
+                    if free(self, ip, port) {
+                        return Ok(Some(NatBinding { ip, port }));
+                    }
+                }
+            }
+        }
+        // Every owned port is in use: lease another block for one address.
+        for i in 0..ips {
+            let ip = Ipv4Addr::from(ip_lo + (first + i) % ips);
+            let refused = self
+                .state
+                .nat_refused
+                .get(&(device, ip))
+                .is_some_and(|t| *t > self.now);
+            if !refused {
+                return Err(Missing::NatBlock {
+                    device,
+                    ip,
+                    ports: (plo, phi),
+                });
+            }
+        }
+        Ok(None)
     }
 
     /// Applies a reverse NAT rule: translates replies (and ICMP errors about

@@ -54,6 +54,13 @@ pub enum Missing {
         router: Id,
         ip: Ipv4Addr,
     },
+    /// Dynamic SNAT on `device` to `ip` needs a port block (leased through
+    /// the NSDB) with a free port in `ports`.
+    NatBlock {
+        device: Id,
+        ip: Ipv4Addr,
+        ports: (u16, u16),
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

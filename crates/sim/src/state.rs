@@ -13,6 +13,16 @@ pub const STATE_IDLE_MS: u64 = 60_000;
 pub const ARP_EXPIRY_MS: u64 = 90_000;
 pub const ARP_STALE_MS: u64 = 60_000;
 
+/// Dynamic SNAT ports are handed out in blocks of this many, each leased by
+/// one host (and within it, one worker) so no two allocate the same port.
+pub const NAT_BLOCK_PORTS: u16 = 64;
+
+/// The ports of block `b`.
+pub fn nat_block_ports(b: u16) -> (u16, u16) {
+    let lo = b.saturating_mul(NAT_BLOCK_PORTS);
+    (lo, lo.saturating_add(NAT_BLOCK_PORTS - 1))
+}
+
 /// A tracked connection, per device: (src, sport, dst, dport, proto, device).
 /// ICMP echo uses its identifier as both ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +105,14 @@ pub struct StateTables {
     /// Return keys of tracked connections, with their idle deadline.
     pub conntrack: FxHashMap<ConnKey, u64>,
     pub nat: FxHashMap<NatKey, (NatBinding, u64)>,
+    /// Dynamic SNAT draws ports only from leased blocks (the agent); off, it
+    /// draws from the whole range (a single simulator, unit tests).
+    pub nat_leasing: bool,
+    /// The port blocks this worker leased, per (device, NAT address).
+    pub nat_blocks: FxHashMap<(Id, Ipv4Addr), Vec<u16>>,
+    /// No block could be leased for (device, NAT address) until this time:
+    /// new connections are refused meanwhile instead of waiting.
+    pub nat_refused: FxHashMap<(Id, Ipv4Addr), u64>,
 }
 
 impl StateTables {

@@ -184,6 +184,59 @@ fn snat_port_exhaustion_refuses_new_connections_cleanly() {
 }
 
 #[test]
+fn leased_snat_draws_only_from_owned_blocks_and_asks_for_more() {
+    let mut e = edge();
+    e.n.rule(e.outbound, json!({"type": "snat", "flowAction": "accept", "outPorts": [e.up],
+        "natTargets": [{"addressFrom": "203.0.113.100", "addressTo": "203.0.113.100", "portFrom": 1024, "portTo": 65535}]}));
+    let mut r = ready(&e);
+    r.state.nat_leasing = true;
+    let nat = ip("203.0.113.100");
+    let conn = |sport| tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", sport, 80);
+    // No block yet: the packet waits for one, naming the router and address.
+    let o = r.send(e.vm, &conn(100));
+    assert_eq!(
+        o.verdict,
+        Verdict::NotYet(Missing::NatBlock {
+            device: e.r,
+            ip: nat,
+            ports: (1024, 65535)
+        })
+    );
+    // Block 100 (ports 6400..=6463): 64 connections fit, all in it.
+    r.state.nat_blocks.insert((e.r, nat), vec![100]);
+    let (lo, hi) = nat_block_ports(100);
+    let mut seen = HashSet::new();
+    for sport in 0..NAT_BLOCK_PORTS {
+        let f = conn(1000 + sport);
+        let o = r.send(e.vm, &f);
+        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
+        let p = l4_of(&deliver(&o, &f)[0].1).1;
+        assert!((lo..=hi).contains(&p), "port {p} outside the leased block");
+        assert!(seen.insert(p));
+    }
+    // The 65th asks for another block.
+    assert!(matches!(
+        r.send(e.vm, &conn(2000)).verdict,
+        Verdict::NotYet(Missing::NatBlock { .. })
+    ));
+    // When leasing failed, new connections are refused, not parked...
+    r.state.nat_refused.insert((e.r, nat), r.now + 1_000);
+    assert_eq!(
+        r.send(e.vm, &conn(2000)).verdict,
+        Verdict::Drop(DropReason::NatPortsExhausted)
+    );
+    // ...while existing ones continue.
+    assert_eq!(r.send(e.vm, &conn(1000)).verdict, Verdict::Forward);
+    // A block outside the rule's range is not used.
+    r.state.nat_refused.clear();
+    r.state.nat_blocks.insert((e.r, nat), vec![100, 3]);
+    assert!(matches!(
+        r.send(e.vm, &conn(2000)).verdict,
+        Verdict::NotYet(Missing::NatBlock { .. })
+    ));
+}
+
+#[test]
 fn dnat_both_ways_and_icmp_errors_translated_back() {
     let mut e = edge();
     e.n.rule(e.inbound, json!({"type": "dnat", "flowAction": "accept", "nwDstAddress": "203.0.113.50", "nwDstLength": 32,
