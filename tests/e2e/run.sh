@@ -410,8 +410,8 @@ except socket.timeout:
 }
 check "SNAT from VMs on both hosts; 1000 concurrent connections from both hosts, ports leased in blocks; ICMP errors back" t_snat
 
-# An L4 load balancer on r1: a VIP in front of vm2 (h1, weight 1) and vm3
-# (h2, weight 3); vm4 (h2) connects through its gateway.
+# An L4 load balancer on r1: a VIP in front of vm2 (h1, weight 1), vm3 (h2,
+# weight 3) and vm9 (h1, weight 9); clients connect through their gateway.
 cat >"$E2E_STATE/tcp_name.py" <<'PY'
 import socket, sys
 # Answers each connection with this VM's name until idle for 20 s.
@@ -438,30 +438,44 @@ for _ in range(n):
 print(" ".join("%s=%d" % kv for kv in sorted(seen.items())))
 PY
 t_load_balancer() {
-    local lb pool vip out pids=() why=""
-    nsx vm2 python3 "$E2E_STATE/tcp_name.py" vm2 8080 & pids+=($!)
-    nsx vm3 python3 "$E2E_STATE/tcp_name.py" vm3 8080 & pids+=($!)
+    local lb pool vip out pids=() why="" v
+    for v in vm2 vm3 vm9; do nsx $v python3 "$E2E_STATE/tcp_name.py" $v 8080 & pids+=($!); done
     lb=$(mido load-balancer create)
     mido router update "$R" load-balancer-id="$lb" >/dev/null
     pool=$(mido pool create load-balancer-id="$lb" lb-method=ROUND_ROBIN protocol=TCP)
     mido pool-member create pool-id="$pool" address=192.168.10.12 protocol-port=8080 weight=1 >/dev/null
     mido pool-member create pool-id="$pool" address=192.168.10.21 protocol-port=8080 weight=3 >/dev/null
+    mido pool-member create pool-id="$pool" address=192.168.10.19 protocol-port=8080 weight=9 >/dev/null
     vip=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.100 protocol-port=80)
     sleep 0.5
-    out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.100 80 200)
-    echo "$out"
-    local n2 n3
+    out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.100 80 300)
+    echo "weighted VIP, 300 connections: $out"
+    local n2 n3 n9
     n2=$(grep -o 'vm2=[0-9]*' <<<"$out" | cut -d= -f2); n3=$(grep -o 'vm3=[0-9]*' <<<"$out" | cut -d= -f2)
-    [[ $(( ${n2:-0} + ${n3:-0} )) == 200 ]] || why+="not every connection answered; "
-    # Weight 3 of 4: expect 150 of 200 (3 standard deviations: 132..168).
-    (( ${n3:-0} >= 132 && ${n3:-0} <= 168 )) || why+="vm3 got ${n3:-0} of 200; "
-    mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null
+    n9=$(grep -o 'vm9=[0-9]*' <<<"$out" | cut -d= -f2)
+    n2=${n2:-0}; n3=${n3:-0}; n9=${n9:-0}
+    [[ $(( n2 + n3 + n9 )) == 300 ]] || why+="not every connection answered; "
+    # Weights 1/3/9 of 13: expect 23/69/208 of 300; the tolerance is three
+    # binomial standard deviations (±14, ±22, ±24).
+    (( n2 >= 9 && n2 <= 37 )) || why+="vm2 (weight 1) got $n2; "
+    (( n3 >= 47 && n3 <= 91 )) || why+="vm3 (weight 3) got $n3; "
+    (( n9 >= 184 && n9 <= 232 )) || why+="vm9 (weight 9) got $n9; "
+    # SOURCE_IP persistence: each client sticks to one member.
+    local sticky; sticky=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.101 protocol-port=80 \
+        session-persistence=SOURCE_IP)
+    sleep 0.5
+    for v in vm4 vm7; do
+        out=$(nsx $v python3 "$E2E_STATE/tcp_count.py" 192.168.30.101 80 30)
+        echo "SOURCE_IP VIP, 30 connections from $v: $out"
+        [[ $out =~ ^vm[239]=30$ ]] || why+="$v was spread over members by a SOURCE_IP VIP ($out); "
+    done
+    mido vip delete "$sticky" >/dev/null; mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null
     mido router update "$R" load-balancer-id=null >/dev/null; mido load-balancer delete "$lb" >/dev/null
     kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
-    echo "${why:-balanced by weight, every connection answered}"
+    echo "${why:-balanced by weight, sticky by source, every connection answered}"
     [[ -z $why ]]
 }
-check "L4 load balancer: a VIP spreads connections across hosts by member weight" t_load_balancer
+check "L4 load balancer: 300 connections land by member weight 1/3/9 across hosts; SOURCE_IP sticks" t_load_balancer
 
 t_nat_survives_gateway_restart() {
     # A long-lived TCP connection through SNAT on h2 (vm3 -> outside); kill -9

@@ -449,6 +449,11 @@ fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
         ("flow_state_tx", s.flow_state_tx),
         ("flow_state_rx", s.flow_state_rx),
         ("nat_exhausted", s.nat_exhausted),
+        ("flows", s.flows),
+        ("conntrack", s.conntrack),
+        ("nat", s.nat),
+        ("state_bytes", s.state_bytes),
+        ("flow_bytes", s.flow_bytes),
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     let json = format!("{{{}}}\n", body.join(","));

@@ -245,7 +245,13 @@ impl Worker {
         self.waiting.retain(|p| p.deadline > now);
         self.release_unused_blocks(now);
         self.save_state();
-        let _ = self.events.send(Event::Stats(self.index, self.dp.stats()));
+        let mut stats = self.dp.stats();
+        stats.flows = self.flows.len() as u64;
+        stats.conntrack = self.state.conntrack.len() as u64;
+        stats.nat = self.state.nat.len() as u64;
+        stats.state_bytes = self.state.connection_bytes() as u64;
+        stats.flow_bytes = self.flows.bytes() as u64;
+        let _ = self.events.send(Event::Stats(self.index, stats));
     }
 
     /// Gives back owned SNAT blocks no live binding uses (once their

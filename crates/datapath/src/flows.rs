@@ -14,9 +14,46 @@ pub struct Flow {
     pub key: Fields,
     /// Shared so a hit can run them without copying.
     pub actions: std::sync::Arc<[Action]>,
-    pub tags: Vec<Tag>,
+    /// Exactly sized: a stateful flow's tags are most of its memory.
+    pub tags: Box<[Tag]>,
     pub expires: u64,
     pub packets: u64,
+}
+
+/// The flows carrying a tag. Most tags of a stateful flow (its connection
+/// and NAT keys) belong to that flow alone: no set is allocated for those.
+enum TagFlows {
+    One(FlowId),
+    Many(FxHashSet<FlowId>),
+}
+
+impl TagFlows {
+    fn insert(&mut self, id: FlowId) {
+        match self {
+            TagFlows::One(o) if *o == id => {}
+            TagFlows::One(o) => *self = TagFlows::Many([*o, id].into_iter().collect()),
+            TagFlows::Many(s) => {
+                s.insert(id);
+            }
+        }
+    }
+    /// Removes `id`; true when no flow is left.
+    fn remove(&mut self, id: FlowId) -> bool {
+        match self {
+            TagFlows::One(o) => *o == id,
+            TagFlows::Many(s) => {
+                s.remove(&id);
+                s.is_empty()
+            }
+        }
+    }
+    fn ids(&self) -> impl Iterator<Item = FlowId> + '_ {
+        let (one, many) = match self {
+            TagFlows::One(o) => (Some(*o), None),
+            TagFlows::Many(s) => (None, Some(s.iter().copied())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 #[derive(Default)]
@@ -25,7 +62,7 @@ pub struct FlowTable {
     /// mask -> masked key -> flow
     megaflows: Vec<(FieldSet, FxHashMap<Fields, FlowId>)>,
     emc: FxHashMap<Fields, FlowId>,
-    by_tag: FxHashMap<Tag, FxHashSet<FlowId>>,
+    by_tag: FxHashMap<Tag, TagFlows>,
     next: FlowId,
     pub hits: u64,
     pub misses: u64,
@@ -37,6 +74,35 @@ const EMC_MAX: usize = 8192;
 impl FlowTable {
     pub fn len(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Bytes the table holds (hash tables by capacity, actions and tags),
+    /// for the memory gauges; the exact-match cache is bounded and left out.
+    pub fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        let per_flow: usize = self
+            .flows
+            .values()
+            .map(|f| 16 + f.actions.len() * size_of::<Action>() + f.tags.len() * size_of::<Tag>())
+            .sum();
+        let megaflows: usize = self
+            .megaflows
+            .iter()
+            .map(|(_, t)| sim::table_bytes(t.capacity(), size_of::<(Fields, FlowId)>()))
+            .sum();
+        let by_tag: usize = self
+            .by_tag
+            .values()
+            .map(|f| match f {
+                TagFlows::One(_) => 0,
+                TagFlows::Many(s) => sim::table_bytes(s.capacity(), size_of::<FlowId>()),
+            })
+            .sum();
+        per_flow
+            + megaflows
+            + by_tag
+            + sim::table_bytes(self.flows.capacity(), size_of::<(FlowId, Flow)>())
+            + sim::table_bytes(self.by_tag.capacity(), size_of::<(Tag, TagFlows)>())
     }
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
@@ -101,7 +167,12 @@ impl FlowTable {
         self.next += 1;
         let id = self.next;
         for t in &tags {
-            self.by_tag.entry(*t).or_default().insert(id);
+            match self.by_tag.get_mut(t) {
+                Some(f) => f.insert(id),
+                None => {
+                    self.by_tag.insert(*t, TagFlows::One(id));
+                }
+            }
         }
         match self.megaflows.iter_mut().find(|(m, _)| *m == mask) {
             Some((_, t)) => {
@@ -120,7 +191,7 @@ impl FlowTable {
                 mask,
                 key,
                 actions: actions.into(),
-                tags,
+                tags: tags.into_boxed_slice(),
                 expires,
                 packets: 0,
             },
@@ -136,14 +207,14 @@ impl FlowTable {
             t.remove(&f.key);
         }
         for t in &f.tags {
-            if let Some(s) = self.by_tag.get_mut(t) {
-                s.remove(&id);
-                if s.is_empty() {
-                    self.by_tag.remove(t);
-                }
+            if let Some(s) = self.by_tag.get_mut(t)
+                && s.remove(id)
+            {
+                self.by_tag.remove(t);
             }
         }
-        self.emc.retain(|_, v| *v != id);
+        // The exact-match cache is not scanned: ids are never reused, so an
+        // entry naming a removed flow just misses at lookup.
     }
 
     /// Removes every flow carrying any of `tags`; returns how many.
@@ -151,8 +222,7 @@ impl FlowTable {
         let ids: FxHashSet<FlowId> = tags
             .iter()
             .filter_map(|t| self.by_tag.get(t))
-            .flatten()
-            .copied()
+            .flat_map(|f| f.ids())
             .collect();
         let n = ids.len();
         for id in ids {

@@ -35,6 +35,14 @@ pub struct Stats {
     pub flow_state_rx: u64,
     /// New connections refused because a NAT rule had no free port.
     pub nat_exhausted: u64,
+    /// Gauges, as of the last report: installed flows, tracked connections
+    /// (return keys) and NAT bindings (both directions) held.
+    pub flows: u64,
+    pub conntrack: u64,
+    pub nat: u64,
+    /// Bytes of connection state (conntrack and NAT tables) and of flows.
+    pub state_bytes: u64,
+    pub flow_bytes: u64,
 }
 
 impl Stats {
@@ -52,6 +60,11 @@ impl Stats {
             flow_state_tx: self.flow_state_tx + b.flow_state_tx,
             flow_state_rx: self.flow_state_rx + b.flow_state_rx,
             nat_exhausted: self.nat_exhausted + b.nat_exhausted,
+            flows: self.flows + b.flows,
+            conntrack: self.conntrack + b.conntrack,
+            nat: self.nat + b.nat,
+            state_bytes: self.state_bytes + b.state_bytes,
+            flow_bytes: self.flow_bytes + b.flow_bytes,
         }
     }
 }

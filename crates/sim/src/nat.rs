@@ -269,65 +269,81 @@ impl Sim<'_, '_> {
         Ok(None)
     }
 
-    /// Dynamic SNAT from the port blocks this worker leased: a random port
-    /// of a random owned block first, then every owned port. With none free,
-    /// asks for a new block (the packet waits for the lease), unless leasing
-    /// just failed for that address: then the connection is refused.
+    /// Dynamic SNAT from the port blocks this worker leased: random ports of
+    /// owned blocks first, then every port of the newest blocks (older ones
+    /// are full or nearly so; scanning them all per connection would make
+    /// allocation quadratic). With none free, asks for a new block (the packet
+    /// waits for the lease), unless leasing just failed for every address:
+    /// then every owned port is tried before the connection is refused.
     fn allocate_leased(
         &mut self,
         (ip_lo, ip_hi): (u32, u32),
         (plo, phi): (u16, u16),
         free: impl Fn(&Self, Ipv4Addr, u16) -> bool,
     ) -> Result<Option<NatBinding>, Missing> {
+        /// Blocks scanned whole before a new one is leased.
+        const NEWEST: usize = 2;
+        /// Random tries over all owned blocks first: they find ports freed
+        /// in older blocks without scanning those.
+        const PROBES: usize = 4;
         let device = self.device.unwrap_or_default();
-        let in_range = |b: u16| {
-            let (lo, hi) = nat_block_ports(b);
-            (lo.max(plo), hi.min(phi))
-        };
         let ips = ip_hi - ip_lo + 1;
         let first = self.random() % ips;
+        let owned = |s: &Self, ip: Ipv4Addr| -> Vec<(u16, u16)> {
+            s.state
+                .nat_blocks
+                .get(&(device, ip))
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    let (lo, hi) = nat_block_ports(*b);
+                    (lo.max(plo), hi.min(phi))
+                })
+                .filter(|(lo, hi)| lo <= hi)
+                .collect()
+        };
+        let scan = |s: &Self, ip: Ipv4Addr, blocks: &[(u16, u16)]| {
+            blocks
+                .iter()
+                .flat_map(|(lo, hi)| *lo..=*hi)
+                .find(|p| free(s, ip, *p))
+                .map(|port| NatBinding { ip, port })
+        };
+        let mut wanted = None;
         for i in 0..ips {
             let ip = Ipv4Addr::from(ip_lo + (first + i) % ips);
-            let Some(blocks) = self.state.nat_blocks.get(&(device, ip)) else {
-                continue;
-            };
-            let blocks: Vec<(u16, u16)> = blocks
-                .iter()
-                .map(|b| in_range(*b))
-                .filter(|(lo, hi)| lo <= hi)
-                .collect();
-            if blocks.is_empty() {
-                continue;
-            }
-            for _ in 0..SNAT_PROBES.min(blocks.len() * 4) {
+            let blocks = owned(self, ip);
+            for _ in 0..if blocks.is_empty() { 0 } else { PROBES } {
                 let (lo, hi) = blocks[self.random() as usize % blocks.len()];
                 let port = self.random_in(lo.into(), hi.into()) as u16;
                 if free(self, ip, port) {
                     return Ok(Some(NatBinding { ip, port }));
                 }
             }
-            for (lo, hi) in blocks {
-                for port in lo..=hi {
-                    if free(self, ip, port) {
-                        return Ok(Some(NatBinding { ip, port }));
-                    }
-                }
+            if let Some(b) = scan(self, ip, &blocks[blocks.len().saturating_sub(NEWEST)..]) {
+                return Ok(Some(b));
             }
-        }
-        // Every owned port is in use: lease another block for one address.
-        for i in 0..ips {
-            let ip = Ipv4Addr::from(ip_lo + (first + i) % ips);
             let refused = self
                 .state
                 .nat_refused
                 .get(&(device, ip))
                 .is_some_and(|t| *t > self.now);
-            if !refused {
-                return Err(Missing::NatBlock {
-                    device,
-                    ip,
-                    ports: (plo, phi),
-                });
+            if !refused && wanted.is_none() {
+                wanted = Some(ip);
+            }
+        }
+        if let Some(ip) = wanted {
+            return Err(Missing::NatBlock {
+                device,
+                ip,
+                ports: (plo, phi),
+            });
+        }
+        // No more blocks to be had: the last resort is any owned port.
+        for i in 0..ips {
+            let ip = Ipv4Addr::from(ip_lo + (first + i) % ips);
+            if let Some(b) = scan(self, ip, &owned(self, ip)) {
+                return Ok(Some(b));
             }
         }
         Ok(None)

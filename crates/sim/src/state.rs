@@ -115,7 +115,32 @@ pub struct StateTables {
     pub nat_refused: FxHashMap<(Id, Ipv4Addr), u64>,
 }
 
+/// Bytes a hashbrown table of this capacity allocates for entries of
+/// `entry` bytes: a power-of-two bucket count (7/8 of it usable) with one
+/// control byte per bucket.
+pub fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (entry + 1)
+}
+
 impl StateTables {
+    /// Bytes held for connection state: the conntrack and NAT tables.
+    pub fn connection_bytes(&self) -> usize {
+        use std::mem::size_of;
+        table_bytes(self.conntrack.capacity(), size_of::<(ConnKey, u64)>())
+            + table_bytes(
+                self.nat.capacity(),
+                size_of::<(NatKey, (NatBinding, u64))>(),
+            )
+    }
+
     pub fn apply(&mut self, writes: &[StateWrite], now: u64) {
         for w in writes {
             match *w {
