@@ -24,6 +24,9 @@ ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
 bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
 check() { # NAME COMMAND...: passes if the command succeeds
     local name=$1; shift
+    # E2E_ONLY=REGEX runs the matching tests only (while debugging; tests
+    # may rely on what earlier ones set up).
+    [[ -n ${E2E_ONLY:-} && ! $name =~ $E2E_ONLY ]] && return 0
     if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
 }
 pings() { nsx "$1" ping -n -c "${3:-3}" -i 0.1 -W 1 "$2"; }
@@ -410,8 +413,86 @@ except socket.timeout:
 }
 check "SNAT from VMs on both hosts; 1000 concurrent connections from both hosts, ports leased in blocks; ICMP errors back" t_snat
 
-# An L4 load balancer on r1: a VIP in front of vm2 (h1, weight 1), vm3 (h2,
-# weight 3) and vm9 (h1, weight 9); clients connect through their gateway.
+cat >"$E2E_STATE/tcp_echo_ports.py" <<'PY'
+import select, socket, sys
+# Echo servers on ports FIRST..LAST of ADDR, until idle for 30 s.
+addr, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ls = []
+for p in range(first, last + 1):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, p)); s.listen(8); ls.append(s)
+conns = []
+while True:
+    r, _, _ = select.select(ls + conns, [], [], 30)
+    if not r: break
+    for s in r:
+        if s in ls:
+            c, _ = s.accept(); conns.append(c)
+        else:
+            d = s.recv(100)
+            if d: s.sendall(d)
+            else: conns.remove(s); s.close()
+PY
+t_asymmetric_uplinks() {
+    # A second uplink, on h1, to the outside; both uplinks in a stateful port
+    # group. A port-forward on r1 (198.51.100.78:80 -> vm1, a random port of
+    # 8000-8099) is DNAT state, made where the first packet enters. The
+    # outside connects through the h1 uplink; replies leave by the h2 uplink
+    # (asymmetric from the start); then the outside's route moves to the h2
+    # uplink mid-connection: h2 translates the next packets only because
+    # the port group had the state pushed to it.
+    local why="" up2 pg
+    ip link add eth1 netns "$(ns ext)" type veth peer name up1 netns "$(ns h1)"
+    nsx ext ip link set eth1 up; nsx h1 ip link set up1 up
+    nsx ext ethtool -K eth1 tx off tso off gso off >/dev/null 2>&1 || true
+    nsx h1 ethtool -K up1 tx off tso off gso off >/dev/null 2>&1 || true
+    nsx ext ip addr add 203.0.114.9/24 dev eth1
+    nsx ext sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0
+    up2=$(mido port create --router "$RP" port-address=203.0.114.1 network-address=203.0.114.0 network-length=24)
+    mido port bind "$up2" "$H1" up1
+    route "$RP" 203.0.114.0 24 "$up2"
+    wait_ping ext 203.0.114.1 10 || why+="the h1 uplink does not answer; "
+    pg=$(mido port-group create name=uplinks stateful=true)
+    mido port-group add "$pg" "$UP" >/dev/null; mido port-group add "$pg" "$up2" >/dev/null
+    local rin rout
+    rin=$(mido router show "$R" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["inboundFilterId"])')
+    rout=$(mido router show "$R" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outboundFilterId"])')
+    mido rule create --chain "$rin" type=dnat flow-action=accept nw-dst-address=198.51.100.78 nw-dst-length=32 position=1 \
+        'nat-targets=[{"addressFrom":"192.168.10.11","addressTo":"192.168.10.11","portFrom":8000,"portTo":8099}]' >/dev/null
+    # Its replies are translated back before the floating IP's SNAT applies.
+    mido rule create --chain "$rout" type=rev_dnat flow-action=accept position=1 >/dev/null
+    nsx ext ip route add 198.51.100.78/32 via 203.0.114.1 dev eth1
+    ip netns exec "$(ns vm1)" python3 "$E2E_STATE/tcp_echo_ports.py" 192.168.10.11 8000 8099 & local sp=$!
+    sleep 1
+    local before; before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["flow_state_rx"])' "$E2E_STATE/agent-h2/stats.json")
+    local rc=0
+    nsx ext timeout 30 python3 - >"$E2E_STATE/asym.txt" 2>&1 <<'PY' || rc=1
+import socket, subprocess, sys
+s = socket.socket(); s.bind(("203.0.113.9", 0)); s.settimeout(5)
+s.connect(("198.51.100.78", 80))
+s.sendall(b"one"); assert s.recv(10) == b"one", "no echo through the h1 uplink"
+# The outside's path to the service moves to the h2 uplink.
+subprocess.run(["ip", "route", "replace", "198.51.100.78/32", "via", "203.0.113.1", "dev", "eth0"], check=True)
+for i in range(5):
+    m = b"two%d" % i
+    s.sendall(m); assert s.recv(10) == m, "no echo after the path moved to the h2 uplink"
+print("one connection, in by h1, out by h2, then in by h2: all echoed")
+PY
+    cat "$E2E_STATE/asym.txt"
+    [[ $rc == 0 ]] || why+="the connection broke; "
+    local after; after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["flow_state_rx"])' "$E2E_STATE/agent-h2/stats.json")
+    sleep 1.1
+    after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["flow_state_rx"])' "$E2E_STATE/agent-h2/stats.json")
+    [[ $after -gt $before ]] || why+="h2 received no flow state ($before -> $after); "
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null
+    echo "${why:-asymmetric and moving paths through two gateways keep the DNATed connection}"
+    [[ -z $why ]]
+}
+check "asymmetric uplinks on two gateways in a stateful port group: a DNAT'd connection survives" t_asymmetric_uplinks
+
+# An L4 load balancer on r1: a VIP in front of vm2 (on h2 since it moved,
+# weight 1), vm3 (h2, weight 3) and vm9 (h1, weight 9); clients on the other
+# subnet (vm4 on h2, vm10 on h1) connect through their gateway.
 cat >"$E2E_STATE/tcp_name.py" <<'PY'
 import socket, sys
 # Answers each connection with this VM's name until idle for 20 s.
@@ -439,7 +520,7 @@ print(" ".join("%s=%d" % kv for kv in sorted(seen.items())))
 PY
 t_load_balancer() {
     local lb pool vip out pids=() why="" v
-    for v in vm2 vm3 vm9; do nsx $v python3 "$E2E_STATE/tcp_name.py" $v 8080 & pids+=($!); done
+    for v in vm2 vm3 vm9; do ip netns exec "$(ns $v)" python3 "$E2E_STATE/tcp_name.py" $v 8080 & pids+=($!); done
     lb=$(mido load-balancer create)
     mido router update "$R" load-balancer-id="$lb" >/dev/null
     pool=$(mido pool create load-balancer-id="$lb" lb-method=ROUND_ROBIN protocol=TCP)
@@ -461,10 +542,12 @@ t_load_balancer() {
     (( n3 >= 47 && n3 <= 91 )) || why+="vm3 (weight 3) got $n3; "
     (( n9 >= 184 && n9 <= 232 )) || why+="vm9 (weight 9) got $n9; "
     # SOURCE_IP persistence: each client sticks to one member.
+    vm vm10 h1 02:00:00:00:00:1a; vm_ip vm10 192.168.20.12/24 192.168.20.1; bind vm10 "$BB" "$H1"
+    wait_ping vm10 192.168.20.1 5 >/dev/null
     local sticky; sticky=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.101 protocol-port=80 \
         session-persistence=SOURCE_IP)
     sleep 0.5
-    for v in vm4 vm7; do
+    for v in vm4 vm10; do
         out=$(nsx $v python3 "$E2E_STATE/tcp_count.py" 192.168.30.101 80 30)
         echo "SOURCE_IP VIP, 30 connections from $v: $out"
         [[ $out =~ ^vm[239]=30$ ]] || why+="$v was spread over members by a SOURCE_IP VIP ($out); "
@@ -476,6 +559,56 @@ t_load_balancer() {
     [[ -z $why ]]
 }
 check "L4 load balancer: 300 connections land by member weight 1/3/9 across hosts; SOURCE_IP sticks" t_load_balancer
+
+member_status() { # MEMBER: its status as the cluster records it
+    mido pool-member show "$1" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status") or "")'
+}
+wait_status() { # MEMBER STATUS SECONDS
+    local i
+    for i in $(seq $(( $3 * 5 ))); do [[ $(member_status "$1") == "$2" ]] && return 0; sleep 0.2; done
+    return 1
+}
+t_health_monitor() {
+    # A TCP health monitor (delay 1 s, timeout 1 s, 2 retries) on a pool of
+    # vm2 and vm3: one agent runs the checks from a namespace on a
+    # cluster-managed router port. vm3's server stops: it is marked down and
+    # gets no new connections; it comes back when the server does.
+    local lb pool vip hm m2 m3 out why="" p2 p3
+    # Started without a shell function in between, so $! is the server.
+    ip netns exec "$(ns vm2)" python3 "$E2E_STATE/tcp_name.py" vm2 8081 & p2=$!
+    ip netns exec "$(ns vm3)" python3 "$E2E_STATE/tcp_name.py" vm3 8081 & p3=$!
+    lb=$(mido load-balancer create)
+    mido router update "$R" load-balancer-id="$lb" >/dev/null
+    hm=$(mido health-monitor create type=TCP delay=1 timeout=1 max-retries=2)
+    pool=$(mido pool create load-balancer-id="$lb" lb-method=ROUND_ROBIN protocol=TCP health-monitor-id="$hm")
+    m2=$(mido pool-member create pool-id="$pool" address=192.168.10.12 protocol-port=8081 weight=1)
+    m3=$(mido pool-member create pool-id="$pool" address=192.168.10.21 protocol-port=8081 weight=1)
+    vip=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.102 protocol-port=80)
+    wait_status "$m2" ACTIVE 15 && wait_status "$m3" ACTIVE 5 || why+="members not reported up (vm2: $(member_status "$m2"), vm3: $(member_status "$m3")); "
+    local checkers; checkers=$(ip netns list | grep -c "^$P-hm-" || true)
+    [[ $checkers == 1 ]] || why+="$checkers health-check namespaces, expected one; "
+    kill $p3; wait $p3 2>/dev/null
+    wait_status "$m3" INACTIVE 10 || why+="vm3 not marked down after its server stopped ($(member_status "$m3")); "
+    out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.102 80 30)
+    echo "vm3 down: $out"
+    [[ $out == "vm2=30" ]] || why+="with vm3 down, connections went: $out; "
+    ip netns exec "$(ns vm3)" python3 "$E2E_STATE/tcp_name.py" vm3 8081 & p3=$!
+    wait_status "$m3" ACTIVE 10 || why+="vm3 not marked up after its server returned; "
+    out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.102 80 40)
+    echo "vm3 back: $out"
+    local n3; n3=$(grep -o 'vm3=[0-9]*' <<<"$out" | cut -d= -f2)
+    (( ${n3:-0} >= 8 )) && [[ $out != *failed* ]] || why+="vm3 back, yet connections went: $out; "
+    mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null; mido health-monitor delete "$hm" >/dev/null
+    mido router update "$R" load-balancer-id=null >/dev/null; mido load-balancer delete "$lb" >/dev/null
+    # The cluster removes the port; the agent its namespace.
+    local i
+    for i in $(seq 25); do [[ $(ip netns list | grep -c "^$P-hm-" || true) == 0 ]] && break; sleep 0.2; done
+    [[ $(ip netns list | grep -c "^$P-hm-" || true) == 0 ]] || why+="health-check namespace left behind; "
+    kill $p2 $p3 2>/dev/null; wait $p2 $p3 2>/dev/null
+    echo "${why:-down when its server stopped, no new connections, up again when it returned}"
+    [[ -z $why ]]
+}
+check "LB health monitor: a member whose server stops is marked down, gets nothing, comes back" t_health_monitor
 
 t_nat_survives_gateway_restart() {
     # A long-lived TCP connection through SNAT on h2 (vm3 -> outside); kill -9

@@ -97,7 +97,7 @@ impl Cache {
         self.changed.push((u.kind, u.id));
     }
 
-    fn all<T: Object>(&self) -> Vec<T> {
+    pub fn all<T: Object>(&self) -> Vec<T> {
         self.objects
             .get(T::KIND.name())
             .map(|m| m.values().filter_map(|b| decode(b)).collect())

@@ -223,4 +223,48 @@ mod tests {
         assert!(encode(me, &[learned]).is_none());
         assert!(decode(&frame[..40]).is_none());
     }
+
+    #[test]
+    fn stateful_port_group_members_hear_of_connections_plain_groups_do_not() {
+        let (h1, h2, h3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let router = Uuid::new_v4();
+        let port = |host| model::Port {
+            id: Uuid::new_v4(),
+            port_type: model::PortType::Router,
+            device_id: router,
+            admin_state_up: true,
+            host_id: Some(host),
+            interface_name: Some("x".into()),
+            ..Default::default()
+        };
+        let (up1, up2, vm) = (port(h1), port(h2), port(h3));
+        let group = |stateful| model::PortGroup {
+            id: Uuid::new_v4(),
+            stateful,
+            port_ids: vec![up1.id, up2.id],
+            ..Default::default()
+        };
+        let objects = |g| sim::Objects {
+            routers: vec![model::Router {
+                id: router,
+                ..Default::default()
+            }],
+            ports: vec![up1.clone(), up2.clone(), vm.clone()],
+            port_groups: vec![g],
+            ..Default::default()
+        };
+        let topo = Topology::build(&objects(group(true)));
+        // Entering by uplink 1 towards the VM: the VM's host, and the other
+        // uplink's host (replies may come back that way).
+        let mut got = interested_hosts(&topo, h1, up1.id, std::iter::once(vm.id));
+        got.sort();
+        let mut want = vec![h2, h3];
+        want.sort();
+        assert_eq!(got, want);
+        let topo = Topology::build(&objects(group(false)));
+        assert_eq!(
+            interested_hosts(&topo, h1, up1.id, std::iter::once(vm.id)),
+            vec![h3]
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod flowstate;
+pub mod health;
 pub mod host;
 pub mod nat_leases;
 pub mod worker;
@@ -31,7 +32,11 @@ pub struct Config {
     /// Receive through TPACKET_V3 rings with this block retire time (ms)
     /// instead of batched `recvmmsg`.
     pub rx_ring_ms: Option<u32>,
+    /// Prefix of the network namespaces the agent creates (health checks).
+    pub netns_prefix: String,
 }
+
+pub const DEFAULT_NETNS_PREFIX: &str = "midonet-hm-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -211,12 +216,19 @@ pub async fn run(
         send_to,
         sess_tx.clone(),
     ));
+    let monitors = {
+        let sess_tx = sess_tx.clone();
+        health::Monitors::new(cfg.netns_prefix.clone(), me, move |m| {
+            let _ = sess_tx.send(m);
+        })
+    };
     let watch = tokio::spawn(watch_loop(
         cfg.cluster.clone(),
         me,
         send.clone(),
         bind_tx,
         cfg.state_dir.join("topology.json"),
+        monitors,
     ));
     // SIGUSR1: drop flows and learned state, as a cold start would.
     let flush = {
@@ -477,6 +489,8 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
         Msg::Lease(l) if l.specific || l.release => {
             format!("lease/{}/{}/{}", l.device_id, l.ip, l.block)
         }
+        // Health is stored by the cluster; saying it again is harmless.
+        Msg::Member(m) => format!("member/{}", m.member_id),
         Msg::Lease(_) | Msg::Hello(_) => return,
     };
     match m {
@@ -504,6 +518,7 @@ async fn watch_loop(
     send: impl Fn(Control),
     bind: mpsc::UnboundedSender<Vec<cache::Binding>>,
     summary: std::path::PathBuf,
+    mut monitors: health::Monitors<impl Fn(Msg) + Clone + Send + 'static>,
 ) {
     let mut cache = Cache::default();
     let mut backoff = Duration::from_millis(100);
@@ -547,6 +562,7 @@ async fn watch_loop(
             if consistent {
                 publish(&mut cache, me, &send, &bind);
                 write_atomic(&summary, &cache.summary());
+                monitors.apply(health::plans(&cache, me));
             }
         }
         tracing::warn!(

@@ -206,6 +206,7 @@ const RESOURCES: &[Res] = &[
             "protocolPort",
             "weight",
             "adminStateUp",
+            "status",
         ],
     },
     Res {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod health;
 pub mod host_view;
 pub mod http;
 pub mod media;

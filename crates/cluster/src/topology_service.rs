@@ -194,6 +194,12 @@ impl topology::Topology for TopologyService {
                         lease: Some(crate::nat_leases::handle(&*store, session, host, &l)),
                         ..Default::default()
                     })),
+                    Some(Msg::Member(m)) => match Uuid::parse_str(&m.member_id) {
+                        Ok(id) => crate::health::set_member_status(&app, id, m.up)
+                            .map(|_| None)
+                            .map_err(|e| e.message),
+                        Err(_) => Err(format!("member id \"{}\" is not a UUID", m.member_id)),
+                    },
                     None => Ok(None),
                 };
                 match result {

@@ -83,6 +83,10 @@ struct AgentArgs {
     /// this many ms (default: batched recvmmsg, which has lower latency).
     #[arg(long, env = "MIDONET_RX_RING_MS")]
     rx_ring_ms: Option<u32>,
+    /// Names of the network namespaces this agent creates (health checks of
+    /// load-balancer members) start with this.
+    #[arg(long, default_value = agent::DEFAULT_NETNS_PREFIX)]
+    netns_prefix: String,
 }
 
 fn system_host_name() -> String {
@@ -108,6 +112,7 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         vxlan_port: a.vxlan_port,
         workers: a.workers,
         rx_ring_ms: a.rx_ring_ms,
+        netns_prefix: a.netns_prefix,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -174,6 +179,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         };
         let topo_addr = s.topology_listen;
         let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
+        let health = tokio::spawn(cluster::health::run(app.clone()));
         let agent = s.agent.then(|| {
             let cfg = agent::Config {
                 // Reach our own topology service where it listens.
@@ -187,6 +193,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 vxlan_port: 6677,
                 workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
                 rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),
+                netns_prefix: agent::DEFAULT_NETNS_PREFIX.into(),
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });
@@ -203,6 +210,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
             }),
         };
         tracing::info!("shutting down");
+        health.abort();
         let _ = stop_tx.send(true);
         if let Some(a) = agent {
             let _ = a.await;

@@ -26,6 +26,19 @@ impl LoadBalancer {
 }
 crate::object!(LoadBalancer, LoadBalancer);
 
+/// Health checks of a router's pool members leave from a namespace on the
+/// checking host, attached to the router by a port the cluster manages: the
+/// port has this address on a /30, the namespace the next one.
+pub const HEALTH_PORT_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 1);
+pub const HEALTH_NS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 2);
+pub const HEALTH_NET: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 0);
+pub const HEALTH_NET_LEN: u8 = 30;
+
+/// The interface a router's health-check port is bound to on its host.
+pub fn health_interface(router: Uuid) -> String {
+    format!("hm-{}", &router.simple().to_string()[..8])
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HealthMonitor {

@@ -21,6 +21,7 @@ pub struct Objects {
     pub pools: Vec<Pool>,
     pub members: Vec<PoolMember>,
     pub vips: Vec<Vip>,
+    pub health_monitors: Vec<HealthMonitor>,
 }
 
 impl Objects {
@@ -109,9 +110,23 @@ impl Objects {
             .filter(|r| chains.contains(&r.chain_id))
             .cloned()
             .collect();
+        // Groups rules name, and groups holding a reachable port (their
+        // members' hosts get the flow state of stateful groups).
         let pgs: HashSet<Uuid> = rules
             .iter()
             .flat_map(|r| r.condition.port_group_ids())
+            .chain(
+                self.port_groups
+                    .iter()
+                    .filter(|g| {
+                        g.port_ids.iter().any(|p| {
+                            port_by_id
+                                .get(p)
+                                .is_some_and(|p| devices.contains(&p.device_id))
+                        })
+                    })
+                    .map(|g| g.id),
+            )
             .collect();
         let ags: HashSet<Uuid> = rules
             .iter()
@@ -131,6 +146,7 @@ impl Objects {
             .cloned()
             .collect();
         let pool_ids: HashSet<Uuid> = pools.iter().map(|p| p.id).collect();
+        let monitors: HashSet<Uuid> = pools.iter().filter_map(|p| p.health_monitor_id).collect();
         let ports: Vec<Port> = self
             .ports
             .iter()
@@ -199,6 +215,12 @@ impl Objects {
                 .filter(|v| v.pool_id.is_some_and(|p| pool_ids.contains(&p)))
                 .cloned()
                 .collect(),
+            health_monitors: self
+                .health_monitors
+                .iter()
+                .filter(|h| monitors.contains(&h.id))
+                .cloned()
+                .collect(),
             pools,
         }
     }
@@ -207,7 +229,7 @@ impl Objects {
 impl Objects {
     /// The kinds a topology is built from; any other kind (hosts, tunnel
     /// zones, BGP) is not filtered by reachability.
-    pub const KINDS: [Kind; 13] = [
+    pub const KINDS: [Kind; 14] = [
         Bridge::KIND,
         Router::KIND,
         Port::KIND,
@@ -221,6 +243,7 @@ impl Objects {
         Pool::KIND,
         PoolMember::KIND,
         Vip::KIND,
+        HealthMonitor::KIND,
     ];
 
     /// Decodes stored JSON: `stored(kind name)` yields that kind's stored
@@ -250,6 +273,7 @@ impl Objects {
             pools: all(stored(Pool::KIND.name())),
             members: all(stored(PoolMember::KIND.name())),
             vips: all(stored(Vip::KIND.name())),
+            health_monitors: all(stored(HealthMonitor::KIND.name())),
         }
     }
 
@@ -271,6 +295,7 @@ impl Objects {
             .chain(of(&self.pools))
             .chain(of(&self.members))
             .chain(of(&self.vips))
+            .chain(of(&self.health_monitors))
             .collect()
     }
 }

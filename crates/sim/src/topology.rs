@@ -401,6 +401,9 @@ impl Topology {
         for g in &o.port_groups {
             t.port_groups
                 .insert(g.id, g.port_ids.iter().copied().collect());
+            if g.stateful {
+                t.stateful_groups.insert(g.id);
+            }
             for p in &g.port_ids {
                 groups_of.entry(*p).or_default().push(g.id);
             }
