@@ -332,6 +332,7 @@ provider_setup() {
     rl=$(mido port create --router "$RP" port-address=169.254.0.2 network-address=169.254.0.0 network-length=30)
     tl=$(mido port create --router "$R" port-address=169.254.0.1 network-address=169.254.0.0 network-length=30)
     mido port link "$rl" "$tl"
+    TL=$tl
     route() { mido route create --router "$1" type=Normal src-network-addr=0.0.0.0 src-network-length=0 \
         dst-network-addr="$2" dst-network-length="$3" next-hop-port="$4" ${5:+next-hop-gateway=$5} weight=100 >/dev/null; }
     route "$RP" 203.0.113.0 24 "$UP"
@@ -489,6 +490,113 @@ PY
     [[ -z $why ]]
 }
 check "asymmetric uplinks on two gateways in a stateful port group: a DNAT'd connection survives" t_asymmetric_uplinks
+
+t_nat_exhaustion() {
+    # SNAT for vm3 (h2) to 198.51.100.2, ports 40000-40001 only: two
+    # connections to one destination fit, the third is refused (counted in
+    # stats.json, logged), and the two carry on.
+    local why="" rout rule
+    rout=$(mido router show "$R" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outboundFilterId"])')
+    rule=$(mido rule create --chain "$rout" type=snat flow-action=accept out-ports="[\"$TL\"]" nw-src-address=192.168.10.21 \
+        nw-src-length=32 position=1 'nat-targets=[{"addressFrom":"198.51.100.2","addressTo":"198.51.100.2","portFrom":40000,"portTo":40001}]')
+    sleep 0.5
+    ip netns exec "$(ns ext)" python3 "$E2E_STATE/tcp_echo_ports.py" 203.0.113.9 9200 9200 & local sp=$!
+    sleep 0.5
+    local before; before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nat_exhausted"])' "$E2E_STATE/agent-h2/stats.json")
+    local rc=0
+    nsx vm3 timeout 30 python3 - >"$E2E_STATE/exhaust.txt" 2>&1 <<'PY' || rc=1
+import socket
+def conn():
+    s = socket.create_connection(("203.0.113.9", 9200), 3); s.settimeout(3); return s
+a, b = conn(), conn()
+for s in (a, b):
+    s.sendall(b"x"); assert s.recv(1) == b"x", "an early connection got no echo"
+try:
+    conn(); raise SystemExit("a third connection got a mapping out of two ports")
+except OSError:
+    pass
+for s in (a, b):
+    s.sendall(b"y"); assert s.recv(1) == b"y", "an existing connection stopped"
+print("two connections mapped, the third refused, the two still echo")
+PY
+    cat "$E2E_STATE/exhaust.txt"
+    [[ $rc == 0 ]] || why+="$(tail -1 "$E2E_STATE/exhaust.txt"); "
+    sleep 1.2
+    local after; after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nat_exhausted"])' "$E2E_STATE/agent-h2/stats.json")
+    [[ $after -gt $before ]] || why+="nat_exhausted did not count it ($before -> $after); "
+    grep -q "NAT port exhaustion" "$E2E_STATE/agent-h2.log" || why+="nothing logged; "
+    mido rule delete "$rule" >/dev/null
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null
+    echo "${why:-exhaustion refused the new connection cleanly (nat_exhausted $before -> $after), existing ones continued}"
+    [[ -z $why ]]
+}
+check "NAT port exhaustion: the new connection is refused, counted and logged; existing ones continue" t_nat_exhaustion
+
+move_vm() { # VM FROM TO: the VM's veth (and its live sockets) to another hypervisor
+    ip -n "$(ns "$2")" link set "$1" netns "$(ns "$3")"
+    nsx "$3" ip link set "$1" up
+    nsx "$3" ethtool -K "$1" tx off tso off gso off >/dev/null 2>&1 || true
+}
+port_active_on() { # PORT HOST SECONDS
+    local i
+    for i in $(seq $(( $3 * 10 ))); do
+        [[ $(mido port show "$1" -o json | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["hostId"] if p["active"] else "")') == "$2" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+t_port_migration() {
+    # vm3's SNAT'd connection to the outside has its state on h2 (VM and
+    # uplink both there). A third hypervisor, h3, joins; vm3 moves to h3
+    # (its veth, with the live socket) and its port is rebound there: h3
+    # fetches the state from h2 and keeps the same mapping. Then back.
+    local why=""
+    mkns h3
+    ip link add ul0 netns "$(ns h3)" type veth peer name h3 netns "$(ns ul)"
+    nsx ul ip link set h3 master br-ul up; nsx h3 ip link set ul0 up
+    nsx h3 ip addr add 10.99.0.3/24 dev ul0
+    start_agent h3; H3=$(host_id h3) || return 1
+    mido tunnel-zone add-member "$Z" "$H3" 10.99.0.3
+    nsx ext timeout 60 python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.9", 9400)); s.listen(1); s.settimeout(50)
+c, a = s.accept(); c.settimeout(50)
+while True:
+    d = c.recv(100)
+    if not d: break
+    c.sendall(d)' &
+    local sp=$!; sleep 0.5
+    rm -f "$E2E_STATE"/mig-*
+    nsx vm3 timeout 60 python3 -c '
+import os, socket, sys, time
+def wait(name):
+    while not os.path.exists(sys.argv[1] + name): time.sleep(0.05)
+s = socket.create_connection(("203.0.113.9", 9400), 5); s.settimeout(10)
+for i, step in enumerate(["one", "two", "three"]):
+    if i: wait("/mig-go-%d" % i)
+    s.sendall(step.encode()); assert s.recv(10) == step.encode(), step
+    open(sys.argv[1] + "/mig-done-%d" % i, "w").close()
+print("the connection carried on across both moves")' "$E2E_STATE" >"$E2E_STATE/migration.txt" 2>&1 &
+    local cp=$! i
+    for i in $(seq 100); do [[ -e $E2E_STATE/mig-done-0 ]] && break; sleep 0.05; done
+    [[ -e $E2E_STATE/mig-done-0 ]] || why+="no connection before the move; "
+    move_vm vm3 h2 h3; mido port unbind "${PORT[vm3]}"; mido port bind "${PORT[vm3]}" "$H3" vm3
+    port_active_on "${PORT[vm3]}" "$H3" 10 || why+="vm3's port not active on h3; "
+    sleep 0.5; touch "$E2E_STATE/mig-go-1"
+    for i in $(seq 100); do [[ -e $E2E_STATE/mig-done-1 ]] && break; sleep 0.05; done
+    [[ -e $E2E_STATE/mig-done-1 ]] || why+="the connection broke on h3; "
+    move_vm vm3 h3 h2; mido port unbind "${PORT[vm3]}"; mido port bind "${PORT[vm3]}" "$H2" vm3
+    port_active_on "${PORT[vm3]}" "$H2" 10 || why+="vm3's port not active on h2 again; "
+    sleep 0.5; touch "$E2E_STATE/mig-go-2"
+    wait $cp || why+="$(tail -1 "$E2E_STATE/migration.txt"); "
+    cat "$E2E_STATE/migration.txt"
+    grep -q "connection state of a rebound port received" "$E2E_STATE/agent-h3.log" || why+="h3 never received state; "
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null
+    echo "${why:-h3 fetched the state from h2 (and h2 back from h3); same mapping throughout}"
+    [[ -z $why ]]
+}
+check "a port rebound to another host keeps its connections (state fetched from the previous host)" t_port_migration
 
 # An L4 load balancer on r1: a VIP in front of vm2 (on h2 since it moved,
 # weight 1), vm3 (h2, weight 3) and vm9 (h1, weight 9); clients on the other

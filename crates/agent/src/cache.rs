@@ -31,6 +31,8 @@ pub struct Binding {
     pub port: Uuid,
     pub interface: String,
     pub tunnel_key: u32,
+    /// Where the port was bound before (its connection state is there).
+    pub previous_host: Option<Uuid>,
 }
 
 fn decode<T: Object>(b: &[u8]) -> Option<T> {
@@ -192,6 +194,7 @@ impl Cache {
                     port: p.id,
                     interface: p.interface_name?,
                     tunnel_key: p.tunnel_key as u32,
+                    previous_host: p.previous_host_id,
                 })
             })
             .collect();

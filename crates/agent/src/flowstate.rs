@@ -7,7 +7,7 @@ use sim::{ConnKey, NatBinding, NatKey, NatKind, StateWrite, Topology};
 use std::net::Ipv4Addr;
 use uuid::Uuid;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};
-use wire::flowstate::{ConnEntry, FlowStateRepr, NatEntry, UDP_PORT};
+use wire::flowstate::{ConnEntry, FLAG_LAST, FLAG_REQUEST, FlowStateRepr, NatEntry, UDP_PORT};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr, Protocol};
 use wire::{UdpPacket, UdpRepr};
 
@@ -40,15 +40,14 @@ fn kind_of(c: u8) -> Option<NatKind> {
     })
 }
 
-/// The state among `writes` worth sharing, as a frame; `None` if there is none.
-pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
-    let mut r = FlowStateRepr {
-        sender: *sender.as_bytes(),
-        ..Default::default()
-    };
+/// Entries per message: a frame stays under the tunnel's inner MTU.
+const PER_MESSAGE: usize = 30;
+
+fn entries(writes: &[StateWrite]) -> (Vec<ConnEntry>, Vec<NatEntry>) {
+    let (mut ct, mut nat) = (Vec::new(), Vec::new());
     for w in writes {
         match *w {
-            StateWrite::ConnTrack(k) => r.conntrack.push(ConnEntry {
+            StateWrite::ConnTrack(k) => ct.push(ConnEntry {
                 device: *k.device.as_bytes(),
                 src: k.src,
                 dst: k.dst,
@@ -56,7 +55,7 @@ pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
                 dport: k.dport,
                 proto: k.proto,
             }),
-            StateWrite::Nat(k, b) => r.nat.push(NatEntry {
+            StateWrite::Nat(k, b) => nat.push(NatEntry {
                 kind: kind_code(k.kind),
                 proto: k.proto,
                 device: *k.device.as_bytes(),
@@ -70,9 +69,62 @@ pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    if r.conntrack.is_empty() && r.nat.is_empty() {
+    (ct, nat)
+}
+
+/// The state among `writes` worth sharing, as a frame; `None` if there is none.
+pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
+    let (conntrack, nat) = entries(writes);
+    if conntrack.is_empty() && nat.is_empty() {
         return None;
     }
+    Some(frame(&FlowStateRepr {
+        flags: 0,
+        sender: *sender.as_bytes(),
+        conntrack,
+        nat,
+    }))
+}
+
+/// A request for the receiver's connection state.
+pub fn encode_request(sender: Uuid) -> Vec<u8> {
+    frame(&FlowStateRepr {
+        flags: FLAG_REQUEST,
+        sender: *sender.as_bytes(),
+        ..Default::default()
+    })
+}
+
+/// All of `writes` that is connection state, as frames of bounded size; the
+/// last (possibly empty) one is flagged as such.
+pub fn encode_all(sender: Uuid, writes: &[StateWrite]) -> Vec<Vec<u8>> {
+    let (ct, nat) = entries(writes);
+    let mut out = Vec::new();
+    let mut r = FlowStateRepr {
+        sender: *sender.as_bytes(),
+        ..Default::default()
+    };
+    for c in ct {
+        r.conntrack.push(c);
+        if r.conntrack.len() == PER_MESSAGE {
+            out.push(frame(&r));
+            r.conntrack.clear();
+        }
+    }
+    for n in nat {
+        r.nat.push(n);
+        if r.conntrack.len() + r.nat.len() == PER_MESSAGE {
+            out.push(frame(&r));
+            r.conntrack.clear();
+            r.nat.clear();
+        }
+    }
+    r.flags = FLAG_LAST;
+    out.push(frame(&r));
+    out
+}
+
+fn frame(r: &FlowStateRepr) -> Vec<u8> {
     let body = r.emit();
     let mut udp = vec![0u8; 8 + body.len()];
     UdpRepr {
@@ -100,11 +152,20 @@ pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
     }
     .emit(&mut f[14..]);
     f[34..].copy_from_slice(&udp);
-    Some(f)
+    f
 }
 
-/// The sender and the state writes of a flow-state frame.
-pub fn decode(frame: &[u8]) -> Option<(Uuid, Vec<StateWrite>)> {
+/// A decoded flow-state frame.
+#[derive(Debug, PartialEq)]
+pub struct Message {
+    pub sender: Uuid,
+    pub writes: Vec<StateWrite>,
+    pub request: bool,
+    pub last: bool,
+}
+
+/// The sender, flags and state writes of a flow-state frame.
+pub fn decode(frame: &[u8]) -> Option<Message> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
     let udp = UdpPacket::new_checked(ip.payload()).ok()?;
@@ -141,7 +202,38 @@ pub fn decode(frame: &[u8]) -> Option<(Uuid, Vec<StateWrite>)> {
             },
         ));
     }
-    Some((Uuid::from_bytes(r.sender), writes))
+    Some(Message {
+        sender: Uuid::from_bytes(r.sender),
+        writes,
+        request: r.flags & FLAG_REQUEST != 0,
+        last: r.flags & FLAG_LAST != 0,
+    })
+}
+
+/// Connection state as a file: length-prefixed frames (any number of entries).
+pub fn encode_file(sender: Uuid, writes: &[StateWrite]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in encode_all(sender, writes) {
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(&f);
+    }
+    out
+}
+
+/// The state writes of a file written by [`encode_file`]; a torn tail is
+/// ignored (what was read before it is kept).
+pub fn decode_file(mut b: &[u8]) -> Vec<StateWrite> {
+    let mut writes = Vec::new();
+    while b.len() >= 4 {
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let Some(f) = b.get(4..4 + n) else { break };
+        match decode(f) {
+            Some(m) => writes.extend(m.writes),
+            None => break,
+        }
+        b = &b[4 + n..];
+    }
+    writes
 }
 
 /// The hosts other than `me` that must know the state of a connection whose
@@ -217,11 +309,54 @@ mod tests {
             mac: Mac([2, 0, 0, 0, 0, 9]),
         };
         let frame = encode(me, &[ct.clone(), learned.clone(), nat.clone()]).unwrap();
-        let (sender, writes) = decode(&frame).unwrap();
-        assert_eq!(sender, me);
-        assert_eq!(writes, vec![ct, nat], "only connection state travels");
+        let m = decode(&frame).unwrap();
+        assert_eq!(m.sender, me);
+        assert_eq!(
+            m.writes,
+            vec![ct.clone(), nat.clone()],
+            "only connection state travels"
+        );
+        assert!(!m.request && !m.last);
         assert!(encode(me, &[learned]).is_none());
         assert!(decode(&frame[..40]).is_none());
+        let req = decode(&encode_request(me)).unwrap();
+        assert!(req.request && req.writes.is_empty());
+    }
+
+    #[test]
+    fn any_amount_of_state_moves_in_bounded_frames_and_files() {
+        let me = Uuid::new_v4();
+        let dev = Uuid::new_v4();
+        // More entries than a u16 count could say in one message.
+        let writes: Vec<StateWrite> = (0..70_000u32)
+            .map(|i| {
+                StateWrite::ConnTrack(ConnKey {
+                    src: Ipv4Addr::from(i),
+                    sport: 80,
+                    dst: Ipv4Addr::new(10, 0, 0, 1),
+                    dport: 4000,
+                    proto: 6,
+                    device: dev,
+                })
+            })
+            .collect();
+        let frames = encode_all(me, &writes);
+        assert!(frames.iter().all(|f| f.len() <= 1400));
+        let decoded: Vec<Message> = frames.iter().map(|f| decode(f).unwrap()).collect();
+        assert!(decoded.last().unwrap().last);
+        assert_eq!(decoded.iter().filter(|m| m.last).count(), 1);
+        let back: Vec<StateWrite> = decoded.into_iter().flat_map(|m| m.writes).collect();
+        assert_eq!(back, writes);
+        let file = encode_file(me, &writes);
+        assert_eq!(decode_file(&file), writes);
+        // A torn write loses only the torn tail.
+        let torn = decode_file(&file[..file.len() - 10]);
+        assert!(torn.len() >= writes.len() - PER_MESSAGE && torn.len() < writes.len());
+        assert_eq!(decode_file(&[]), vec![]);
+        // Nothing to send still ends with a last (empty) message.
+        let none = encode_all(me, &[]);
+        assert_eq!(none.len(), 1);
+        assert!(decode(&none[0]).unwrap().last);
     }
 
     #[test]

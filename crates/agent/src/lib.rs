@@ -355,9 +355,8 @@ fn import_state(dir: &std::path::Path) -> Vec<sim::StateWrite> {
         if name.starts_with("flowstate-")
             && name.ends_with(".bin")
             && let Ok(bytes) = std::fs::read(e.path())
-            && let Some((_, w)) = flowstate::decode(&bytes)
         {
-            writes.extend(w);
+            writes.extend(flowstate::decode_file(&bytes));
         }
     }
     writes

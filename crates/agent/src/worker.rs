@@ -331,19 +331,7 @@ impl Worker {
             return;
         }
         self.state_dirty = false;
-        let writes: Vec<StateWrite> = self
-            .state
-            .conntrack
-            .keys()
-            .map(|k| StateWrite::ConnTrack(*k))
-            .chain(
-                self.state
-                    .nat
-                    .iter()
-                    .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
-            )
-            .collect();
-        let bytes = crate::flowstate::encode(self.me, &writes).unwrap_or_default();
+        let bytes = crate::flowstate::encode_file(self.me, &self.connection_state());
         let tmp = self.state_file.with_extension("tmp");
         if std::fs::write(&tmp, bytes).is_ok() {
             let _ = std::fs::rename(&tmp, &self.state_file);
@@ -417,6 +405,25 @@ impl Worker {
             self.by_id.insert(b.port, n);
             self.by_key.insert(b.tunnel_key, n);
             tracing::debug!(worker = self.index, port = %b.port, port_no = n, "serving port");
+            // A port that moved here: its previous host has its connections'
+            // state (worker 0 receives tunnel traffic, so it asks).
+            if self.index == 0
+                && let Some(prev) = b.previous_host.filter(|h| *h != self.me)
+            {
+                match self.peers.get(&prev).copied() {
+                    Some(ip) => {
+                        tracing::info!(port = %b.port, from = %prev, "asking the previous host for connection state");
+                        self.dp.tunnel(
+                            ip,
+                            datapath::FLOW_STATE_KEY,
+                            &crate::flowstate::encode_request(self.me),
+                        );
+                    }
+                    None => {
+                        tracing::warn!(port = %b.port, from = %prev, "previous host has no tunnel address; its connection state is not fetched")
+                    }
+                }
+            }
             self.dp.add_port(n, sock.clone());
             self.ports.insert(
                 n,
@@ -643,15 +650,19 @@ impl Worker {
         let key = v.vni();
         if key == datapath::FLOW_STATE_KEY {
             match crate::flowstate::decode(v.payload()) {
-                Some((_sender, writes)) => {
+                Some(m) if m.request => self.answer_state_request(m.sender),
+                Some(m) => {
                     self.dp.stats.flow_state_rx += 1;
+                    if m.last {
+                        tracing::info!(from = %m.sender, "connection state of a rebound port received");
+                    }
                     let now = self.now();
                     self.state_dirty = true;
-                    self.state.apply(&writes, now);
-                    let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
+                    self.state.apply(&m.writes, now);
+                    let tags: Vec<Tag> = m.writes.iter().filter_map(tag_of).collect();
                     self.flows.invalidate(&tags);
                     for (tx, waker) in &self.siblings {
-                        let _ = tx.send(Control::State(writes.clone()));
+                        let _ = tx.send(Control::State(m.writes.clone()));
                         waker.wake();
                     }
                 }
@@ -667,6 +678,39 @@ impl Worker {
         match self.by_key.get(&key).copied() {
             Some(n) => self.dp.output(n, frame),
             None => self.dp.stats.unknown_tunnel_key += 1,
+        }
+    }
+}
+
+impl Worker {
+    /// Every tracked connection and NAT binding this worker holds (with the
+    /// sibling sharing, every one of this host).
+    fn connection_state(&self) -> Vec<StateWrite> {
+        self.state
+            .conntrack
+            .keys()
+            .map(|k| StateWrite::ConnTrack(*k))
+            .chain(
+                self.state
+                    .nat
+                    .iter()
+                    .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
+            )
+            .collect()
+    }
+
+    /// A host a port was rebound to asks for the state this one held: all
+    /// of it goes, in bounded messages (the receiver keeps what it needs
+    /// until idle expiry).
+    fn answer_state_request(&mut self, from: Uuid) {
+        let Some(ip) = self.peers.get(&from).copied() else {
+            return;
+        };
+        let frames = crate::flowstate::encode_all(self.me, &self.connection_state());
+        tracing::info!(to = %from, messages = frames.len(), "sending connection state for a rebound port");
+        for f in frames {
+            self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &f);
+            self.dp.stats.flow_state_tx += 1;
         }
     }
 }

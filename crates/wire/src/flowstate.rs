@@ -2,6 +2,11 @@
 //! to the others that will see a connection's packets (in-band, in a tunnel
 //! packet with the reserved key, before the data packet it belongs to).
 //!
+//! The same message, with flags, moves state between hosts when a port is
+//! rebound: `REQUEST` (no entries) asks a port's previous host for the state
+//! it holds; the answer comes in messages of bounded size, the last flagged
+//! `LAST`.
+//!
 //! Layout (network byte order): magic `MNFS`, version, flags, conntrack
 //! count (u16), NAT count (u16), 2 reserved bytes, sender host id (16), then
 //! the entries. Conntrack entry (32 bytes): device id (16), src (4), dst (4),
@@ -17,6 +22,9 @@ pub const VERSION: u8 = 1;
 const HEADER: usize = 28;
 const CT_LEN: usize = 32;
 const NAT_LEN: usize = 40;
+/// Flags: a request for the receiver's state; the last message of an answer.
+pub const FLAG_REQUEST: u8 = 0x01;
+pub const FLAG_LAST: u8 = 0x02;
 /// The UDP port of flow-state datagrams (MidoNet's).
 pub const UDP_PORT: u16 = 2925;
 
@@ -46,6 +54,7 @@ pub struct NatEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct FlowStateRepr {
+    pub flags: u8,
     pub sender: [u8; 16],
     pub conntrack: Vec<ConnEntry>,
     pub nat: Vec<NatEntry>,
@@ -71,6 +80,7 @@ impl FlowStateRepr {
             return Err(Error);
         }
         let mut r = FlowStateRepr {
+            flags: b[5],
             sender: id(b, 12),
             ..Default::default()
         };
@@ -114,6 +124,7 @@ impl FlowStateRepr {
         let mut b = vec![0u8; self.buffer_len()];
         b[0..4].copy_from_slice(&MAGIC);
         b[4] = VERSION;
+        b[5] = self.flags;
         put16(&mut b, 6, self.conntrack.len() as u16);
         put16(&mut b, 8, self.nat.len() as u16);
         b[12..28].copy_from_slice(&self.sender);
@@ -149,6 +160,7 @@ mod tests {
 
     fn sample() -> FlowStateRepr {
         FlowStateRepr {
+            flags: 0,
             sender: [7; 16],
             conntrack: vec![ConnEntry {
                 device: [1; 16],
@@ -184,6 +196,12 @@ mod tests {
         assert_eq!(&b[60..62], &[4, 6]);
         assert_eq!(&b[60 + 32..60 + 38], &[10, 0, 1, 5, 0x9c, 0x40]);
         assert_eq!(FlowStateRepr::parse(&b).unwrap(), sample());
+        let last = FlowStateRepr {
+            flags: FLAG_LAST,
+            ..sample()
+        };
+        assert_eq!(last.emit()[5], FLAG_LAST);
+        assert_eq!(FlowStateRepr::parse(&last.emit()).unwrap(), last);
     }
 
     #[test]
