@@ -43,13 +43,21 @@ up() {
     nsx s ip addr add 203.0.113.9/24 dev eth0; nsx s ip route add 198.51.100.0/24 via 203.0.113.1
     # Started without a shell function in between: $! is the process itself.
     local port
-    for port in 9000 9001 9002; do
+    for port in 9000 9001 9002 9003 9004; do
         ip netns exec "$(ns s)" "$CONNRATE" serve 0.0.0.0:$port 2 </dev/null >/dev/null 2>&1 & PIDS+=($!)
     done
 }
 
-# fill PORT N: N more tracked connections (to a server port not used before).
-fill() { nsx c "$CONNRATE" connect 203.0.113.9:"$1" "$2" "$THREADS" >/dev/null; }
+# fill: NAT_TRACK more tracked connections, a quarter to each of four server
+# ports (connect() reuses the even client ports it prefers, ~32k, per
+# destination; four destinations keep every connection a distinct one).
+fill() {
+    local port r
+    for port in 9001 9002 9003 9004; do
+        r=$(nsx c "$CONNRATE" connect 203.0.113.9:$port $((TRACK / 4)) "$THREADS")
+        [[ $(field failed "$r") == 0 ]] || echo "  note: filling port $port: $r" >&2
+    done
+}
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 kernel() {
@@ -64,7 +72,7 @@ NFT
     nsx gw sysctl -qw net.netfilter.nf_conntrack_max=$((TRACK * 3)) 2>/dev/null || true
     nsx c "$CONNRATE" connect 203.0.113.9:9000 200 2 >/dev/null   # warm-up
     K_RATE=$(nsx c "$CONNRATE" connect 203.0.113.9:9000 "$COUNT" "$THREADS")
-    fill 9001 $((TRACK / 2)); fill 9002 $((TRACK / 2))
+    fill
     K_TRACKED=$(nsx gw cat /proc/sys/net/netfilter/nf_conntrack_count)
     # The kernel's cost per tracked connection: one nf_conntrack object
     # (its NAT data lives in the object's extension area).
@@ -111,7 +119,7 @@ ours() {
     if [[ -n ${NAT_PERF:-} ]]; then perf record -q -p "$agent" -o "$NAT_PERF" -- sleep 2 >/dev/null 2>&1 & fi
     O_RATE=$(nsx c "$CONNRATE" connect 203.0.113.9:9000 "$COUNT" "$THREADS")
     O_CPU=$(( $(awk '{print $14 + $15}' /proc/$agent/stat) - cpu0 ))   # clock ticks (1/100 s)
-    fill 9001 $((TRACK / 2)); fill 9002 $((TRACK / 2))
+    fill
     sleep 1.5   # the next stats report
     local rss1; rss1=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
     O_STATS=$(cat "$STATE/agent/stats.json")

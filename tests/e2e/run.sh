@@ -693,8 +693,13 @@ t_health_monitor() {
     m3=$(mido pool-member create pool-id="$pool" address=192.168.10.21 protocol-port=8081 weight=1)
     vip=$(mido vip create pool-id="$pool" load-balancer-id="$lb" address=192.168.30.102 protocol-port=80)
     wait_status "$m2" ACTIVE 15 && wait_status "$m3" ACTIVE 5 || why+="members not reported up (vm2: $(member_status "$m2"), vm3: $(member_status "$m3")); "
-    local checkers; checkers=$(ip netns list | grep -c "^$P-hm-" || true)
+    local checkers i
+    for i in $(seq 50); do
+        checkers=$(ip netns list | grep -c "^$P-hm-" || true)
+        [[ $checkers == 1 ]] && break; sleep 0.2
+    done
     [[ $checkers == 1 ]] || why+="$checkers health-check namespaces, expected one; "
+    sleep 2   # the first checks (members start ACTIVE)
     kill $p3; wait $p3 2>/dev/null
     wait_status "$m3" INACTIVE 10 || why+="vm3 not marked down after its server stopped ($(member_status "$m3")); "
     out=$(nsx vm4 python3 "$E2E_STATE/tcp_count.py" 192.168.30.102 80 30)

@@ -240,7 +240,9 @@ impl Worker {
     fn tick(&mut self, now: u64) {
         self.flows.expire(now);
         let before = self.state.conntrack.len() + self.state.nat.len();
-        self.state.expire(now);
+        // Connection state lives while a flow needs it, then idles out.
+        let flows = &self.flows;
+        self.state.expire_unreferenced(now, |t| flows.has_tag(t));
         self.state_dirty |= before != self.state.conntrack.len() + self.state.nat.len();
         self.waiting.retain(|p| p.deadline > now);
         self.release_unused_blocks(now);

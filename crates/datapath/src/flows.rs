@@ -217,6 +217,11 @@ impl FlowTable {
         // entry naming a removed flow just misses at lookup.
     }
 
+    /// Whether an installed flow carries `tag` (depends on what it names).
+    pub fn has_tag(&self, tag: &Tag) -> bool {
+        self.by_tag.contains_key(tag)
+    }
+
     /// Removes every flow carrying any of `tags`; returns how many.
     pub fn invalidate(&mut self, tags: &[Tag]) -> usize {
         let ids: FxHashSet<FlowId> = tags

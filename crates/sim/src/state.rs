@@ -176,8 +176,58 @@ impl StateTables {
 
     /// Drops entries idle past their deadline.
     pub fn expire(&mut self, now: u64) {
-        self.conntrack.retain(|_, t| *t > now);
-        self.nat.retain(|_, (_, t)| *t > now);
+        self.expire_unreferenced(now, |_| false);
+    }
+
+    /// MidoNet's lifecycle for connection state: an entry some installed
+    /// flow depends on (`referenced`, by the flow tag of its key) stays, its
+    /// idle deadline pushed out; once no flow needs it, it expires after the
+    /// idle time. ARP entries expire on their own clock.
+    pub fn expire_unreferenced(&mut self, now: u64, referenced: impl Fn(&crate::Tag) -> bool) {
+        self.conntrack.retain(|k, t| {
+            if referenced(&crate::Tag::ConnTrack(*k)) {
+                *t = (*t).max(now + STATE_IDLE_MS);
+            }
+            *t > now
+        });
+        self.nat.retain(|k, (_, t)| {
+            if referenced(&crate::Tag::Nat(*k)) {
+                *t = (*t).max(now + STATE_IDLE_MS);
+            }
+            *t > now
+        });
         self.arp.retain(|_, e| e.expires > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_lives_while_a_flow_needs_it_then_idles_out() {
+        let key = |sport| ConnKey {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            sport,
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            dport: 80,
+            proto: 6,
+            device: Id::nil(),
+        };
+        let mut t = StateTables::default();
+        t.apply(
+            &[StateWrite::ConnTrack(key(1)), StateWrite::ConnTrack(key(2))],
+            0,
+        );
+        let held = |tag: &crate::Tag| *tag == crate::Tag::ConnTrack(key(1));
+        // Long past the idle time: the referenced entry stays, the other goes.
+        t.expire_unreferenced(STATE_IDLE_MS * 5, held);
+        assert!(t.conntrack.contains_key(&key(1)));
+        assert!(!t.conntrack.contains_key(&key(2)));
+        // Its flow is gone: it idles out one idle time later, not at once.
+        t.expire(STATE_IDLE_MS * 5 + 1);
+        assert!(t.conntrack.contains_key(&key(1)));
+        t.expire(STATE_IDLE_MS * 6 + 1);
+        assert!(t.conntrack.is_empty());
     }
 }
