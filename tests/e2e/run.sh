@@ -557,15 +557,7 @@ t_port_migration() {
     nsx h3 ip addr add 10.99.0.3/24 dev ul0
     start_agent h3; H3=$(host_id h3) || return 1
     mido tunnel-zone add-member "$Z" "$H3" 10.99.0.3
-    nsx ext timeout 60 python3 -c '
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("203.0.113.9", 9400)); s.listen(1); s.settimeout(50)
-c, a = s.accept(); c.settimeout(50)
-while True:
-    d = c.recv(100)
-    if not d: break
-    c.sendall(d)' &
+    ip netns exec "$(ns ext)" python3 "$E2E_STATE/tcp_echo_ports.py" 203.0.113.9 9400 9400 &
     local sp=$!; sleep 0.5
     rm -f "$E2E_STATE"/mig-*
     nsx vm3 timeout 60 python3 -c '
@@ -727,15 +719,7 @@ t_nat_survives_gateway_restart() {
     # A long-lived TCP connection through SNAT on h2 (vm3 -> outside); kill -9
     # of h2's agent mid-connection; the restarted agent re-imports the NAT
     # binding, so the connection carries on with the same mapping.
-    nsx ext timeout 40 python3 -c '
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("203.0.113.9", 9100)); s.listen(1); s.settimeout(30)
-c, a = s.accept(); c.settimeout(30)
-while True:
-    d = c.recv(100)
-    if not d: break
-    c.sendall(d)' &
+    ip netns exec "$(ns ext)" python3 "$E2E_STATE/tcp_echo_ports.py" 203.0.113.9 9100 9100 &
     local sp=$!; sleep 0.5
     nsx vm3 timeout 40 python3 -c '
 import socket, time, sys

@@ -251,6 +251,25 @@ struct Health {
     next: Option<Instant>,
 }
 
+impl Health {
+    /// One check's result; `Some(up)` when the member's health changes: up
+    /// on a success, down after `retries` failures in a row.
+    fn judge(&mut self, ok: bool, retries: u32) -> Option<bool> {
+        self.fails = if ok { 0 } else { self.fails + 1 };
+        let now = if ok {
+            true
+        } else if self.fails >= retries {
+            false
+        } else {
+            return None;
+        };
+        (self.up != Some(now)).then(|| {
+            self.up = Some(now);
+            now
+        })
+    }
+}
+
 fn check_loop(
     netns: &str,
     iface: &str,
@@ -284,18 +303,7 @@ fn check_loop(
             let ok = TcpStream::connect_timeout(&SocketAddr::V4(t.addr), t.timeout).is_ok();
             let h = health.entry(t.member).or_default();
             h.next = Some(Instant::now() + t.delay);
-            h.fails = if ok { 0 } else { h.fails + 1 };
-            let verdict = if ok {
-                Some(true)
-            } else if h.fails >= t.retries {
-                Some(false)
-            } else {
-                None
-            };
-            if let Some(up) = verdict
-                && h.up != Some(up)
-            {
-                h.up = Some(up);
+            if let Some(up) = h.judge(ok, t.retries) {
                 tracing::info!(member = %t.member, addr = %t.addr, up, "pool member health");
                 report(Msg::Member(MemberStatus {
                     member_id: t.member.to_string(),
@@ -304,5 +312,101 @@ fn check_loop(
             }
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topology::v1::Update;
+
+    #[test]
+    fn down_after_retries_failures_up_after_one_success() {
+        let mut h = Health::default();
+        assert_eq!(h.judge(true, 3), Some(true));
+        assert_eq!(h.judge(true, 3), None, "no change, no report");
+        assert_eq!(h.judge(false, 3), None);
+        assert_eq!(h.judge(false, 3), None);
+        assert_eq!(h.judge(false, 3), Some(false));
+        assert_eq!(h.judge(false, 3), None);
+        assert_eq!(h.judge(true, 3), Some(true));
+        // A flap shorter than the retries is not reported.
+        assert_eq!(h.judge(false, 3), None);
+        assert_eq!(h.judge(true, 3), None);
+    }
+
+    fn put(c: &mut Cache, kind: &str, id: Uuid, v: serde_json::Value) {
+        c.apply(Update {
+            revision: c.revision + 1,
+            kind: kind.into(),
+            id: id.to_string(),
+            data: v.to_string().into_bytes(),
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn a_health_port_bound_here_yields_its_routers_monitored_members() {
+        let (me, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (r, lb, hm, pool, port) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let mut c = Cache::default();
+        put(
+            &mut c,
+            "Router",
+            r,
+            serde_json::json!({"id": r, "loadBalancerId": lb}),
+        );
+        put(
+            &mut c,
+            "HealthMonitor",
+            hm,
+            serde_json::json!({"id": hm, "type": "TCP", "delay": 2, "timeout": 1, "maxRetries": 3}),
+        );
+        put(
+            &mut c,
+            "Pool",
+            pool,
+            serde_json::json!({"id": pool, "loadBalancerId": lb, "healthMonitorId": hm, "lbMethod": "ROUND_ROBIN"}),
+        );
+        let (m1, m2) = (Uuid::new_v4(), Uuid::new_v4());
+        put(
+            &mut c,
+            "PoolMember",
+            m1,
+            serde_json::json!({"id": m1, "poolId": pool, "address": "10.0.0.5", "protocolPort": 80}),
+        );
+        put(
+            &mut c,
+            "PoolMember",
+            m2,
+            serde_json::json!({"id": m2, "poolId": pool, "address": "10.0.0.6", "protocolPort": 80, "adminStateUp": false}),
+        );
+        let hport = |host| {
+            serde_json::json!({"id": port, "type": "Router", "deviceId": r, "portAddress": "169.254.255.1",
+            "networkAddress": "169.254.255.0", "networkLength": 30, "hostId": host, "interfaceName": "hm-x"})
+        };
+        put(&mut c, "Port", port, hport(other));
+        assert!(plans(&c, me).is_empty(), "another host runs the checks");
+        put(&mut c, "Port", port, hport(me));
+        let p = plans(&c, me);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].router, p[0].interface.as_str()), (r, "hm-x"));
+        assert_eq!(
+            p[0].targets,
+            vec![Target {
+                member: m1,
+                addr: "10.0.0.5:80".parse().unwrap(),
+                delay: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                retries: 3,
+            }],
+            "admin-down members are not checked"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! park packets that wait for ARP, and hand learned state back to the agent.
 
 use crate::cache::Binding;
+use crate::nat_leases::LeaseEvent;
 use datapath::{
     Datapath, FlowTable, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
     wait_readable,
@@ -70,7 +71,7 @@ const NAT_BLOCK_MIN_MS: u64 = 10_000;
 pub enum Event {
     Learned(StateWrite),
     Stats(usize, Stats),
-    Lease(crate::nat_leases::LeaseEvent),
+    Lease(LeaseEvent),
 }
 
 struct LocalPort {
@@ -276,15 +277,18 @@ impl Worker {
             .collect();
         for (device, ip, block) in unused {
             self.drop_block(device, ip, block);
-            let _ = self
-                .events
-                .send(Event::Lease(crate::nat_leases::LeaseEvent::Unused {
-                    worker: self.index,
-                    device,
-                    ip,
-                    block,
-                }));
+            self.lease(|worker| LeaseEvent::Unused {
+                worker,
+                device,
+                ip,
+                block,
+            });
         }
+    }
+
+    /// Tells the agent's lease task something about this worker's blocks.
+    fn lease(&self, e: impl FnOnce(usize) -> LeaseEvent) {
+        let _ = self.events.send(Event::Lease(e(self.index)));
     }
 
     fn drop_block(&mut self, device: Uuid, ip: Ipv4Addr, block: u16) {
@@ -567,14 +571,12 @@ impl Worker {
                 if let Missing::NatBlock { device, ip, ports } = missing
                     && self.lease_pending.insert((device, ip))
                 {
-                    let _ = self
-                        .events
-                        .send(Event::Lease(crate::nat_leases::LeaseEvent::Wanted {
-                            worker: self.index,
-                            device,
-                            ip,
-                            ports,
-                        }));
+                    self.lease(|worker| LeaseEvent::Wanted {
+                        worker,
+                        device,
+                        ip,
+                        ports,
+                    });
                 }
                 if self.waiting.len() < WAITING_ROOM_MAX {
                     self.waiting.push(Parked {

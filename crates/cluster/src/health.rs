@@ -147,3 +147,155 @@ pub async fn run(app: Arc<App>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMode;
+    use model::LoadBalancer;
+
+    fn put<T: model::Object>(app: &App, o: &T) {
+        app.topo
+            .write(|w| {
+                w.tx.put(o);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn health_port(app: &App, router: Uuid) -> Option<Port> {
+        app.topo
+            .all::<Port>()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.device_id == router && p.port_address == Some(HEALTH_PORT_ADDR))
+    }
+
+    #[test]
+    fn the_lowest_alive_host_gets_the_checks_and_keeps_them_until_it_dies() {
+        let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
+        let app = App::new(store.clone(), AuthMode::None, "localhost".into());
+        let (r, lb, hm) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        put(
+            &app,
+            &Router {
+                id: r,
+                load_balancer_id: Some(lb),
+                ..Default::default()
+            },
+        );
+        put(
+            &app,
+            &LoadBalancer {
+                id: lb,
+                admin_state_up: true,
+                router_id: Some(r),
+            },
+        );
+        let pool = Pool {
+            id: Uuid::new_v4(),
+            load_balancer_id: Some(lb),
+            lb_method: Some("ROUND_ROBIN".into()),
+            admin_state_up: true,
+            ..Default::default()
+        };
+        put(&app, &pool);
+        // No monitor yet: no port.
+        reconcile(&app).unwrap();
+        assert!(health_port(&app, r).is_none());
+        put(
+            &app,
+            &HealthMonitor {
+                id: hm,
+                monitor_type: Some("TCP".into()),
+                delay: 1,
+                timeout: 1,
+                max_retries: 2,
+                admin_state_up: true,
+            },
+        );
+        put(
+            &app,
+            &Pool {
+                health_monitor_id: Some(hm),
+                ..pool.clone()
+            },
+        );
+        // A monitor but no alive host: still nothing.
+        reconcile(&app).unwrap();
+        assert!(health_port(&app, r).is_none());
+        let mut hosts = [Uuid::new_v4(), Uuid::new_v4()];
+        hosts.sort();
+        let sessions: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let s = store.open_session();
+                store
+                    .put_ephemeral(s, &format!("Host/{h}/alive"), b"1".to_vec())
+                    .unwrap();
+                s
+            })
+            .collect();
+        reconcile(&app).unwrap();
+        let p = health_port(&app, r).expect("a health-check port");
+        assert_eq!(p.host_id, Some(hosts[0]));
+        assert_eq!(
+            p.interface_name.as_deref(),
+            Some(health_interface(r).as_str())
+        );
+        let routes = app.topo.all::<Route>().unwrap();
+        assert!(
+            routes
+                .iter()
+                .any(|x| x.next_hop_port == Some(p.id) && x.dst_network_addr == Some(HEALTH_NET))
+        );
+        // Steady: reconciling again changes nothing.
+        reconcile(&app).unwrap();
+        assert_eq!(health_port(&app, r).unwrap().id, p.id);
+        // The checking host dies: the next one takes over the same port.
+        store.close_session(sessions[0]).unwrap();
+        reconcile(&app).unwrap();
+        let moved = health_port(&app, r).unwrap();
+        assert_eq!(
+            (moved.id, moved.host_id, moved.previous_host_id),
+            (p.id, Some(hosts[1]), Some(hosts[0]))
+        );
+        // Members' health lands in their status.
+        let m = PoolMember {
+            id: Uuid::new_v4(),
+            pool_id: Some(pool.id),
+            address: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            protocol_port: 80,
+            admin_state_up: true,
+            ..Default::default()
+        };
+        put(&app, &m);
+        set_member_status(&app, m.id, false).unwrap();
+        assert_eq!(
+            app.topo.must::<PoolMember>(m.id).unwrap().status.as_deref(),
+            Some("INACTIVE")
+        );
+        set_member_status(&app, m.id, true).unwrap();
+        assert_eq!(
+            app.topo.must::<PoolMember>(m.id).unwrap().status.as_deref(),
+            Some("ACTIVE")
+        );
+        // The monitor goes: so does the port (and its routes).
+        put(
+            &app,
+            &Pool {
+                health_monitor_id: None,
+                ..pool
+            },
+        );
+        reconcile(&app).unwrap();
+        assert!(health_port(&app, r).is_none());
+        assert!(
+            !app.topo
+                .all::<Route>()
+                .unwrap()
+                .iter()
+                .any(|x| x.next_hop_port == Some(p.id))
+        );
+    }
+}
