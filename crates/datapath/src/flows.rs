@@ -14,24 +14,35 @@ pub struct Flow {
     pub key: Fields,
     /// Shared so a hit can run them without copying.
     pub actions: std::sync::Arc<[Action]>,
-    /// Exactly sized: a stateful flow's tags are most of its memory.
-    pub tags: Box<[Tag]>,
+    /// The tags' hashes, exactly sized: tags were most of a stateful flow's
+    /// memory.
+    pub tags: Box<[TagHash]>,
     pub expires: u64,
     pub packets: u64,
+}
+
+/// A tag as the table keeps it: its 64-bit hash. Two tags with one hash
+/// only make an invalidation remove more than it had to (or keep connection
+/// state a little longer), never less.
+pub type TagHash = u64;
+
+fn tag_hash(t: &Tag) -> TagHash {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(t)
 }
 
 /// The flows carrying a tag. Most tags of a stateful flow (its connection
 /// and NAT keys) belong to that flow alone: no set is allocated for those.
 enum TagFlows {
     One(FlowId),
-    Many(FxHashSet<FlowId>),
+    Many(Box<FxHashSet<FlowId>>),
 }
 
 impl TagFlows {
     fn insert(&mut self, id: FlowId) {
         match self {
             TagFlows::One(o) if *o == id => {}
-            TagFlows::One(o) => *self = TagFlows::Many([*o, id].into_iter().collect()),
+            TagFlows::One(o) => *self = TagFlows::Many(Box::new([*o, id].into_iter().collect())),
             TagFlows::Many(s) => {
                 s.insert(id);
             }
@@ -62,7 +73,7 @@ pub struct FlowTable {
     /// mask -> masked key -> flow
     megaflows: Vec<(FieldSet, FxHashMap<Fields, FlowId>)>,
     emc: FxHashMap<Fields, FlowId>,
-    by_tag: FxHashMap<Tag, TagFlows>,
+    by_tag: FxHashMap<TagHash, TagFlows>,
     next: FlowId,
     pub hits: u64,
     pub misses: u64,
@@ -83,7 +94,9 @@ impl FlowTable {
         let per_flow: usize = self
             .flows
             .values()
-            .map(|f| 16 + f.actions.len() * size_of::<Action>() + f.tags.len() * size_of::<Tag>())
+            .map(|f| {
+                16 + f.actions.len() * size_of::<Action>() + f.tags.len() * size_of::<TagHash>()
+            })
             .sum();
         let megaflows: usize = self
             .megaflows
@@ -95,14 +108,14 @@ impl FlowTable {
             .values()
             .map(|f| match f {
                 TagFlows::One(_) => 0,
-                TagFlows::Many(s) => sim::table_bytes(s.capacity(), size_of::<FlowId>()),
+                TagFlows::Many(s) => 32 + sim::table_bytes(s.capacity(), size_of::<FlowId>()),
             })
             .sum();
         per_flow
             + megaflows
             + by_tag
             + sim::table_bytes(self.flows.capacity(), size_of::<(FlowId, Flow)>())
-            + sim::table_bytes(self.by_tag.capacity(), size_of::<(Tag, TagFlows)>())
+            + sim::table_bytes(self.by_tag.capacity(), size_of::<(TagHash, TagFlows)>())
     }
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
@@ -166,7 +179,10 @@ impl FlowTable {
         }
         self.next += 1;
         let id = self.next;
-        for t in &tags {
+        let mut hashes: Vec<TagHash> = tags.iter().map(tag_hash).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        for t in &hashes {
             match self.by_tag.get_mut(t) {
                 Some(f) => f.insert(id),
                 None => {
@@ -191,7 +207,7 @@ impl FlowTable {
                 mask,
                 key,
                 actions: actions.into(),
-                tags: tags.into_boxed_slice(),
+                tags: hashes.into_boxed_slice(),
                 expires,
                 packets: 0,
             },
@@ -219,14 +235,14 @@ impl FlowTable {
 
     /// Whether an installed flow carries `tag` (depends on what it names).
     pub fn has_tag(&self, tag: &Tag) -> bool {
-        self.by_tag.contains_key(tag)
+        self.by_tag.contains_key(&tag_hash(tag))
     }
 
     /// Removes every flow carrying any of `tags`; returns how many.
     pub fn invalidate(&mut self, tags: &[Tag]) -> usize {
         let ids: FxHashSet<FlowId> = tags
             .iter()
-            .filter_map(|t| self.by_tag.get(t))
+            .filter_map(|t| self.by_tag.get(&tag_hash(t)))
             .flat_map(|f| f.ids())
             .collect();
         let n = ids.len();
