@@ -69,16 +69,28 @@ vm() {
     nsx "$h" ethtool -K "$name" tx off tso off gso off >/dev/null 2>&1 || true
 }
 
+# Daemons start through `ip netns exec` directly (not a shell function run in
+# the background), so $! is the daemon itself: a kill by PID reaches it.
 start_server() {
-    nsx ctl "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" \
+    ip netns exec "$(ns ctl)" "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" \
         >>"$E2E_STATE/server.log" 2>&1 &
-    echo $! >"$E2E_STATE/server.pid"
-    local i
+    local pid=$! i
+    echo $pid >"$E2E_STATE/server.pid"
     for i in $(seq 100); do
+        kill -0 $pid 2>/dev/null || break   # it exited (address in use?)
         nsx ctl curl -sf "$API/system_state" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     echo "server did not start" >&2; return 1
+}
+
+stop_pid() { # PIDFILE [SIGNAL]: signals the process and waits until it is gone
+    local pid; pid=$(cat "$1" 2>/dev/null) || return 0
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    kill -"${2:-TERM}" "$pid" 2>/dev/null || return 0
+    local i
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+    echo "process $pid did not stop" >&2; return 1
 }
 
 start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
@@ -86,7 +98,7 @@ start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
     local w=${2:-} ring=()
     [[ -z $w ]] && { [[ $1 == h1 ]] && w=${H1_WORKERS:-2} || w=1; }
     [[ $1 == h2 ]] && ring=(--rx-ring-ms 1)
-    nsx "$1" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
+    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
         >>"$E2E_STATE/agent-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/agent-$1.pid"
 }

@@ -687,7 +687,7 @@ t_health_monitor() {
     wait_status "$m2" ACTIVE 15 && wait_status "$m3" ACTIVE 5 || why+="members not reported up (vm2: $(member_status "$m2"), vm3: $(member_status "$m3")); "
     local checkers i
     for i in $(seq 50); do
-        checkers=$(ip netns list | grep -c "^$P-hm-" || true)
+        checkers=$(ip netns list 2>/dev/null | grep -c "^$P-hm-" || true)
         [[ $checkers == 1 ]] && break; sleep 0.2
     done
     [[ $checkers == 1 ]] || why+="$checkers health-check namespaces, expected one; "
@@ -703,12 +703,39 @@ t_health_monitor() {
     echo "vm3 back: $out"
     local n3; n3=$(grep -o 'vm3=[0-9]*' <<<"$out" | cut -d= -f2)
     (( ${n3:-0} >= 8 )) && [[ $out != *failed* ]] || why+="vm3 back, yet connections went: $out; "
+    # Failover: the checking agent stops (SIGTERM); it removes its namespace
+    # and another agent takes the checks over.
+    local first owner="" h
+    first=$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$P-hm-" | head -1)
+    for h in h1 h2 h3; do
+        [[ -s $E2E_STATE/agent-$h/host_id && $first == "$P-hm-$(cut -c1-8 "$E2E_STATE/agent-$h/host_id")-"* ]] && owner=$h
+    done
+    if [[ -z $owner ]]; then
+        why+="no agent owns the health-check namespace $first; "
+    else
+        stop_pid "$E2E_STATE/agent-$owner.pid" TERM || why+="the $owner agent did not stop on SIGTERM; "
+        local next=""
+        for i in $(seq 75); do
+            next=$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$P-hm-" | grep -v "^$first$" | head -1)
+            [[ -n $next ]] && ! ip netns list 2>/dev/null | grep -q "^$first" && break
+            sleep 0.2
+        done
+        [[ -n $next ]] || why+="no other agent took the checks over from $owner; "
+        ip netns list 2>/dev/null | grep -q "^$first" && why+="the stopped agent left its namespace; "
+        echo "checks moved from $owner ($first) to $next"
+        # Back in service (its VMs need it); the checks still work.
+        start_agent "$owner"
+        kill $p3; wait $p3 2>/dev/null
+        wait_status "$m3" INACTIVE 10 || why+="after the failover, vm3 not marked down; "
+        ip netns exec "$(ns vm3)" python3 "$E2E_STATE/tcp_name.py" vm3 8081 & p3=$!
+        wait_status "$m3" ACTIVE 10 || why+="after the failover, vm3 not marked up; "
+    fi
     mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null; mido health-monitor delete "$hm" >/dev/null
     mido router update "$R" load-balancer-id=null >/dev/null; mido load-balancer delete "$lb" >/dev/null
     # The cluster removes the port; the agent its namespace.
     local i
-    for i in $(seq 25); do [[ $(ip netns list | grep -c "^$P-hm-" || true) == 0 ]] && break; sleep 0.2; done
-    [[ $(ip netns list | grep -c "^$P-hm-" || true) == 0 ]] || why+="health-check namespace left behind; "
+    for i in $(seq 25); do [[ $(ip netns list 2>/dev/null | grep -c "^$P-hm-" || true) == 0 ]] && break; sleep 0.2; done
+    [[ $(ip netns list 2>/dev/null | grep -c "^$P-hm-" || true) == 0 ]] || why+="health-check namespace left behind; "
     kill $p2 $p3 2>/dev/null; wait $p2 $p3 2>/dev/null
     echo "${why:-down when its server stopped, no new connections, up again when it returned}"
     [[ -z $why ]]
@@ -732,8 +759,7 @@ print("same connection after the restart")' "$E2E_STATE/conn.txt" >"$E2E_STATE/n
     local cp=$!
     for i in $(seq 50); do [[ -s $E2E_STATE/conn.txt ]] && break; sleep 0.1; done
     sleep 1.5   # the binding is saved within a second
-    kill -9 "$(cat "$E2E_STATE/agent-h2.pid")"
-    sleep 0.3
+    stop_pid "$E2E_STATE/agent-h2.pid" KILL
     start_agent h2
     local rc=0
     wait $cp || rc=1
@@ -744,8 +770,7 @@ print("same connection after the restart")' "$E2E_STATE/conn.txt" >"$E2E_STATE/n
 check "kill -9 of the gateway agent: its NAT'd connection continues (state re-imported)" t_nat_survives_gateway_restart
 
 t_agent_restart() {
-    kill -9 "$(cat "$E2E_STATE/agent-h2.pid")"
-    sleep 0.5
+    stop_pid "$E2E_STATE/agent-h2.pid" KILL
     start_agent h2
     wait_ping vm1 192.168.10.21 10 && pings vm1 192.168.10.21 3
 }
@@ -753,7 +778,7 @@ check "kill -9 of an agent, restart: traffic resumes without API calls" t_agent_
 
 t_bind_while_down() {
     # A port bound while its host's agent is down is served once it is back.
-    kill "$(cat "$E2E_STATE/agent-h2.pid")"; sleep 0.5
+    stop_pid "$E2E_STATE/agent-h2.pid" TERM || return 1
     vm vm8 h2 02:00:00:00:00:28; vm_ip vm8 192.168.10.28/24 192.168.10.1
     local p; p=$(mido port create --bridge "$BA"); mido port bind "$p" "$H2" vm8
     start_agent h2
@@ -765,7 +790,7 @@ t_cluster_restart() {
     nsx vm1 ping -n -i 0.1 -c 40 -W 1 192.168.10.21 >"$E2E_STATE/ping2.txt" 2>&1 &
     local pp=$!
     sleep 0.5
-    kill -9 "$(cat "$E2E_STATE/server.pid")"
+    stop_pid "$E2E_STATE/server.pid" KILL
     sleep 1.5
     start_server || return 1
     wait $pp

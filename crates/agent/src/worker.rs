@@ -235,6 +235,8 @@ impl Worker {
                 self.tick(now);
             }
         }
+        // What changed since the last tick survives a clean stop too.
+        self.save_state();
         tracing::info!("datapath worker stopped");
     }
 

@@ -118,10 +118,25 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(agent::run(cfg, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    rt.block_on(agent::run(cfg, stop_signal()))?;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what service managers send): stop cleanly, so the
+/// agent removes what it created (health-check namespaces) and saves state.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -201,7 +216,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         let mut topo = topo;
         // Stop on Ctrl-C, or when a listener fails (its error is the result).
         let failed: Option<anyhow::Error> = tokio::select! {
-            _ = tokio::signal::ctrl_c() => None,
+            _ = stop_signal() => None,
             r = &mut rest => Some(match r { Ok(Ok(())) => anyhow::anyhow!("REST API stopped"), Ok(Err(e)) => e.into(), Err(e) => e.into() }),
             r = &mut topo => Some(match r {
                 Ok(Ok(())) => anyhow::anyhow!("topology service stopped"),
