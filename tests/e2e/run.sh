@@ -96,11 +96,15 @@ check "L2 ping across hosts, back (vm3 -> vm2)" pings vm3 192.168.10.12
 t_flood() {
     # A frame to an unknown MAC is flooded: vm3 (the other host) sees it.
     nsx vm1 ip neigh replace 192.168.10.99 lladdr 02:00:00:00:99:99 dev eth0
-    nsx vm3 timeout 4 tcpdump -n -c 1 -i eth0 'icmp and dst host 192.168.10.99' >"$E2E_STATE/flood.txt" 2>/dev/null &
-    local t=$!
-    sleep 1
-    nsx vm1 ping -n -c 3 -i 0.2 -W 1 192.168.10.99 >/dev/null 2>&1
-    wait $t
+    rm -f "$E2E_STATE/flood.err"
+    ip netns exec "$(ns vm3)" timeout 8 tcpdump -n -c 1 -i eth0 'icmp and dst host 192.168.10.99' \
+        >"$E2E_STATE/flood.txt" 2>"$E2E_STATE/flood.err" &
+    local t=$! i
+    # Send once the capture is listening (it can take a while to start).
+    for i in $(seq 50); do grep -q "listening on" "$E2E_STATE/flood.err" 2>/dev/null && break; sleep 0.1; done
+    nsx vm1 ping -n -c 5 -i 0.2 -W 1 192.168.10.99 >/dev/null 2>&1
+    wait $t || { echo "vm3 saw no flooded frame"; return 1; }
+    cat "$E2E_STATE/flood.txt"
 }
 check "unknown unicast floods across hosts" t_flood
 check "bridges are isolated (vm6 cannot reach vm1)" no_ping vm6 192.168.10.11

@@ -213,11 +213,40 @@ pub fn decode(frame: &[u8]) -> Option<Message> {
 /// Connection state as a file: length-prefixed frames (any number of entries).
 pub fn encode_file(sender: Uuid, writes: &[StateWrite]) -> Vec<u8> {
     let mut out = Vec::new();
-    for f in encode_all(sender, writes) {
-        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-        out.extend_from_slice(&f);
-    }
+    // Writing to a Vec cannot fail.
+    let _ = write_file(&mut out, sender, writes.iter().cloned());
     out
+}
+
+/// Streams connection state to `w` in the file format, a message's worth of
+/// entries at a time (no copy of the whole table is made).
+pub fn write_file(
+    w: &mut impl std::io::Write,
+    sender: Uuid,
+    writes: impl Iterator<Item = StateWrite>,
+) -> std::io::Result<()> {
+    let mut batch = Vec::with_capacity(PER_MESSAGE);
+    let put = |w: &mut dyn std::io::Write, batch: &[StateWrite], last: bool| {
+        let (conntrack, nat) = entries(batch);
+        let f = frame(&FlowStateRepr {
+            flags: if last { FLAG_LAST } else { 0 },
+            sender: *sender.as_bytes(),
+            conntrack,
+            nat,
+        });
+        w.write_all(&(f.len() as u32).to_be_bytes())?;
+        w.write_all(&f)
+    };
+    for s in writes {
+        if matches!(s, StateWrite::ConnTrack(_) | StateWrite::Nat(..)) {
+            batch.push(s);
+        }
+        if batch.len() == PER_MESSAGE {
+            put(w, &batch, false)?;
+            batch.clear();
+        }
+    }
+    put(w, &batch, true)
 }
 
 /// The state writes of a file written by [`encode_file`]; a torn tail is

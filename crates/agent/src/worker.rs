@@ -108,6 +108,8 @@ pub struct Worker {
     dp: UserspaceDatapath,
     peers: FxHashMap<Uuid, Ipv4Addr>,
     waiting: Vec<Parked>,
+    /// A flow hit's actions (reused, so a hit allocates nothing).
+    hit_actions: Vec<Action>,
     /// SNAT port blocks asked for and not answered yet.
     lease_pending: rustc_hash::FxHashSet<(Uuid, Ipv4Addr)>,
     /// When each owned block was leased.
@@ -156,6 +158,7 @@ impl Worker {
             dp: UserspaceDatapath::new(tunnel, index == 0),
             peers: FxHashMap::default(),
             waiting: Vec::new(),
+            hit_actions: Vec::new(),
             lease_pending: Default::default(),
             leased_at: Default::default(),
             rx: Some(RxBatch::default()),
@@ -339,10 +342,28 @@ impl Worker {
             return;
         }
         self.state_dirty = false;
-        let bytes = crate::flowstate::encode_file(self.me, &self.connection_state());
         let tmp = self.state_file.with_extension("tmp");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.state_file);
+        let written = std::fs::File::create(&tmp).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            let entries = self
+                .state
+                .conntrack
+                .keys()
+                .map(|k| StateWrite::ConnTrack(*k))
+                .chain(
+                    self.state
+                        .nat
+                        .iter()
+                        .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
+                );
+            crate::flowstate::write_file(&mut w, self.me, entries)?;
+            std::io::Write::flush(&mut w)
+        });
+        match written {
+            Ok(()) => {
+                let _ = std::fs::rename(&tmp, &self.state_file);
+            }
+            Err(e) => tracing::warn!(error = %e, "connection state not saved"),
         }
     }
 
@@ -456,12 +477,15 @@ impl Worker {
             self.dp.stats.malformed += 1;
             return;
         };
-        if let Some(flow) = self.flows.lookup(&fields, now) {
-            let actions = std::sync::Arc::clone(&flow.actions);
+        let mut actions = std::mem::take(&mut self.hit_actions);
+        let hit = self.flows.lookup(&fields, now, &mut actions);
+        if hit {
             self.execute(&actions, frame);
-            return;
         }
-        self.simulate(port_no, frame);
+        self.hit_actions = actions;
+        if !hit {
+            self.simulate(port_no, frame);
+        }
     }
 
     fn simulate(&mut self, port_no: u32, frame: &[u8]) {

@@ -74,6 +74,8 @@ pub struct FlowTable {
     megaflows: Vec<(FieldSet, FxHashMap<Fields, FlowId>)>,
     emc: FxHashMap<Fields, FlowId>,
     by_tag: FxHashMap<TagHash, TagFlows>,
+    /// NAT'd connections' flows, kept compactly.
+    pub(crate) conns: crate::conns::ConnFlows,
     next: FlowId,
     pub hits: u64,
     pub misses: u64,
@@ -84,7 +86,7 @@ const EMC_MAX: usize = 8192;
 
 impl FlowTable {
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.conns.len()
     }
 
     /// Bytes the table holds (hash tables by capacity, actions and tags),
@@ -111,18 +113,36 @@ impl FlowTable {
                 TagFlows::Many(s) => 32 + sim::table_bytes(s.capacity(), size_of::<FlowId>()),
             })
             .sum();
-        per_flow
+        self.conns.bytes()
+            + per_flow
             + megaflows
             + by_tag
             + sim::table_bytes(self.flows.capacity(), size_of::<(FlowId, Flow)>())
             + sim::table_bytes(self.by_tag.capacity(), size_of::<(TagHash, TagFlows)>())
     }
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flows.is_empty() && self.conns.is_empty()
     }
 
-    /// The flow matching a packet's fields (with `in_port` set), if any live.
-    pub fn lookup(&mut self, f: &Fields, now: u64) -> Option<&mut Flow> {
+    /// The actions of the flow matching a packet's fields (with `in_port`
+    /// set), into `out`; `false` on a miss.
+    pub fn lookup(&mut self, f: &Fields, now: u64, out: &mut Vec<Action>) -> bool {
+        if self.conns.lookup(f, now, out) {
+            self.hits += 1;
+            return true;
+        }
+        match self.lookup_flow(f, now) {
+            Some(flow) => {
+                out.clear();
+                out.extend_from_slice(&flow.actions);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The general flow matching a packet's fields, if any live.
+    fn lookup_flow(&mut self, f: &Fields, now: u64) -> Option<&mut Flow> {
         let id = match self.emc.get(f) {
             Some(id) if self.flows.get(id).is_some_and(|fl| fl.expires > now) => Some(*id),
             _ => {
@@ -167,6 +187,20 @@ impl FlowTable {
         expires: u64,
     ) -> FlowId {
         let key = key.masked(mask);
+        // NAT'd connections' flows go to the compact table when they can:
+        // their own state tags are left out (see `conns`), the rest shared.
+        if !tags.iter().any(|t| matches!(t, Tag::ConnTrack(_))) {
+            let mut shared: Vec<TagHash> = tags
+                .iter()
+                .filter(|t| !matches!(t, Tag::Nat(_)))
+                .map(tag_hash)
+                .collect();
+            shared.sort_unstable();
+            shared.dedup();
+            if self.conns.install(mask, &key, &actions, shared, expires) {
+                return 0;
+            }
+        }
         // A flow for the same masked key replaces the old one.
         if let Some(old) = self
             .megaflows
@@ -238,8 +272,11 @@ impl FlowTable {
         self.by_tag.contains_key(&tag_hash(tag))
     }
 
-    /// Removes every flow carrying any of `tags`; returns how many.
+    /// Removes every flow carrying any of `tags`; returns how many (counting
+    /// a retired connection-flow template as one).
     pub fn invalidate(&mut self, tags: &[Tag]) -> usize {
+        let hashes: Vec<TagHash> = tags.iter().map(tag_hash).collect();
+        let compact = self.conns.invalidate(&hashes);
         let ids: FxHashSet<FlowId> = tags
             .iter()
             .filter_map(|t| self.by_tag.get(&tag_hash(t)))
@@ -249,7 +286,7 @@ impl FlowTable {
         for id in ids {
             self.remove(id);
         }
-        n
+        n + compact
     }
 
     pub fn clear(&mut self) {
@@ -257,6 +294,7 @@ impl FlowTable {
         self.megaflows.clear();
         self.emc.clear();
         self.by_tag.clear();
+        self.conns.clear();
     }
 
     /// Drops flows past their hard expiry.
@@ -271,7 +309,7 @@ impl FlowTable {
         for id in dead {
             self.remove(id);
         }
-        n
+        n + self.conns.expire(now)
     }
 }
 
@@ -290,6 +328,10 @@ mod tests {
         }
     }
 
+    fn hit(t: &mut FlowTable, f: &Fields, now: u64) -> bool {
+        t.lookup(f, now, &mut Vec::new())
+    }
+
     #[test]
     fn megaflow_matches_under_its_mask_and_invalidates_by_tag() {
         let mut t = FlowTable::default();
@@ -297,20 +339,17 @@ mod tests {
         let tag = Tag::Device(uuid::Uuid::new_v4());
         t.install(mask, fields(1, [10, 0, 0, 1]), vec![], vec![tag], 100);
         assert!(
-            t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_some(),
+            hit(&mut t, &fields(1, [10, 0, 0, 99]), 0),
             "nw_dst is wildcarded"
         );
-        assert!(t.lookup(&fields(2, [10, 0, 0, 1]), 0).is_none());
-        assert!(
-            t.lookup(&fields(1, [10, 0, 0, 1]), 100).is_none(),
-            "expired"
-        );
+        assert!(!hit(&mut t, &fields(2, [10, 0, 0, 1]), 0));
+        assert!(!hit(&mut t, &fields(1, [10, 0, 0, 1]), 100), "expired");
         assert_eq!(t.invalidate(&[tag]), 1);
-        assert!(t.lookup(&fields(1, [10, 0, 0, 99]), 0).is_none());
+        assert!(!hit(&mut t, &fields(1, [10, 0, 0, 99]), 0));
         let exact = FieldSet(field::IN_PORT | field::NW_DST | field::ETH_TYPE);
         t.install(exact, fields(1, [10, 0, 0, 1]), vec![], vec![], 100);
-        assert!(t.lookup(&fields(1, [10, 0, 0, 2]), 0).is_none());
-        assert!(t.lookup(&fields(1, [10, 0, 0, 1]), 0).is_some());
+        assert!(!hit(&mut t, &fields(1, [10, 0, 0, 2]), 0));
+        assert!(hit(&mut t, &fields(1, [10, 0, 0, 1]), 0));
         assert_eq!((t.hits, t.misses), (2, 4));
         assert_eq!(t.expire(200), 1);
         assert!(t.is_empty());

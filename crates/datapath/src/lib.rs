@@ -4,6 +4,7 @@
 //! exact-match cache); an eBPF fast path can implement the same trait later.
 
 pub mod batch;
+pub mod conns;
 pub mod flows;
 pub mod ring;
 pub mod socket;

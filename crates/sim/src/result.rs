@@ -98,7 +98,7 @@ pub struct Output {
     pub tunnel_key: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     SetEthSrc(Mac),
     SetEthDst(Mac),
