@@ -144,5 +144,5 @@ echo "  kernel: ${K_OBJ:-n/a} bytes per nf_conntrack object ($K_TRACKED tracked)
 echo "  midonet-rs agent: $O_STATE_B bytes of connection state (conntrack + NAT tables) per connection ($O_TRACKED tracked)"
 echo "                    plus $O_FLOW_B bytes per installed flow ($O_FLOWS flows: two per connection until they expire)"
 echo "                    = $O_BYTES bytes of agent RSS growth per connection, flows included"
-python3 -c 'import sys; print("  ratio state/kernel object: %.2f" % (int(sys.argv[1]) / int(sys.argv[2])))' "$O_STATE_B" "${K_OBJ:-0}" 2>/dev/null || true
+python3 -c 'import sys; print("  ratio (agent RSS per connection / kernel object): %.2f; target: <= 300 bytes" % (int(sys.argv[1]) / int(sys.argv[2])))' "$O_BYTES" "${K_OBJ:-0}" 2>/dev/null || true
 [[ $(field failed "$O_RATE") == 0 ]] || echo "  note: $(field failed "$O_RATE") of our connections failed"
