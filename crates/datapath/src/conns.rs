@@ -101,7 +101,8 @@ fn rest_of(f: &Fields, mask: FieldSet) -> Fields {
 
 /// The rewrite a flow's actions make, and the actions without it, if the
 /// flow has a connection flow's shape: rewrites of one side's address and
-/// port (at least one), other header actions, and exactly one output, last.
+/// port (at least one), other header rewrites (Ethernet, TTL: independent of
+/// them, so the order may change), and exactly one output, last.
 fn split(actions: &[Action]) -> Option<(u8, u32, u16, Vec<Action>)> {
     let (last, body) = actions.split_last()?;
     if !matches!(last, Action::Output(_)) {
@@ -115,7 +116,13 @@ fn split(actions: &[Action]) -> Option<(u8, u32, u16, Vec<Action>)> {
             Action::SetNwDst(ip) => (rw, addr) = (rw | RW_NW_DST, ip.into()),
             Action::SetTpSrc(p) => (rw, port) = (rw | RW_TP_SRC, p),
             Action::SetTpDst(p) => (rw, port) = (rw | RW_TP_DST, p),
-            Action::Output(_) | Action::SetIcmpQuoteSrc(..) | Action::SetIcmpQuoteDst(..) => {
+            // VLAN tags move the headers the rewrites apply to: keep the
+            // original order (a general flow).
+            Action::Output(_)
+            | Action::SetIcmpQuoteSrc(..)
+            | Action::SetIcmpQuoteDst(..)
+            | Action::PushVlan(_)
+            | Action::PopVlan => {
                 return None;
             }
             other => rest.push(other),
@@ -459,8 +466,22 @@ mod tests {
             vec![],
             30_000,
         );
+        // A VLAN push: general (the order of rewrites matters there).
+        let mut vlan = pkt(6);
+        vlan.nw_src = Ipv4Addr::new(10, 8, 8, 8);
+        t.install(
+            FieldSet(MASK),
+            vlan,
+            vec![
+                Action::PushVlan(5),
+                Action::SetNwSrc(Ipv4Addr::new(1, 1, 1, 1)),
+                Action::Output(out),
+            ],
+            vec![],
+            30_000,
+        );
         assert!(t.conns.is_empty());
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 5);
         let mut acts = Vec::new();
         assert!(t.lookup(&pkt(2), 0, &mut acts));
         assert_eq!(acts, vec![Action::Output(out)]);

@@ -19,7 +19,7 @@ pub use engine::{Input, MAX_HOPS, Random, XorShift, simulate, simulate_generated
 pub use flow::{FieldSet, Fields, Frag};
 pub use result::*;
 pub use state::{
-    ConnKey, NAT_BLOCK_PORTS, NatBinding, NatKey, NatKind, StateTables, StateWrite,
+    ConnKey, NAT_BLOCK_PORTS, NatBinding, NatKey, NatKind, STATE_IDLE_MS, StateTables, StateWrite,
     nat_block_ports, table_bytes,
 };
 pub use topology::{Objects, Topology};

@@ -377,6 +377,23 @@ impl Sim<'_, '_> {
             return false;
         };
         self.stateful = true;
+        // A reply keeps its connection alive like a forward packet does (as
+        // conntrack counts either direction): both keys' idle timers restart
+        // here and on the hosts the state goes to. Sticky bindings are kept
+        // by their clients' forward traffic.
+        let fwd = if dnat {
+            self.key(NatKind::FwdDnat, dst, dport, b.ip, b.port)
+        } else {
+            self.key(NatKind::FwdSnat, b.ip, b.port, src, sport)
+        };
+        let there = NatBinding {
+            ip: if dnat { src } else { dst },
+            port: if dnat { sport } else { dport },
+        };
+        if self.nat_lookup(&fwd) == Some(there) {
+            self.write(StateWrite::Nat(fwd, there));
+            self.write(StateWrite::Nat(key, b));
+        }
         let f = self.m.fields_mut();
         if dnat {
             f.nw_src = b.ip;

@@ -136,6 +136,38 @@ fn snat_both_ways_with_distinct_ports() {
 }
 
 #[test]
+fn replies_keep_a_nat_binding_alive_like_forward_packets() {
+    let mut e = edge();
+    e.n.rule(e.outbound, json!({"type": "snat", "flowAction": "accept", "outPorts": [e.up],
+        "natTargets": [{"addressFrom": "203.0.113.100", "addressTo": "203.0.113.100", "portFrom": 1024, "portTo": 65535}]}));
+    e.n.rule(
+        e.inbound,
+        json!({"type": "rev_snat", "flowAction": "accept", "inPorts": [e.up]}),
+    );
+    let mut r = ready(&e);
+    let out = tcp(mac(1), mac(0xa1), "10.0.1.5", "203.0.113.9", 40000, 80);
+    let o = r.send(e.vm, &out);
+    let port = l4_of(&deliver(&o, &out)[0].1).1;
+    // Only replies for two idle times: the binding stays.
+    for _ in 0..4 {
+        r.now += STATE_IDLE_MS / 2;
+        r.state.expire(r.now);
+        r.arp(e.r, "10.0.1.5", mac(1)); // neighbours stay known
+        r.arp(e.r, "203.0.113.9", mac(9));
+        let reply = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.100", 80, port);
+        let o = r.send(e.up, &reply);
+        assert_eq!(out_ports(&o), vec![e.vm], "the reply finds its binding: {:?} {:?}", o.verdict, o.trace);
+        assert_eq!(o.writes.len(), 2, "both keys refreshed: {:?}", o.writes);
+    }
+    let o = r.send(e.vm, &out);
+    assert_eq!(l4_of(&deliver(&o, &out)[0].1).1, port, "the same mapping");
+    // Without traffic, it idles out.
+    r.now += STATE_IDLE_MS + 1;
+    r.state.expire(r.now);
+    assert!(r.state.nat.is_empty());
+}
+
+#[test]
 fn snat_port_exhaustion_refuses_new_connections_cleanly() {
     let mut e = edge();
     e.n.rule(e.outbound, json!({"type": "snat", "flowAction": "accept", "outPorts": [e.up],
