@@ -156,7 +156,13 @@ fn replies_keep_a_nat_binding_alive_like_forward_packets() {
         r.arp(e.r, "203.0.113.9", mac(9));
         let reply = tcp(mac(9), mac(0xb1), "203.0.113.9", "203.0.113.100", 80, port);
         let o = r.send(e.up, &reply);
-        assert_eq!(out_ports(&o), vec![e.vm], "the reply finds its binding: {:?} {:?}", o.verdict, o.trace);
+        assert_eq!(
+            out_ports(&o),
+            vec![e.vm],
+            "the reply finds its binding: {:?} {:?}",
+            o.verdict,
+            o.trace
+        );
         assert_eq!(o.writes.len(), 2, "both keys refreshed: {:?}", o.writes);
     }
     let o = r.send(e.vm, &out);
