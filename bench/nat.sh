@@ -9,12 +9,12 @@
 # each veth SNATs the client to 198.51.100.1 (ports 1024-65535, leased in
 # blocks). The client is `connrate` (crates/loadgen): COUNT connections over
 # THREADS threads, each connect, read one byte, close with RST.
-#   bench/nat.sh   (root; NAT_COUNT=20000 NAT_THREADS=8 NAT_TRACK=100000)
+#   bench/nat.sh   (root; NAT_COUNT=20000 NAT_THREADS=8 NAT_TRACK=125000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/nat.sh: needs root (network namespaces)" >&2; exit 1; }
 for c in ip nft ethtool curl python3; do command -v $c >/dev/null || { echo "bench/nat.sh: missing $c" >&2; exit 1; }; done
-COUNT=${NAT_COUNT:-20000}; THREADS=${NAT_THREADS:-8}; TRACK=${NAT_TRACK:-100000}
+COUNT=${NAT_COUNT:-20000}; THREADS=${NAT_THREADS:-8}; TRACK=${NAT_TRACK:-125000}
 cargo build --release -q -p midonet --bin midonet -p loadgen --bin connrate
 BIN=$PWD/target/release/midonet; CONNRATE=$PWD/target/release/connrate
 P=mnnat; STATE=/tmp/midonet-nat-bench
@@ -43,18 +43,18 @@ up() {
     nsx s ip addr add 203.0.113.9/24 dev eth0; nsx s ip route add 198.51.100.0/24 via 203.0.113.1
     # Started without a shell function in between: $! is the process itself.
     local port
-    for port in 9000 9001 9002 9003 9004; do
+    for port in 9000 9001 9002 9003 9004 9005; do
         ip netns exec "$(ns s)" "$CONNRATE" serve 0.0.0.0:$port 2 </dev/null >/dev/null 2>&1 & PIDS+=($!)
     done
 }
 
-# fill: NAT_TRACK more tracked connections, a quarter to each of four server
-# ports (connect() reuses the even client ports it prefers, ~32k, per
-# destination; four destinations keep every connection a distinct one).
+# fill: NAT_TRACK more connections, a fifth to each of five server ports
+# (connect() reuses client ports per destination, so not every connection is
+# a distinct one: the tracked count is what the tables hold at the end).
 fill() {
     local port r
-    for port in 9001 9002 9003 9004; do
-        r=$(nsx c "$CONNRATE" connect 203.0.113.9:$port $((TRACK / 4)) "$THREADS")
+    for port in 9001 9002 9003 9004 9005; do
+        r=$(nsx c "$CONNRATE" connect 203.0.113.9:$port $((TRACK / 5)) "$THREADS")
         [[ $(field failed "$r") == 0 ]] || echo "  note: filling port $port: $r" >&2
     done
 }
