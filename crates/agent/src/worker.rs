@@ -345,18 +345,7 @@ impl Worker {
         let tmp = self.state_file.with_extension("tmp");
         let written = std::fs::File::create(&tmp).and_then(|f| {
             let mut w = std::io::BufWriter::new(f);
-            let entries = self
-                .state
-                .conntrack
-                .keys()
-                .map(|k| StateWrite::ConnTrack(*k))
-                .chain(
-                    self.state
-                        .nat
-                        .iter()
-                        .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
-                );
-            crate::flowstate::write_file(&mut w, self.me, entries)?;
+            crate::flowstate::write_file(&mut w, self.me, self.connection_state())?;
             std::io::Write::flush(&mut w)
         });
         match written {
@@ -715,7 +704,7 @@ impl Worker {
 impl Worker {
     /// Every tracked connection and NAT binding this worker holds (with the
     /// sibling sharing, every one of this host).
-    fn connection_state(&self) -> Vec<StateWrite> {
+    fn connection_state(&self) -> impl Iterator<Item = StateWrite> + '_ {
         self.state
             .conntrack
             .keys()
@@ -726,7 +715,6 @@ impl Worker {
                     .iter()
                     .map(|(k, (b, _))| StateWrite::Nat(*k, *b)),
             )
-            .collect()
     }
 
     /// A host a port was rebound to asks for the state this one held: all
@@ -736,7 +724,8 @@ impl Worker {
         let Some(ip) = self.peers.get(&from).copied() else {
             return;
         };
-        let frames = crate::flowstate::encode_all(self.me, &self.connection_state());
+        let state: Vec<StateWrite> = self.connection_state().collect();
+        let frames = crate::flowstate::encode_all(self.me, &state);
         tracing::info!(to = %from, messages = frames.len(), "sending connection state for a rebound port");
         for f in frames {
             self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &f);
