@@ -462,6 +462,9 @@ impl Sim<'_, '_> {
             .load_balancers
             .get(&lb_id)
             .ok_or(Missing::LoadBalancer(lb_id))?;
+        // Whether a packet is for a VIP depends on the balancer's VIPs: a
+        // flow that found none goes when one is added.
+        self.tag(Tag::Device(lb_id));
         if !self.m.is_ipv4() || self.m.nw_proto() != Protocol::TCP {
             return Ok(None);
         }
@@ -473,7 +476,6 @@ impl Sim<'_, '_> {
         else {
             return Ok(None);
         };
-        self.tag(Tag::Device(lb_id));
         self.tag(Tag::Device(vip.id));
         if !lb.admin_up {
             return Ok(Some(false));

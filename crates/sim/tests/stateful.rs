@@ -488,6 +488,13 @@ fn load_balancer_weights_stickiness_and_draining() {
     let mut r = ready(&e);
     r.arp(e.r, "10.0.1.7", mac(7));
     r.learn(e.b, mac(7), e.vm2);
+    // A flow to an address that is no VIP (yet) depends on the balancer:
+    // adding a VIP there must remove it.
+    let o = r.sim(
+        e.up,
+        &tcp(mac(9), mac(0xb1), "203.0.113.9", "10.0.1.5", 7, 80),
+    );
+    assert!(o.tags.contains(&Tag::Device(lb.id)), "{:?}", o.tags);
     let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
     for sport in 0..2600u16 {
         let f = tcp(
