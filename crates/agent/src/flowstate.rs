@@ -95,32 +95,42 @@ pub fn encode_request(sender: Uuid) -> Vec<u8> {
     })
 }
 
-/// All of `writes` that is connection state, as frames of bounded size; the
-/// last (possibly empty) one is flagged as such.
-pub fn encode_all(sender: Uuid, writes: &[StateWrite]) -> Vec<Vec<u8>> {
-    let (ct, nat) = entries(writes);
-    let mut out = Vec::new();
-    let mut r = FlowStateRepr {
-        sender: *sender.as_bytes(),
-        ..Default::default()
+/// Connection state in messages of bounded size, each handed to `each`; the
+/// last (possibly empty) one is flagged as such. Entries are taken a
+/// message's worth at a time: no copy of the whole table is made.
+pub fn for_each_message<E>(
+    sender: Uuid,
+    writes: impl Iterator<Item = StateWrite>,
+    mut each: impl FnMut(Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut batch = Vec::with_capacity(PER_MESSAGE);
+    let message = |batch: &[StateWrite], last: bool| {
+        let (conntrack, nat) = entries(batch);
+        frame(&FlowStateRepr {
+            flags: if last { FLAG_LAST } else { 0 },
+            sender: *sender.as_bytes(),
+            conntrack,
+            nat,
+        })
     };
-    for c in ct {
-        r.conntrack.push(c);
-        if r.conntrack.len() == PER_MESSAGE {
-            out.push(frame(&r));
-            r.conntrack.clear();
+    for w in writes.filter(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..))) {
+        batch.push(w);
+        if batch.len() == PER_MESSAGE {
+            each(message(&batch, false))?;
+            batch.clear();
         }
     }
-    for n in nat {
-        r.nat.push(n);
-        if r.conntrack.len() + r.nat.len() == PER_MESSAGE {
-            out.push(frame(&r));
-            r.conntrack.clear();
-            r.nat.clear();
-        }
-    }
-    r.flags = FLAG_LAST;
-    out.push(frame(&r));
+    each(message(&batch, true))
+}
+
+/// All of `writes` that is connection state, as frames (see
+/// [`for_each_message`]).
+pub fn encode_all(sender: Uuid, writes: impl Iterator<Item = StateWrite>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let _ = for_each_message(sender, writes, |f| {
+        out.push(f);
+        Ok::<(), ()>(())
+    });
     out
 }
 
@@ -210,46 +220,20 @@ pub fn decode(frame: &[u8]) -> Option<Message> {
     })
 }
 
-/// Connection state as a file: length-prefixed frames (any number of entries).
-pub fn encode_file(sender: Uuid, writes: &[StateWrite]) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing to a Vec cannot fail.
-    let _ = write_file(&mut out, sender, writes.iter().cloned());
-    out
-}
-
-/// Streams connection state to `w` in the file format, a message's worth of
-/// entries at a time (no copy of the whole table is made).
+/// Streams connection state to `w` as a file: length-prefixed frames (any
+/// number of entries).
 pub fn write_file(
     w: &mut impl std::io::Write,
     sender: Uuid,
     writes: impl Iterator<Item = StateWrite>,
 ) -> std::io::Result<()> {
-    let mut batch = Vec::with_capacity(PER_MESSAGE);
-    let put = |w: &mut dyn std::io::Write, batch: &[StateWrite], last: bool| {
-        let (conntrack, nat) = entries(batch);
-        let f = frame(&FlowStateRepr {
-            flags: if last { FLAG_LAST } else { 0 },
-            sender: *sender.as_bytes(),
-            conntrack,
-            nat,
-        });
+    for_each_message(sender, writes, |f| {
         w.write_all(&(f.len() as u32).to_be_bytes())?;
         w.write_all(&f)
-    };
-    for s in writes {
-        if matches!(s, StateWrite::ConnTrack(_) | StateWrite::Nat(..)) {
-            batch.push(s);
-        }
-        if batch.len() == PER_MESSAGE {
-            put(w, &batch, false)?;
-            batch.clear();
-        }
-    }
-    put(w, &batch, true)
+    })
 }
 
-/// The state writes of a file written by [`encode_file`]; a torn tail is
+/// The state writes of a file written by [`write_file`]; a torn tail is
 /// ignored (what was read before it is kept).
 pub fn decode_file(mut b: &[u8]) -> Vec<StateWrite> {
     let mut writes = Vec::new();
@@ -369,21 +353,22 @@ mod tests {
                 })
             })
             .collect();
-        let frames = encode_all(me, &writes);
+        let frames = encode_all(me, writes.iter().cloned());
         assert!(frames.iter().all(|f| f.len() <= 1400));
         let decoded: Vec<Message> = frames.iter().map(|f| decode(f).unwrap()).collect();
         assert!(decoded.last().unwrap().last);
         assert_eq!(decoded.iter().filter(|m| m.last).count(), 1);
         let back: Vec<StateWrite> = decoded.into_iter().flat_map(|m| m.writes).collect();
         assert_eq!(back, writes);
-        let file = encode_file(me, &writes);
+        let mut file = Vec::new();
+        write_file(&mut file, me, writes.iter().cloned()).unwrap();
         assert_eq!(decode_file(&file), writes);
         // A torn write loses only the torn tail.
         let torn = decode_file(&file[..file.len() - 10]);
         assert!(torn.len() >= writes.len() - PER_MESSAGE && torn.len() < writes.len());
         assert_eq!(decode_file(&[]), vec![]);
         // Nothing to send still ends with a last (empty) message.
-        let none = encode_all(me, &[]);
+        let none = encode_all(me, std::iter::empty());
         assert_eq!(none.len(), 1);
         assert!(decode(&none[0]).unwrap().last);
     }

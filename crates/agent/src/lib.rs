@@ -399,11 +399,7 @@ async fn binder_loop(
             if let Some((b, _)) = open.remove(&id) {
                 changed = true;
                 tracing::info!(port = %b.port, interface = %b.interface, "port unbound");
-                let _ = session.send(Msg::Port(PortState {
-                    port_id: b.port.to_string(),
-                    active: false,
-                    tunnel_key: b.tunnel_key,
-                }));
+                let _ = session.send(port_state(&b, false));
             }
         }
         for b in &desired {
@@ -419,11 +415,7 @@ async fn binder_loop(
                 Ok(socks) => {
                     changed = true;
                     tracing::info!(port = %b.port, interface = %b.interface, "port bound");
-                    let _ = session.send(Msg::Port(PortState {
-                        port_id: b.port.to_string(),
-                        active: true,
-                        tunnel_key: b.tunnel_key,
-                    }));
+                    let _ = session.send(port_state(b, true));
                     open.insert(b.port, (b.clone(), socks));
                 }
                 Err(e) => {
@@ -441,6 +433,15 @@ async fn binder_loop(
             }
         }
     }
+}
+
+/// What the cluster hears of a binding: the port is (in)active here.
+fn port_state(b: &cache::Binding, active: bool) -> Msg {
+    Msg::Port(PortState {
+        port_id: b.port.to_string(),
+        active,
+        tunnel_key: b.tunnel_key,
+    })
 }
 
 /// Datapath counters in `state_dir/stats.json`, for operators and tests.

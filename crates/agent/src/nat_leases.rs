@@ -185,14 +185,20 @@ impl<S: Fn(Msg), T: Fn(usize, Control)> Leases<S, T> {
             );
         } else {
             tracing::warn!(%device, %ip, "SNAT port block refused: {}", r.message);
-            (self.send_to)(
-                p.worker,
-                Control::NatLease(NatLeaseUpdate::Refused {
-                    device: p.device,
-                    ip: p.ip,
-                }),
-            );
+            self.refuse(&p);
         }
+    }
+
+    /// Tells the asking worker no block came: it refuses new connections
+    /// to that address for a while.
+    fn refuse(&self, p: &Pending) {
+        (self.send_to)(
+            p.worker,
+            Control::NatLease(NatLeaseUpdate::Refused {
+                device: p.device,
+                ip: p.ip,
+            }),
+        );
     }
 
     /// Leases the cluster did not answer in time count as refused.
@@ -206,13 +212,7 @@ impl<S: Fn(Msg), T: Fn(usize, Control)> Leases<S, T> {
         for id in stale {
             if let Some(p) = self.pending.remove(&id) {
                 tracing::warn!(device = %p.device, ip = %p.ip, "SNAT port block lease timed out");
-                (self.send_to)(
-                    p.worker,
-                    Control::NatLease(NatLeaseUpdate::Refused {
-                        device: p.device,
-                        ip: p.ip,
-                    }),
-                );
+                self.refuse(&p);
             }
         }
     }

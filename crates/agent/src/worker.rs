@@ -120,6 +120,9 @@ pub struct Worker {
     out: Outcome,
     start: Instant,
     ctl: Receiver<Control>,
+    /// Control messages read early (see `take_queued_state`), handled at the
+    /// next drain.
+    deferred: Vec<Control>,
     waker: Arc<Waker>,
     /// The other workers of this host: state pushed by other hosts goes to
     /// them directly, queued before the data packets it belongs to.
@@ -166,6 +169,7 @@ impl Worker {
             out: Outcome::default(),
             start: Instant::now(),
             ctl,
+            deferred: Vec::new(),
             waker,
             siblings,
             events,
@@ -357,7 +361,15 @@ impl Worker {
     }
 
     fn drain_control(&mut self) -> bool {
-        while let Ok(c) = self.ctl.try_recv() {
+        let mut deferred = std::mem::take(&mut self.deferred).into_iter();
+        loop {
+            let c = match deferred.next() {
+                Some(c) => c,
+                None => match self.ctl.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
             match c {
                 Control::Shutdown => return false,
                 Control::Flush => {
@@ -380,13 +392,7 @@ impl Worker {
                 Control::NatLease(u) => self.on_nat_lease(u),
                 Control::Peers(p) => self.peers = p,
                 Control::State(writes) => {
-                    let now = self.now();
-                    self.state_dirty |= writes
-                        .iter()
-                        .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)));
-                    self.state.apply(&writes, now);
-                    let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
-                    self.flows.invalidate(&tags);
+                    self.apply_state(&writes, self.now());
                     self.retry(|m| matches!(m, Missing::Arp { .. }));
                 }
             }
@@ -481,6 +487,7 @@ impl Worker {
         let Some(port) = self.ports.get(&port_no).map(|p| p.id) else {
             return;
         };
+        self.take_queued_state();
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
         let input = Input {
@@ -494,13 +501,7 @@ impl Worker {
             tracing::info!(device = ?step.device, "trace: {}", step.what);
         }
         if !out.writes.is_empty() {
-            self.state_dirty |= out
-                .writes
-                .iter()
-                .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)));
-            self.state.apply(&out.writes, now);
-            let tags: Vec<Tag> = out.writes.iter().filter_map(tag_of).collect();
-            self.flows.invalidate(&tags);
+            self.apply_state(&out.writes, now);
             for w in &out.writes {
                 if matches!(
                     w,
@@ -515,22 +516,15 @@ impl Worker {
         // Connection state goes to the hosts that will see the connection,
         // ahead of the packet itself, and to this host's other workers: a
         // translated reply hashes to whichever worker its new 5-tuple picks.
-        if out
-            .writes
-            .iter()
-            .any(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)))
-        {
+        if out.writes.iter().any(is_connection_state) {
             if !self.siblings.is_empty() {
                 let conn: Vec<StateWrite> = out
                     .writes
                     .iter()
-                    .filter(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..)))
+                    .filter(|w| is_connection_state(w))
                     .cloned()
                     .collect();
-                for (tx, waker) in &self.siblings {
-                    let _ = tx.send(Control::State(conn.clone()));
-                    waker.wake();
-                }
+                self.to_siblings(&conn);
             }
             let hosts = crate::flowstate::interested_hosts(
                 &self.topo,
@@ -675,15 +669,8 @@ impl Worker {
                     if m.last {
                         tracing::info!(from = %m.sender, "connection state of a rebound port received");
                     }
-                    let now = self.now();
-                    self.state_dirty = true;
-                    self.state.apply(&m.writes, now);
-                    let tags: Vec<Tag> = m.writes.iter().filter_map(tag_of).collect();
-                    self.flows.invalidate(&tags);
-                    for (tx, waker) in &self.siblings {
-                        let _ = tx.send(Control::State(m.writes.clone()));
-                        waker.wake();
-                    }
+                    self.apply_state(&m.writes, self.now());
+                    self.to_siblings(&m.writes);
                 }
                 None => self.dp.stats.malformed += 1,
             }
@@ -702,6 +689,48 @@ impl Worker {
 }
 
 impl Worker {
+    /// Takes state writes (a simulation's, a sibling's, another host's) into
+    /// the tables: flows that depended on what changed go, and changed
+    /// connection state is saved at the next tick.
+    fn apply_state(&mut self, writes: &[StateWrite], now: u64) {
+        self.state_dirty |= writes.iter().any(is_connection_state);
+        self.state.apply(writes, now);
+        let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
+        self.flows.invalidate(&tags);
+    }
+
+    /// Applies connection state a sibling queued since the last drain. A
+    /// batch read after that drain may hold a reply whose state was queued
+    /// ahead of it (the sibling handled the packet it answers); simulating
+    /// it without would send it on untranslated. Other messages wait for
+    /// the next drain, in order.
+    fn take_queued_state(&mut self) {
+        let mut applied = false;
+        while let Ok(c) = self.ctl.try_recv() {
+            match c {
+                Control::State(writes) => {
+                    self.apply_state(&writes, self.now());
+                    applied = true;
+                }
+                other => self.deferred.push(other),
+            }
+        }
+        // Packets parked for an ARP answer are retried at the next drain,
+        // as when the state arrives there.
+        if applied {
+            self.deferred.push(Control::State(Vec::new()));
+        }
+    }
+
+    /// Connection state for this host's other workers, queued ahead of the
+    /// packets it concerns.
+    fn to_siblings(&self, writes: &[StateWrite]) {
+        for (tx, waker) in &self.siblings {
+            let _ = tx.send(Control::State(writes.to_vec()));
+            waker.wake();
+        }
+    }
+
     /// Every tracked connection and NAT binding this worker holds (with the
     /// sibling sharing, every one of this host).
     fn connection_state(&self) -> impl Iterator<Item = StateWrite> + '_ {
@@ -724,14 +753,18 @@ impl Worker {
         let Some(ip) = self.peers.get(&from).copied() else {
             return;
         };
-        let state: Vec<StateWrite> = self.connection_state().collect();
-        let frames = crate::flowstate::encode_all(self.me, &state);
+        let frames = crate::flowstate::encode_all(self.me, self.connection_state());
         tracing::info!(to = %from, messages = frames.len(), "sending connection state for a rebound port");
         for f in frames {
             self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &f);
             self.dp.stats.flow_state_tx += 1;
         }
     }
+}
+
+/// Conntrack and NAT entries: what is saved, shared and pushed to peers.
+fn is_connection_state(w: &StateWrite) -> bool {
+    matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..))
 }
 
 /// The flow tag a state change invalidates.

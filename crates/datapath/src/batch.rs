@@ -28,31 +28,46 @@ impl Default for RxBatch {
     }
 }
 
+/// Points `msgs[i]` at `bufs[i]` through `iov[i]`, with `names(i)` as its
+/// address (null: none). The headers live on the caller's stack: a batch
+/// costs no allocation.
+fn headers(
+    bufs: &mut [Vec<u8>],
+    iov: &mut [libc::iovec; BATCH],
+    msgs: &mut [libc::mmsghdr; BATCH],
+    mut names: impl FnMut(usize) -> *mut libc::sockaddr_in,
+) {
+    for (i, b) in bufs.iter_mut().enumerate().take(BATCH) {
+        iov[i] = libc::iovec {
+            iov_base: b.as_mut_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        };
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+        let name = names(i);
+        h.msg_name = name as *mut libc::c_void;
+        h.msg_namelen = if name.is_null() {
+            0
+        } else {
+            std::mem::size_of::<libc::sockaddr_in>() as u32
+        };
+        msgs[i].msg_len = 0;
+    }
+}
+
+/// Zeroed iovecs and message headers for one batch.
+fn zeroed_headers() -> ([libc::iovec; BATCH], [libc::mmsghdr; BATCH]) {
+    // SAFETY: all-zero iovecs and message headers are valid values.
+    unsafe { (std::mem::zeroed(), std::mem::zeroed()) }
+}
+
 impl RxBatch {
     /// Reads up to [`BATCH`] datagrams or frames without blocking; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iov: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|i| {
-                // SAFETY: an all-zero msghdr is valid; fields set below.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_iov = &mut iov[i];
-                h.msg_iovlen = 1;
-                h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        let (mut iov, mut msgs) = zeroed_headers();
+        let addrs = &mut self.addrs;
+        headers(&mut self.bufs, &mut iov, &mut msgs, |i| &mut addrs[i]);
         // SAFETY: `msgs` points at BATCH headers whose iovecs and names are live.
         let n = unsafe {
             libc::recvmmsg(
@@ -110,58 +125,43 @@ impl TxBatch {
 
     /// Sends everything queued; returns (sent, failed).
     pub fn flush(&mut self, fd: RawFd) -> (usize, usize) {
-        if self.n == 0 {
-            return (0, 0);
-        }
-        let n = self.n;
-        let mut addrs: Vec<libc::sockaddr_in> = self.dests[..n]
-            .iter()
-            .map(|d| {
-                // SAFETY: an all-zero sockaddr_in is valid.
-                let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let (mut sent, mut failed) = (0usize, 0usize);
+        let mut start = 0;
+        while start < self.n {
+            let n = (self.n - start).min(BATCH);
+            // SAFETY: an all-zero sockaddr_in is valid.
+            let mut addrs: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+            for (a, d) in addrs.iter_mut().zip(&self.dests[start..start + n]) {
                 if let Some(d) = d {
                     a.sin_family = libc::AF_INET as u16;
                     a.sin_port = d.port().to_be();
                     a.sin_addr.s_addr = u32::from(*d.ip()).to_be();
                 }
-                a
-            })
-            .collect();
-        let mut iov: Vec<libc::iovec> = self.bufs[..n]
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = (0..n)
-            .map(|i| {
-                // SAFETY: an all-zero msghdr is valid; fields set below.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_iov = &mut iov[i];
-                h.msg_iovlen = 1;
-                if self.dests[i].is_some() {
-                    h.msg_name = &mut addrs[i] as *mut libc::sockaddr_in as *mut libc::c_void;
-                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                }
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
-        let mut sent = 0usize;
-        let mut failed = 0usize;
-        while sent + failed < n {
-            let off = sent + failed;
-            // SAFETY: `msgs[off..n]` are valid headers over live buffers.
-            let r = unsafe { libc::sendmmsg(fd, msgs[off..].as_mut_ptr(), (n - off) as u32, 0) };
-            if r <= 0 {
-                // Skip the message that failed (a full buffer drops it, as a NIC would).
-                failed += 1;
-            } else {
-                sent += r as usize;
             }
+            let (mut iov, mut msgs) = zeroed_headers();
+            let dests = &self.dests[start..start + n];
+            headers(&mut self.bufs[start..start + n], &mut iov, &mut msgs, |i| {
+                if dests[i].is_some() {
+                    &mut addrs[i]
+                } else {
+                    std::ptr::null_mut()
+                }
+            });
+            let mut done = 0;
+            while done < n {
+                // SAFETY: `msgs[done..n]` are valid headers over live buffers.
+                let r =
+                    unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), (n - done) as u32, 0) };
+                if r <= 0 {
+                    // Skip the message that failed (a full buffer drops it, as a NIC would).
+                    failed += 1;
+                    done += 1;
+                } else {
+                    sent += r as usize;
+                    done += r as usize;
+                }
+            }
+            start += n;
         }
         self.n = 0;
         (sent, failed)

@@ -146,14 +146,15 @@ impl ConnFlows {
     }
 
     /// Keeps the flow here if it has a connection flow's shape (see the
-    /// module); `false` leaves it to the general table.
+    /// module); `false` leaves it to the general table. `shared_tags` (the
+    /// hashes of its topology tags) is only asked for a flow that fits.
     pub fn install(
         &mut self,
         mask: FieldSet,
         key: &Fields,
         actions: &[Action],
-        shared_tags: Vec<TagHash>,
         expires: u64,
+        shared_tags: impl FnOnce() -> Vec<TagHash>,
     ) -> bool {
         if !mask.contains(FIVE_TUPLE) {
             return false;
@@ -165,7 +166,7 @@ impl ConnFlows {
             mask,
             rest: rest_of(key, mask),
             actions: rest.into_boxed_slice(),
-            tags: shared_tags.into_boxed_slice(),
+            tags: shared_tags().into_boxed_slice(),
         };
         let template = match self.index.get(&tkey) {
             Some(t) => *t,
@@ -352,6 +353,14 @@ mod tests {
         ]
     }
 
+    fn output() -> Output {
+        Output {
+            port: Uuid::new_v4(),
+            host: None,
+            tunnel_key: 7,
+        }
+    }
+
     fn nat_tag(sport: u16) -> Tag {
         Tag::Nat(NatKey {
             kind: NatKind::FwdSnat,
@@ -366,11 +375,7 @@ mod tests {
 
     #[test]
     fn nat_flows_share_a_template_and_keep_only_their_rewrite() {
-        let out = Output {
-            port: Uuid::new_v4(),
-            host: None,
-            tunnel_key: 7,
-        };
+        let out = output();
         let router = Tag::Device(Uuid::new_v4());
         let mut t = FlowTable::default();
         for i in 0..1000u16 {
@@ -420,11 +425,7 @@ mod tests {
 
     #[test]
     fn other_flows_stay_in_the_general_table() {
-        let out = Output {
-            port: Uuid::new_v4(),
-            host: None,
-            tunnel_key: 7,
-        };
+        let out = output();
         let mut t = FlowTable::default();
         // Read conntrack state: general.
         let ct = Tag::ConnTrack(ConnKey {
@@ -492,11 +493,7 @@ mod tests {
 
     #[test]
     fn a_connection_flow_costs_tens_of_bytes() {
-        let out = Output {
-            port: Uuid::new_v4(),
-            host: None,
-            tunnel_key: 7,
-        };
+        let out = output();
         let mut t = FlowTable::default();
         let n = 50_000u32;
         for i in 0..n {

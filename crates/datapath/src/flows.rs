@@ -31,6 +31,14 @@ fn tag_hash(t: &Tag) -> TagHash {
     rustc_hash::FxBuildHasher.hash_one(t)
 }
 
+/// The distinct hashes of `tags`, sorted.
+fn hashes<'t>(tags: impl Iterator<Item = &'t Tag>) -> Vec<TagHash> {
+    let mut h: Vec<TagHash> = tags.map(tag_hash).collect();
+    h.sort_unstable();
+    h.dedup();
+    h
+}
+
 /// The flows carrying a tag. Most tags of a stateful flow (its connection
 /// and NAT keys) belong to that flow alone: no set is allocated for those.
 enum TagFlows {
@@ -189,17 +197,12 @@ impl FlowTable {
         let key = key.masked(mask);
         // NAT'd connections' flows go to the compact table when they can:
         // their own state tags are left out (see `conns`), the rest shared.
-        if !tags.iter().any(|t| matches!(t, Tag::ConnTrack(_))) {
-            let mut shared: Vec<TagHash> = tags
-                .iter()
-                .filter(|t| !matches!(t, Tag::Nat(_)))
-                .map(tag_hash)
-                .collect();
-            shared.sort_unstable();
-            shared.dedup();
-            if self.conns.install(mask, &key, &actions, shared, expires) {
-                return 0;
-            }
+        if !tags.iter().any(|t| matches!(t, Tag::ConnTrack(_)))
+            && self.conns.install(mask, &key, &actions, expires, || {
+                hashes(tags.iter().filter(|t| !matches!(t, Tag::Nat(_))))
+            })
+        {
+            return 0;
         }
         // A flow for the same masked key replaces the old one.
         if let Some(old) = self
@@ -213,9 +216,7 @@ impl FlowTable {
         }
         self.next += 1;
         let id = self.next;
-        let mut hashes: Vec<TagHash> = tags.iter().map(tag_hash).collect();
-        hashes.sort_unstable();
-        hashes.dedup();
+        let hashes = hashes(tags.iter());
         for t in &hashes {
             match self.by_tag.get_mut(t) {
                 Some(f) => f.insert(id),

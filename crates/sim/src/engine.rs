@@ -806,17 +806,8 @@ impl<'a, 'o> Sim<'a, 'o> {
         {
             // A stale entry is still used, and refreshed with a new request.
             let learned = e.expires.saturating_sub(crate::state::ARP_EXPIRY_MS);
-            if self.now >= learned + crate::state::ARP_STALE_MS
-                && let Some(src_ip) = port.ip
-            {
-                let req = ArpRepr {
-                    op: ArpOp::Request,
-                    sha: port.mac,
-                    spa: src_ip,
-                    tha: Mac::ZERO,
-                    tpa: ip,
-                };
-                self.emit_generated(port.id, req.to_frame(port.mac, Mac::BROADCAST));
+            if self.now >= learned + crate::state::ARP_STALE_MS {
+                self.arp_request(port, ip);
             }
             return Ok(Some(e.mac));
         }
@@ -824,18 +815,25 @@ impl<'a, 'o> Sim<'a, 'o> {
             return Ok(None);
         }
         // Ask, and park the packet until the answer comes.
-        if let Some(src_ip) = port.ip {
-            let req = ArpRepr {
-                op: ArpOp::Request,
-                sha: port.mac,
-                spa: src_ip,
-                tha: Mac::ZERO,
-                tpa: ip,
-            };
+        if self.arp_request(port, ip) {
             self.note(Some(router), || format!("ARP request for {ip}"));
-            self.emit_generated(port.id, req.to_frame(port.mac, Mac::BROADCAST));
         }
         Err(Missing::Arp { router, ip })
+    }
+
+    /// Broadcasts "who has `ip`" out of router `port`; false when the port
+    /// has no address to ask from.
+    fn arp_request(&mut self, port: &'a Port, ip: Ipv4Addr) -> bool {
+        let Some(src_ip) = port.ip else { return false };
+        let req = ArpRepr {
+            op: ArpOp::Request,
+            sha: port.mac,
+            spa: src_ip,
+            tha: Mac::ZERO,
+            tpa: ip,
+        };
+        self.emit_generated(port.id, req.to_frame(port.mac, Mac::BROADCAST));
+        true
     }
 
     /// ARP addressed to a router port: answer requests for its address,
