@@ -325,8 +325,6 @@ provider_setup() {
     mkns ext
     ip link add eth0 netns "$(ns ext)" type veth peer name up0 netns "$(ns h2)"
     nsx ext ip link set eth0 up; nsx h2 ip link set up0 up
-    nsx ext ethtool -K eth0 tx off tso off gso off >/dev/null 2>&1 || true
-    nsx h2 ethtool -K up0 tx off tso off gso off >/dev/null 2>&1 || true
     nsx ext ip addr add 203.0.113.9/24 dev eth0
     nsx ext ip route add 198.51.100.0/24 via 203.0.113.1
     RP=$(mido router create name=provider)
@@ -449,8 +447,6 @@ t_asymmetric_uplinks() {
     local why="" up2 pg
     ip link add eth1 netns "$(ns ext)" type veth peer name up1 netns "$(ns h1)"
     nsx ext ip link set eth1 up; nsx h1 ip link set up1 up
-    nsx ext ethtool -K eth1 tx off tso off gso off >/dev/null 2>&1 || true
-    nsx h1 ethtool -K up1 tx off tso off gso off >/dev/null 2>&1 || true
     nsx ext ip addr add 203.0.114.9/24 dev eth1
     nsx ext sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0
     up2=$(mido port create --router "$RP" port-address=203.0.114.1 network-address=203.0.114.0 network-length=24)
@@ -539,7 +535,6 @@ check "NAT port exhaustion: the new connection is refused, counted and logged; e
 move_vm() { # VM FROM TO: the VM's veth (and its live sockets) to another hypervisor
     ip -n "$(ns "$2")" link set "$1" netns "$(ns "$3")"
     nsx "$3" ip link set "$1" up
-    nsx "$3" ethtool -K "$1" tx off tso off gso off >/dev/null 2>&1 || true
 }
 port_active_on() { # PORT HOST SECONDS
     local i

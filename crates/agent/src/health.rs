@@ -216,20 +216,6 @@ fn attach(netns: &str, iface: &str) -> Result<(), String> {
     ] {
         ip(&args)?;
     }
-    // A userspace datapath forwards what it reads: checksums must be complete.
-    for (ns, dev) in [(None, iface), (Some(netns), "eth0")] {
-        let mut c = match ns {
-            Some(n) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", n, "ethtool"]);
-                c
-            }
-            None => Command::new("ethtool"),
-        };
-        let _ = c
-            .args(["-K", dev, "tx", "off", "tso", "off", "gso", "off"])
-            .output();
-    }
     Ok(())
 }
 

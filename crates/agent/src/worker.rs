@@ -5,7 +5,7 @@
 use crate::cache::Binding;
 use crate::nat_leases::LeaseEvent;
 use datapath::{
-    Datapath, FlowTable, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
+    Datapath, FlowTable, Offload, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
     wait_readable,
 };
 use rustc_hash::FxHashMap;
@@ -83,6 +83,7 @@ struct LocalPort {
 struct Parked {
     port_no: u32,
     frame: Vec<u8>,
+    off: Offload,
     missing: Missing,
     deadline: u64,
 }
@@ -116,6 +117,9 @@ pub struct Worker {
     leased_at: FxHashMap<(Uuid, Ipv4Addr, u16), u64>,
     /// Receive buffers (taken while a batch is processed).
     rx: Option<RxBatch>,
+    /// Tunnel segments being merged back into a super-frame for a port.
+    gro: wire::gso::Coalescer,
+    gro_port: Option<u32>,
     rng: XorShift,
     out: Outcome,
     start: Instant,
@@ -165,6 +169,8 @@ impl Worker {
             lease_pending: Default::default(),
             leased_at: Default::default(),
             rx: Some(RxBatch::default()),
+            gro: Default::default(),
+            gro_port: None,
             rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
             start: Instant::now(),
@@ -207,8 +213,13 @@ impl Worker {
                 match rx.recv(fds[1]) {
                     Ok(n) => {
                         for i in 0..n {
-                            self.on_tunnel_datagram(&rx.bufs[i][..rx.lens[i]]);
+                            if rx.truncated[i] {
+                                self.dp.stats.malformed += 1;
+                                continue;
+                            }
+                            self.on_tunnel_buffer(&rx.bufs[i][..rx.lens[i]], rx.segs[i]);
                         }
+                        self.flush_coalesced();
                     }
                     Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
                 }
@@ -223,11 +234,17 @@ impl Worker {
                 match &*sock {
                     PortSocket::Ring(ring) => {
                         ring.drain(|f| self.on_port_frame(*port_no, f));
+                        self.dp.stats.malformed +=
+                            ring.truncated.swap(0, std::sync::atomic::Ordering::Relaxed);
                     }
                     PortSocket::Plain(_) => match rx.recv(fds[i + 2]) {
                         Ok(n) => {
                             for j in 0..n {
-                                self.on_port_frame(*port_no, &rx.bufs[j][..rx.lens[j]]);
+                                if rx.truncated[j] {
+                                    self.dp.stats.malformed += 1;
+                                    continue;
+                                }
+                                self.on_port_frame(*port_no, &mut rx.bufs[j][..rx.lens[j]]);
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
@@ -441,6 +458,7 @@ impl Worker {
                             ip,
                             datapath::FLOW_STATE_KEY,
                             &crate::flowstate::encode_request(self.me),
+                            Offload::NONE,
                         );
                     }
                     None => {
@@ -460,13 +478,28 @@ impl Worker {
         }
     }
 
-    /// A frame from a VM: the flow table, else the simulation.
-    fn on_port_frame(&mut self, port_no: u32, frame: &[u8]) {
+    /// A frame from a VM, after its virtio-net header: the flow table, else
+    /// the simulation. A header that does not match its frame is counted
+    /// and the frame dropped.
+    fn on_port_frame(&mut self, port_no: u32, buf: &mut [u8]) {
         self.dp.stats.rx += 1;
-        self.process(port_no, frame);
+        let Ok(h) = wire::vnet::VnetHeader::parse(buf) else {
+            self.dp.stats.malformed += 1;
+            return;
+        };
+        let frame = &mut buf[wire::vnet::HEADER..];
+        let off = match Offload::from_header(&h, frame) {
+            Ok(o) => o,
+            Err(e) => {
+                self.dp.stats.bad_offload += 1;
+                tracing::debug!(port_no, error = %e, "frame dropped");
+                return;
+            }
+        };
+        self.process(port_no, frame, off);
     }
 
-    fn process(&mut self, port_no: u32, frame: &[u8]) {
+    fn process(&mut self, port_no: u32, frame: &[u8], off: Offload) {
         let now = self.now();
         let Some(fields) = sim::Fields::parse(frame, port_no) else {
             self.dp.stats.malformed += 1;
@@ -475,24 +508,36 @@ impl Worker {
         let mut actions = std::mem::take(&mut self.hit_actions);
         let hit = self.flows.lookup(&fields, now, &mut actions);
         if hit {
-            self.execute(&actions, frame);
+            self.execute(&actions, port_no, frame, off);
         }
         self.hit_actions = actions;
         if !hit {
-            self.simulate(port_no, frame);
+            self.simulate(port_no, frame, off);
         }
     }
 
-    fn simulate(&mut self, port_no: u32, frame: &[u8]) {
+    fn simulate(&mut self, port_no: u32, frame: &[u8], off: Offload) {
         let Some(port) = self.ports.get(&port_no).map(|p| p.id) else {
             return;
         };
         self.take_queued_state();
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
+        // The simulation sees the frame as the wire would: what it quotes
+        // (ICMP errors) carries a complete checksum.
+        let completed;
+        let sim_frame = match off.csum {
+            Some(c) => {
+                let mut f = frame.to_vec();
+                wire::vnet::complete_checksum(&mut f, c);
+                completed = f;
+                &completed[..]
+            }
+            None => frame,
+        };
         let input = Input {
             in_port: port,
-            frame,
+            frame: sim_frame,
             now,
             trace: self.trace,
         };
@@ -537,14 +582,15 @@ impl Worker {
             {
                 for h in hosts {
                     if let Some(ip) = self.peers.get(&h).copied() {
-                        self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &msg);
+                        self.dp
+                            .tunnel(ip, datapath::FLOW_STATE_KEY, &msg, Offload::NONE);
                         self.dp.stats.flow_state_tx += 1;
                     }
                 }
             }
         }
         for e in &out.emits {
-            self.deliver(&e.output, &e.frame);
+            self.deliver(&e.output, &e.frame, Offload::NONE, None);
         }
         if out.verdict == Verdict::Drop(sim::DropReason::NatPortsExhausted) {
             self.dp.stats.nat_exhausted += 1;
@@ -573,7 +619,7 @@ impl Worker {
                 }
                 if out.verdict == Verdict::Forward {
                     let actions = out.actions.clone();
-                    self.execute(&actions, frame);
+                    self.execute(&actions, port_no, frame, off);
                 }
             }
             Verdict::NotYet(missing) => {
@@ -591,6 +637,7 @@ impl Worker {
                     self.waiting.push(Parked {
                         port_no,
                         frame: frame.to_vec(),
+                        off,
                         missing,
                         deadline: now + WAITING_ROOM_MS,
                     });
@@ -624,33 +671,178 @@ impl Worker {
         // Through the flow table first: once one parked packet of a flow has
         // been simulated and installed, the others of that flow just hit it.
         for p in go {
-            self.process(p.port_no, &p.frame);
+            self.process(p.port_no, &p.frame, p.off);
         }
     }
 
-    fn execute(&mut self, actions: &[Action], frame: &[u8]) {
+    /// Runs a flow's actions on a frame from local port `in_port`.
+    fn execute(&mut self, actions: &[Action], in_port: u32, frame: &[u8], off: Offload) {
+        let from = Some((in_port, frame));
         // The common case: no rewrites, one output.
         if let [Action::Output(o)] = actions {
             let o = *o;
-            self.deliver(&o, frame);
+            self.deliver(&o, frame, off, from);
             return;
         }
-        for (o, f) in sim::actions::execute(actions, frame) {
-            self.deliver(&o, &f);
+        for (o, mut f) in sim::actions::execute(actions, frame) {
+            // VLAN pushes and pops move the L4 header; rewritten addresses
+            // change a partial checksum's pseudo-header.
+            let off = off.shifted(f.len() as isize - frame.len() as isize);
+            if let Some(c) = off.csum {
+                wire::vnet::refresh_partial(&mut f, c);
+            }
+            self.deliver(&o, &f, off, from);
         }
     }
 
-    fn deliver(&mut self, o: &Output, frame: &[u8]) {
+    /// Sends a frame where the simulation said. `from` is the local port
+    /// and frame (as received) it came from, where an ICMP
+    /// fragmentation-needed goes when the frame is too large for its path.
+    fn deliver(&mut self, o: &Output, frame: &[u8], off: Offload, from: Option<(u32, &[u8])>) {
         if o.host == Some(self.me) {
             if let Some(n) = self.by_id.get(&o.port).copied() {
-                self.dp.output(n, frame);
+                let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+                self.to_port(n, frame, off, mtu, from);
             }
             return;
         }
         match o.host.and_then(|h| self.peers.get(&h)).copied() {
-            Some(ip) => self.dp.tunnel(ip, o.tunnel_key, frame),
+            Some(ip) => {
+                let mtu = u32::from(self.dp.tunnel_mtu(ip));
+                // A super-frame is cut to fit the tunnel; a single frame
+                // that does not fit is answered or fragmented first.
+                if off.gso.is_none() && ip_len(frame) > mtu {
+                    for f in self.fragments_of(frame, off, mtu, from) {
+                        self.dp.tunnel(ip, o.tunnel_key, &f, Offload::NONE);
+                    }
+                    return;
+                }
+                self.dp.tunnel(ip, o.tunnel_key, frame, off)
+            }
             None => self.dp.stats.no_route_to_host += 1,
         }
+    }
+
+    /// Out of local port `n` (MTU `mtu`): as it is when it fits; a
+    /// super-frame whose segments do not fit is cut in software; a single
+    /// frame that does not fit is answered or fragmented.
+    fn to_port(
+        &mut self,
+        n: u32,
+        frame: &[u8],
+        off: Offload,
+        mtu: u32,
+        from: Option<(u32, &[u8])>,
+    ) {
+        match off.gso {
+            Some(g) => {
+                let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |e| e.header_len());
+                let hdrs = u32::from(g.hdr_len).saturating_sub(l3 as u32);
+                if u32::from(g.size) + hdrs <= mtu {
+                    self.dp.output(n, frame, off);
+                    return;
+                }
+                let mss = mtu.saturating_sub(hdrs).max(8) as usize;
+                let mut cut = Vec::new();
+                match wire::gso::segment(frame, &g, mss, &[], &mut cut) {
+                    Ok(c) => {
+                        self.dp.stats.gso_split += 1;
+                        self.dp.stats.gso_segments += c.count as u64;
+                        for seg in cut.chunks(c.size) {
+                            self.dp.output(n, seg, Offload::NONE);
+                        }
+                    }
+                    Err(_) => self.dp.stats.bad_offload += 1,
+                }
+            }
+            None if ip_len(frame) > mtu => {
+                for f in self.fragments_of(frame, off, mtu, from) {
+                    self.dp.output(n, &f, Offload::NONE);
+                }
+            }
+            None => self.dp.output(n, frame, off),
+        }
+    }
+
+    /// A single frame larger than `mtu` (IP bytes): with DF set, the sender
+    /// is told (ICMP fragmentation-needed, to the port it came from) and
+    /// nothing is returned; without, its fragments. Counted either way.
+    fn fragments_of(
+        &mut self,
+        frame: &[u8],
+        off: Offload,
+        mtu: u32,
+        from: Option<(u32, &[u8])>,
+    ) -> Vec<Vec<u8>> {
+        let mut f = frame.to_vec();
+        if let Some(c) = off.csum {
+            wire::vnet::complete_checksum(&mut f, c);
+        }
+        let (mut out, mut spans) = (Vec::new(), Vec::new());
+        if wire::gso::fragment_ipv4(&f, mtu as usize, &mut out, &mut spans).is_ok() {
+            self.dp.stats.fragmented += 1;
+            return spans.iter().map(|&(s, n)| out[s..s + n].to_vec()).collect();
+        }
+        self.dp.stats.frag_needed += 1;
+        if let Some((in_port, orig)) = from
+            && let Some(fields) = sim::Fields::parse(orig, in_port)
+            && let Some(reply) = sim::services::icmp_error(
+                orig,
+                &fields,
+                fields.eth_dst,
+                fields.nw_dst,
+                wire::icmpv4::DST_UNREACHABLE,
+                wire::icmpv4::unreachable::FRAG_NEEDED,
+                mtu.min(65535) as u16,
+            )
+        {
+            self.dp.output(in_port, &reply, Offload::NONE);
+        }
+        Vec::new()
+    }
+
+    /// A buffer read from the tunnel: one datagram, or (UDP_GRO) several of
+    /// `seg` bytes each, the last maybe shorter.
+    fn on_tunnel_buffer(&mut self, buf: &[u8], seg: u16) {
+        if seg == 0 || buf.len() <= usize::from(seg) {
+            self.on_tunnel_datagram(buf);
+            return;
+        }
+        self.dp.stats.gro_rx += 1;
+        for d in buf.chunks(usize::from(seg)) {
+            self.on_tunnel_datagram(d);
+        }
+    }
+
+    /// A frame from the tunnel for local port `n`: merged with the segments
+    /// before it into one super-frame when it continues them.
+    fn to_port_coalesced(&mut self, n: u32, frame: &[u8]) {
+        if self.gro_port == Some(n) && self.gro.push(frame) {
+            return;
+        }
+        self.flush_coalesced();
+        if self.gro.push(frame) {
+            self.gro_port = Some(n);
+        } else {
+            let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+            self.to_port(n, frame, Offload::NONE, mtu, None);
+        }
+    }
+
+    fn flush_coalesced(&mut self) {
+        let Some(n) = self.gro_port.take() else {
+            return;
+        };
+        let segs = self.gro.segments();
+        let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+        if let Some((f, off)) = self.gro.finish() {
+            let f = f.to_vec();
+            if segs > 1 {
+                self.dp.stats.gro_merged += 1;
+            }
+            self.to_port(n, &f, off, mtu, None);
+        }
+        self.gro.clear();
     }
 
     /// A datagram from another host: its key names the local port; no simulation.
@@ -682,7 +874,7 @@ impl Worker {
             return;
         }
         match self.by_key.get(&key).copied() {
-            Some(n) => self.dp.output(n, frame),
+            Some(n) => self.to_port_coalesced(n, frame),
             None => self.dp.stats.unknown_tunnel_key += 1,
         }
     }
@@ -756,10 +948,19 @@ impl Worker {
         let frames = crate::flowstate::encode_all(self.me, self.connection_state());
         tracing::info!(to = %from, messages = frames.len(), "sending connection state for a rebound port");
         for f in frames {
-            self.dp.tunnel(ip, datapath::FLOW_STATE_KEY, &f);
+            self.dp
+                .tunnel(ip, datapath::FLOW_STATE_KEY, &f, Offload::NONE);
             self.dp.stats.flow_state_tx += 1;
         }
     }
+}
+
+/// The length of a frame's IP packet (0 for what is not IP).
+fn ip_len(frame: &[u8]) -> u32 {
+    wire::vnet::ip_end(frame).map_or(0, |e| {
+        let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |f| f.header_len());
+        e.saturating_sub(l3) as u32
+    })
 }
 
 /// Conntrack and NAT entries: what is saved, shared and pushed to peers.

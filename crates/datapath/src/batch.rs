@@ -6,14 +6,27 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
 
 pub const BATCH: usize = 64;
-const FRAME: usize = 65536;
+/// The largest frame: a 64 KiB GSO super-frame, its Ethernet header, VLAN
+/// tags and virtio-net header.
+const FRAME: usize = 65536 + 128;
+/// `UDP_SEGMENT` and `UDP_GRO` (linux/udp.h), at level SOL_UDP.
+pub const UDP_SEGMENT: libc::c_int = 103;
+pub const UDP_GRO: libc::c_int = 104;
+/// A control message holding one int, as CMSG_SPACE(4) lays it out.
+const CMSG_INT: usize = 24;
 
 /// Receive buffers for one batch.
 pub struct RxBatch {
     pub bufs: Vec<Vec<u8>>,
     pub lens: Vec<usize>,
     pub from: Vec<Ipv4Addr>,
+    /// Per datagram: the size of each coalesced segment (UDP_GRO), 0 when
+    /// the datagram is a single one.
+    pub segs: Vec<u16>,
+    /// Per message: the kernel had more than the buffer holds.
+    pub truncated: Vec<bool>,
     addrs: Vec<libc::sockaddr_in>,
+    ctl: Vec<[u64; CMSG_INT / 8]>,
 }
 
 impl Default for RxBatch {
@@ -22,8 +35,11 @@ impl Default for RxBatch {
             bufs: (0..BATCH).map(|_| vec![0u8; FRAME]).collect(),
             lens: vec![0; BATCH],
             from: vec![Ipv4Addr::UNSPECIFIED; BATCH],
+            segs: vec![0; BATCH],
+            truncated: vec![false; BATCH],
             // SAFETY: an all-zero sockaddr_in is valid.
             addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            ctl: vec![[0; CMSG_INT / 8]; BATCH],
         }
     }
 }
@@ -68,6 +84,10 @@ impl RxBatch {
         let (mut iov, mut msgs) = zeroed_headers();
         let addrs = &mut self.addrs;
         headers(&mut self.bufs, &mut iov, &mut msgs, |i| &mut addrs[i]);
+        for (m, c) in msgs.iter_mut().zip(self.ctl.iter_mut()) {
+            m.msg_hdr.msg_control = c.as_mut_ptr() as *mut libc::c_void;
+            m.msg_hdr.msg_controllen = CMSG_INT;
+        }
         // SAFETY: `msgs` points at BATCH headers whose iovecs and names are live.
         let n = unsafe {
             libc::recvmmsg(
@@ -89,16 +109,39 @@ impl RxBatch {
         for (i, m) in msgs.iter().enumerate().take(n as usize) {
             self.lens[i] = m.msg_len as usize;
             self.from[i] = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
+            self.truncated[i] = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.segs[i] = gro_size(&m.msg_hdr);
         }
         Ok(n as usize)
     }
 }
 
+/// The segment size a UDP_GRO control message reports, or 0.
+fn gro_size(h: &libc::msghdr) -> u16 {
+    // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG
+    // macros stay inside it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                return v.clamp(0, u16::MAX as libc::c_int) as u16;
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
 /// Frames waiting to be sent on one socket (to one or several UDP peers).
+/// A message may carry several equal datagrams for the kernel to cut
+/// (UDP_SEGMENT): one system call and one trip through the stack for a
+/// whole segmented super-frame.
 #[derive(Default)]
 pub struct TxBatch {
     bufs: Vec<Vec<u8>>,
     dests: Vec<Option<SocketAddrV4>>,
+    segs: Vec<u16>,
     n: usize,
 }
 
@@ -110,15 +153,31 @@ impl TxBatch {
     /// Queues `head` + `body` (to `dest` on a UDP socket). Returns true when
     /// the batch is full and should be flushed.
     pub fn push(&mut self, dest: Option<SocketAddrV4>, head: &[u8], body: &[u8]) -> bool {
+        self.push_with(dest, 0, |b| {
+            b.extend_from_slice(head);
+            b.extend_from_slice(body);
+        })
+    }
+
+    /// Queues a message `fill` writes into an empty buffer; `seg` > 0 asks
+    /// the kernel to cut it into datagrams of `seg` bytes (UDP_SEGMENT).
+    /// Returns true when the batch is full and should be flushed.
+    pub fn push_with(
+        &mut self,
+        dest: Option<SocketAddrV4>,
+        seg: u16,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         if self.n == self.bufs.len() {
             self.bufs.push(Vec::with_capacity(2048));
             self.dests.push(None);
+            self.segs.push(0);
         }
         let b = &mut self.bufs[self.n];
         b.clear();
-        b.extend_from_slice(head);
-        b.extend_from_slice(body);
+        fill(b);
         self.dests[self.n] = dest;
+        self.segs[self.n] = seg;
         self.n += 1;
         self.n >= BATCH
     }
@@ -147,6 +206,12 @@ impl TxBatch {
                     std::ptr::null_mut()
                 }
             });
+            let mut ctl = [[0u64; CMSG_INT / 8]; BATCH];
+            for (i, seg) in self.segs[start..start + n].iter().enumerate() {
+                if *seg > 0 {
+                    segment_cmsg(&mut msgs[i].msg_hdr, &mut ctl[i], *seg);
+                }
+            }
             let mut done = 0;
             while done < n {
                 // SAFETY: `msgs[done..n]` are valid headers over live buffers.
@@ -165,5 +230,21 @@ impl TxBatch {
         }
         self.n = 0;
         (sent, failed)
+    }
+}
+
+/// Attaches a UDP_SEGMENT control message (segment size `seg`) to `h`.
+fn segment_cmsg(h: &mut libc::msghdr, buf: &mut [u64; CMSG_INT / 8], seg: u16) {
+    h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
+    h.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: `buf` is CMSG_INT bytes, enough for one header and a u16;
+    // CMSG_FIRSTHDR points into it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg);
     }
 }

@@ -8,11 +8,13 @@ pub mod conns;
 pub mod flows;
 pub mod ring;
 pub mod socket;
+pub mod tap;
 
 pub use batch::{BATCH, RxBatch, TxBatch};
 pub use flows::{Flow, FlowId, FlowTable};
 pub use ring::RingSocket;
-pub use socket::{PacketSocket, Waker, ifindex, set_buffers, wait_readable};
+pub use socket::{PacketSocket, Waker, ifindex, interface_mtu, set_buffers, wait_readable};
+pub use wire::vnet::Offload;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
@@ -32,6 +34,19 @@ pub struct Stats {
     pub tunnel_rx: u64,
     pub tunnel_tx: u64,
     pub send_errors: u64,
+    /// Frames refused for a hostile or inconsistent virtio-net header.
+    pub bad_offload: u64,
+    /// GSO super-frames cut into segments in software, and the segments.
+    pub gso_split: u64,
+    pub gso_segments: u64,
+    /// Tunnel datagrams read coalesced (UDP_GRO), and super-frames rebuilt
+    /// for local ports from tunnel segments.
+    pub gro_rx: u64,
+    pub gro_merged: u64,
+    /// Frames larger than their path: answered with ICMP
+    /// fragmentation-needed (DF set), or fragmented (DF clear).
+    pub frag_needed: u64,
+    pub fragmented: u64,
     pub flow_state_tx: u64,
     pub flow_state_rx: u64,
     /// New connections refused because a NAT rule had no free port.
@@ -58,6 +73,13 @@ impl Stats {
             tunnel_rx: self.tunnel_rx + b.tunnel_rx,
             tunnel_tx: self.tunnel_tx + b.tunnel_tx,
             send_errors: self.send_errors + b.send_errors,
+            bad_offload: self.bad_offload + b.bad_offload,
+            gso_split: self.gso_split + b.gso_split,
+            gso_segments: self.gso_segments + b.gso_segments,
+            gro_rx: self.gro_rx + b.gro_rx,
+            gro_merged: self.gro_merged + b.gro_merged,
+            frag_needed: self.frag_needed + b.frag_needed,
+            fragmented: self.fragmented + b.fragmented,
             flow_state_tx: self.flow_state_tx + b.flow_state_tx,
             flow_state_rx: self.flow_state_rx + b.flow_state_rx,
             nat_exhausted: self.nat_exhausted + b.nat_exhausted,
@@ -72,11 +94,16 @@ impl Stats {
 
 /// What the packet workflow needs from a datapath: ports to write, and
 /// tunnels to other hosts. Sends may be queued until [`Datapath::flush`].
+/// A frame travels with its [`Offload`]: what its checksum and
+/// segmentation still need.
 pub trait Datapath {
-    /// Sends a frame out of a local port (by datapath port number).
-    fn output(&mut self, port_no: u32, frame: &[u8]);
-    /// Sends a frame to another host's agent, VXLAN-encapsulated with `key`.
-    fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]);
+    /// Sends a frame out of a local port (by datapath port number); its
+    /// offload goes along (the port takes partial checksums and GSO).
+    fn output(&mut self, port_no: u32, frame: &[u8], off: Offload);
+    /// Sends a frame to another host's agent, VXLAN-encapsulated with `key`:
+    /// its checksum completed, a super-frame cut into segments that fit the
+    /// underlay, all of them in one message (UDP_SEGMENT).
+    fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8], off: Offload);
     /// Sends whatever is queued.
     fn flush(&mut self);
     fn stats(&self) -> Stats;
@@ -91,8 +118,20 @@ pub struct UserspaceDatapath {
     tunnel_tx: TxBatch,
     /// Whether this worker reads the tunnel port (one worker per host does).
     receives_tunnel: bool,
+    /// The largest inner IP packet each peer's tunnel carries unfragmented.
+    peer_mtu: rustc_hash::FxHashMap<Ipv4Addr, u16>,
+    /// Where super-frames are cut (reused).
+    scratch: Vec<u8>,
     pub stats: Stats,
 }
+
+/// What VXLAN over IPv4 adds to an inner IP packet: outer IP, UDP, VXLAN
+/// and the inner Ethernet header.
+pub const TUNNEL_OVERHEAD: u16 = 20 + 8 + 8 + 14;
+/// The most datagrams one UDP_SEGMENT message may carry (UDP_MAX_SEGMENTS).
+const MAX_SEGMENTS: usize = 64;
+/// The largest UDP payload of one message.
+const MAX_UDP_PAYLOAD: usize = 65507;
 
 impl UserspaceDatapath {
     pub fn new(tunnel: Tunnel, receives_tunnel: bool) -> Self {
@@ -102,8 +141,29 @@ impl UserspaceDatapath {
             tunnel,
             tunnel_tx: TxBatch::default(),
             receives_tunnel,
+            peer_mtu: Default::default(),
+            scratch: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// The largest inner IP packet the tunnel to `peer` carries: the route's
+    /// MTU (IP_MTU of a socket connected to it) less the VXLAN overhead.
+    pub fn tunnel_mtu(&mut self, peer: Ipv4Addr) -> u16 {
+        if let Some(m) = self.peer_mtu.get(&peer) {
+            return *m;
+        }
+        let m = route_mtu(peer, self.tunnel.port)
+            .unwrap_or(1500)
+            .saturating_sub(u32::from(TUNNEL_OVERHEAD))
+            .clamp(576, 65535) as u16;
+        self.peer_mtu.insert(peer, m);
+        m
+    }
+
+    /// The MTU of a local port's interface (as opened).
+    pub fn port_mtu(&self, port_no: u32) -> Option<u32> {
+        self.ports.get(&port_no).map(|p| p.mtu())
     }
 
     pub fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
@@ -133,27 +193,80 @@ impl UserspaceDatapath {
     }
 }
 
+/// The MTU of the route to `peer` (IP_MTU on a UDP socket connected to it).
+fn route_mtu(peer: Ipv4Addr, port: u16) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect(SocketAddrV4::new(peer, port)).ok()?;
+    let mut v: libc::c_int = 0;
+    let mut n = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: IP_MTU writes one int into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            &mut v as *mut libc::c_int as *mut libc::c_void,
+            &mut n,
+        )
+    };
+    (r == 0 && v > 0).then_some(v as u32)
+}
+
 impl Datapath for UserspaceDatapath {
-    fn output(&mut self, port_no: u32, frame: &[u8]) {
+    fn output(&mut self, port_no: u32, frame: &[u8], off: Offload) {
         if self.ports.contains_key(&port_no)
             && self
                 .port_tx
                 .entry(port_no)
                 .or_default()
-                .push(None, &[], frame)
+                .push(None, &off.header().to_bytes(), frame)
         {
             self.flush();
         }
     }
 
-    fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8]) {
+    fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8], off: Offload) {
         let mut head = [0u8; wire::vxlan::HEADER];
         wire::vxlan::emit(&mut head, key);
-        if self.tunnel_tx.push(
-            Some(SocketAddrV4::new(peer, self.tunnel.port)),
-            &head,
-            frame,
-        ) {
+        let dest = Some(SocketAddrV4::new(peer, self.tunnel.port));
+        if let Some(g) = off.gso {
+            // Segments that fit the tunnel: the VM's size, or less.
+            let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |e| e.header_len());
+            let ip_l4_headers = usize::from(g.hdr_len).saturating_sub(l3);
+            let room = usize::from(self.tunnel_mtu(peer)).saturating_sub(ip_l4_headers);
+            let mss = usize::from(g.size).min(room.max(8));
+            let mut cut = std::mem::take(&mut self.scratch);
+            cut.clear();
+            match wire::gso::segment(frame, &g, mss, &head, &mut cut) {
+                Ok(c) => {
+                    self.stats.gso_split += 1;
+                    self.stats.gso_segments += c.count as u64;
+                    let per = MAX_SEGMENTS.min(MAX_UDP_PAYLOAD / c.size).max(1);
+                    for msg in cut.chunks(per * c.size) {
+                        let seg = if msg.len() > c.size { c.size as u16 } else { 0 };
+                        if self
+                            .tunnel_tx
+                            .push_with(dest, seg, |b| b.extend_from_slice(msg))
+                        {
+                            self.flush();
+                        }
+                    }
+                }
+                Err(_) => self.stats.bad_offload += 1,
+            }
+            self.scratch = cut;
+            return;
+        }
+        let full = self.tunnel_tx.push_with(dest, 0, |b| {
+            b.extend_from_slice(&head);
+            b.extend_from_slice(frame);
+            if let Some(c) = off.csum {
+                // The peer's agent and the wire want the checksum whole.
+                wire::vnet::complete_checksum(&mut b[head.len()..], c);
+            }
+        });
+        if full {
             self.flush();
         }
     }
@@ -203,7 +316,21 @@ impl Tunnel {
     fn bind_local(local: u16, port: u16) -> std::io::Result<Self> {
         let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local))?;
         sock.set_nonblocking(true)?;
-        set_buffers(std::os::fd::AsRawFd::as_raw_fd(&sock));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        set_buffers(fd);
+        // Read a peer's segmented super-frames as one buffer of equal
+        // datagrams (UDP_GRO); a kernel without it hands them one by one.
+        let one: libc::c_int = 1;
+        // SAFETY: `one` is a live int of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_UDP,
+                batch::UDP_GRO,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
         Ok(Tunnel { sock, port })
     }
 }
@@ -221,6 +348,15 @@ impl PortSocket {
             Some(ms) => PortSocket::Ring(RingSocket::open(name, fanout, ms)?),
             None => PortSocket::Plain(PacketSocket::open(name, fanout)?),
         })
+    }
+}
+
+impl PortSocket {
+    pub fn mtu(&self) -> u32 {
+        match self {
+            PortSocket::Plain(s) => s.mtu,
+            PortSocket::Ring(r) => r.socket().mtu,
+        }
     }
 }
 

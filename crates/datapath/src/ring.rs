@@ -7,7 +7,7 @@
 use crate::socket::PacketSocket;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RX_RING: libc::c_int = 5;
@@ -34,6 +34,7 @@ const BD_FIRST: usize = 16;
 // Offsets in struct tpacket3_hdr.
 const H_NEXT: usize = 0;
 const H_SNAPLEN: usize = 12;
+const H_LEN: usize = 16;
 const H_MAC: usize = 24;
 
 pub struct RingSocket {
@@ -42,6 +43,8 @@ pub struct RingSocket {
     block_size: usize,
     block_nr: usize,
     next: AtomicUsize,
+    /// Frames the ring could not hold whole (counted as malformed).
+    pub truncated: AtomicU64,
 }
 
 // SAFETY: the map is owned by this value and only read and handed back
@@ -89,6 +92,7 @@ impl RingSocket {
             block_size,
             block_nr,
             next: AtomicUsize::new(0),
+            truncated: AtomicU64::new(0),
         })
     }
 
@@ -102,8 +106,9 @@ impl RingSocket {
     }
 
     /// Calls `f` on every frame of every block the kernel has handed over,
-    /// and gives the blocks back. Returns the number of frames.
-    pub fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
+    /// its virtio-net header included (the kernel writes it just before the
+    /// frame), and gives the blocks back. Returns the number of frames.
+    pub fn drain(&self, mut f: impl FnMut(&mut [u8])) -> usize {
         let mut frames = 0;
         loop {
             let b = self.next.load(Ordering::Relaxed);
@@ -119,9 +124,15 @@ impl RingSocket {
                 // SAFETY: tp_mac is a u16 inside the frame header.
                 let mac = unsafe { std::ptr::read_volatile(self.map.add(at + H_MAC) as *const u16) }
                     as usize;
-                if at + mac + snap <= base + self.block_size {
-                    // SAFETY: the frame lies inside this block, which is ours until released.
-                    let frame = unsafe { std::slice::from_raw_parts(self.map.add(at + mac), snap) };
+                let vnet = wire::vnet::HEADER;
+                if snap < self.read_u32(at + H_LEN) as usize {
+                    self.truncated.fetch_add(1, Ordering::Relaxed);
+                } else if mac >= vnet && at + mac + snap <= base + self.block_size {
+                    // SAFETY: header and frame lie inside this block, which is
+                    // ours (and only this thread's) until released.
+                    let frame = unsafe {
+                        std::slice::from_raw_parts_mut(self.map.add(at + mac - vnet), snap + vnet)
+                    };
                     f(frame);
                     frames += 1;
                 }

@@ -25,11 +25,44 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// `PACKET_VNET_HDR` (linux/if_packet.h): a virtio-net header before every
+/// frame read or written, so partial checksums and GSO super-frames keep
+/// what they are instead of being forwarded as if complete.
+const PACKET_VNET_HDR: libc::c_int = 15;
+
 /// A raw packet socket bound to one interface, non-blocking. It sees every
-/// frame the interface receives (promiscuous) and none it sends.
+/// frame the interface receives (promiscuous) and none it sends. Every
+/// frame comes and goes with a virtio-net header (`wire::vnet`).
 pub struct PacketSocket {
     fd: OwnedFd,
     pub ifindex: u32,
+    /// The interface's MTU when the socket was opened.
+    pub mtu: u32,
+}
+
+/// The MTU of interface `name` (SIOCGIFMTU).
+pub fn interface_mtu(name: &str) -> io::Result<u32> {
+    // SAFETY: a zeroed ifreq is valid; the name is copied in below.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name",
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); closed by OwnedFd.
+    let raw =
+        cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu in `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) })?;
+    // SAFETY: the kernel filled the mtu member of the union.
+    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
 impl PacketSocket {
@@ -60,8 +93,11 @@ impl PacketSocket {
         })?;
         // SAFETY: `raw` is a fresh, valid descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = PacketSocket { fd, ifindex };
+        let mtu = interface_mtu(name)?;
+        let s = PacketSocket { fd, ifindex, mtu };
         let one: libc::c_int = 1;
+        // Before any ring: the kernel refuses to change it once one is set.
+        s.setsockopt(libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
         // Transmit straight to the driver, and do not read our own transmissions back.
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
         s.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;

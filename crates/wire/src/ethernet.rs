@@ -43,6 +43,9 @@ impl fmt::Debug for Mac {
     }
 }
 
+/// An untagged Ethernet header's length.
+pub const HEADER_LEN: usize = 14;
+
 pub struct EtherType;
 impl EtherType {
     pub const IPV4: u16 = 0x0800;

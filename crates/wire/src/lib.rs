@@ -8,12 +8,14 @@ pub mod checksum;
 pub mod dhcpv4;
 pub mod ethernet;
 pub mod flowstate;
+pub mod gso;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod udp;
+pub mod vnet;
 pub mod vxlan;
 
 pub use arp::{ArpOp, ArpPacket, ArpRepr};
