@@ -5,7 +5,7 @@
 # between hosts goes through our VXLAN tunnel (UDP 6677).
 #   MIDONET_BIN=target/release/midonet bench/anchors/midonet.sh [run|up|measure|down]
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-: "${TB_OFFLOAD:=off}"   # a userspace datapath without vnet-hdr/TSO needs complete checksums
+: "${TB_OFFLOAD:=on}"    # kernel defaults (partial checksums, TSO/GSO): the datapath takes them
 : "${TB_PREFIX:=mnb}"
 # shellcheck source=testbed.sh
 source "$HERE/testbed.sh"

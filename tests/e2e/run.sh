@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export P=${P:-mne2e}
 export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
+TAPRELAY=${TAPRELAY:-$(dirname "$BIN")/taprelay}
 source tests/e2e/lib.sh
 
 if [[ $(id -u) != 0 ]]; then
@@ -415,6 +416,141 @@ except socket.timeout:
     [[ -z $why ]]
 }
 check "SNAT from VMs on both hosts; 1000 concurrent connections from both hosts, ports leased in blocks; ICMP errors back" t_snat
+
+# ------------------------------------------- kernel-default offloads, MTU --
+# Every VM above has the kernel's default offloads (partial checksums,
+# TSO/GSO): the streams below carry 64 KB super-frames from the VMs.
+stat_of() { # HOST FIELD: a datapath counter from the agent's stats.json
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$E2E_STATE/agent-$1/stats.json" "$2"
+}
+iperf_between() { # CLIENT SERVER_VM BIND_IP [CONNECT_IP]: a 2 s TCP stream of at least 50 Mbit/s
+    local port=$((5300 + RANDOM % 400)) out
+    nsx "$2" iperf3 -s -1 -D -B "$3" -p $port --pidfile "$E2E_STATE/iperf3-srv.pid" >/dev/null 2>&1
+    sleep 0.4
+    out=$(nsx "$1" timeout 20 iperf3 -c "${4:-$3}" -p $port -t 2 -J 2>/dev/null)
+    stop_pid "$E2E_STATE/iperf3-srv.pid" >/dev/null 2>&1
+    python3 -c '
+import json, sys
+try:
+    b = json.loads(sys.argv[1])["end"]["sum_received"]["bits_per_second"]
+except (ValueError, KeyError):
+    print(sys.argv[2], "no result"); sys.exit(1)
+print("%s: %.2f Gbit/s" % (sys.argv[2], b / 1e9)); sys.exit(0 if b > 50e6 else 1)' "$out" "$1 -> ${4:-$3}"
+}
+short_conns() { # CLIENT SERVER_VM SERVER_IP N: N connections, one after another, each answered
+    local port=$((6300 + RANDOM % 400)) got
+    nsx "$2" timeout 60 python3 "$E2E_STATE/tcp_echo_peer.py" "$3" $port "$4" "$E2E_STATE/short.txt" &
+    local sp=$!; sleep 0.4
+    got=$(nsx "$1" timeout 50 python3 -c '
+import socket, sys
+ok = 0
+for _ in range(int(sys.argv[3])):
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
+    if s.recv(100): ok += 1
+    s.close()
+print(ok)' "$3" $port "$4")
+    wait $sp
+    echo "$1 -> $3: $got of $4 short connections answered"
+    [[ $got == "$4" ]]
+}
+t_offload_streams() {
+    local why="" b1 m2
+    b1=$(stat_of h1 gso_split); m2=$(stat_of h2 gro_merged)
+    iperf_between vm1 vm2 192.168.10.12 || why+="same host; "
+    iperf_between vm1 vm3 192.168.10.21 || why+="across hosts; "
+    iperf_between vm1 vm4 192.168.20.21 || why+="through the router across hosts; "
+    iperf_between vm4 vm1 192.168.10.11 || why+="back through the router; "
+    short_conns vm1 vm3 192.168.10.21 200 || why+="short connections across hosts; "
+    sleep 1.5
+    local a1 a2 bad
+    a1=$(stat_of h1 gso_split); a2=$(stat_of h2 gro_merged)
+    bad=$(( $(stat_of h1 bad_offload) + $(stat_of h2 bad_offload) ))
+    echo "h1 super-frames cut for the tunnel: $b1 -> $a1; h2 super-frames rebuilt from it: $m2 -> $a2; bad vnet headers: $bad"
+    (( a1 > b1 )) || why+="h1 cut no super-frame (no TSO frames seen?); "
+    (( a2 > m2 )) || why+="h2 merged no segments; "
+    (( bad == 0 )) || why+="kernel frames refused as bad offload; "
+    echo "${why:-ok}"
+    [[ -z $why ]]
+}
+check "TCP on default offloads (TSO/GSO, partial checksums): same host, across hosts, through the router, 200 short connections" t_offload_streams
+
+t_nat_streams() {
+    local why=""
+    iperf_between ext vm1 192.168.10.11 198.51.100.77 || why+="to the floating IP from outside; "
+    iperf_between vm3 ext 203.0.113.9 || why+="out through SNAT; "
+    echo "${why:-ok}"
+    [[ -z $why ]]
+}
+check "TCP streams on default offloads to a floating IP and out through SNAT (NAT rewrites on partial checksums)" t_nat_streams
+
+t_mtu() {
+    local why="" o
+    # VM MTU 1450 = the tunnel's: the largest unfragmented ping passes, a
+    # larger one is refused by the VM's own stack.
+    nsx vm1 ping -n -c 2 -i 0.2 -W 1 -M do -s 1422 192.168.10.21 >/dev/null || why+="1422-byte DF ping across hosts failed; "
+    o=$(nsx vm1 ping -n -c 1 -W 1 -M do -s 1500 192.168.10.21 2>&1)
+    grep -q "mtu=1450\|mtu = 1450" <<<"$o" || why+="-s 1500 was not refused: $o; "
+    # A VM whose MTU is set wrong (1500 over a 1450 tunnel): a TCP stream
+    # still flows (super-frames cut smaller), DF pings get
+    # fragmentation-needed with the tunnel's MTU, others are fragmented.
+    vm vm20 h1 02:00:00:00:00:30; nsx vm20 ip link set eth0 mtu 1500; nsx h1 ip link set vm20 mtu 1500
+    vm_ip vm20 192.168.10.31/24 192.168.10.1
+    bind vm20 "$BA" "$H1"
+    wait_ping vm20 192.168.10.21 10 || why+="vm20 cannot ping vm3; "
+    local fn0 fr0; fn0=$(stat_of h1 frag_needed); fr0=$(stat_of h1 fragmented)
+    o=$(nsx vm20 ping -n -c 1 -W 1 -M do -s 1472 192.168.10.21 2>&1)
+    grep -q "Frag needed" <<<"$o" || why+="no fragmentation-needed for a 1500-byte DF ping: $o; "
+    # Forget the path MTU just learned, so the VM sends 1500 again.
+    nsx vm20 ip route flush cache >/dev/null 2>&1
+    nsx vm20 ping -n -c 2 -i 0.2 -W 1 -M dont -s 1472 192.168.10.21 >/dev/null || why+="a 1500-byte ping without DF was not fragmented through; "
+    nsx vm20 ip route flush cache >/dev/null 2>&1
+    iperf_between vm20 vm3 192.168.10.21 || why+="TCP from the wrong-MTU VM was black-holed; "
+    sleep 1.5
+    echo "h1: frag_needed $fn0 -> $(stat_of h1 frag_needed), fragmented $fr0 -> $(stat_of h1 fragmented)"
+    (( $(stat_of h1 frag_needed) > fn0 && $(stat_of h1 fragmented) > fr0 )) || why+="not counted; "
+    echo "${why:-ok}"
+    [[ -z $why ]]
+}
+check "MTU: 1422-byte DF ping passes, 1500 refused; a wrong VM MTU gets frag-needed, fragments, and TCP still flows" t_mtu
+
+t_tap_vm() {
+    # Nova's way: a tap on the hypervisor, held by the VM's hypervisor
+    # process (here taprelay, with vnet headers and TSO as qemu), bound with
+    # `port bind`.
+    local why=""
+    mkns vm21
+    nsx h1 ip tuntap add tap21 mode tap
+    ip link add eth0 netns "$(ns vm21)" address 02:00:00:00:00:31 mtu 1450 type veth peer name tv21 netns "$(ns h1)" mtu 1450
+    nsx vm21 ip link set eth0 up; nsx h1 ip link set tv21 up
+    nsx h1 ip link set tap21 mtu 1450 up
+    ip netns exec "$(ns h1)" "$TAPRELAY" tap21 tv21 >>"$E2E_STATE/taprelay.log" 2>&1 &
+    echo $! >"$E2E_STATE/taprelay.pid"
+    vm_ip vm21 192.168.10.41/24 192.168.10.1
+    PORT[vm21]=$(mido port create --bridge "$BA")
+    mido port bind "${PORT[vm21]}" "$H1" tap21
+    wait_ping vm21 192.168.10.21 10 || why+="tap VM cannot ping vm3 (other host); "
+    pings vm21 192.168.10.12 >/dev/null || why+="tap VM cannot ping vm2 (same host); "
+    iperf_between vm21 vm3 192.168.10.21 || why+="TCP tap VM -> vm3; "
+    iperf_between vm2 vm21 192.168.10.41 || why+="TCP vm2 -> tap VM; "
+    echo "${why:-ok}"
+    [[ -z $why ]]
+}
+check "a tap-attached VM (vnet headers, TSO) talks to veth VMs on both hosts" t_tap_vm
+
+t_offload_off() {
+    # The same datapath with offloads switched off in the VM: complete
+    # checksums and MTU-sized frames only.
+    local why=""
+    E2E_OFFLOAD=off vm vm22 h2 02:00:00:00:00:32
+    vm_ip vm22 192.168.10.42/24 192.168.10.1
+    bind vm22 "$BA" "$H2"
+    wait_ping vm22 192.168.10.11 10 || why+="no ping; "
+    iperf_between vm22 vm1 192.168.10.11 || why+="TCP out; "
+    iperf_between vm1 vm22 192.168.10.42 || why+="TCP in; "
+    echo "${why:-ok}"
+    [[ -z $why ]]
+}
+check "a VM with offloads off (ethtool) still works: ping and TCP both ways" t_offload_off
 
 cat >"$E2E_STATE/tcp_echo_ports.py" <<'PY'
 import select, socket, sys

@@ -266,6 +266,7 @@ impl Worker {
 
     fn tick(&mut self, now: u64) {
         self.flows.expire(now);
+        self.dp.refresh_features();
         let before = self.state.conntrack.len() + self.state.nat.len();
         // Connection state lives while a flow needs it, then idles out.
         let flows = &self.flows;
@@ -734,15 +735,18 @@ impl Worker {
         mtu: u32,
         from: Option<(u32, &[u8])>,
     ) {
+        let can = self.dp.port_features(n);
         match off.gso {
             Some(g) => {
                 let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |e| e.header_len());
                 let hdrs = u32::from(g.hdr_len).saturating_sub(l3 as u32);
-                if u32::from(g.size) + hdrs <= mtu {
+                let fits = u32::from(g.size) + hdrs <= mtu;
+                if fits && can.tso && can.csum {
                     self.dp.output(n, frame, off);
                     return;
                 }
-                let mss = mtu.saturating_sub(hdrs).max(8) as usize;
+                // Segments that fit, finished here: the interface would not.
+                let mss = u32::from(g.size).min(mtu.saturating_sub(hdrs)).max(8) as usize;
                 let mut cut = Vec::new();
                 match wire::gso::segment(frame, &g, mss, &[], &mut cut) {
                     Ok(c) => {
@@ -760,7 +764,14 @@ impl Worker {
                     self.dp.output(n, &f, Offload::NONE);
                 }
             }
-            None => self.dp.output(n, frame, off),
+            None => match off.csum {
+                Some(c) if !can.csum => {
+                    let mut f = frame.to_vec();
+                    wire::vnet::complete_checksum(&mut f, c);
+                    self.dp.output(n, &f, Offload::NONE);
+                }
+                _ => self.dp.output(n, frame, off),
+            },
         }
     }
 
@@ -821,7 +832,7 @@ impl Worker {
             return;
         }
         self.flush_coalesced();
-        if self.gro.push(frame) {
+        if self.dp.port_features(n).tso && self.gro.push(frame) {
             self.gro_port = Some(n);
         } else {
             let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);

@@ -13,7 +13,10 @@ pub mod tap;
 pub use batch::{BATCH, RxBatch, TxBatch};
 pub use flows::{Flow, FlowId, FlowTable};
 pub use ring::RingSocket;
-pub use socket::{PacketSocket, Waker, ifindex, interface_mtu, set_buffers, wait_readable};
+pub use socket::{
+    Features, PacketSocket, Waker, ifindex, interface_features, interface_mtu, set_buffers,
+    wait_readable,
+};
 pub use wire::vnet::Offload;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -164,6 +167,20 @@ impl UserspaceDatapath {
     /// The MTU of a local port's interface (as opened).
     pub fn port_mtu(&self, port_no: u32) -> Option<u32> {
         self.ports.get(&port_no).map(|p| p.mtu())
+    }
+
+    /// What a local port's interface finishes on transmit.
+    pub fn port_features(&self, port_no: u32) -> Features {
+        self.ports
+            .get(&port_no)
+            .map_or(Features::ALL, |p| p.packet_socket().features())
+    }
+
+    /// Re-reads every port's transmit offloads (once a second).
+    pub fn refresh_features(&self) {
+        for p in self.ports.values() {
+            p.packet_socket().refresh_features();
+        }
     }
 
     pub fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
@@ -352,11 +369,15 @@ impl PortSocket {
 }
 
 impl PortSocket {
-    pub fn mtu(&self) -> u32 {
+    pub fn packet_socket(&self) -> &PacketSocket {
         match self {
-            PortSocket::Plain(s) => s.mtu,
-            PortSocket::Ring(r) => r.socket().mtu,
+            PortSocket::Plain(s) => s,
+            PortSocket::Ring(r) => r.socket(),
         }
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.packet_socket().mtu
     }
 }
 

@@ -38,6 +38,92 @@ pub struct PacketSocket {
     pub ifindex: u32,
     /// The interface's MTU when the socket was opened.
     pub mtu: u32,
+    name: String,
+    /// What the interface takes on transmit ([`Features`] bits), re-read
+    /// by [`PacketSocket::refresh_features`]: an operator may switch
+    /// offloads off with ethtool while the port is bound.
+    features: std::sync::atomic::AtomicU8,
+}
+
+/// Transmit offloads of an interface (ethtool's tx-checksumming and
+/// tcp-segmentation-offload): what the datapath may leave to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// Frames with a partial checksum are finished by the interface.
+    pub csum: bool,
+    /// TCP super-frames are cut by the interface.
+    pub tso: bool,
+}
+
+impl Features {
+    pub const ALL: Features = Features {
+        csum: true,
+        tso: true,
+    };
+    fn bits(self) -> u8 {
+        u8::from(self.csum) | u8::from(self.tso) << 1
+    }
+    fn from_bits(b: u8) -> Self {
+        Features {
+            csum: b & 1 != 0,
+            tso: b & 2 != 0,
+        }
+    }
+}
+
+// linux/sockios.h, linux/ethtool.h
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_GTSO: u32 = 0x1e;
+
+/// The transmit offloads of interface `name` (legacy ethtool get
+/// commands); what cannot be read is taken as on: the kernel then finishes
+/// in software whatever the device cannot.
+pub fn interface_features(name: &str) -> Features {
+    let get = |cmd: u32| -> bool {
+        let Ok(mut ifr) = ifreq(name) else {
+            return true;
+        };
+        #[repr(C)]
+        struct EthtoolValue {
+            cmd: u32,
+            data: u32,
+        }
+        let mut v = EthtoolValue { cmd, data: 0 };
+        ifr.ifr_ifru.ifru_data = &mut v as *mut EthtoolValue as *mut libc::c_char;
+        // SAFETY: plain socket(2); closed by OwnedFd.
+        let Ok(raw) =
+            cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+        else {
+            return true;
+        };
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: SIOCETHTOOL reads the name and the command, and writes
+        // `data` of the live value ifr_data points at.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut ifr) };
+        r < 0 || v.data != 0
+    };
+    Features {
+        csum: get(ETHTOOL_GTXCSUM),
+        tso: get(ETHTOOL_GTSO),
+    }
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: a zeroed ifreq is valid; the name is copied in below.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name",
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(ifr)
 }
 
 /// The MTU of interface `name` (SIOCGIFMTU).
@@ -94,7 +180,13 @@ impl PacketSocket {
         // SAFETY: `raw` is a fresh, valid descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mtu = interface_mtu(name)?;
-        let s = PacketSocket { fd, ifindex, mtu };
+        let s = PacketSocket {
+            fd,
+            ifindex,
+            mtu,
+            name: name.to_string(),
+            features: std::sync::atomic::AtomicU8::new(interface_features(name).bits()),
+        };
         let one: libc::c_int = 1;
         // Before any ring: the kernel refuses to change it once one is set.
         s.setsockopt(libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
@@ -128,6 +220,16 @@ impl PacketSocket {
             s.setsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
         }
         Ok(s)
+    }
+
+    pub fn features(&self) -> Features {
+        Features::from_bits(self.features.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Reads the interface's transmit offloads again.
+    pub fn refresh_features(&self) {
+        let f = interface_features(&self.name).bits();
+        self.features.store(f, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn setsockopt<T>(&self, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
