@@ -117,9 +117,6 @@ pub struct Worker {
     leased_at: FxHashMap<(Uuid, Ipv4Addr, u16), u64>,
     /// Receive buffers (taken while a batch is processed).
     rx: Option<RxBatch>,
-    /// Tunnel segments being merged back into a super-frame for a port.
-    gro: wire::gso::Coalescer,
-    gro_port: Option<u32>,
     rng: XorShift,
     out: Outcome,
     start: Instant,
@@ -169,8 +166,6 @@ impl Worker {
             lease_pending: Default::default(),
             leased_at: Default::default(),
             rx: Some(RxBatch::default()),
-            gro: Default::default(),
-            gro_port: None,
             rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
             start: Instant::now(),
@@ -219,7 +214,6 @@ impl Worker {
                             }
                             self.on_tunnel_buffer(&rx.bufs[i][..rx.lens[i]], rx.segs[i]);
                         }
-                        self.flush_coalesced();
                     }
                     Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
                 }
@@ -813,55 +807,62 @@ impl Worker {
     }
 
     /// A buffer read from the tunnel: one datagram, or (UDP_GRO) several of
-    /// `seg` bytes each, the last maybe shorter.
+    /// `seg` bytes each, the last maybe shorter. Consecutive TCP segments
+    /// for one port that takes super-frames are merged back into one
+    /// (where they lie in `buf`: no copy).
     fn on_tunnel_buffer(&mut self, buf: &[u8], seg: u16) {
-        if seg == 0 || buf.len() <= usize::from(seg) {
-            self.on_tunnel_datagram(buf);
-            return;
-        }
-        self.dp.stats.gro_rx += 1;
-        for d in buf.chunks(usize::from(seg)) {
-            self.on_tunnel_datagram(d);
-        }
-    }
-
-    /// A frame from the tunnel for local port `n`: merged with the segments
-    /// before it into one super-frame when it continues them.
-    fn to_port_coalesced(&mut self, n: u32, frame: &[u8]) {
-        if self.gro_port == Some(n) && self.gro.push(frame) {
-            return;
-        }
-        self.flush_coalesced();
-        if self.dp.port_features(n).tso && self.gro.push(frame) {
-            self.gro_port = Some(n);
+        let seg = if seg == 0 {
+            buf.len().max(1)
         } else {
-            let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
-            self.to_port(n, frame, Offload::NONE, mtu, None);
+            usize::from(seg)
+        };
+        if buf.len() > seg {
+            self.dp.stats.gro_rx += 1;
         }
+        let mut merge = wire::gso::Coalescer::default();
+        let mut to: Option<u32> = None;
+        for d in buf.chunks(seg) {
+            let Some((n, frame)) = self.on_tunnel_datagram(d) else {
+                continue;
+            };
+            if to == Some(n) && merge.push(frame) {
+                continue;
+            }
+            self.send_merged(&mut merge, &mut to);
+            let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+            let can = self.dp.port_features(n);
+            if can.tso && can.csum && ip_len(frame) <= mtu && merge.push(frame) {
+                to = Some(n);
+            } else {
+                self.to_port(n, frame, Offload::NONE, mtu, None);
+            }
+        }
+        self.send_merged(&mut merge, &mut to);
     }
 
-    fn flush_coalesced(&mut self) {
-        let Some(n) = self.gro_port.take() else {
+    fn send_merged(&mut self, merge: &mut wire::gso::Coalescer<'_>, to: &mut Option<u32>) {
+        let Some(n) = to.take() else {
             return;
         };
-        let segs = self.gro.segments();
-        let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
-        if let Some((f, off)) = self.gro.finish() {
-            let f = f.to_vec();
-            if segs > 1 {
-                self.dp.stats.gro_merged += 1;
-            }
-            self.to_port(n, &f, off, mtu, None);
+        if merge.segments() > 1 {
+            self.dp.stats.gro_merged += 1;
         }
-        self.gro.clear();
+        if let Some((m, off)) = merge.finish() {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(m.parts.len() + 1);
+            parts.push(m.head);
+            parts.extend_from_slice(m.parts);
+            self.dp.output_parts(n, &parts, off);
+        }
+        merge.clear();
     }
 
-    /// A datagram from another host: its key names the local port; no simulation.
-    fn on_tunnel_datagram(&mut self, datagram: &[u8]) {
+    /// A datagram from another host: its key names the local port; no
+    /// simulation. Returns the port and frame to deliver, if any.
+    fn on_tunnel_datagram<'d>(&mut self, datagram: &'d [u8]) -> Option<(u32, &'d [u8])> {
         self.dp.stats.tunnel_rx += 1;
         let Ok(v) = wire::VxlanPacket::new_checked(datagram) else {
             self.dp.stats.malformed += 1;
-            return;
+            return None;
         };
         let key = v.vni();
         if key == datapath::FLOW_STATE_KEY {
@@ -877,16 +878,19 @@ impl Worker {
                 }
                 None => self.dp.stats.malformed += 1,
             }
-            return;
+            return None;
         }
-        let frame = v.payload();
+        let frame = &datagram[wire::vxlan::HEADER..];
         if wire::EthernetFrame::new_checked(frame).is_err() {
             self.dp.stats.malformed += 1;
-            return;
+            return None;
         }
         match self.by_key.get(&key).copied() {
-            Some(n) => self.to_port_coalesced(n, frame),
-            None => self.dp.stats.unknown_tunnel_key += 1,
+            Some(n) => Some((n, frame)),
+            None => {
+                self.dp.stats.unknown_tunnel_key += 1;
+                None
+            }
         }
     }
 }

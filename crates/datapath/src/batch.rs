@@ -233,6 +233,30 @@ impl TxBatch {
     }
 }
 
+/// Sends `parts`, one after the other, as one frame on `fd` without
+/// copying them into a batch (a super-frame: the copy would cost more than
+/// the system call). Returns false when the send failed.
+pub fn send_gather(fd: RawFd, parts: &[&[u8]]) -> bool {
+    const MAX: usize = 128;
+    if parts.len() > MAX {
+        return send_gather(fd, &[&parts.concat()]);
+    }
+    // SAFETY: all-zero iovecs and message header are valid values.
+    let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    for (v, p) in iov.iter_mut().zip(parts) {
+        *v = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+    }
+    // SAFETY: as above.
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_iov = iov.as_mut_ptr();
+    h.msg_iovlen = parts.len();
+    // SAFETY: the iovecs point at live buffers the kernel only reads.
+    unsafe { libc::sendmsg(fd, &h, 0) >= 0 }
+}
+
 /// Attaches a UDP_SEGMENT control message (segment size `seg`) to `h`.
 fn segment_cmsg(h: &mut libc::msghdr, buf: &mut [u64; CMSG_INT / 8], seg: u16) {
     h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;

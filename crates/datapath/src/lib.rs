@@ -103,6 +103,9 @@ pub trait Datapath {
     /// Sends a frame out of a local port (by datapath port number); its
     /// offload goes along (the port takes partial checksums and GSO).
     fn output(&mut self, port_no: u32, frame: &[u8], off: Offload);
+    /// As [`Datapath::output`], for a frame that lies in pieces (a
+    /// super-frame rebuilt from tunnel segments where they were read).
+    fn output_parts(&mut self, port_no: u32, parts: &[&[u8]], off: Offload);
     /// Sends a frame to another host's agent, VXLAN-encapsulated with `key`:
     /// its checksum completed, a super-frame cut into segments that fit the
     /// underlay, all of them in one message (UDP_SEGMENT).
@@ -123,8 +126,6 @@ pub struct UserspaceDatapath {
     receives_tunnel: bool,
     /// The largest inner IP packet each peer's tunnel carries unfragmented.
     peer_mtu: rustc_hash::FxHashMap<Ipv4Addr, u16>,
-    /// Where super-frames are cut (reused).
-    scratch: Vec<u8>,
     pub stats: Stats,
 }
 
@@ -145,7 +146,6 @@ impl UserspaceDatapath {
             tunnel_tx: TxBatch::default(),
             receives_tunnel,
             peer_mtu: Default::default(),
-            scratch: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -232,13 +232,45 @@ fn route_mtu(peer: Ipv4Addr, port: u16) -> Option<u32> {
 
 impl Datapath for UserspaceDatapath {
     fn output(&mut self, port_no: u32, frame: &[u8], off: Offload) {
-        if self.ports.contains_key(&port_no)
-            && self
-                .port_tx
-                .entry(port_no)
-                .or_default()
-                .push(None, &off.header().to_bytes(), frame)
-        {
+        self.output_parts(port_no, &[frame], off);
+    }
+
+    fn output_parts(&mut self, port_no: u32, parts: &[&[u8]], off: Offload) {
+        use std::os::fd::AsRawFd;
+        let Some(sock) = self.ports.get(&port_no) else {
+            return;
+        };
+        let head = off.header().to_bytes();
+        if off.gso.is_some() || parts.len() > 1 {
+            // After what is queued for the port, so frames keep their order.
+            let b = self.port_tx.entry(port_no).or_default();
+            if !b.is_empty() {
+                let (ok, bad) = b.flush(sock.as_raw_fd());
+                self.stats.tx += ok as u64;
+                self.stats.send_errors += bad as u64;
+            }
+            let mut all: [&[u8]; 72] = [&[]; 72];
+            let sent = if parts.len() < all.len() {
+                all[0] = &head;
+                all[1..=parts.len()].copy_from_slice(parts);
+                batch::send_gather(sock.as_raw_fd(), &all[..=parts.len()])
+            } else {
+                let mut v = vec![&head[..]];
+                v.extend_from_slice(parts);
+                batch::send_gather(sock.as_raw_fd(), &v)
+            };
+            if sent {
+                self.stats.tx += 1;
+            } else {
+                self.stats.send_errors += 1;
+            }
+            return;
+        }
+        if self.port_tx.entry(port_no).or_default().push(
+            None,
+            &head,
+            parts.first().copied().unwrap_or_default(),
+        ) {
             self.flush();
         }
     }
@@ -253,26 +285,32 @@ impl Datapath for UserspaceDatapath {
             let ip_l4_headers = usize::from(g.hdr_len).saturating_sub(l3);
             let room = usize::from(self.tunnel_mtu(peer)).saturating_sub(ip_l4_headers);
             let mss = usize::from(g.size).min(room.max(8));
-            let mut cut = std::mem::take(&mut self.scratch);
-            cut.clear();
-            match wire::gso::segment(frame, &g, mss, &head, &mut cut) {
-                Ok(c) => {
+            // Cut straight into the send buffers: a message per up to
+            // MAX_SEGMENTS datagrams, the kernel splits them (UDP_SEGMENT).
+            match wire::gso::Segmenter::new(frame, &g, mss) {
+                Ok(cut) => {
+                    let (count, size) = (cut.count(), cut.size(head.len()));
                     self.stats.gso_split += 1;
-                    self.stats.gso_segments += c.count as u64;
-                    let per = MAX_SEGMENTS.min(MAX_UDP_PAYLOAD / c.size).max(1);
-                    for msg in cut.chunks(per * c.size) {
-                        let seg = if msg.len() > c.size { c.size as u16 } else { 0 };
-                        if self
-                            .tunnel_tx
-                            .push_with(dest, seg, |b| b.extend_from_slice(msg))
-                        {
+                    self.stats.gso_segments += count as u64;
+                    let per = MAX_SEGMENTS.min(MAX_UDP_PAYLOAD / size).max(1);
+                    let mut first = 0;
+                    while first < count {
+                        let last = (first + per).min(count);
+                        let seg = if last - first > 1 { size as u16 } else { 0 };
+                        let full = self.tunnel_tx.push_with(dest, seg, |b| {
+                            b.reserve((last - first) * size);
+                            for i in first..last {
+                                cut.write(i, &head, b);
+                            }
+                        });
+                        if full {
                             self.flush();
                         }
+                        first = last;
                     }
                 }
                 Err(_) => self.stats.bad_offload += 1,
             }
-            self.scratch = cut;
             return;
         }
         let full = self.tunnel_tx.push_with(dest, 0, |b| {

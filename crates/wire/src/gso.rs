@@ -112,10 +112,7 @@ pub struct Cut {
 
 /// Cuts `frame`, a super-frame of kind `gso.kind`, into segments of at most
 /// `mss` payload bytes, each appended to `out` after `prefix` (a VXLAN
-/// header, or nothing). Every segment is a complete frame: IP length, id
-/// (one more per segment) and header checksum, TCP sequence number, FIN
-/// and PSH on the last segment only, CWR on the first only, and a complete
-/// L4 checksum. A frame that already fits comes out as one segment.
+/// header, or nothing). See [`Segmenter`].
 pub fn segment(
     frame: &[u8],
     gso: &Gso,
@@ -123,26 +120,65 @@ pub fn segment(
     prefix: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Cut> {
-    let lay = layout(frame)?;
-    let tcp = matches!(gso.kind, GsoKind::Tcp4 | GsoKind::Tcp6);
-    let family_ok = match gso.kind {
-        GsoKind::Tcp4 => lay.v4,
-        GsoKind::Tcp6 => !lay.v4,
-        GsoKind::Udp => true,
-    };
-    if mss == 0 || tcp != (lay.proto == Protocol::TCP) || !family_ok {
-        return Err(Error);
+    let s = Segmenter::new(frame, gso, mss)?;
+    out.reserve(s.count() * (prefix.len() + s.lay.hdrs + mss));
+    for i in 0..s.count() {
+        s.write(i, prefix, out);
     }
-    let payload = &frame[lay.hdrs..lay.end];
-    let count = payload.len().div_ceil(mss).max(1);
-    let (seq0, flags0) = if tcp {
-        (be32(frame, lay.l4 + 4), frame[lay.l4 + 13])
-    } else {
-        (0, 0)
-    };
-    let id0 = if lay.v4 { be16(frame, lay.l3 + 4) } else { 0 };
-    out.reserve(count * (prefix.len() + lay.hdrs + mss));
-    for i in 0..count {
+    Ok(Cut {
+        count: s.count(),
+        size: s.size(prefix.len()),
+    })
+}
+
+/// A super-frame being cut, segment by segment, straight into whatever
+/// buffer sends it. Every segment is a complete frame: IP length, id (one
+/// more per segment) and header checksum, TCP sequence number, FIN and PSH
+/// on the last segment only, CWR on the first only, and a complete L4
+/// checksum. A frame that already fits comes out as one segment.
+pub struct Segmenter<'a> {
+    frame: &'a [u8],
+    lay: Layout,
+    mss: usize,
+    count: usize,
+    tcp: bool,
+}
+
+impl<'a> Segmenter<'a> {
+    pub fn new(frame: &'a [u8], gso: &Gso, mss: usize) -> Result<Self> {
+        let lay = layout(frame)?;
+        let tcp = matches!(gso.kind, GsoKind::Tcp4 | GsoKind::Tcp6);
+        let family_ok = match gso.kind {
+            GsoKind::Tcp4 => lay.v4,
+            GsoKind::Tcp6 => !lay.v4,
+            GsoKind::Udp => true,
+        };
+        if mss == 0 || tcp != (lay.proto == Protocol::TCP) || !family_ok {
+            return Err(Error);
+        }
+        let count = (lay.end - lay.hdrs).div_ceil(mss).max(1);
+        Ok(Segmenter {
+            frame,
+            lay,
+            mss,
+            count,
+            tcp,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The length of every segment but the last, after a prefix of `prefix` bytes.
+    pub fn size(&self, prefix: usize) -> usize {
+        prefix + self.lay.hdrs + self.mss
+    }
+
+    /// Appends `prefix` and segment `i` to `out`.
+    pub fn write(&self, i: usize, prefix: &[u8], out: &mut Vec<u8>) {
+        let (frame, lay, mss) = (self.frame, self.lay, self.mss);
+        let payload = &frame[lay.hdrs..lay.end];
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
         out.extend_from_slice(prefix);
         let s = out.len();
@@ -156,15 +192,23 @@ pub fn segment(
         let l4_len = seg_lay.end - lay.l4;
         if lay.v4 {
             put16(seg, lay.l3 + 2, (seg_lay.end - lay.l3) as u16);
-            put16(seg, lay.l3 + 4, id0.wrapping_add(i as u16));
+            put16(
+                seg,
+                lay.l3 + 4,
+                be16(frame, lay.l3 + 4).wrapping_add(i as u16),
+            );
             fill_ip4(seg, lay.l3, lay.l4);
         } else {
             put16(seg, lay.l3 + 4, l4_len as u16);
         }
-        if tcp {
-            put32(seg, lay.l4 + 4, seq0.wrapping_add((i * mss) as u32));
-            let mut fl = flags0;
-            if i + 1 < count {
+        if self.tcp {
+            put32(
+                seg,
+                lay.l4 + 4,
+                be32(frame, lay.l4 + 4).wrapping_add((i * mss) as u32),
+            );
+            let mut fl = frame[lay.l4 + 13];
+            if i + 1 < self.count {
                 fl &= !(TCP_FIN | TCP_PSH);
             }
             if i > 0 {
@@ -177,10 +221,6 @@ pub fn segment(
             fill_l4(seg, &seg_lay, lay.l4 + 6);
         }
     }
-    Ok(Cut {
-        count,
-        size: prefix.len() + lay.hdrs + mss,
-    })
 }
 
 /// Cuts an IPv4 packet into fragments whose IP packets are at most `mtu`
@@ -231,31 +271,64 @@ pub fn fragment_ipv4(
 /// that takes GSO frames gets one frame instead of dozens. A segment joins
 /// when it continues the previous one exactly: same headers but for length,
 /// id and checksum, the next sequence number, the previous segment full
-/// (`mss` bytes) and without PSH or FIN.
-#[derive(Default)]
-pub struct Coalescer {
-    buf: Vec<u8>,
+/// (`mss` bytes) and without PSH or FIN. Nothing is copied but the first
+/// segment's headers: the super-frame is those headers and the segments'
+/// payloads where they lie (sent with one gathering system call).
+pub struct Coalescer<'a> {
+    head: Vec<u8>,
+    parts: Vec<&'a [u8]>,
     lay: Option<Layout>,
     mss: usize,
-    segs: usize,
+    payload: usize,
     next_seq: u32,
     flags: u8,
     closed: bool,
 }
 
-impl Coalescer {
+impl Default for Coalescer<'_> {
+    fn default() -> Self {
+        Coalescer {
+            head: Vec::with_capacity(128),
+            parts: Vec::with_capacity(64),
+            lay: None,
+            mss: 0,
+            payload: 0,
+            next_seq: 0,
+            flags: 0,
+            closed: false,
+        }
+    }
+}
+
+/// A merged frame: `head` then each of `parts`, in order.
+pub struct Merged<'m, 'a> {
+    pub head: &'m [u8],
+    pub parts: &'m [&'a [u8]],
+}
+
+impl Merged<'_, '_> {
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = self.head.to_vec();
+        for p in self.parts {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+}
+
+impl<'a> Coalescer<'a> {
     pub fn is_empty(&self) -> bool {
-        self.segs == 0
+        self.parts.is_empty()
     }
 
     /// The segments merged so far.
     pub fn segments(&self) -> usize {
-        self.segs
+        self.parts.len()
     }
 
     /// Adds `frame` if it continues what is held (or starts anew when
     /// nothing is). False: take what is held first, or send `frame` as is.
-    pub fn push(&mut self, frame: &[u8]) -> bool {
+    pub fn push(&mut self, frame: &'a [u8]) -> bool {
         let Ok(lay) = layout(frame) else {
             return false;
         };
@@ -269,17 +342,19 @@ impl Coalescer {
         }
         let seq = be32(frame, lay.l4 + 4);
         let Some(held) = self.lay else {
-            self.buf.clear();
-            self.buf.extend_from_slice(&frame[..lay.end]);
+            self.head.clear();
+            self.head.extend_from_slice(&frame[..lay.hdrs]);
+            self.parts.clear();
+            self.parts.push(&frame[lay.hdrs..lay.end]);
             self.lay = Some(lay);
             self.mss = len;
-            self.segs = 1;
+            self.payload = len;
             self.next_seq = seq.wrapping_add(len as u32);
             self.flags = flags;
             self.closed = flags & TCP_PSH != 0;
             return true;
         };
-        let b = &self.buf;
+        let b = &self.head;
         let same = |r: std::ops::Range<usize>| b[r.clone()] == frame[r];
         let l3 = held.l3;
         let l4 = held.l4;
@@ -289,7 +364,7 @@ impl Coalescer {
             || lay.hdrs != held.hdrs
             || len > self.mss
             || seq != self.next_seq
-            || b.len() - l3 + len > usize::from(u16::MAX)
+            || held.hdrs - l3 + self.payload + len > usize::from(u16::MAX)
             || !same(0..l3 + 2)
             || !same(l3 + 6..l3 + 10)
             || !same(l3 + 12..l4 + 4)
@@ -299,8 +374,8 @@ impl Coalescer {
         {
             return false;
         }
-        self.buf.extend_from_slice(&frame[lay.hdrs..lay.end]);
-        self.segs += 1;
+        self.parts.push(&frame[lay.hdrs..lay.end]);
+        self.payload += len;
         self.next_seq = seq.wrapping_add(len as u32);
         self.flags |= flags;
         self.closed = len < self.mss || flags & TCP_PSH != 0;
@@ -310,21 +385,22 @@ impl Coalescer {
     /// The frame held, ready to send, and what the receiver must finish:
     /// one segment goes as it came (complete); several go as a TCPv4
     /// super-frame with a partial checksum. Call [`Coalescer::clear`] after.
-    pub fn finish(&mut self) -> Option<(&[u8], Offload)> {
+    pub fn finish(&mut self) -> Option<(Merged<'_, 'a>, Offload)> {
         let lay = self.lay?;
-        if self.segs == 1 {
-            return Some((&self.buf, Offload::NONE));
+        if self.parts.len() == 1 {
+            let m = Merged {
+                head: &self.head,
+                parts: &self.parts,
+            };
+            return Some((m, Offload::NONE));
         }
-        let b = &mut self.buf;
-        let ip_len = (b.len() - lay.l3) as u16;
+        let b = &mut self.head;
+        let ip_len = (lay.hdrs - lay.l3 + self.payload) as u16;
         put16(b, lay.l3 + 2, ip_len);
         fill_ip4(b, lay.l3, lay.l4);
         b[lay.l4 + 13] = self.flags;
-        let whole = Layout {
-            end: b.len(),
-            ..lay
-        };
-        let p = checksum::fold(pseudo(b, &whole, whole.end - lay.l4));
+        let l4_len = lay.hdrs - lay.l4 + self.payload;
+        let p = checksum::fold(pseudo(b, &lay, l4_len));
         put16(b, lay.l4 + usize::from(TCP_CSUM_OFFSET), p);
         let off = Offload {
             csum: Some(Csum {
@@ -338,13 +414,17 @@ impl Coalescer {
                 ecn: false,
             }),
         };
-        Some((&self.buf, off))
+        let m = Merged {
+            head: &self.head,
+            parts: &self.parts,
+        };
+        Some((m, off))
     }
 
     pub fn clear(&mut self) {
         self.lay = None;
-        self.segs = 0;
-        self.buf.clear();
+        self.parts.clear();
+        self.payload = 0;
     }
 }
 
@@ -468,7 +548,8 @@ mod tests {
             assert!(c.push(s));
         }
         // After PSH nothing more joins.
-        assert!(!c.push(&tcp4(&[1], 5555, TCP_ACK, 9)));
+        let later = tcp4(&[1], 5555, TCP_ACK, 9);
+        assert!(!c.push(&later));
         assert_eq!(c.segments(), 5);
         let (f, off) = c.finish().unwrap();
         let mut f = f.to_vec();
@@ -482,26 +563,29 @@ mod tests {
 
     #[test]
     fn coalescing_refuses_what_does_not_continue() {
+        let frames = [
+            tcp4(&[0; 100], 1, TCP_ACK, 1),
+            tcp4(&[0; 100], 500, TCP_ACK, 2),
+            tcp4(&[0; 200], 101, TCP_ACK, 2),
+            tcp4(&[0; 100], 101, TCP_ACK | TCP_FIN, 2),
+            {
+                let mut other = tcp4(&[0; 100], 101, TCP_ACK, 2);
+                put16(&mut other, 34, 1);
+                other
+            },
+            tcp4(&[0; 50], 101, TCP_ACK, 2),
+            tcp4(&[0; 50], 151, TCP_ACK, 3),
+            tcp4(&[], 1, TCP_ACK, 1),
+        ];
         let mut c = Coalescer::default();
-        assert!(c.push(&tcp4(&[0; 100], 1, TCP_ACK, 1)));
-        assert!(!c.push(&tcp4(&[0; 100], 500, TCP_ACK, 2)), "sequence gap");
-        assert!(
-            !c.push(&tcp4(&[0; 200], 101, TCP_ACK, 2)),
-            "larger than mss"
-        );
-        assert!(!c.push(&tcp4(&[0; 100], 101, TCP_ACK | TCP_FIN, 2)), "FIN");
-        let mut other = tcp4(&[0; 100], 101, TCP_ACK, 2);
-        put16(&mut other, 34, 1);
-        assert!(!c.push(&other), "another connection");
-        assert!(c.push(&tcp4(&[0; 50], 101, TCP_ACK, 2)));
-        assert!(
-            !c.push(&tcp4(&[0; 50], 151, TCP_ACK, 3)),
-            "after a short segment"
-        );
-        assert!(
-            !Coalescer::default().push(&tcp4(&[], 1, TCP_ACK, 1)),
-            "pure ACK"
-        );
+        assert!(c.push(&frames[0]));
+        assert!(!c.push(&frames[1]), "sequence gap");
+        assert!(!c.push(&frames[2]), "larger than mss");
+        assert!(!c.push(&frames[3]), "FIN");
+        assert!(!c.push(&frames[4]), "another connection");
+        assert!(c.push(&frames[5]));
+        assert!(!c.push(&frames[6]), "after a short segment");
+        assert!(!Coalescer::default().push(&frames[7]), "pure ACK");
     }
 
     #[test]
