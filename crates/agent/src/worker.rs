@@ -697,7 +697,7 @@ impl Worker {
         if o.host == Some(self.me) {
             if let Some(n) = self.by_id.get(&o.port).copied() {
                 let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
-                self.to_port(n, frame, off, mtu, from);
+                self.out_of_port(n, frame, off, mtu, from);
             }
             return;
         }
@@ -721,7 +721,7 @@ impl Worker {
     /// Out of local port `n` (MTU `mtu`): as it is when it fits; a
     /// super-frame whose segments do not fit is cut in software; a single
     /// frame that does not fit is answered or fragmented.
-    fn to_port(
+    fn out_of_port(
         &mut self,
         n: u32,
         frame: &[u8],
@@ -834,7 +834,7 @@ impl Worker {
             if can.tso && can.csum && ip_len(frame) <= mtu && merge.push(frame) {
                 to = Some(n);
             } else {
-                self.to_port(n, frame, Offload::NONE, mtu, None);
+                self.out_of_port(n, frame, Offload::NONE, mtu, None);
             }
         }
         self.send_merged(&mut merge, &mut to);
