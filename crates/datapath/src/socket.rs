@@ -91,14 +91,9 @@ pub fn interface_features(name: &str) -> Features {
         }
         let mut v = EthtoolValue { cmd, data: 0 };
         ifr.ifr_ifru.ifru_data = &mut v as *mut EthtoolValue as *mut libc::c_char;
-        // SAFETY: plain socket(2); closed by OwnedFd.
-        let Ok(raw) =
-            cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
-        else {
+        let Ok(fd) = ioctl_socket() else {
             return true;
         };
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: SIOCETHTOOL reads the name and the command, and writes
         // `data` of the live value ifr_data points at.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut ifr) };
@@ -110,7 +105,17 @@ pub fn interface_features(name: &str) -> Features {
     }
 }
 
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+/// A socket to address interface ioctls to.
+fn ioctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let raw =
+        cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// An ifreq naming interface `name`.
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: a zeroed ifreq is valid; the name is copied in below.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     let b = name.as_bytes();
@@ -128,23 +133,8 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 
 /// The MTU of interface `name` (SIOCGIFMTU).
 pub fn interface_mtu(name: &str) -> io::Result<u32> {
-    // SAFETY: a zeroed ifreq is valid; the name is copied in below.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    let b = name.as_bytes();
-    if b.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name",
-        ));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: plain socket(2); closed by OwnedFd.
-    let raw =
-        cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut ifr = ifreq(name)?;
+    let fd = ioctl_socket()?;
     // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu in `ifr`.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) })?;
     // SAFETY: the kernel filled the mtu member of the union.

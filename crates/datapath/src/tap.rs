@@ -40,18 +40,7 @@ impl Tap {
         }
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: a zeroed ifreq is valid; the name is copied in below.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        let b = name.as_bytes();
-        if b.len() >= ifr.ifr_name.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "interface name",
-            ));
-        }
-        for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
-            *d = *s as libc::c_char;
-        }
+        let mut ifr = crate::socket::ifreq(name)?;
         ifr.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         // SAFETY: TUNSETIFF reads the ifreq we pass.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut ifr) } < 0 {
