@@ -474,6 +474,18 @@ t_offload_streams() {
 }
 check "TCP on default offloads (TSO/GSO, partial checksums): same host, across hosts, through the router, 200 short connections" t_offload_streams
 
+t_sg_stream() {
+    # vm1 behind its security group opens a stream across hosts: the
+    # super-frames and their replies go through conntrack on both hosts.
+    sg_on_vm1
+    local r=0
+    iperf_between vm1 vm3 192.168.10.21 || r=1
+    no_ping vm3 192.168.10.11 || { echo "the group let a new inbound ping in"; r=1; }
+    sg_off_vm1
+    return $r
+}
+check "TCP stream on default offloads through a stateful security group; new inbound still refused" t_sg_stream
+
 t_nat_streams() {
     local why=""
     iperf_between ext vm1 192.168.10.11 198.51.100.77 || why+="to the floating IP from outside; "

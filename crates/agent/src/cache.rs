@@ -2,7 +2,7 @@
 //! watch, and what it derives from it: the simulation's topology snapshot,
 //! this host's port bindings, its tunnel address and its peers'.
 
-use model::{Kind, Object, Port, TunnelZone};
+use model::{Object, Port, TunnelZone};
 use rustc_hash::FxHashMap;
 use sim::{StateWrite, Tag, Topology};
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,6 +19,10 @@ pub struct Cache {
     pub tables: FxHashMap<String, FxHashMap<String, String>>,
     /// Ids changed since the last [`Cache::take_changes`].
     changed: Vec<(String, String)>,
+    /// Parents of what changed, read from the versions that were replaced
+    /// or deleted (gone from `objects` by the time changes are taken: a
+    /// deleted pool member must still invalidate its pool's flows).
+    old_parents: Vec<Uuid>,
     /// Table entries changed since the last take.
     table_changes: Vec<TableChange>,
     /// A snapshot is arriving: replace everything at its end.
@@ -39,6 +43,21 @@ fn decode<T: Object>(b: &[u8]) -> Option<T> {
     serde_json::from_slice(b).ok()
 }
 
+/// The device whose flows an object of `kind` shapes: a port's bridge or
+/// router (its flood set), a route's router, a rule's chain, a DHCP
+/// subnet's bridge, a pool member's pool, a VIP's load balancer.
+fn parent_of(kind: &str, b: &[u8]) -> Option<Uuid> {
+    match kind {
+        "Port" => decode::<Port>(b).map(|p| p.device_id),
+        "Route" => decode::<model::Route>(b).and_then(|r| r.router_id),
+        "Rule" => decode::<model::Rule>(b).map(|r| r.chain_id),
+        "DhcpSubnet" => decode::<model::DhcpSubnet>(b).map(|d| d.bridge_id),
+        "PoolMember" => decode::<model::PoolMember>(b).and_then(|m| m.pool_id),
+        "Vip" => decode::<model::Vip>(b).and_then(|v| v.load_balancer_id),
+        _ => None,
+    }
+}
+
 impl Cache {
     /// Applies one update; `true` when the cache is consistent (not mid-snapshot).
     pub fn apply(&mut self, u: Update) -> bool {
@@ -55,6 +74,10 @@ impl Cache {
                 let s = self.in_snapshot.take().expect("in a snapshot");
                 // Everything may have changed: record the union of both sides.
                 let mut changed: Vec<(String, String)> = Vec::new();
+                for (k, m) in self.objects.iter() {
+                    self.old_parents
+                        .extend(m.values().filter_map(|b| parent_of(k, b)));
+                }
                 for (k, m) in self.objects.iter().chain(s.objects.iter()) {
                     changed.extend(m.keys().map(|id| (k.clone(), id.clone())));
                 }
@@ -91,10 +114,13 @@ impl Cache {
             return;
         }
         let m = self.objects.entry(u.kind.clone()).or_default();
-        if u.deleted {
-            m.remove(&u.id);
+        let old = if u.deleted {
+            m.remove(&u.id)
         } else {
-            m.insert(u.id.clone(), u.data);
+            m.insert(u.id.clone(), u.data)
+        };
+        if let Some(p) = old.and_then(|b| parent_of(&u.kind, &b)) {
+            self.old_parents.push(p);
         }
         self.changed.push((u.kind, u.id));
     }
@@ -152,32 +178,16 @@ impl Cache {
             };
             tags.push(Tag::Device(uid));
             tags.push(Tag::Route(uid));
-            let parent = |k: Kind| self.objects.get(k.name()).and_then(|m| m.get(&id));
-            let p: Option<Uuid> = match kind.as_str() {
-                "Port" => parent(Kind::Port)
-                    .and_then(|b| decode::<Port>(b))
-                    .map(|p| p.device_id),
-                "Route" => parent(Kind::Route)
-                    .and_then(|b| decode::<model::Route>(b))
-                    .and_then(|r| r.router_id),
-                "Rule" => parent(Kind::Rule)
-                    .and_then(|b| decode::<model::Rule>(b))
-                    .map(|r| r.chain_id),
-                "DhcpSubnet" => parent(Kind::DhcpSubnet)
-                    .and_then(|b| decode::<model::DhcpSubnet>(b))
-                    .map(|d| d.bridge_id),
-                "PoolMember" => parent(Kind::PoolMember)
-                    .and_then(|b| decode::<model::PoolMember>(b))
-                    .and_then(|m| m.pool_id),
-                "Vip" => parent(Kind::Vip)
-                    .and_then(|b| decode::<model::Vip>(b))
-                    .and_then(|v| v.load_balancer_id),
-                _ => None,
-            };
-            if let Some(p) = p {
+            let current = self.objects.get(&kind).and_then(|m| m.get(&id));
+            if let Some(p) = current.and_then(|b| parent_of(&kind, b)) {
                 tags.push(Tag::Device(p));
             }
         }
+        tags.extend(
+            std::mem::take(&mut self.old_parents)
+                .into_iter()
+                .map(Tag::Device),
+        );
         tags.sort_by_key(|t| format!("{t:?}"));
         tags.dedup();
         (tags, std::mem::take(&mut self.table_changes))
@@ -314,5 +324,48 @@ mod tests {
         let (tags, _) = c.take_changes();
         assert!(tags.contains(&Tag::Device(id.parse().unwrap())));
         assert!(c.apply(up("Bridge", &id, false, false)));
+    }
+
+    /// A deleted pool member, rule or port still invalidates the flows of
+    /// its parent (read from the version that was deleted), and a moved
+    /// port those of both its old and its new device.
+    #[test]
+    fn deletes_and_moves_invalidate_the_parent() {
+        let mut c = Cache::default();
+        let (pool, member) = (Uuid::new_v4(), Uuid::new_v4());
+        let obj = |kind: &str, id: Uuid, v: serde_json::Value, deleted: bool| Update {
+            revision: 1,
+            kind: kind.into(),
+            id: id.to_string(),
+            data: v.to_string().into_bytes(),
+            deleted,
+            ..Default::default()
+        };
+        let m = serde_json::json!({"id": member, "poolId": pool, "address": "10.0.0.5", "protocolPort": 80});
+        assert!(
+            decode::<model::PoolMember>(m.to_string().as_bytes()).is_some(),
+            "fixture decodes"
+        );
+        c.apply(obj("PoolMember", member, m.clone(), false));
+        c.take_changes();
+        c.apply(obj("PoolMember", member, serde_json::json!(null), true));
+        let (tags, _) = c.take_changes();
+        assert!(
+            tags.contains(&Tag::Device(pool)),
+            "the pool's flows go with its member"
+        );
+        assert!(tags.contains(&Tag::Device(member)));
+
+        let (b1, b2, port) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let p = |dev: Uuid| serde_json::json!({"id": port, "type": "Bridge", "deviceId": dev});
+        c.apply(obj("Port", port, p(b1), false));
+        assert!(
+            decode::<Port>(p(b1).to_string().as_bytes()).is_some(),
+            "port fixture decodes"
+        );
+        c.take_changes();
+        c.apply(obj("Port", port, p(b2), false));
+        let (tags, _) = c.take_changes();
+        assert!(tags.contains(&Tag::Device(b1)) && tags.contains(&Tag::Device(b2)));
     }
 }
