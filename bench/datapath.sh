@@ -30,12 +30,19 @@ off, on = by["kernel-offload-off"], by["kernel-offload-on"]
 def num(d, k):
     try: return float(d[k])
     except (KeyError, ValueError): return None
+# CPU per Gbit/s: all busy cores of the machine (iperf3s, agents, kernel)
+# during the stream, over what the stream carried.
+for d in by.values():
+    for t in ("tcp_cross", "tcp_same"):
+        c, g = num(d, t + "_cpu_busy"), num(d, t + "_gbps")
+        if c is not None and g:
+            d[t + "_cpu_per_gbps"] = "%.3f" % (c / g)
 print("offloads on for midonet-rs, mn-rs ring and kernel(on); off for mn-rs(off) and kernel(off)")
 print("%-22s %11s %11s %11s %12s %12s %8s %8s %8s" % ("metric", "midonet-rs", "mn-rs ring", "mn-rs(off)", "kernel(off)", "kernel(on)", "mn/on", "mn/off", "ring/on"))
 for k, unit in [("setup_time", "ms"), ("first_ping_cross", "ms"), ("first_ping_same", "ms"), ("cold_ping_cross", "ms"),
                 ("rtt_cross", "ms"), ("rtt_same", "ms"), ("tcp_cross_gbps", "Gbit/s"), ("tcp_same_gbps", "Gbit/s"),
                 ("tcp_cross_retrans", "segs"), ("udp_cross_rx_kpps", "kpps"), ("udp_same_rx_kpps", "kpps"),
-                ("tcp_cross_cpu_dp", "cores"), ("mtu_cross_df", "")]:
+                ("tcp_cross_cpu_dp", "cores"), ("tcp_cross_cpu_per_gbps", "cores/Gbit/s"), ("tcp_same_cpu_per_gbps", "cores/Gbit/s"), ("mtu_cross_df", "")]:
     a, d, e = ours.get(k, "n/a"), ring.get(k, "n/a"), moff.get(k, "n/a")
     b, c = off.get(k, "n/a"), on.get(k, "n/a")
     x, w, y, z = num(ours, k), num(ring, k), num(off, k), num(on, k)
