@@ -237,11 +237,17 @@ impl TxBatch {
 /// copying them into a batch (a super-frame: the copy would cost more than
 /// the system call). Returns false when the send failed.
 pub fn send_gather(fd: RawFd, parts: &[&[u8]]) -> bool {
-    const MAX: usize = 128;
+    send_parts(fd, None, 0, parts)
+}
+
+/// Sends `parts` as one message, to `dest` (a UDP socket) and cut by the
+/// kernel into datagrams of `seg` bytes when `seg` > 0 (UDP_SEGMENT).
+pub fn send_parts(fd: RawFd, dest: Option<SocketAddrV4>, seg: u16, parts: &[&[u8]]) -> bool {
+    const MAX: usize = 160;
     if parts.len() > MAX {
-        return send_gather(fd, &[&parts.concat()]);
+        return send_parts(fd, dest, seg, &[&parts.concat()]);
     }
-    // SAFETY: all-zero iovecs and message header are valid values.
+    // SAFETY: all-zero iovecs, address and message header are valid values.
     let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
     for (v, p) in iov.iter_mut().zip(parts) {
         *v = libc::iovec {
@@ -253,7 +259,21 @@ pub fn send_gather(fd: RawFd, parts: &[&[u8]]) -> bool {
     let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
     h.msg_iov = iov.as_mut_ptr();
     h.msg_iovlen = parts.len();
-    // SAFETY: the iovecs point at live buffers the kernel only reads.
+    // SAFETY: as above.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    if let Some(d) = dest {
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_port = d.port().to_be();
+        addr.sin_addr.s_addr = u32::from(*d.ip()).to_be();
+        h.msg_name = &mut addr as *mut libc::sockaddr_in as *mut libc::c_void;
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    }
+    let mut ctl = [0u64; CMSG_INT / 8];
+    if seg > 0 {
+        segment_cmsg(&mut h, &mut ctl, seg);
+    }
+    // SAFETY: the iovecs, address and control message point at live
+    // buffers the kernel only reads.
     unsafe { libc::sendmsg(fd, &h, 0) >= 0 }
 }
 

@@ -126,6 +126,8 @@ pub struct UserspaceDatapath {
     receives_tunnel: bool,
     /// The largest inner IP packet each peer's tunnel carries unfragmented.
     peer_mtu: rustc_hash::FxHashMap<Ipv4Addr, u16>,
+    /// Segment headers of the super-frame being sent (reused).
+    seg_heads: Vec<u8>,
     pub stats: Stats,
 }
 
@@ -146,6 +148,7 @@ impl UserspaceDatapath {
             tunnel_tx: TxBatch::default(),
             receives_tunnel,
             peer_mtu: Default::default(),
+            seg_heads: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -285,29 +288,47 @@ impl Datapath for UserspaceDatapath {
             let ip_l4_headers = usize::from(g.hdr_len).saturating_sub(l3);
             let room = usize::from(self.tunnel_mtu(peer)).saturating_sub(ip_l4_headers);
             let mss = usize::from(g.size).min(room.max(8));
-            // Cut straight into the send buffers: a message per up to
-            // MAX_SEGMENTS datagrams, the kernel splits them (UDP_SEGMENT).
+            // Each segment's headers are made here; its payload is sent from
+            // where it lies in the super-frame (gathered), a message per up
+            // to MAX_SEGMENTS datagrams that the kernel splits (UDP_SEGMENT).
             match wire::gso::Segmenter::new(frame, &g, mss) {
                 Ok(cut) => {
+                    use std::os::fd::AsRawFd;
                     let (count, size) = (cut.count(), cut.size(head.len()));
                     self.stats.gso_split += 1;
                     self.stats.gso_segments += count as u64;
+                    // What is queued goes first, so frames keep their order.
+                    if !self.tunnel_tx.is_empty() {
+                        let (ok, bad) = self.tunnel_tx.flush(self.tunnel.sock.as_raw_fd());
+                        self.stats.tunnel_tx += ok as u64;
+                        self.stats.send_errors += bad as u64;
+                    }
                     let per = MAX_SEGMENTS.min(MAX_UDP_PAYLOAD / size).max(1);
+                    let hlen = size - mss;
+                    let mut heads = std::mem::take(&mut self.seg_heads);
                     let mut first = 0;
                     while first < count {
                         let last = (first + per).min(count);
+                        heads.clear();
+                        let mut chunks: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
+                        for (k, i) in (first..last).enumerate() {
+                            chunks[k] = cut.header(i, &head, &mut heads);
+                        }
+                        let mut parts: [&[u8]; 2 * MAX_SEGMENTS] = [&[]; 2 * MAX_SEGMENTS];
+                        for k in 0..last - first {
+                            parts[2 * k] = &heads[k * hlen..(k + 1) * hlen];
+                            parts[2 * k + 1] = chunks[k];
+                        }
                         let seg = if last - first > 1 { size as u16 } else { 0 };
-                        let full = self.tunnel_tx.push_with(dest, seg, |b| {
-                            b.reserve((last - first) * size);
-                            for i in first..last {
-                                cut.write(i, &head, b);
-                            }
-                        });
-                        if full {
-                            self.flush();
+                        let n = 2 * (last - first);
+                        if batch::send_parts(self.tunnel.sock.as_raw_fd(), dest, seg, &parts[..n]) {
+                            self.stats.tunnel_tx += 1;
+                        } else {
+                            self.stats.send_errors += 1;
                         }
                         first = last;
                     }
+                    self.seg_heads = heads;
                 }
                 Err(_) => self.stats.bad_offload += 1,
             }

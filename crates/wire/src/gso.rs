@@ -85,17 +85,6 @@ fn pseudo(frame: &[u8], lay: &Layout, l4_len: usize) -> u32 {
     }
 }
 
-/// Writes the complete L4 checksum of `frame` (its field at `at`).
-fn fill_l4(frame: &mut [u8], lay: &Layout, at: usize) {
-    put16(frame, at, 0);
-    let len = lay.end - lay.l4;
-    let mut ck = !checksum::fold(pseudo(frame, lay, len) + checksum::sum(&frame[lay.l4..lay.end]));
-    if ck == 0 && lay.proto == Protocol::UDP {
-        ck = 0xffff;
-    }
-    put16(frame, at, ck);
-}
-
 fn fill_ip4(frame: &mut [u8], l3: usize, l4: usize) {
     put16(frame, l3 + 10, 0);
     let ck = checksum::checksum(&frame[l3..l4]);
@@ -177,21 +166,26 @@ impl<'a> Segmenter<'a> {
 
     /// Appends `prefix` and segment `i` to `out`.
     pub fn write(&self, i: usize, prefix: &[u8], out: &mut Vec<u8>) {
+        let chunk = self.header(i, prefix, out);
+        out.extend_from_slice(chunk);
+    }
+
+    /// Appends `prefix` and the headers of segment `i` (lengths, id,
+    /// sequence, flags and checksums all final) to `out`, and returns the
+    /// segment's payload as it lies in the super-frame: a sender that
+    /// gathers the two sends the segment without copying its payload.
+    pub fn header(&self, i: usize, prefix: &[u8], out: &mut Vec<u8>) -> &'a [u8] {
         let (frame, lay, mss) = (self.frame, self.lay, self.mss);
         let payload = &frame[lay.hdrs..lay.end];
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
         out.extend_from_slice(prefix);
         let s = out.len();
         out.extend_from_slice(&frame[..lay.hdrs]);
-        out.extend_from_slice(chunk);
         let seg = &mut out[s..];
-        let seg_lay = Layout {
-            end: lay.hdrs + chunk.len(),
-            ..lay
-        };
-        let l4_len = seg_lay.end - lay.l4;
+        let end = lay.hdrs + chunk.len();
+        let l4_len = end - lay.l4;
         if lay.v4 {
-            put16(seg, lay.l3 + 2, (seg_lay.end - lay.l3) as u16);
+            put16(seg, lay.l3 + 2, (end - lay.l3) as u16);
             put16(
                 seg,
                 lay.l3 + 4,
@@ -201,7 +195,7 @@ impl<'a> Segmenter<'a> {
         } else {
             put16(seg, lay.l3 + 4, l4_len as u16);
         }
-        if self.tcp {
+        let at = if self.tcp {
             put32(
                 seg,
                 lay.l4 + 4,
@@ -215,11 +209,23 @@ impl<'a> Segmenter<'a> {
                 fl &= !TCP_CWR;
             }
             seg[lay.l4 + 13] = fl;
-            fill_l4(seg, &seg_lay, lay.l4 + usize::from(TCP_CSUM_OFFSET));
+            lay.l4 + usize::from(TCP_CSUM_OFFSET)
         } else {
             put16(seg, lay.l4 + 4, l4_len as u16);
-            fill_l4(seg, &seg_lay, lay.l4 + 6);
+            lay.l4 + 6
+        };
+        // The L4 header is an even number of bytes, so its sum and the
+        // payload's add up to the segment's.
+        put16(seg, at, 0);
+        let sum = pseudo(seg, &lay, l4_len)
+            + checksum::sum(&seg[lay.l4..lay.hdrs])
+            + checksum::sum(chunk);
+        let mut ck = !checksum::fold(sum);
+        if ck == 0 && !self.tcp {
+            ck = 0xffff;
         }
+        put16(seg, at, ck);
+        chunk
     }
 }
 
@@ -434,6 +440,14 @@ mod tests {
     use crate::vnet::{complete_checksum, l4_of, refresh_partial};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
+
+    /// Writes the complete L4 checksum of `frame` (its field at `at`).
+    fn fill_l4(frame: &mut [u8], lay: &Layout, at: usize) {
+        put16(frame, at, 0);
+        let len = lay.end - lay.l4;
+        let ck = !checksum::fold(pseudo(frame, lay, len) + checksum::sum(&frame[lay.l4..lay.end]));
+        put16(frame, at, ck);
+    }
 
     /// An Ethernet/IPv4/TCP frame with `payload`, timestamps option,
     /// complete checksums.
