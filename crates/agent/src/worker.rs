@@ -848,10 +848,15 @@ impl Worker {
             self.dp.stats.gro_merged += 1;
         }
         if let Some((m, off)) = merge.finish() {
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(m.parts.len() + 1);
-            parts.push(m.head);
-            parts.extend_from_slice(m.parts);
-            self.dp.output_parts(n, &parts, off);
+            if let [one] = m.parts {
+                // A segment that merged with nothing: no list to build.
+                self.dp.output_parts(n, &[m.head, one], off);
+            } else {
+                let mut parts: Vec<&[u8]> = Vec::with_capacity(m.parts.len() + 1);
+                parts.push(m.head);
+                parts.extend_from_slice(m.parts);
+                self.dp.output_parts(n, &parts, off);
+            }
         }
         merge.clear();
     }

@@ -244,7 +244,7 @@ impl Datapath for UserspaceDatapath {
             return;
         };
         let head = off.header().to_bytes();
-        if off.gso.is_some() || parts.len() > 1 {
+        if off.gso.is_some() {
             // After what is queued for the port, so frames keep their order.
             let b = self.port_tx.entry(port_no).or_default();
             if !b.is_empty() {
@@ -269,11 +269,18 @@ impl Datapath for UserspaceDatapath {
             }
             return;
         }
-        if self.port_tx.entry(port_no).or_default().push(
-            None,
-            &head,
-            parts.first().copied().unwrap_or_default(),
-        ) {
+        // A single frame joins the port's batch (one system call for many).
+        let full = self
+            .port_tx
+            .entry(port_no)
+            .or_default()
+            .push_with(None, 0, |b| {
+                b.extend_from_slice(&head);
+                for p in parts {
+                    b.extend_from_slice(p);
+                }
+            });
+        if full {
             self.flush();
         }
     }

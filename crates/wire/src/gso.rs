@@ -279,7 +279,10 @@ pub fn fragment_ipv4(
 /// id and checksum, the next sequence number, the previous segment full
 /// (`mss` bytes) and without PSH or FIN. Nothing is copied but the first
 /// segment's headers: the super-frame is those headers and the segments'
-/// payloads where they lie (sent with one gathering system call).
+/// payloads where they lie (sent with one gathering system call). Nothing
+/// is allocated until a segment joins: most tunnel reads (ACKs, small
+/// datagrams) never merge.
+#[derive(Default)]
 pub struct Coalescer<'a> {
     head: Vec<u8>,
     parts: Vec<&'a [u8]>,
@@ -289,21 +292,6 @@ pub struct Coalescer<'a> {
     next_seq: u32,
     flags: u8,
     closed: bool,
-}
-
-impl Default for Coalescer<'_> {
-    fn default() -> Self {
-        Coalescer {
-            head: Vec::with_capacity(128),
-            parts: Vec::with_capacity(64),
-            lay: None,
-            mss: 0,
-            payload: 0,
-            next_seq: 0,
-            flags: 0,
-            closed: false,
-        }
-    }
 }
 
 /// A merged frame: `head` then each of `parts`, in order.
