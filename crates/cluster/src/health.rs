@@ -137,13 +137,58 @@ pub fn set_member_status(app: &App, member: Uuid, up: bool) -> Result<(), ApiErr
     })
 }
 
-/// Reconciles once a second until the process ends.
-pub async fn run(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        if let Err(e) = reconcile(&app) {
+/// Whether a change can move health checks: a router, pool or monitor
+/// changed, a port (the health ports themselves), or a host's liveness.
+fn moves_checks(ev: &nsdb::Event) -> bool {
+    match ev.kind.as_str() {
+        "Router" | "Pool" | "HealthMonitor" | "Port" => true,
+        "state" => ev.id.starts_with("Host/") && ev.id.ends_with("/alive"),
+        _ => false,
+    }
+}
+
+fn reconcile_logged(app: &App) -> bool {
+    match reconcile(app) {
+        Ok(()) => true,
+        Err(e) => {
             tracing::warn!(error = %e.message, "health monitor reconcile failed");
+            false
+        }
+    }
+}
+
+/// How long a burst of changes is gathered before one reconcile.
+const SETTLE: Duration = Duration::from_millis(50);
+/// A full pass this often even when nothing was heard (a safety net; a
+/// failed reconcile is retried after a second).
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// Reconciles when something that moves checks changes (a burst once,
+/// after it settles), instead of re-reading everything every second.
+pub async fn run(app: Arc<App>) {
+    loop {
+        let from = app.topo.store.revision();
+        let mut ok = reconcile_logged(&app);
+        let mut watch = match app.topo.store.watch(None, from) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "health monitor cannot watch the store");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let wait = if ok { RESYNC } else { Duration::from_secs(1) };
+            match tokio::time::timeout(wait, watch.next()).await {
+                Ok(None) => break,
+                Ok(Some(ev)) if !moves_checks(&ev) => continue,
+                Ok(Some(_)) => {
+                    tokio::time::sleep(SETTLE).await;
+                    while watch.try_next().is_some() {}
+                }
+                Err(_) => {}
+            }
+            ok = reconcile_logged(&app);
         }
     }
 }
