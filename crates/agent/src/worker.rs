@@ -732,8 +732,7 @@ impl Worker {
         let can = self.dp.port_features(n);
         match off.gso {
             Some(g) => {
-                let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |e| e.header_len());
-                let hdrs = u32::from(g.hdr_len).saturating_sub(l3 as u32);
+                let hdrs = g.ip_headers(frame) as u32;
                 let fits = u32::from(g.size) + hdrs <= mtu;
                 if fits && can.tso && can.csum {
                     self.dp.output(n, frame, off);
@@ -977,10 +976,7 @@ impl Worker {
 
 /// The length of a frame's IP packet (0 for what is not IP).
 fn ip_len(frame: &[u8]) -> u32 {
-    wire::vnet::ip_end(frame).map_or(0, |e| {
-        let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |f| f.header_len());
-        e.saturating_sub(l3) as u32
-    })
+    wire::vnet::ip_len(frame) as u32
 }
 
 /// Conntrack and NAT entries: what is saved, shared and pushed to peers.

@@ -291,9 +291,7 @@ impl Datapath for UserspaceDatapath {
         let dest = Some(SocketAddrV4::new(peer, self.tunnel.port));
         if let Some(g) = off.gso {
             // Segments that fit the tunnel: the VM's size, or less.
-            let l3 = wire::EthernetFrame::new_checked(frame).map_or(14, |e| e.header_len());
-            let ip_l4_headers = usize::from(g.hdr_len).saturating_sub(l3);
-            let room = usize::from(self.tunnel_mtu(peer)).saturating_sub(ip_l4_headers);
+            let room = usize::from(self.tunnel_mtu(peer)).saturating_sub(g.ip_headers(frame));
             let mss = usize::from(g.size).min(room.max(8));
             // Each segment's headers are made here; its payload is sent from
             // where it lies in the super-frame (gathered), a message per up

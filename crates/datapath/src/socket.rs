@@ -80,6 +80,9 @@ const ETHTOOL_GTSO: u32 = 0x1e;
 /// commands); what cannot be read is taken as on: the kernel then finishes
 /// in software whatever the device cannot.
 pub fn interface_features(name: &str) -> Features {
+    let Ok(fd) = ioctl_socket() else {
+        return Features::ALL;
+    };
     let get = |cmd: u32| -> bool {
         let Ok(mut ifr) = ifreq(name) else {
             return true;
@@ -91,9 +94,6 @@ pub fn interface_features(name: &str) -> Features {
         }
         let mut v = EthtoolValue { cmd, data: 0 };
         ifr.ifr_ifru.ifru_data = &mut v as *mut EthtoolValue as *mut libc::c_char;
-        let Ok(fd) = ioctl_socket() else {
-            return true;
-        };
         // SAFETY: SIOCETHTOOL reads the name and the command, and writes
         // `data` of the live value ifr_data points at.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut ifr) };

@@ -114,6 +114,14 @@ pub struct Gso {
     pub ecn: bool,
 }
 
+impl Gso {
+    /// The IP and L4 header bytes of each segment: what a path MTU counts
+    /// besides the `size` payload bytes.
+    pub fn ip_headers(&self, frame: &[u8]) -> usize {
+        usize::from(self.hdr_len).saturating_sub(l2_len(frame))
+    }
+}
+
 /// What a frame still needs done, validated against the frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Offload {
@@ -279,6 +287,16 @@ pub fn ip_end(frame: &[u8]) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// The Ethernet header's length, VLAN tags included (14 if unreadable).
+pub fn l2_len(frame: &[u8]) -> usize {
+    EthernetFrame::new_checked(frame).map_or(crate::ethernet::HEADER_LEN, |e| e.header_len())
+}
+
+/// The length of the frame's IP packet (0 for what is not IP).
+pub fn ip_len(frame: &[u8]) -> usize {
+    ip_end(frame).map_or(0, |e| e.saturating_sub(l2_len(frame)))
 }
 
 /// Finishes a partial checksum in place: sums from `c.start` to the end

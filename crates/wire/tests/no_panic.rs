@@ -32,6 +32,17 @@ fn seeds() -> Vec<Vec<u8>> {
     v
 }
 
+/// Real packet `which` with the bytes `flips` names changed.
+fn mutated(which: usize, flips: &[(u16, u8)]) -> Vec<u8> {
+    let s = seeds();
+    let mut b = s[which % s.len()].clone();
+    for &(at, v) in flips {
+        let i = usize::from(at) % b.len();
+        b[i] = v;
+    }
+    b
+}
+
 /// Parses a frame the way the simulation does, all the way down.
 fn parse_everything(b: &[u8]) {
     let Ok(eth) = EthernetFrame::new_checked(b) else {
@@ -100,12 +111,7 @@ proptest! {
         flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..8),
         cut in any::<u16>(),
     ) {
-        let s = seeds();
-        let mut b = s[which % s.len()].clone();
-        for (at, v) in flips {
-            let i = usize::from(at) % b.len();
-            b[i] = v;
-        }
+        let b = mutated(which, &flips);
         parse_everything(&b);
         let n = usize::from(cut) % (b.len() + 1);
         parse_everything(&b[..n]);
@@ -159,12 +165,7 @@ proptest! {
         flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..4),
         cut in any::<u16>(),
     ) {
-        let s = seeds();
-        let mut b = s[which % s.len()].clone();
-        for (at, v) in flips {
-            let i = usize::from(at) % b.len();
-            b[i] = v;
-        }
+        let b = mutated(which, &flips);
         let n = usize::from(cut) % (b.len() + 1);
         let mut h = wire::vnet::VnetHeader::parse(&raw).unwrap();
         if near {
