@@ -39,6 +39,11 @@ e2e_down() { # safe under `set -e`: every step may find nothing to do
         for p in $(ip netns pids "$n" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
         ip netns del "$n" 2>/dev/null || true
     done
+    # The logs outlive the run, for a failure to be read afterwards.
+    if [[ -d $E2E_STATE ]]; then
+        rm -rf "$E2E_STATE.logs"; mkdir -p "$E2E_STATE.logs"
+        cp "$E2E_STATE"/*.log "$E2E_STATE"/*.out "$E2E_STATE.logs/" 2>/dev/null || true
+    fi
     rm -rf "$E2E_STATE"
 }
 

@@ -765,6 +765,29 @@ for _ in range(n):
         seen["failed"] += 1
 print(" ".join("%s=%d" % kv for kv in sorted(seen.items())))
 PY
+cat >"$E2E_STATE/tcp_reuse.py" <<'PY'
+import socket, sys
+# From each of N source ports: a connection to the first VIP, then one to
+# the second; counts the ports whose both connections were answered.
+a, b, port, n, first = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def ask(dst, sport):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(3); s.bind(("0.0.0.0", sport))
+    try:
+        s.connect((dst, port)); return s.recv(16).decode() or "empty"
+    except OSError:
+        return "failed"
+    finally:
+        s.close()
+ok, bad = 0, []
+for sport in range(first, first + n):
+    x, y = ask(a, sport), ask(b, sport)
+    if "failed" in (x, y) or "empty" in (x, y):
+        bad.append("%d:%s/%s" % (sport, x, y))
+    else:
+        ok += 1
+print("answered=%d" % ok, *bad)
+PY
 t_load_balancer() {
     local lb pool vip out pids=() why="" v
     for v in vm2 vm3 vm9; do ip netns exec "$(ns $v)" python3 "$E2E_STATE/tcp_name.py" $v 8080 & pids+=($!); done
@@ -799,6 +822,11 @@ t_load_balancer() {
         echo "SOURCE_IP VIP, 30 connections from $v: $out"
         [[ $out =~ ^vm[239]=30$ ]] || why+="$v was spread over members by a SOURCE_IP VIP ($out); "
     done
+    # A client port that reached a member through one VIP, reused at once
+    # towards the same member through the other: answered from the second.
+    out=$(nsx vm4 python3 "$E2E_STATE/tcp_reuse.py" 192.168.30.100 192.168.30.101 80 30 41000)
+    echo "one source port, the plain VIP then the sticky one, 30 ports: $out"
+    [[ $out == answered=30 ]] || why+="reused client ports went unanswered ($out); "
     mido vip delete "$sticky" >/dev/null; mido vip delete "$vip" >/dev/null; mido pool delete "$pool" >/dev/null
     mido router update "$R" load-balancer-id=null >/dev/null; mido load-balancer delete "$lb" >/dev/null
     kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null

@@ -24,7 +24,6 @@ fn kind_code(k: NatKind) -> u8 {
         NatKind::FwdStickyDnat => 3,
         NatKind::RevSnat => 4,
         NatKind::RevDnat => 5,
-        NatKind::RevStickyDnat => 6,
     }
 }
 
@@ -35,7 +34,7 @@ fn kind_of(c: u8) -> Option<NatKind> {
         3 => NatKind::FwdStickyDnat,
         4 => NatKind::RevSnat,
         5 => NatKind::RevDnat,
-        6 => NatKind::RevStickyDnat,
+        // 6 was a sticky VIP's reverse key (now per connection, as 5).
         _ => return None,
     })
 }

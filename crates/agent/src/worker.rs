@@ -905,6 +905,16 @@ impl Worker {
     /// connection state is saved at the next tick.
     fn apply_state(&mut self, writes: &[StateWrite], now: u64) {
         self.state_dirty |= writes.iter().any(is_connection_state);
+        // A binding that now translates elsewhere: the flows made from the
+        // old one would send the new connection's packets the old way.
+        for w in writes {
+            if let StateWrite::Nat(k, b) = w
+                && self.state.nat.get(k).is_some_and(|(old, _)| old != b)
+            {
+                let n = self.flows.forget_binding(k);
+                tracing::debug!(key = ?k, to = ?b, flows = n, "NAT binding replaced");
+            }
+        }
         self.state.apply(writes, now);
         let tags: Vec<Tag> = writes.iter().filter_map(tag_of).collect();
         self.flows.invalidate(&tags);

@@ -9,8 +9,10 @@
 //!
 //! What a connection flow does not keep: tags naming its own connection
 //! state (conntrack and NAT keys). Only flows that found a NAT binding (they
-//! rewrite) and read no conntrack entry are kept here; a binding does not
-//! change while it lives, so those tags would never remove them.
+//! rewrite) and read no conntrack entry are kept here. A binding changes
+//! only when a new connection takes over its key (a client port reused
+//! towards the same member through another VIP); the caller then
+//! [forgets](ConnFlows::forget) the flow of that 5-tuple.
 
 use crate::flows::TagHash;
 use rustc_hash::FxHashMap;
@@ -18,7 +20,8 @@ use sim::flow::field;
 use sim::{Action, FieldSet, Fields};
 use std::net::Ipv4Addr;
 
-/// The fields a connection flow is keyed by (every one must be in the mask).
+/// The fields a connection flow matches exactly (every one must be in the
+/// mask): the 5-tuple is the key, the port is checked on lookup.
 const FIVE_TUPLE: u32 = field::IN_PORT
     | field::NW_SRC
     | field::NW_DST
@@ -26,9 +29,11 @@ const FIVE_TUPLE: u32 = field::IN_PORT
     | field::TP_SRC
     | field::TP_DST;
 
+/// A connection's 5-tuple, as a flow matches it. One flow per tuple: the
+/// same tuple arriving on another port replaces it (a moved VM), so a
+/// replaced binding finds its flow without knowing the port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    in_port: u32,
     src: u32,
     dst: u32,
     sport: u16,
@@ -39,7 +44,6 @@ struct Key {
 impl Key {
     fn of(f: &Fields) -> Option<Key> {
         (f.is_ipv4() && matches!(f.nw_proto, 6 | 17)).then(|| Key {
-            in_port: f.in_port,
             src: f.nw_src.into(),
             dst: f.nw_dst.into(),
             sport: f.tp_src,
@@ -57,6 +61,7 @@ const RW_TP_DST: u8 = 8;
 
 #[derive(Clone, Copy)]
 struct Conn {
+    in_port: u32,
     template: u32,
     /// Hard expiry, in tenths of a second (u32: 13 years of uptime).
     expires: u32,
@@ -192,6 +197,7 @@ impl ConnFlows {
         self.conns.insert(
             k,
             Conn {
+                in_port: key.in_port,
                 template,
                 expires: tenths(expires),
                 addr,
@@ -208,6 +214,9 @@ impl ConnFlows {
         let Some(c) = self.conns.get(&k).copied() else {
             return false;
         };
+        if c.in_port != f.in_port {
+            return false;
+        }
         let t = match self.templates.get(c.template as usize) {
             Some(Some(t)) if t.live && c.expires > tenths(now) => t,
             _ => {
@@ -236,6 +245,26 @@ impl ConnFlows {
         }
         out.extend_from_slice(last);
         true
+    }
+
+    /// Removes the flow matching this 5-tuple, on whatever port: the NAT
+    /// binding it rewrites by was replaced. Returns whether there was one.
+    pub fn forget(
+        &mut self,
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+        proto: u8,
+    ) -> bool {
+        let k = Key {
+            src: src.into(),
+            dst: dst.into(),
+            sport,
+            dport,
+            proto,
+        };
+        self.conns.remove(&k).is_some()
     }
 
     /// Retires the templates carrying any of `tags` (their connection flows
@@ -421,6 +450,32 @@ mod tests {
         t.install(FieldSet(MASK), pkt(1), snat(2, out), vec![router], 30_000);
         assert!(t.lookup(&pkt(1), 29_000, &mut acts));
         assert!(!t.lookup(&pkt(1), 30_000, &mut acts));
+    }
+
+    #[test]
+    fn a_replaced_binding_forgets_its_connection_flow_on_any_port() {
+        let out = output();
+        let mut t = FlowTable::default();
+        let mut acts = Vec::new();
+        t.install(FieldSet(MASK), pkt(7), snat(5, out), vec![], 30_000);
+        t.install(FieldSet(MASK), pkt(8), snat(6, out), vec![], 30_000);
+        // Another port: a miss, not the flow of port 3.
+        let mut moved = pkt(7);
+        moved.in_port = 4;
+        assert!(!t.lookup(&moved, 0, &mut acts));
+        assert!(t.lookup(&pkt(7), 0, &mut acts));
+        // The binding of 10.0.0.2:7 -> 203.0.113.9:80 now translates
+        // elsewhere: its flow goes, the other connection's stays.
+        let Tag::Nat(k) = nat_tag(7) else {
+            unreachable!()
+        };
+        assert_eq!(t.forget_binding(&k), 1);
+        assert!(!t.lookup(&pkt(7), 0, &mut acts));
+        assert!(t.lookup(&pkt(8), 0, &mut acts));
+        // The same 5-tuple installed from another port replaces the flow.
+        t.install(FieldSet(MASK), moved.clone(), snat(9, out), vec![], 30_000);
+        assert!(t.lookup(&moved, 0, &mut acts));
+        assert!(acts.contains(&Action::SetTpSrc(9)));
     }
 
     #[test]

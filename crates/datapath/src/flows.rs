@@ -273,6 +273,14 @@ impl FlowTable {
         self.by_tag.contains_key(&tag_hash(tag))
     }
 
+    /// Removes the flows that translate by NAT binding `k`, which a new
+    /// connection replaced: those carrying its tag, and the connection flow
+    /// whose 5-tuple is the key's (connection flows keep no NAT tags).
+    pub fn forget_binding(&mut self, k: &sim::NatKey) -> usize {
+        let compact = self.conns.forget(k.src, k.sport, k.dst, k.dport, k.proto);
+        self.invalidate(&[Tag::Nat(*k)]) + usize::from(compact)
+    }
+
     /// Removes every flow carrying any of `tags`; returns how many (counting
     /// a retired connection-flow template as one).
     pub fn invalidate(&mut self, tags: &[Tag]) -> usize {

@@ -540,19 +540,18 @@ impl Sim<'_, '_> {
                 }
             }
         };
-        // Written on reuse too (refresh here and on peers).
-        let rev = if vip.sticky {
-            self.key_at(lb_id, NatKind::RevStickyDnat, b.ip, b.port, src, 0)
-        } else {
-            self.key_at(
-                lb_id,
-                NatKind::RevDnat,
-                b.ip,
-                b.port,
-                src,
-                self.m.peek().tp_src,
-            )
-        };
+        // Written on reuse too (refresh here and on peers). The reverse key
+        // is per connection even for a sticky VIP: the same client port may
+        // have reached this member through another VIP moments ago, and the
+        // newest connection's binding must be the one replies find.
+        let rev = self.key_at(
+            lb_id,
+            NatKind::RevDnat,
+            b.ip,
+            b.port,
+            src,
+            self.m.peek().tp_src,
+        );
         self.write(StateWrite::Nat(fwd, b));
         self.write(StateWrite::Nat(
             rev,
@@ -585,11 +584,9 @@ impl Sim<'_, '_> {
             self.m.nw_dst(),
             self.m.tp_dst(),
         );
-        let plain = self.key_at(lb_id, NatKind::RevDnat, src, sport, dst, dport);
-        let sticky = self.key_at(lb_id, NatKind::RevStickyDnat, src, sport, dst, 0);
-        self.tag(Tag::Nat(plain));
-        self.tag(Tag::Nat(sticky));
-        let Some(b) = self.nat_lookup(&plain).or_else(|| self.nat_lookup(&sticky)) else {
+        let rev = self.key_at(lb_id, NatKind::RevDnat, src, sport, dst, dport);
+        self.tag(Tag::Nat(rev));
+        let Some(b) = self.nat_lookup(&rev) else {
             return Ok(false);
         };
         self.stateful = true;

@@ -42,7 +42,6 @@ pub enum NatKind {
     FwdStickyDnat,
     RevSnat,
     RevDnat,
-    RevStickyDnat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

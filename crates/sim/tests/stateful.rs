@@ -577,6 +577,74 @@ fn load_balancer_weights_stickiness_and_draining() {
 }
 
 #[test]
+fn a_client_port_reused_through_another_vip_is_answered_from_that_vip() {
+    // Two VIPs, one plain and one sticky, in front of the same members: a
+    // client that reaches a member through one and then, from the same
+    // port, through the other, must see the member's replies come from the
+    // second VIP (its reverse binding replaces the first's).
+    let mut e = edge();
+    let lb: model::LoadBalancer =
+        serde_json::from_value(json!({"id": uuid::Uuid::new_v4()})).unwrap();
+    let pool: model::Pool = serde_json::from_value(
+        json!({"id": uuid::Uuid::new_v4(), "loadBalancerId": lb.id, "lbMethod": "ROUND_ROBIN"}),
+    )
+    .unwrap();
+    let member = |addr: &str| -> model::PoolMember {
+        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "address": addr, "protocolPort": 8080})).unwrap()
+    };
+    let vip = |addr: &str, sticky: bool| -> model::Vip {
+        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "loadBalancerId": lb.id,
+            "address": addr, "protocolPort": 80, "sessionPersistence": if sticky { Some("SOURCE_IP") } else { None }})).unwrap()
+    };
+    e.n.o.vips = vec![vip("203.0.113.80", false), vip("203.0.113.81", true)];
+    e.n.o.members = vec![member("10.0.1.5"), member("10.0.1.6")];
+    e.n.o.pools = vec![pool.clone()];
+    e.n.o.load_balancers = vec![lb.clone()];
+    e.n.set_router(e.r, |x| x.load_balancer_id = Some(lb.id));
+    let mut r = ready(&e);
+    let member_of = |r: &mut Run, vip: &str, sport: u16| {
+        let f = tcp(mac(9), mac(0xb1), "203.0.113.9", vip, sport, 80);
+        let o = r.send(e.up, &f);
+        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
+        l4_of(&deliver(&o, &f)[0].1).2
+    };
+    let replied_from = |r: &mut Run, m: std::net::Ipv4Addr, sport: u16| {
+        let (port, src_mac) = if m == ip("10.0.1.5") {
+            (e.vm, mac(1))
+        } else {
+            (e.vm2, mac(6))
+        };
+        let back = tcp(
+            src_mac,
+            mac(0xa1),
+            &m.to_string(),
+            "203.0.113.9",
+            8080,
+            sport,
+        );
+        let o = r.send(port, &back);
+        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
+        l4_of(&deliver(&o, &back)[0].1).0
+    };
+    let sticky = member_of(&mut r, "203.0.113.81", 20000);
+    let mut reused = 0;
+    for sport in 40000..40040u16 {
+        if member_of(&mut r, "203.0.113.80", sport) != sticky {
+            continue;
+        }
+        assert_eq!(replied_from(&mut r, sticky, sport), ip("203.0.113.80"));
+        assert_eq!(member_of(&mut r, "203.0.113.81", sport), sticky);
+        assert_eq!(
+            replied_from(&mut r, sticky, sport),
+            ip("203.0.113.81"),
+            "port {sport}: the reply must come from the VIP it was sent to"
+        );
+        reused += 1;
+    }
+    assert!(reused > 5, "only {reused} ports reached the sticky member");
+}
+
+#[test]
 fn fragments_and_fragment_policies() {
     // A bridge chain accepting only unfragmented packets drops fragments.
     let mut n = Net::new();
