@@ -3,30 +3,35 @@
 //! this host's port bindings, its tunnel address and its peers'.
 
 use model::{Object, Port, TunnelZone};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sim::{StateWrite, Tag, Topology};
 use std::net::{IpAddr, Ipv4Addr};
-use topology::v1::Update;
+use topology_proto::v1::Update;
 use uuid::Uuid;
 
 /// A replicated table entry that changed: (table, key, value or removed).
 pub type TableChange = (String, String, Option<String>);
 
-#[derive(Default)]
 pub struct Cache {
     pub revision: u64,
     objects: FxHashMap<String, FxHashMap<String, Vec<u8>>>,
     pub tables: FxHashMap<String, FxHashMap<String, String>>,
-    /// Ids changed since the last [`Cache::take_changes`].
-    changed: Vec<(String, String)>,
-    /// Parents of what changed, read from the versions that were replaced
-    /// or deleted (gone from `objects` by the time changes are taken: a
-    /// deleted pool member must still invalidate its pool's flows).
-    old_parents: Vec<Uuid>,
+    /// The topology objects, decoded, with this host's reach and the
+    /// compiled topology kept current per change.
+    engine: topology::Engine,
+    /// Kinds changed since the last [`Cache::take_changes`].
+    changed: FxHashSet<String>,
     /// Table entries changed since the last take.
     table_changes: Vec<TableChange>,
     /// A snapshot is arriving: replace everything at its end.
-    in_snapshot: Option<Box<Cache>>,
+    in_snapshot: Option<Box<Snapshot>>,
+}
+
+/// A snapshot being received.
+#[derive(Default)]
+struct Snapshot {
+    objects: FxHashMap<String, FxHashMap<String, Vec<u8>>>,
+    tables: FxHashMap<String, FxHashMap<String, String>>,
 }
 
 /// A local port binding: this host serves `port` on `interface`.
@@ -43,22 +48,20 @@ fn decode<T: Object>(b: &[u8]) -> Option<T> {
     serde_json::from_slice(b).ok()
 }
 
-/// The device whose flows an object of `kind` shapes: a port's bridge or
-/// router (its flood set), a route's router, a rule's chain, a DHCP
-/// subnet's bridge, a pool member's pool, a VIP's load balancer.
-fn parent_of(kind: &str, b: &[u8]) -> Option<Uuid> {
-    match kind {
-        "Port" => decode::<Port>(b).map(|p| p.device_id),
-        "Route" => decode::<model::Route>(b).and_then(|r| r.router_id),
-        "Rule" => decode::<model::Rule>(b).map(|r| r.chain_id),
-        "DhcpSubnet" => decode::<model::DhcpSubnet>(b).map(|d| d.bridge_id),
-        "PoolMember" => decode::<model::PoolMember>(b).and_then(|m| m.pool_id),
-        "Vip" => decode::<model::Vip>(b).and_then(|v| v.load_balancer_id),
-        _ => None,
-    }
-}
-
 impl Cache {
+    /// The cache of host `me`'s agent.
+    pub fn new(me: Uuid) -> Cache {
+        Cache {
+            revision: 0,
+            objects: FxHashMap::default(),
+            tables: FxHashMap::default(),
+            engine: topology::Engine::new(me, true),
+            changed: FxHashSet::default(),
+            table_changes: Vec::new(),
+            in_snapshot: None,
+        }
+    }
+
     /// Applies one update; `true` when the cache is consistent (not mid-snapshot).
     pub fn apply(&mut self, u: Update) -> bool {
         if u.snapshot_begin {
@@ -68,28 +71,16 @@ impl Cache {
         let rev = u.revision;
         if let Some(s) = self.in_snapshot.as_mut() {
             if !u.kind.is_empty() {
-                s.put(u);
+                if let Some(t) = u.kind.strip_prefix("table/") {
+                    let v = String::from_utf8_lossy(&u.data).into_owned();
+                    s.tables.entry(t.to_string()).or_default().insert(u.id, v);
+                } else {
+                    s.objects.entry(u.kind).or_default().insert(u.id, u.data);
+                }
             }
             if end {
                 let s = self.in_snapshot.take().expect("in a snapshot");
-                // Everything may have changed: record the union of both sides.
-                let mut changed: Vec<(String, String)> = Vec::new();
-                for (k, m) in self.objects.iter() {
-                    self.old_parents
-                        .extend(m.values().filter_map(|b| parent_of(k, b)));
-                }
-                for (k, m) in self.objects.iter().chain(s.objects.iter()) {
-                    changed.extend(m.keys().map(|id| (k.clone(), id.clone())));
-                }
-                for (t, m) in s.tables.iter() {
-                    self.table_changes.extend(
-                        m.iter()
-                            .map(|(k, v)| (t.clone(), k.clone(), Some(v.clone()))),
-                    );
-                }
-                self.objects = s.objects;
-                self.tables = s.tables;
-                self.changed.extend(changed);
+                self.replace(*s);
                 self.revision = rev;
                 return true;
             }
@@ -98,6 +89,49 @@ impl Cache {
         self.revision = self.revision.max(rev);
         self.put(u);
         true
+    }
+
+    /// A snapshot replaces everything: what differs from it is applied as
+    /// changes (an unchanged object costs nothing).
+    fn replace(&mut self, s: Snapshot) {
+        let gone: Vec<(String, String)> = self
+            .objects
+            .iter()
+            .flat_map(|(k, m)| {
+                m.keys()
+                    .filter(|id| !s.objects.get(k).is_some_and(|n| n.contains_key(*id)))
+                    .map(move |id| (k.clone(), id.clone()))
+            })
+            .collect();
+        for (kind, id) in gone {
+            self.set(&kind, &id, None);
+        }
+        for (kind, m) in s.objects {
+            for (id, data) in m {
+                if self.objects.get(&kind).and_then(|o| o.get(&id)) != Some(&data) {
+                    self.set(&kind, &id, Some(data));
+                }
+            }
+        }
+        for (t, m) in s.tables.iter() {
+            self.table_changes.extend(
+                m.iter()
+                    .map(|(k, v)| (t.clone(), k.clone(), Some(v.clone()))),
+            );
+        }
+        self.tables = s.tables;
+    }
+
+    fn set(&mut self, kind: &str, id: &str, data: Option<Vec<u8>>) {
+        if let Ok(uid) = Uuid::parse_str(id) {
+            self.engine.apply_stored(kind, uid, data.as_deref());
+        }
+        let m = self.objects.entry(kind.to_string()).or_default();
+        match data {
+            Some(d) => m.insert(id.to_string(), d),
+            None => m.remove(id),
+        };
+        self.changed.insert(kind.to_string());
     }
 
     fn put(&mut self, u: Update) {
@@ -113,16 +147,8 @@ impl Cache {
             }
             return;
         }
-        let m = self.objects.entry(u.kind.clone()).or_default();
-        let old = if u.deleted {
-            m.remove(&u.id)
-        } else {
-            m.insert(u.id.clone(), u.data)
-        };
-        if let Some(p) = old.and_then(|b| parent_of(&u.kind, &b)) {
-            self.old_parents.push(p);
-        }
-        self.changed.push((u.kind, u.id));
+        let data = (!u.deleted).then_some(u.data);
+        self.set(&u.kind, &u.id, data);
     }
 
     pub fn all<T: Object>(&self) -> Vec<T> {
@@ -155,54 +181,42 @@ impl Cache {
     }
 
     /// The simulation's topology for this host: what its bound ports reach
-    /// (a full recompute).
-    pub fn topology(&self, host: Uuid) -> Topology {
-        let local: Vec<Uuid> = self.bindings(host).iter().map(|b| b.port).collect();
-        let o = sim::Objects::decode(|kind| {
-            self.objects
-                .get(kind)
-                .into_iter()
-                .flat_map(|m| m.values().map(Vec::as_slice))
-        });
-        Topology::build(&o.reachable_from(&local))
+    /// (entries are shared with the previous version).
+    pub fn topology(&self) -> Topology {
+        self.engine.topology().clone()
     }
 
-    /// Flow tags made stale by the changes since the last call: each changed
-    /// object's device tag and its parent's (a new port changes its bridge's
-    /// flood set, a new rule its chain, a new route its router).
-    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<TableChange>) {
-        let mut tags = Vec::new();
-        for (kind, id) in std::mem::take(&mut self.changed) {
-            let Ok(uid) = Uuid::parse_str(&id) else {
-                continue;
-            };
-            tags.push(Tag::Device(uid));
-            tags.push(Tag::Route(uid));
-            let current = self.objects.get(&kind).and_then(|m| m.get(&id));
-            if let Some(p) = current.and_then(|b| parent_of(&kind, b)) {
-                tags.push(Tag::Device(p));
-            }
+    /// Ends a batch: flow tags made stale by the changes since the last call
+    /// (each changed object's and its parents', per the model's reference
+    /// table), table entries changed, and the kinds that changed.
+    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<TableChange>, FxHashSet<String>) {
+        let c = self.engine.commit();
+        if c.rewalked || c.recompiled > 1000 {
+            tracing::debug!(
+                recompiled = c.recompiled,
+                gained = c.gained.len(),
+                lost = c.lost.len(),
+                rewalked = c.rewalked,
+                "topology committed"
+            );
         }
-        tags.extend(
-            std::mem::take(&mut self.old_parents)
-                .into_iter()
-                .map(Tag::Device),
-        );
-        tags.sort_by_key(|t| format!("{t:?}"));
-        tags.dedup();
-        (tags, std::mem::take(&mut self.table_changes))
+        (
+            c.tags,
+            std::mem::take(&mut self.table_changes),
+            std::mem::take(&mut self.changed),
+        )
     }
 
     /// Ports bound to `host`.
-    pub fn bindings(&self, host: Uuid) -> Vec<Binding> {
+    pub fn bindings(&self) -> Vec<Binding> {
         let mut v: Vec<Binding> = self
-            .all::<Port>()
-            .into_iter()
-            .filter(|p| p.host_id == Some(host) && p.admin_state_up)
+            .engine
+            .local_ports()
+            .filter(|p| p.admin_state_up)
             .filter_map(|p| {
                 Some(Binding {
                     port: p.id,
-                    interface: p.interface_name?,
+                    interface: p.interface_name.clone()?,
                     tunnel_key: p.tunnel_key as u32,
                     previous_host: p.previous_host_id,
                 })
@@ -303,13 +317,13 @@ mod tests {
 
     #[test]
     fn snapshots_replace_and_report_changes() {
-        let mut c = Cache::default();
+        let mut c = Cache::new(Uuid::new_v4());
         let id = Uuid::new_v4().to_string();
         let up = |kind: &str, id: &str, b: bool, e: bool| Update {
             revision: 5,
             kind: kind.into(),
             id: id.into(),
-            data: b"{}".to_vec(),
+            data: format!("{{\"id\": \"{id}\"}}").into_bytes(),
             deleted: false,
             snapshot_begin: b,
             snapshot_end: e,
@@ -321,7 +335,7 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(c.revision, 5);
-        let (tags, _) = c.take_changes();
+        let (tags, _, _) = c.take_changes();
         assert!(tags.contains(&Tag::Device(id.parse().unwrap())));
         assert!(c.apply(up("Bridge", &id, false, false)));
     }
@@ -331,7 +345,7 @@ mod tests {
     /// port those of both its old and its new device.
     #[test]
     fn deletes_and_moves_invalidate_the_parent() {
-        let mut c = Cache::default();
+        let mut c = Cache::new(Uuid::new_v4());
         let (pool, member) = (Uuid::new_v4(), Uuid::new_v4());
         let obj = |kind: &str, id: Uuid, v: serde_json::Value, deleted: bool| Update {
             revision: 1,
@@ -349,7 +363,7 @@ mod tests {
         c.apply(obj("PoolMember", member, m.clone(), false));
         c.take_changes();
         c.apply(obj("PoolMember", member, serde_json::json!(null), true));
-        let (tags, _) = c.take_changes();
+        let (tags, _, _) = c.take_changes();
         assert!(
             tags.contains(&Tag::Device(pool)),
             "the pool's flows go with its member"
@@ -365,7 +379,7 @@ mod tests {
         );
         c.take_changes();
         c.apply(obj("Port", port, p(b2), false));
-        let (tags, _) = c.take_changes();
+        let (tags, _, _) = c.take_changes();
         assert!(tags.contains(&Tag::Device(b1)) && tags.contains(&Tag::Device(b2)));
     }
 }

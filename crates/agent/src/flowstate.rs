@@ -276,7 +276,7 @@ pub fn interested_hosts(
             .iter()
             .filter(|g| topo.stateful_groups.contains(g))
         {
-            for member in topo.port_groups.get(g).into_iter().flatten() {
+            for member in topo.port_groups.get(g).into_iter().flat_map(|s| s.iter()) {
                 add(topo.ports.get(member).and_then(|m| m.host));
             }
         }

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use topology::v1::{MemberStatus, host_message::Msg};
+use topology_proto::v1::{MemberStatus, host_message::Msg};
 use uuid::Uuid;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,10 @@ pub struct Plan {
 }
 
 /// The checks this host runs: one plan per health-check port bound here.
+/// The kinds health-check plans are made from (a batch changing none of
+/// them leaves the plans as they are).
+pub const KINDS: [&str; 5] = ["Port", "Router", "Pool", "HealthMonitor", "PoolMember"];
+
 pub fn plans(cache: &Cache, host: Uuid) -> Vec<Plan> {
     let routers = cache.all::<Router>();
     let pools = cache.all::<Pool>();
@@ -304,7 +308,7 @@ fn check_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use topology::v1::Update;
+    use topology_proto::v1::Update;
 
     #[test]
     fn down_after_retries_failures_up_after_one_success() {
@@ -341,7 +345,7 @@ mod tests {
             Uuid::new_v4(),
             Uuid::new_v4(),
         );
-        let mut c = Cache::default();
+        let mut c = Cache::new(Uuid::new_v4());
         put(
             &mut c,
             "Router",

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use topology::v1::{HostInfo, HostMessage, PortState, TableEntry, WatchRequest, host_message::Msg};
+use topology_proto::v1::{
+    HostInfo, HostMessage, PortState, TableEntry, WatchRequest, host_message::Msg,
+};
 use uuid::Uuid;
 use worker::{Control, Event, Worker};
 
@@ -137,7 +139,7 @@ pub async fn run(
         addresses: ifaces.iter().flat_map(|i| i.addresses.clone()).collect(),
         interfaces: ifaces
             .into_iter()
-            .map(|i| topology::v1::Interface {
+            .map(|i| topology_proto::v1::Interface {
                 name: i.name,
                 mac: i.mac,
                 mtu: i.mtu,
@@ -259,8 +261,8 @@ pub async fn run(
     Ok(())
 }
 
-async fn connect(url: &str) -> Option<topology::TopologyClient<tonic::transport::Channel>> {
-    match topology::TopologyClient::connect(url.to_string()).await {
+async fn connect(url: &str) -> Option<topology_proto::TopologyClient<tonic::transport::Channel>> {
+    match topology_proto::TopologyClient::connect(url.to_string()).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::debug!(error = %e, "cluster not reachable yet");
@@ -323,7 +325,7 @@ async fn session_loop(
                         if let Some(l) = ev.lease {
                             // Held blocks are claimed again on a new session.
                             if l.granted && l.request_id != 0 {
-                                remember(&mut current, Msg::Lease(topology::v1::NatLease {
+                                remember(&mut current, Msg::Lease(topology_proto::v1::NatLease {
                                     device_id: l.device_id.clone(),
                                     ip: l.ip.clone(),
                                     specific: true,
@@ -508,7 +510,7 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
         Msg::Lease(l) => {
             current.insert(
                 key,
-                Msg::Lease(topology::v1::NatLease { request_id: 0, ..l }),
+                Msg::Lease(topology_proto::v1::NatLease { request_id: 0, ..l }),
             );
         }
         m => {
@@ -527,7 +529,7 @@ async fn watch_loop(
     summary: std::path::PathBuf,
     mut monitors: health::Monitors<impl Fn(Msg) + Clone + Send + 'static>,
 ) {
-    let mut cache = Cache::default();
+    let mut cache = Cache::new(me);
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(mut client) = connect(&url).await else {
@@ -567,9 +569,11 @@ async fn watch_loop(
                 }
             }
             if consistent {
-                publish(&mut cache, me, &send, &bind);
+                let kinds = publish(&mut cache, &send, &bind);
                 write_atomic(&summary, &cache.summary());
-                monitors.apply(health::plans(&cache, me));
+                if kinds.iter().any(|k| health::KINDS.contains(&k.as_str())) {
+                    monitors.apply(health::plans(&cache, me));
+                }
             }
         }
         tracing::warn!(
@@ -579,20 +583,21 @@ async fn watch_loop(
     }
 }
 
+/// Ends a batch of topology updates: the new topology, peers and bindings
+/// to the workers. Returns the kinds that changed.
 fn publish(
     cache: &mut Cache,
-    me: Uuid,
     send: &impl Fn(Control),
     bind: &mpsc::UnboundedSender<Vec<cache::Binding>>,
-) {
-    let (invalidate, tables) = cache.take_changes();
-    if !invalidate.is_empty() {
+) -> rustc_hash::FxHashSet<String> {
+    let (invalidate, tables, kinds) = cache.take_changes();
+    if !kinds.is_empty() {
         send(Control::Topology {
-            topo: Arc::new(cache.topology(me)),
+            topo: Arc::new(cache.topology()),
             invalidate,
         });
         send(Control::Peers(cache.tunnel_ips()));
-        let _ = bind.send(cache.bindings(me));
+        let _ = bind.send(cache.bindings());
     }
     let writes: Vec<_> = tables
         .iter()
@@ -601,4 +606,5 @@ fn publish(
     if !writes.is_empty() {
         send(Control::State(writes));
     }
+    kinds
 }

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use topology::v1::{NatLease, NatLeaseReply, host_message::Msg};
+use topology_proto::v1::{NatLease, NatLeaseReply, host_message::Msg};
 use uuid::Uuid;
 
 /// A lease the cluster has not answered in this long is refused (new

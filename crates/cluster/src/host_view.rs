@@ -5,18 +5,18 @@
 //! one tenant never receives, parses or holds another tenant's topology.
 
 use crate::topology_service::frame;
-use model::{Objects, Port};
+use model::{Kind, Objects};
 use std::collections::{HashMap, HashSet};
-use topology::v1::Update;
+use topology_proto::v1::Update;
 use uuid::Uuid;
 
-/// A host's filter over the watch: the full topology (as stored JSON) and
-/// which of it the host has been sent.
+/// A host's filter over the watch: the full topology (as stored JSON), what
+/// the host's ports reach (kept current per change by the topology engine),
+/// and which of it the host has been sent.
 pub struct HostView {
-    host: Uuid,
     /// kind -> id -> stored JSON, topology kinds only.
     objects: HashMap<&'static str, HashMap<String, Vec<u8>>>,
-    visible: HashSet<(&'static str, String)>,
+    reach: topology::Engine,
 }
 
 fn topology_kind(kind: &str) -> Option<&'static str> {
@@ -51,10 +51,32 @@ fn is_private(u: &Update) -> bool {
 impl HostView {
     pub fn new(host: Uuid) -> Self {
         HostView {
-            host,
             objects: HashMap::new(),
-            visible: HashSet::new(),
+            reach: topology::Engine::new(host, false),
         }
+    }
+
+    fn store(&mut self, kind: &'static str, u: &Update) {
+        let objects = self.objects.entry(kind).or_default();
+        if u.deleted {
+            objects.remove(&u.id);
+        } else {
+            objects.insert(u.id.clone(), u.data.clone());
+        }
+        if let Ok(id) = Uuid::parse_str(&u.id) {
+            self.reach
+                .apply_stored(kind, id, (!u.deleted).then_some(&u.data[..]));
+        }
+    }
+
+    fn visible(&self, kind: &str, id: &str) -> bool {
+        let (Some(k), Ok(id)) = (
+            Objects::KINDS.iter().find(|k| k.name() == kind),
+            Uuid::parse_str(id),
+        ) else {
+            return false;
+        };
+        self.reach.reached().contains(&(*k, id))
     }
 
     /// A full snapshot (framed as the unfiltered one was), filtered.
@@ -62,16 +84,11 @@ impl HostView {
         let revision = all.last().map(|u| u.revision).unwrap_or_default();
         let mut out = Vec::new();
         for u in all {
-            if u.kind.is_empty() {
-                continue;
-            }
-            if is_private(&u) {
+            if u.kind.is_empty() || is_private(&u) {
                 continue;
             }
             match topology_kind(&u.kind) {
-                Some(k) => {
-                    self.objects.entry(k).or_default().insert(u.id, u.data);
-                }
+                Some(k) => self.store(k, &u),
                 None => out.push(Update {
                     snapshot_begin: false,
                     snapshot_end: false,
@@ -79,46 +96,79 @@ impl HostView {
                 }),
             }
         }
-        self.visible = self.reachable();
-        for (k, id) in &self.visible {
-            out.extend(self.stored(k, id).map(|d| put(revision, k, id, d)));
+        self.reach.commit();
+        let mut seen: Vec<(Kind, Uuid)> = self.reach.reached().iter().copied().collect();
+        seen.sort();
+        for (k, id) in seen {
+            let id = id.to_string();
+            out.extend(
+                self.stored(k.name(), &id)
+                    .map(|d| put(revision, k.name(), &id, d)),
+            );
         }
         frame(&mut out, revision);
         out
     }
 
-    /// One live change, as the updates this host must see: the change itself
+    /// Live changes, as the updates this host must see: each change itself
     /// when the host sees (or saw) the object, and whatever it newly reaches
-    /// or no longer reaches because of it.
-    pub fn change(&mut self, u: Update) -> Vec<Update> {
-        if is_private(&u) {
-            return Vec::new();
-        }
-        let Some(kind) = topology_kind(&u.kind) else {
-            return vec![u];
-        };
-        let objects = self.objects.entry(kind).or_default();
-        if u.deleted {
-            objects.remove(&u.id);
-        } else {
-            objects.insert(u.id.clone(), u.data.clone());
-        }
-        let now = self.reachable();
-        let me = (kind, u.id.clone());
+    /// or no longer reaches because of them. One commit for the batch.
+    pub fn changes(&mut self, batch: Vec<Update>) -> Vec<Update> {
         let mut out = Vec::new();
-        match (self.visible.contains(&me), now.contains(&me)) {
-            (_, true) => out.push(u.clone()),
-            (true, false) => out.push(deleted(u.revision, kind, &u.id)),
-            (false, false) => {}
+        let mut mine = Vec::new();
+        let revision = batch.last().map(|u| u.revision).unwrap_or_default();
+        for u in batch {
+            if is_private(&u) {
+                continue;
+            }
+            let Some(kind) = topology_kind(&u.kind) else {
+                out.push(u);
+                continue;
+            };
+            let was = self.visible(kind, &u.id);
+            self.store(kind, &u);
+            mine.push((was, kind, u));
         }
-        for (k, id) in now.difference(&self.visible).filter(|x| **x != me) {
-            out.extend(self.stored(k, id).map(|d| put(u.revision, k, id, d)));
+        let c = self.reach.commit();
+        let lost: HashSet<(Kind, Uuid)> = c.lost.iter().copied().collect();
+        let gained: HashSet<(Kind, Uuid)> = c.gained.iter().copied().collect();
+        let mut sent: HashSet<(&'static str, String)> = HashSet::new();
+        for (was, kind, u) in mine {
+            let now = self.visible(kind, &u.id);
+            let key = (kind, u.id.clone());
+            if now && !u.deleted {
+                sent.insert(key);
+                out.push(u);
+            } else if was || now {
+                sent.insert(key);
+                out.push(deleted(u.revision, kind, &u.id));
+            }
         }
-        for (k, id) in self.visible.difference(&now).filter(|x| **x != me) {
-            out.push(deleted(u.revision, k, id));
+        let mut gained: Vec<_> = gained.into_iter().collect();
+        gained.sort();
+        for (k, id) in gained {
+            let id = id.to_string();
+            if !sent.contains(&(k.name(), id.clone())) {
+                out.extend(
+                    self.stored(k.name(), &id)
+                        .map(|d| put(revision, k.name(), &id, d)),
+                );
+            }
         }
-        self.visible = now;
+        let mut lost: Vec<_> = lost.into_iter().collect();
+        lost.sort();
+        for (k, id) in lost {
+            let id = id.to_string();
+            if !sent.contains(&(k.name(), id.clone())) {
+                out.push(deleted(revision, k.name(), &id));
+            }
+        }
         out
+    }
+
+    /// One live change (see [`HostView::changes`]).
+    pub fn change(&mut self, u: Update) -> Vec<Update> {
+        self.changes(vec![u])
     }
 
     /// The stored JSON of an object; `None` only if an object's id field
@@ -126,33 +176,12 @@ impl HostView {
     fn stored(&self, kind: &str, id: &str) -> Option<Vec<u8>> {
         self.objects.get(kind).and_then(|m| m.get(id)).cloned()
     }
-
-    /// A full recompute: decode everything, walk from this host's ports.
-    fn reachable(&self) -> HashSet<(&'static str, String)> {
-        let all = Objects::decode(|kind| {
-            self.objects
-                .get(kind)
-                .into_iter()
-                .flat_map(|m| m.values().map(Vec::as_slice))
-        });
-        let local: Vec<Uuid> = all
-            .ports
-            .iter()
-            .filter(|p: &&Port| p.host_id == Some(self.host))
-            .map(|p| p.id)
-            .collect();
-        all.reachable_from(&local)
-            .ids()
-            .into_iter()
-            .map(|(k, id)| (k, id.to_string()))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Bridge, Host, Object};
+    use model::{Bridge, Host, Object, Port};
 
     fn obj<T: Object>(rev: u64, o: &T) -> Update {
         put(

@@ -9,7 +9,7 @@ use rand::Rng;
 use sim::{NAT_BLOCK_PORTS, nat_block_ports};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
-use topology::v1::{NatLease, NatLeaseReply};
+use topology_proto::v1::{NatLease, NatLeaseReply};
 use uuid::Uuid;
 
 /// Serialises check-then-claim (ZooKeeper would use a create that fails on

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use topology::v1::{HostInfo, HostMessage, SessionEvent, Update, WatchRequest, host_message::Msg};
+use topology_proto::v1::{
+    HostInfo, HostMessage, SessionEvent, Update, WatchRequest, host_message::Msg,
+};
 use uuid::Uuid;
 
 pub struct TopologyService {
@@ -77,7 +79,7 @@ pub(crate) fn frame(out: &mut Vec<Update>, revision: u64) {
 }
 
 #[tonic::async_trait]
-impl topology::Topology for TopologyService {
+impl topology_proto::Topology for TopologyService {
     type WatchStream = Stream_<Update>;
     type SessionStream = Stream_<SessionEvent>;
 
@@ -125,14 +127,25 @@ impl topology::Topology for TopologyService {
                     return;
                 }
             }
+            let as_update = |ev: nsdb::Event| match ev.change {
+                Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
+                Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
+            };
             while let Some(ev) = watch.next().await {
-                let u = match ev.change {
-                    Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
-                    Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
-                };
+                let mut batch = vec![as_update(ev)];
+                // What else already arrived is filtered in the same batch: a
+                // burst of creates is one reach update, not one per create.
+                if view.is_some() {
+                    while batch.len() < 4096 {
+                        match tokio::time::timeout(std::time::Duration::ZERO, watch.next()).await {
+                            Ok(Some(ev)) => batch.push(as_update(ev)),
+                            _ => break,
+                        }
+                    }
+                }
                 let out = match view.as_mut() {
-                    Some(v) => v.change(u),
-                    None => vec![u],
+                    Some(v) => v.changes(batch),
+                    None => batch,
                 };
                 for u in out {
                     if tx.send(Ok(u)).await.is_err() {
@@ -278,7 +291,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tracing::info!(%addr, "topology service listening");
     tonic::transport::Server::builder()
-        .add_service(topology::TopologyServer::new(TopologyService { app }))
+        .add_service(topology_proto::TopologyServer::new(TopologyService { app }))
         .serve_with_shutdown(addr, shutdown)
         .await
 }

@@ -18,6 +18,7 @@ pub mod lenient;
 pub mod misc;
 pub mod objects;
 pub mod refs;
+pub mod schema;
 
 pub use addr::{Ipv4Prefix, MacAddr};
 pub use bgp::{BgpNetwork, BgpPeer};
@@ -35,3 +36,4 @@ pub use misc::{
     ServiceContainerGroup, TraceRequest, Vtep,
 };
 pub use objects::Objects;
+pub use schema::{Obj, REFS, Ref, Walk};

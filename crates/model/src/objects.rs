@@ -25,204 +25,103 @@ pub struct Objects {
 }
 
 impl Objects {
-    /// Only what a packet entering by `start` can meet: the devices connected
-    /// to those ports through links (and redirect targets), all their ports
-    /// and routes, the chains they use (and jump targets), the groups those
-    /// rules name, their load balancers, and their bridges' DHCP subnets. An
-    /// agent compiles just this for its bound ports.
+    /// Only what a packet entering by `start` can meet, walking the model's
+    /// reference table ([`crate::REFS`]) from those ports. An agent compiles
+    /// just this for its bound ports (the topology engine keeps the same
+    /// walk current per change).
     pub fn reachable_from(&self, start: &[Uuid]) -> Objects {
-        let port_by_id: HashMap<Uuid, &Port> = self.ports.iter().map(|p| (p.id, p)).collect();
-        let rules_by_id: HashMap<Uuid, &Rule> = self.rules.iter().map(|r| (r.id, r)).collect();
-        let chain_by_id: HashMap<Uuid, &Chain> = self.chains.iter().map(|c| (c.id, c)).collect();
-        let mut devices: HashSet<Uuid> = HashSet::new();
-        let mut chains: HashSet<Uuid> = HashSet::new();
-        let mut queue: Vec<Uuid> = start
-            .iter()
-            .filter_map(|p| port_by_id.get(p))
-            .map(|p| p.device_id)
-            .collect();
-        let mut chain_queue: Vec<Uuid> = Vec::new();
-        loop {
-            while let Some(d) = queue.pop() {
-                if !devices.insert(d) {
-                    continue;
-                }
-                for p in self.ports.iter().filter(|p| p.device_id == d) {
-                    chain_queue.extend(
-                        [p.inbound_filter_id, p.outbound_filter_id]
-                            .into_iter()
-                            .flatten(),
-                    );
-                    if let Some(peer) = p.peer_id.and_then(|q| port_by_id.get(&q)) {
-                        queue.push(peer.device_id);
-                    }
-                }
-                if let Some(b) = self.bridges.iter().find(|b| b.id == d) {
-                    chain_queue.extend(
-                        [b.inbound_filter_id, b.outbound_filter_id]
-                            .into_iter()
-                            .flatten(),
-                    );
-                }
-                if let Some(r) = self.routers.iter().find(|r| r.id == d) {
-                    chain_queue.extend(
-                        [
-                            r.inbound_filter_id,
-                            r.outbound_filter_id,
-                            r.local_redirect_chain_id,
-                            r.forward_chain_id,
-                        ]
-                        .into_iter()
-                        .flatten(),
-                    );
+        use crate::schema::{Obj, REFS};
+        let all: Vec<Obj> = self.clone().into_objs();
+        let by_key: HashMap<(Kind, Uuid), &Obj> =
+            all.iter().map(|o| ((o.kind(), o.id()), o)).collect();
+        let mut referrers: HashMap<(usize, Uuid), Vec<Uuid>> = HashMap::new();
+        for o in &all {
+            for (i, r) in REFS.iter().enumerate().filter(|(_, r)| r.from == o.kind()) {
+                for id in (r.get)(o) {
+                    referrers.entry((i, id)).or_default().push(o.id());
                 }
             }
-            // Chains, their jump targets, and the ports their redirects reach.
-            while let Some(c) = chain_queue.pop() {
-                if !chains.insert(c) {
-                    continue;
+        }
+        let mut reached: HashSet<(Kind, Uuid)> = HashSet::new();
+        let mut stack: Vec<(Kind, Uuid)> = start
+            .iter()
+            .map(|p| (Kind::Port, *p))
+            .filter(|k| by_key.contains_key(k))
+            .collect();
+        reached.extend(stack.iter().copied());
+        while let Some(k) = stack.pop() {
+            let o = by_key[&k];
+            for (i, r) in REFS.iter().enumerate() {
+                let mut next = Vec::new();
+                if r.from == k.0 && r.walks_forward() {
+                    next.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
                 }
-                for r in chain_by_id
-                    .get(&c)
-                    .map(|c| c.rule_ids.as_slice())
-                    .unwrap_or(&[])
-                {
-                    let Some(rule) = rules_by_id.get(r) else {
-                        continue;
-                    };
-                    chain_queue.extend(rule.jump_chain_id);
-                    if let Some(dev) = rule
-                        .target_port_id
-                        .and_then(|p| port_by_id.get(&p))
-                        .map(|p| p.device_id)
-                    {
-                        queue.push(dev);
+                if r.to == k.0 && r.walks_backward() {
+                    next.extend(
+                        referrers
+                            .get(&(i, k.1))
+                            .into_iter()
+                            .flatten()
+                            .map(|id| (r.from, *id)),
+                    );
+                }
+                for n in next {
+                    if by_key.contains_key(&n) && reached.insert(n) {
+                        stack.push(n);
                     }
                 }
             }
-            if queue.is_empty() {
-                break;
+        }
+        Objects::from_objs(
+            all.into_iter()
+                .filter(|o| reached.contains(&(o.kind(), o.id()))),
+        )
+    }
+
+    /// Every object, decoded as one enum.
+    pub fn into_objs(self) -> Vec<crate::Obj> {
+        use crate::Obj;
+        let mut v: Vec<Obj> = Vec::new();
+        v.extend(self.bridges.into_iter().map(Obj::from));
+        v.extend(self.routers.into_iter().map(Obj::from));
+        v.extend(self.ports.into_iter().map(Obj::from));
+        v.extend(self.routes.into_iter().map(Obj::from));
+        v.extend(self.chains.into_iter().map(Obj::from));
+        v.extend(self.rules.into_iter().map(Obj::from));
+        v.extend(self.port_groups.into_iter().map(Obj::from));
+        v.extend(self.ip_addr_groups.into_iter().map(Obj::from));
+        v.extend(self.dhcp.into_iter().map(Obj::from));
+        v.extend(self.load_balancers.into_iter().map(Obj::from));
+        v.extend(self.pools.into_iter().map(Obj::from));
+        v.extend(self.members.into_iter().map(Obj::from));
+        v.extend(self.vips.into_iter().map(Obj::from));
+        v.extend(self.health_monitors.into_iter().map(Obj::from));
+        v
+    }
+
+    /// The objects, sorted into their kinds.
+    pub fn from_objs(objs: impl IntoIterator<Item = crate::Obj>) -> Objects {
+        use crate::Obj;
+        let mut o = Objects::default();
+        for x in objs {
+            match x {
+                Obj::Bridge(x) => o.bridges.push(x),
+                Obj::Router(x) => o.routers.push(x),
+                Obj::Port(x) => o.ports.push(x),
+                Obj::Route(x) => o.routes.push(x),
+                Obj::Chain(x) => o.chains.push(x),
+                Obj::Rule(x) => o.rules.push(x),
+                Obj::PortGroup(x) => o.port_groups.push(x),
+                Obj::IpAddrGroup(x) => o.ip_addr_groups.push(x),
+                Obj::DhcpSubnet(x) => o.dhcp.push(x),
+                Obj::LoadBalancer(x) => o.load_balancers.push(x),
+                Obj::Pool(x) => o.pools.push(x),
+                Obj::PoolMember(x) => o.members.push(x),
+                Obj::Vip(x) => o.vips.push(x),
+                Obj::HealthMonitor(x) => o.health_monitors.push(x),
             }
         }
-        let rules: Vec<Rule> = self
-            .rules
-            .iter()
-            .filter(|r| chains.contains(&r.chain_id))
-            .cloned()
-            .collect();
-        // Groups rules name, and groups holding a reachable port (their
-        // members' hosts get the flow state of stateful groups).
-        let pgs: HashSet<Uuid> = rules
-            .iter()
-            .flat_map(|r| r.condition.port_group_ids())
-            .chain(
-                self.port_groups
-                    .iter()
-                    .filter(|g| {
-                        g.port_ids.iter().any(|p| {
-                            port_by_id
-                                .get(p)
-                                .is_some_and(|p| devices.contains(&p.device_id))
-                        })
-                    })
-                    .map(|g| g.id),
-            )
-            .collect();
-        let ags: HashSet<Uuid> = rules
-            .iter()
-            .flat_map(|r| r.condition.ip_addr_group_ids())
-            .collect();
-        let routers: Vec<Router> = self
-            .routers
-            .iter()
-            .filter(|r| devices.contains(&r.id))
-            .cloned()
-            .collect();
-        let lbs: HashSet<Uuid> = routers.iter().filter_map(|r| r.load_balancer_id).collect();
-        let pools: Vec<Pool> = self
-            .pools
-            .iter()
-            .filter(|p| p.load_balancer_id.is_some_and(|l| lbs.contains(&l)))
-            .cloned()
-            .collect();
-        let pool_ids: HashSet<Uuid> = pools.iter().map(|p| p.id).collect();
-        let monitors: HashSet<Uuid> = pools.iter().filter_map(|p| p.health_monitor_id).collect();
-        let ports: Vec<Port> = self
-            .ports
-            .iter()
-            .filter(|p| devices.contains(&p.device_id))
-            .cloned()
-            .collect();
-        let port_ids: HashSet<Uuid> = ports.iter().map(|p| p.id).collect();
-        Objects {
-            bridges: self
-                .bridges
-                .iter()
-                .filter(|b| devices.contains(&b.id))
-                .cloned()
-                .collect(),
-            routes: self
-                .routes
-                .iter()
-                .filter(|r| {
-                    r.router_id.is_some_and(|x| devices.contains(&x))
-                        || r.next_hop_port.is_some_and(|p| port_ids.contains(&p))
-                })
-                .cloned()
-                .collect(),
-            routers,
-            ports,
-            chains: self
-                .chains
-                .iter()
-                .filter(|c| chains.contains(&c.id))
-                .cloned()
-                .collect(),
-            rules,
-            port_groups: self
-                .port_groups
-                .iter()
-                .filter(|g| pgs.contains(&g.id))
-                .cloned()
-                .collect(),
-            ip_addr_groups: self
-                .ip_addr_groups
-                .iter()
-                .filter(|g| ags.contains(&g.id))
-                .cloned()
-                .collect(),
-            dhcp: self
-                .dhcp
-                .iter()
-                .filter(|d| devices.contains(&d.bridge_id))
-                .cloned()
-                .collect(),
-            load_balancers: self
-                .load_balancers
-                .iter()
-                .filter(|l| lbs.contains(&l.id))
-                .cloned()
-                .collect(),
-            members: self
-                .members
-                .iter()
-                .filter(|m| m.pool_id.is_some_and(|p| pool_ids.contains(&p)))
-                .cloned()
-                .collect(),
-            vips: self
-                .vips
-                .iter()
-                .filter(|v| v.pool_id.is_some_and(|p| pool_ids.contains(&p)))
-                .cloned()
-                .collect(),
-            health_monitors: self
-                .health_monitors
-                .iter()
-                .filter(|h| monitors.contains(&h.id))
-                .cloned()
-                .collect(),
-            pools,
-        }
+        o
     }
 }
 

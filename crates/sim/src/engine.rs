@@ -248,7 +248,11 @@ impl<'a, 'o> Sim<'a, 'o> {
     // ---- ports ----------------------------------------------------------
 
     pub fn port(&self, id: Id) -> Result<&'a Port, Missing> {
-        self.topo.ports.get(&id).ok_or(Missing::Port(id))
+        self.topo
+            .ports
+            .get(&id)
+            .map(|p| &**p)
+            .ok_or(Missing::Port(id))
     }
 
     pub fn ingress(&mut self, id: Id) -> Verdict {

@@ -6,6 +6,7 @@ pub use model::Objects;
 use model::{FlowAction, FragmentPolicy, RouteType, RuleType};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use uuid::Uuid;
 use wire::Mac;
 
@@ -377,246 +378,527 @@ pub struct LoadBalancer {
     pub vips: Vec<Vip>,
 }
 
-/// Everything the simulation reads about the virtual network.
+/// Everything the simulation reads about the virtual network. Entries are
+/// shared (`Arc`): a new version of the topology copies pointers, not
+/// devices, and only changed entries are compiled again.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
-    pub ports: FxHashMap<Id, Port>,
-    pub bridges: FxHashMap<Id, Bridge>,
-    pub routers: FxHashMap<Id, Router>,
-    pub chains: FxHashMap<Id, Chain>,
-    pub port_groups: FxHashMap<Id, FxHashSet<Id>>,
+    pub ports: FxHashMap<Id, Arc<Port>>,
+    pub bridges: FxHashMap<Id, Arc<Bridge>>,
+    pub routers: FxHashMap<Id, Arc<Router>>,
+    pub chains: FxHashMap<Id, Arc<Chain>>,
+    pub port_groups: FxHashMap<Id, Arc<FxHashSet<Id>>>,
     /// Port groups whose members share connection state (flow state goes to
     /// every member's host).
     pub stateful_groups: FxHashSet<Id>,
-    pub ip_addr_groups: FxHashMap<Id, FxHashSet<IpAddr>>,
-    pub load_balancers: FxHashMap<Id, LoadBalancer>,
-    pub pools: FxHashMap<Id, Pool>,
+    pub ip_addr_groups: FxHashMap<Id, Arc<FxHashSet<IpAddr>>>,
+    pub load_balancers: FxHashMap<Id, Arc<LoadBalancer>>,
+    pub pools: FxHashMap<Id, Arc<Pool>>,
+}
+
+/// What compiling reads: the model objects in scope (what a host reaches),
+/// by id and by what they belong to.
+pub trait Source {
+    fn port(&self, id: Id) -> Option<&model::Port>;
+    fn bridge(&self, id: Id) -> Option<&model::Bridge>;
+    fn router(&self, id: Id) -> Option<&model::Router>;
+    fn chain(&self, id: Id) -> Option<&model::Chain>;
+    fn rule(&self, id: Id) -> Option<&model::Rule>;
+    fn port_group(&self, id: Id) -> Option<&model::PortGroup>;
+    fn ip_addr_group(&self, id: Id) -> Option<&model::IpAddrGroup>;
+    fn pool(&self, id: Id) -> Option<&model::Pool>;
+    fn load_balancer(&self, id: Id) -> Option<&model::LoadBalancer>;
+    /// The ports of a bridge or router.
+    fn ports_of(&self, device: Id) -> Vec<&model::Port>;
+    /// The routes naming `router`, or one of its ports as next hop.
+    fn routes_of(&self, router: Id) -> Vec<&model::Route>;
+    fn dhcp_of(&self, bridge: Id) -> Vec<&model::DhcpSubnet>;
+    fn members_of(&self, pool: Id) -> Vec<&model::PoolMember>;
+    fn vips_of(&self, lb: Id) -> Vec<&model::Vip>;
+    /// The port groups holding `port`.
+    fn groups_of(&self, port: Id) -> Vec<Id>;
+}
+
+/// An entry of the compiled topology, by what it is keyed as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entry {
+    Port(Id),
+    Bridge(Id),
+    Router(Id),
+    Chain(Id),
+    PortGroup(Id),
+    IpAddrGroup(Id),
+    LoadBalancer(Id),
+    Pool(Id),
+}
+
+fn is_exterior(p: &model::Port) -> bool {
+    p.host_id.is_some() && p.interface_name.is_some()
 }
 
 impl Topology {
     /// Compiles model objects into a topology (a full recompute).
     pub fn build(o: &Objects) -> Topology {
+        let s = Indexed::new(o);
         let mut t = Topology::default();
+        let entries = o
+            .ports
+            .iter()
+            .map(|x| Entry::Port(x.id))
+            .chain(o.bridges.iter().map(|x| Entry::Bridge(x.id)))
+            .chain(o.routers.iter().map(|x| Entry::Router(x.id)))
+            .chain(o.chains.iter().map(|x| Entry::Chain(x.id)))
+            .chain(o.port_groups.iter().map(|x| Entry::PortGroup(x.id)))
+            .chain(o.ip_addr_groups.iter().map(|x| Entry::IpAddrGroup(x.id)))
+            .chain(o.load_balancers.iter().map(|x| Entry::LoadBalancer(x.id)))
+            .chain(o.pools.iter().map(|x| Entry::Pool(x.id)));
+        for e in entries {
+            t.compile(&s, e);
+        }
+        t
+    }
+
+    /// Compiles one entry again from `s` (removing it if `s` no longer has
+    /// its object).
+    pub fn compile(&mut self, s: &impl Source, e: Entry) {
+        fn set<T>(m: &mut FxHashMap<Id, Arc<T>>, id: Id, v: Option<T>) {
+            match v {
+                Some(v) => m.insert(id, Arc::new(v)),
+                None => m.remove(&id),
+            };
+        }
+        match e {
+            Entry::Port(id) => set(&mut self.ports, id, s.port(id).map(|p| port(s, p))),
+            Entry::Bridge(id) => set(&mut self.bridges, id, s.bridge(id).map(|b| bridge(s, b))),
+            Entry::Router(id) => set(&mut self.routers, id, s.router(id).map(|r| router(s, r))),
+            Entry::Chain(id) => set(&mut self.chains, id, s.chain(id).map(|c| chain(s, c))),
+            Entry::PortGroup(id) => {
+                let g = s.port_group(id);
+                if g.is_some_and(|g| g.stateful) {
+                    self.stateful_groups.insert(id);
+                } else {
+                    self.stateful_groups.remove(&id);
+                }
+                set(
+                    &mut self.port_groups,
+                    id,
+                    g.map(|g| g.port_ids.iter().copied().collect()),
+                );
+            }
+            Entry::IpAddrGroup(id) => set(
+                &mut self.ip_addr_groups,
+                id,
+                s.ip_addr_group(id)
+                    .map(|g| g.addrs.iter().copied().collect()),
+            ),
+            Entry::LoadBalancer(id) => set(
+                &mut self.load_balancers,
+                id,
+                s.load_balancer(id).map(|l| load_balancer(s, l)),
+            ),
+            Entry::Pool(id) => set(&mut self.pools, id, s.pool(id).map(|p| pool(s, p))),
+        }
+    }
+}
+
+fn port(s: &impl Source, p: &model::Port) -> Port {
+    let mut groups = s.groups_of(p.id);
+    groups.sort();
+    groups.dedup();
+    Port {
+        id: p.id,
+        device: if p.is_router_port() {
+            Device::Router(p.device_id)
+        } else {
+            Device::Bridge(p.device_id)
+        },
+        admin_up: p.admin_state_up,
+        in_filter: p.inbound_filter_id,
+        out_filter: p.outbound_filter_id,
+        peer: p.peer_id,
+        host: p.host_id,
+        interface: p.interface_name.clone(),
+        tunnel_key: p.tunnel_key as u32,
+        vlan: p.vlan_id.unwrap_or(0),
+        mac: Mac(p.port_mac.map(|m| m.0).unwrap_or_default()),
+        ip: p.port_address,
+        subnet: p
+            .network_address
+            .map(|a| Prefix::new(a, p.network_length.unwrap_or(32))),
+        groups,
+    }
+}
+
+fn bridge(s: &impl Source, b: &model::Bridge) -> Bridge {
+    let mut dhcp: Vec<model::DhcpSubnet> = s.dhcp_of(b.id).into_iter().cloned().collect();
+    dhcp.sort_by_key(|d| d.id);
+    let mut br = Bridge {
+        id: b.id,
+        admin_up: b.admin_state_up,
+        in_filter: b.inbound_filter_id,
+        out_filter: b.outbound_filter_id,
+        exterior_ports: Vec::new(),
+        router_macs: FxHashMap::default(),
+        router_ips: FxHashMap::default(),
+        dhcp,
+        vlan_ports: FxHashMap::default(),
+    };
+    let mut ports = s.ports_of(b.id);
+    ports.retain(|p| !p.is_router_port());
+    ports.sort_by_key(|p| p.id);
+    for p in ports {
+        if is_exterior(p) {
+            br.exterior_ports.push(p.id);
+        }
+        let vlan = p.vlan_id.unwrap_or(0);
+        if vlan != 0 && p.peer_id.is_some() {
+            br.vlan_ports.insert(vlan, p.id);
+        }
+        if let Some(peer) = p.peer_id.and_then(|q| s.port(q))
+            && peer.is_router_port()
+        {
+            let mac = Mac(peer.port_mac.map(|m| m.0).unwrap_or_default());
+            br.router_macs.insert(mac, p.id);
+            if let Some(ip) = peer.port_address {
+                br.router_ips.insert(ip, mac);
+            }
+        }
+    }
+    br
+}
+
+fn router(s: &impl Source, r: &model::Router) -> Router {
+    let mut ports: Vec<&model::Port> = s.ports_of(r.id);
+    ports.retain(|p| p.is_router_port());
+    ports.sort_by_key(|p| p.id);
+    let mut rt = Router {
+        id: r.id,
+        admin_up: r.admin_state_up,
+        in_chains: [r.local_redirect_chain_id, r.inbound_filter_id]
+            .into_iter()
+            .flatten()
+            .collect(),
+        out_chains: [r.forward_chain_id, r.outbound_filter_id]
+            .into_iter()
+            .flatten()
+            .collect(),
+        routes: RoutingTable::default(),
+        ports: ports.iter().map(|p| p.id).collect(),
+        load_balancer: r.load_balancer_id,
+    };
+    let mut routes = s.routes_of(r.id);
+    routes.sort_by_key(|x| x.id);
+    routes.dedup_by_key(|x| x.id);
+    for route in &routes {
+        let port = route.next_hop_port.and_then(|p| s.port(p));
+        let mine = route.router_id == Some(r.id)
+            || port.is_some_and(|p| p.is_router_port() && p.device_id == r.id);
+        // A port's routes count only while the port is up and plugged.
+        let publishes =
+            port.is_none_or(|p| p.admin_state_up && (p.peer_id.is_some() || is_exterior(p)));
+        if !mine || !publishes {
+            continue;
+        }
+        let gw = route
+            .next_hop_gateway
+            .filter(|g| !g.is_unspecified() && !g.is_broadcast());
+        rt.routes.add(Route {
+            id: route.id,
+            src: Prefix::new(
+                route.src_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                route.src_network_length,
+            ),
+            dst: Prefix::new(
+                route.dst_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                route.dst_network_length,
+            ),
+            kind: route.route_type.unwrap_or(RouteType::Normal),
+            port: route.next_hop_port,
+            gateway: gw,
+            weight: route.weight,
+        });
+    }
+    // Every router port address is delivered locally, even without the
+    // LOCAL route the API creates with the port.
+    for p in &ports {
+        if let Some(ip) = p.port_address {
+            let has_local = routes.iter().any(|x| {
+                x.route_type == Some(RouteType::Local)
+                    && x.dst_network_addr == Some(ip)
+                    && x.dst_network_length == 32
+            });
+            if !has_local {
+                rt.routes.add(Route {
+                    id: p.id,
+                    src: Prefix::ANY,
+                    dst: Prefix::new(ip, 32),
+                    kind: RouteType::Local,
+                    port: Some(p.id),
+                    gateway: None,
+                    weight: 0,
+                });
+            }
+        }
+    }
+    rt
+}
+
+fn chain(s: &impl Source, c: &model::Chain) -> Chain {
+    Chain {
+        id: c.id,
+        name: c.name.clone().unwrap_or_default(),
+        rules: c
+            .rule_ids
+            .iter()
+            .filter_map(|id| s.rule(*id))
+            // A rule listed here but naming another chain is not this one's.
+            .filter(|r| r.chain_id == c.id)
+            .map(Rule::compile)
+            .collect(),
+    }
+}
+
+fn pool(s: &impl Source, p: &model::Pool) -> Pool {
+    let mut members: Vec<Member> = s
+        .members_of(p.id)
+        .into_iter()
+        .map(|m| Member {
+            id: m.id,
+            ip: m.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port: m.protocol_port as u16,
+            weight: m.weight.unwrap_or(1).max(0) as u32,
+            admin_up: m.admin_state_up,
+            active: m.status.as_deref() != Some("INACTIVE"),
+        })
+        .collect();
+    members.sort_by_key(|m| m.id);
+    Pool {
+        id: p.id,
+        admin_up: p.admin_state_up,
+        members,
+    }
+}
+
+fn load_balancer(s: &impl Source, lb: &model::LoadBalancer) -> LoadBalancer {
+    let mut vips: Vec<Vip> = s
+        .vips_of(lb.id)
+        .into_iter()
+        .map(|v| Vip {
+            id: v.id,
+            ip: v.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port: v.protocol_port as u16,
+            admin_up: v.admin_state_up,
+            pool: v.pool_id.unwrap_or_default(),
+            sticky: v.session_persistence.as_deref() == Some("SOURCE_IP"),
+        })
+        .collect();
+    vips.sort_by_key(|v| v.id);
+    LoadBalancer {
+        id: lb.id,
+        admin_up: lb.admin_state_up,
+        vips,
+    }
+}
+
+/// A [`Source`] over a set of objects (every one of them in scope), indexed
+/// once: a full recompute is linear in the objects.
+struct Indexed<'a> {
+    ports: FxHashMap<Id, &'a model::Port>,
+    bridges: FxHashMap<Id, &'a model::Bridge>,
+    routers: FxHashMap<Id, &'a model::Router>,
+    chains: FxHashMap<Id, &'a model::Chain>,
+    rules: FxHashMap<Id, &'a model::Rule>,
+    port_groups: FxHashMap<Id, &'a model::PortGroup>,
+    ip_addr_groups: FxHashMap<Id, &'a model::IpAddrGroup>,
+    pools: FxHashMap<Id, &'a model::Pool>,
+    load_balancers: FxHashMap<Id, &'a model::LoadBalancer>,
+    ports_of: FxHashMap<Id, Vec<&'a model::Port>>,
+    routes_of: FxHashMap<Id, Vec<&'a model::Route>>,
+    dhcp_of: FxHashMap<Id, Vec<&'a model::DhcpSubnet>>,
+    members_of: FxHashMap<Id, Vec<&'a model::PoolMember>>,
+    vips_of: FxHashMap<Id, Vec<&'a model::Vip>>,
+    groups_of: FxHashMap<Id, Vec<Id>>,
+}
+
+fn by_id<T: model::Object>(v: &[T]) -> FxHashMap<Id, &T> {
+    v.iter().map(|o| (o.id(), o)).collect()
+}
+
+fn group<T>(v: &[T], key: impl Fn(&T) -> Vec<Id>) -> FxHashMap<Id, Vec<&T>> {
+    let mut m: FxHashMap<Id, Vec<&T>> = FxHashMap::default();
+    for o in v {
+        for k in key(o) {
+            m.entry(k).or_default().push(o);
+        }
+    }
+    m
+}
+
+impl<'a> Indexed<'a> {
+    fn new(o: &'a Objects) -> Self {
+        let ports = by_id(&o.ports);
         let mut groups_of: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
         for g in &o.port_groups {
-            t.port_groups
-                .insert(g.id, g.port_ids.iter().copied().collect());
-            if g.stateful {
-                t.stateful_groups.insert(g.id);
-            }
             for p in &g.port_ids {
                 groups_of.entry(*p).or_default().push(g.id);
             }
         }
-        for g in &o.ip_addr_groups {
-            t.ip_addr_groups
-                .insert(g.id, g.addrs.iter().copied().collect());
+        Indexed {
+            ports_of: group(&o.ports, |p| vec![p.device_id]),
+            routes_of: group(&o.routes, |r| {
+                let via = r
+                    .next_hop_port
+                    .and_then(|p| ports.get(&p))
+                    .map(|p| p.device_id);
+                r.router_id.into_iter().chain(via).collect()
+            }),
+            ports,
+            bridges: by_id(&o.bridges),
+            routers: by_id(&o.routers),
+            chains: by_id(&o.chains),
+            rules: by_id(&o.rules),
+            port_groups: by_id(&o.port_groups),
+            ip_addr_groups: by_id(&o.ip_addr_groups),
+            pools: by_id(&o.pools),
+            load_balancers: by_id(&o.load_balancers),
+            dhcp_of: group(&o.dhcp, |d| vec![d.bridge_id]),
+            members_of: group(&o.members, |m| m.pool_id.into_iter().collect()),
+            vips_of: group(&o.vips, |v| v.load_balancer_id.into_iter().collect()),
+            groups_of,
         }
-        for p in &o.ports {
-            let device = if p.is_router_port() {
-                Device::Router(p.device_id)
-            } else {
-                Device::Bridge(p.device_id)
-            };
-            t.ports.insert(
-                p.id,
-                Port {
-                    id: p.id,
-                    device,
-                    admin_up: p.admin_state_up,
-                    in_filter: p.inbound_filter_id,
-                    out_filter: p.outbound_filter_id,
-                    peer: p.peer_id,
-                    host: p.host_id,
-                    interface: p.interface_name.clone(),
-                    tunnel_key: p.tunnel_key as u32,
-                    vlan: p.vlan_id.unwrap_or(0),
-                    mac: Mac(p.port_mac.map(|m| m.0).unwrap_or_default()),
-                    ip: p.port_address,
-                    subnet: p
-                        .network_address
-                        .map(|a| Prefix::new(a, p.network_length.unwrap_or(32))),
-                    groups: groups_of.remove(&p.id).unwrap_or_default(),
-                },
+    }
+}
+
+fn list<'a, T>(m: &FxHashMap<Id, Vec<&'a T>>, id: Id) -> Vec<&'a T> {
+    m.get(&id).cloned().unwrap_or_default()
+}
+
+impl Source for Indexed<'_> {
+    fn port(&self, id: Id) -> Option<&model::Port> {
+        self.ports.get(&id).copied()
+    }
+    fn bridge(&self, id: Id) -> Option<&model::Bridge> {
+        self.bridges.get(&id).copied()
+    }
+    fn router(&self, id: Id) -> Option<&model::Router> {
+        self.routers.get(&id).copied()
+    }
+    fn chain(&self, id: Id) -> Option<&model::Chain> {
+        self.chains.get(&id).copied()
+    }
+    fn rule(&self, id: Id) -> Option<&model::Rule> {
+        self.rules.get(&id).copied()
+    }
+    fn port_group(&self, id: Id) -> Option<&model::PortGroup> {
+        self.port_groups.get(&id).copied()
+    }
+    fn ip_addr_group(&self, id: Id) -> Option<&model::IpAddrGroup> {
+        self.ip_addr_groups.get(&id).copied()
+    }
+    fn pool(&self, id: Id) -> Option<&model::Pool> {
+        self.pools.get(&id).copied()
+    }
+    fn load_balancer(&self, id: Id) -> Option<&model::LoadBalancer> {
+        self.load_balancers.get(&id).copied()
+    }
+    fn ports_of(&self, device: Id) -> Vec<&model::Port> {
+        list(&self.ports_of, device)
+    }
+    fn routes_of(&self, router: Id) -> Vec<&model::Route> {
+        list(&self.routes_of, router)
+    }
+    fn dhcp_of(&self, bridge: Id) -> Vec<&model::DhcpSubnet> {
+        list(&self.dhcp_of, bridge)
+    }
+    fn members_of(&self, pool: Id) -> Vec<&model::PoolMember> {
+        list(&self.members_of, pool)
+    }
+    fn vips_of(&self, lb: Id) -> Vec<&model::Vip> {
+        list(&self.vips_of, lb)
+    }
+    fn groups_of(&self, port: Id) -> Vec<Id> {
+        self.groups_of.get(&port).cloned().unwrap_or_default()
+    }
+}
+
+impl RoutingTable {
+    /// Every route, longest prefix first, then by network and id.
+    pub fn routes(&self) -> Vec<&Route> {
+        let mut v: Vec<&Route> = self
+            .by_len
+            .iter()
+            .flat_map(|(_, m)| m.values().flatten())
+            .collect();
+        v.sort_by_key(|r| (std::cmp::Reverse(r.dst.len), r.dst.net, r.id));
+        v
+    }
+}
+
+impl Topology {
+    /// A text form independent of how the topology was built (hash map
+    /// order aside), to compare an incremental build with a full one.
+    pub fn canonical(&self) -> String {
+        use std::collections::BTreeMap;
+        use std::fmt::Write;
+        fn sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
+            m: impl IntoIterator<Item = (K, V)>,
+        ) -> String {
+            format!("{:?}", m.into_iter().collect::<BTreeMap<K, V>>())
+        }
+        let mut out = String::new();
+        for (id, p) in self.ports.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(out, "port {id} {p:?}");
+        }
+        for (id, b) in self.bridges.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(
+                out,
+                "bridge {id} {} {} {:?} {:?} {:?} {} {} {}",
+                b.admin_up,
+                b.exterior_ports.len(),
+                b.exterior_ports,
+                (b.in_filter, b.out_filter),
+                b.dhcp.iter().map(|d| d.id).collect::<Vec<_>>(),
+                sorted(b.router_macs.iter().map(|(m, p)| (m.0, p))),
+                sorted(b.router_ips.iter()),
+                sorted(b.vlan_ports.iter()),
             );
         }
-        for b in &o.bridges {
-            let mut br = Bridge {
-                id: b.id,
-                admin_up: b.admin_state_up,
-                in_filter: b.inbound_filter_id,
-                out_filter: b.outbound_filter_id,
-                exterior_ports: Vec::new(),
-                router_macs: FxHashMap::default(),
-                router_ips: FxHashMap::default(),
-                dhcp: o
-                    .dhcp
-                    .iter()
-                    .filter(|d| d.bridge_id == b.id)
-                    .cloned()
-                    .collect(),
-                vlan_ports: FxHashMap::default(),
-            };
-            let mut ports: Vec<&Port> = t
-                .ports
-                .values()
-                .filter(|p| p.device == Device::Bridge(b.id))
-                .collect();
-            ports.sort_by_key(|p| p.id);
-            for p in ports {
-                if p.is_exterior() {
-                    br.exterior_ports.push(p.id);
-                }
-                if p.vlan != 0 && p.peer.is_some() {
-                    br.vlan_ports.insert(p.vlan, p.id);
-                }
-                if let Some(peer) = p.peer.and_then(|q| t.ports.get(&q))
-                    && matches!(peer.device, Device::Router(_))
-                {
-                    br.router_macs.insert(peer.mac, p.id);
-                    if let Some(ip) = peer.ip {
-                        br.router_ips.insert(ip, peer.mac);
-                    }
-                }
-            }
-            t.bridges.insert(b.id, br);
-        }
-        for r in &o.routers {
-            let mut rt = Router {
-                id: r.id,
-                admin_up: r.admin_state_up,
-                in_chains: [r.local_redirect_chain_id, r.inbound_filter_id]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                out_chains: [r.forward_chain_id, r.outbound_filter_id]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                routes: RoutingTable::default(),
-                ports: t
-                    .ports
-                    .values()
-                    .filter(|p| p.device == Device::Router(r.id))
-                    .map(|p| p.id)
-                    .collect(),
-                load_balancer: r.load_balancer_id,
-            };
-            rt.ports.sort();
-            for route in &o.routes {
-                let port = route.next_hop_port.and_then(|p| t.ports.get(&p));
-                let mine = route.router_id == Some(r.id)
-                    || port.is_some_and(|p| p.device == Device::Router(r.id));
-                // A port's routes count only while the port is up and plugged.
-                let publishes =
-                    port.is_none_or(|p| p.admin_up && (p.peer.is_some() || p.is_exterior()));
-                if !mine || !publishes {
-                    continue;
-                }
-                let gw = route
-                    .next_hop_gateway
-                    .filter(|g| !g.is_unspecified() && !g.is_broadcast());
-                rt.routes.add(Route {
-                    id: route.id,
-                    src: Prefix::new(
-                        route.src_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        route.src_network_length,
-                    ),
-                    dst: Prefix::new(
-                        route.dst_network_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        route.dst_network_length,
-                    ),
-                    kind: route.route_type.unwrap_or(RouteType::Normal),
-                    port: route.next_hop_port,
-                    gateway: gw,
-                    weight: route.weight,
-                });
-            }
-            // Every router port address is delivered locally, even without
-            // the LOCAL route the API creates with the port.
-            for pid in &rt.ports {
-                let p = &t.ports[pid];
-                if let Some(ip) = p.ip {
-                    let has_local = o.routes.iter().any(|x| {
-                        x.route_type == Some(RouteType::Local)
-                            && x.dst_network_addr == Some(ip)
-                            && x.dst_network_length == 32
-                    });
-                    if !has_local {
-                        rt.routes.add(Route {
-                            id: *pid,
-                            src: Prefix::ANY,
-                            dst: Prefix::new(ip, 32),
-                            kind: RouteType::Local,
-                            port: Some(*pid),
-                            gateway: None,
-                            weight: 0,
-                        });
-                    }
-                }
-            }
-            t.routers.insert(r.id, rt);
-        }
-        let rules: FxHashMap<Id, &model::Rule> = o.rules.iter().map(|r| (r.id, r)).collect();
-        for c in &o.chains {
-            t.chains.insert(
-                c.id,
-                Chain {
-                    id: c.id,
-                    name: c.name.clone().unwrap_or_default(),
-                    rules: c
-                        .rule_ids
-                        .iter()
-                        .filter_map(|id| rules.get(id))
-                        .map(|r| Rule::compile(r))
-                        .collect(),
-                },
+        for (id, r) in self.routers.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(
+                out,
+                "router {id} {} {:?} {:?} {:?} {:?} {:?}",
+                r.admin_up,
+                r.in_chains,
+                r.out_chains,
+                r.ports,
+                r.load_balancer,
+                r.routes.routes()
             );
         }
-        for p in &o.pools {
-            t.pools.insert(
-                p.id,
-                Pool {
-                    id: p.id,
-                    admin_up: p.admin_state_up,
-                    members: o
-                        .members
-                        .iter()
-                        .filter(|m| m.pool_id == Some(p.id))
-                        .map(|m| Member {
-                            id: m.id,
-                            ip: m.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            port: m.protocol_port as u16,
-                            weight: m.weight.unwrap_or(1).max(0) as u32,
-                            admin_up: m.admin_state_up,
-                            active: m.status.as_deref() != Some("INACTIVE"),
-                        })
-                        .collect(),
-                },
+        for (id, c) in self.chains.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(out, "chain {id} {c:?}");
+        }
+        for (id, g) in self.port_groups.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(
+                out,
+                "group {id} {} {:?}",
+                self.stateful_groups.contains(id),
+                g.iter().collect::<std::collections::BTreeSet<_>>()
             );
         }
-        for lb in &o.load_balancers {
-            t.load_balancers.insert(
-                lb.id,
-                LoadBalancer {
-                    id: lb.id,
-                    admin_up: lb.admin_state_up,
-                    vips: o
-                        .vips
-                        .iter()
-                        .filter(|v| v.load_balancer_id == Some(lb.id))
-                        .map(|v| Vip {
-                            id: v.id,
-                            ip: v.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            port: v.protocol_port as u16,
-                            admin_up: v.admin_state_up,
-                            pool: v.pool_id.unwrap_or_default(),
-                            sticky: v.session_persistence.as_deref() == Some("SOURCE_IP"),
-                        })
-                        .collect(),
-                },
+        for (id, g) in self.ip_addr_groups.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(
+                out,
+                "addrs {id} {:?}",
+                g.iter().collect::<std::collections::BTreeSet<_>>()
             );
         }
-        t
+        for (id, l) in self.load_balancers.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(out, "lb {id} {l:?}");
+        }
+        for (id, p) in self.pools.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(out, "pool {id} {p:?}");
+        }
+        out
     }
 }

@@ -1,13 +1,527 @@
-//! The topology service protocol (gRPC): agents subscribe to topology
-//! changes with a resumable watch and hold a session that keeps their host
-//! alive and their port states published.
+//! The incremental topology engine. It holds the decoded objects with their
+//! reverse references (read from [`model::REFS`]), keeps what a host's ports
+//! reach current per change, and keeps the simulation's [`Topology`]
+//! compiled per changed entry. Changes are applied one by one and committed
+//! in batches; a commit returns the flow tags the batch made stale and what
+//! the host gained or lost sight of.
+//!
+//! The cost of a change is what it touches, with one exception: a change
+//! that can shrink what the host reaches (a delete, a moved reference, an
+//! unbound port) walks the host's reach again from its ports, once per
+//! commit. [`Engine::recompute`] is the full-recompute fallback; tests hold
+//! the two equal.
 
-pub mod v1 {
-    tonic::include_proto!("midonet.topology.v1");
+use model::{Kind, Obj, REFS};
+use rustc_hash::{FxHashMap, FxHashSet};
+use sim::topology::{Entry, Source};
+use sim::{Tag, Topology};
+use uuid::Uuid;
+
+pub type Key = (Kind, Uuid);
+
+/// What a commit changed.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// Flow tags made stale: each changed object's and its parents'.
+    pub tags: Vec<Tag>,
+    /// Objects that came into reach, and that went out of it.
+    pub gained: Vec<Key>,
+    pub lost: Vec<Key>,
+    /// Compiled entries recompiled.
+    pub recompiled: usize,
+    /// Whether the host's reach was walked again from its ports.
+    pub rewalked: bool,
 }
 
-pub use v1::topology_client::TopologyClient;
-pub use v1::topology_server::{Topology, TopologyServer};
+/// One host's view of the topology (see the crate docs).
+pub struct Engine {
+    host: Uuid,
+    /// Compile the simulation's topology (the agent) or only track reach
+    /// (the cluster's per-host filter).
+    compiles: bool,
+    objects: FxHashMap<Key, Obj>,
+    /// (row of REFS, named id) -> ids of the objects naming it there.
+    referrers: FxHashMap<(usize, Uuid), FxHashSet<Uuid>>,
+    reached: FxHashSet<Key>,
+    /// Ports bound to this host: where reach starts.
+    starts: FxHashSet<Uuid>,
+    topo: Topology,
+    /// Since the last commit: each changed object's version before the batch.
+    before: FxHashMap<Key, Option<Obj>>,
+    gained: Vec<Key>,
+    rewalk: bool,
+}
 
-/// MidoNet's topology API port.
-pub const DEFAULT_PORT: u16 = 8088;
+fn row(from: Kind, field: &str, to: Kind) -> usize {
+    REFS.iter()
+        .position(|r| r.from == from && r.field == field && r.to == to)
+        .unwrap_or_else(|| panic!("REFS has no {from:?}.{field} -> {to:?}"))
+}
+
+/// The rows the engine's joins read (looked up once).
+struct Rows {
+    bridge_ports: usize,
+    router_ports: usize,
+    route_router: usize,
+    route_port: usize,
+    dhcp_bridge: usize,
+    member_pool: usize,
+    vip_lb: usize,
+    group_ports: usize,
+    peer: usize,
+}
+
+fn rows() -> &'static Rows {
+    static ROWS: std::sync::OnceLock<Rows> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| Rows {
+        bridge_ports: row(Kind::Port, "deviceId", Kind::Bridge),
+        router_ports: row(Kind::Port, "deviceId", Kind::Router),
+        route_router: row(Kind::Route, "routerId", Kind::Router),
+        route_port: row(Kind::Route, "nextHopPort", Kind::Port),
+        dhcp_bridge: row(Kind::DhcpSubnet, "bridgeId", Kind::Bridge),
+        member_pool: row(Kind::PoolMember, "poolId", Kind::Pool),
+        vip_lb: row(Kind::Vip, "loadBalancerId", Kind::LoadBalancer),
+        group_ports: row(Kind::PortGroup, "portIds", Kind::Port),
+        peer: row(Kind::Port, "peerId", Kind::Port),
+    })
+}
+
+/// The compiled entry an object is, if it is one.
+fn entry_of(k: Key) -> Option<Entry> {
+    let (kind, id) = k;
+    Some(match kind {
+        Kind::Port => Entry::Port(id),
+        Kind::Bridge => Entry::Bridge(id),
+        Kind::Router => Entry::Router(id),
+        Kind::Chain => Entry::Chain(id),
+        Kind::PortGroup => Entry::PortGroup(id),
+        Kind::IpAddrGroup => Entry::IpAddrGroup(id),
+        Kind::LoadBalancer => Entry::LoadBalancer(id),
+        Kind::Pool => Entry::Pool(id),
+        _ => return None,
+    })
+}
+
+/// Everything an object names, per row, for reach (rows that walk).
+fn walked_refs(o: &Obj) -> Vec<(usize, Uuid)> {
+    REFS.iter()
+        .enumerate()
+        .filter(|(_, r)| r.from == o.kind() && r.walk != model::Walk::No)
+        .flat_map(|(i, r)| (r.get)(o).into_iter().map(move |id| (i, id)))
+        .collect()
+}
+
+fn bound_here(o: &Obj, host: Uuid) -> bool {
+    matches!(o, Obj::Port(p) if p.host_id == Some(host))
+}
+
+impl Engine {
+    pub fn new(host: Uuid, compiles: bool) -> Engine {
+        Engine {
+            host,
+            compiles,
+            objects: FxHashMap::default(),
+            referrers: FxHashMap::default(),
+            reached: FxHashSet::default(),
+            starts: FxHashSet::default(),
+            topo: Topology::default(),
+            before: FxHashMap::default(),
+            gained: Vec::new(),
+            rewalk: false,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+    pub fn reached(&self) -> &FxHashSet<Key> {
+        &self.reached
+    }
+    pub fn get(&self, k: Key) -> Option<&Obj> {
+        self.objects.get(&k)
+    }
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+    /// The ports bound to this host.
+    pub fn local_ports(&self) -> impl Iterator<Item = &model::Port> {
+        self.starts
+            .iter()
+            .filter_map(|id| match self.objects.get(&(Kind::Port, *id)) {
+                Some(Obj::Port(p)) => Some(p),
+                _ => None,
+            })
+    }
+
+    /// Applies stored JSON of kind `kind` (`None`: deleted). Not a topology
+    /// kind, or bytes that do not decode: `false`, nothing changes (an
+    /// undecodable version counts as deleted).
+    pub fn apply_stored(&mut self, kind: &str, id: Uuid, data: Option<&[u8]>) -> bool {
+        let Some(kind) = model::Objects::KINDS.iter().find(|k| k.name() == kind) else {
+            return false;
+        };
+        match data.and_then(|d| Obj::decode(*kind, d)) {
+            Some(o) if o.id() == id => self.put(o),
+            _ => self.delete(*kind, id),
+        }
+        true
+    }
+
+    pub fn put(&mut self, o: Obj) {
+        let k = (o.kind(), o.id());
+        let old = self.objects.insert(k, o);
+        self.changed(k, old);
+    }
+
+    pub fn delete(&mut self, kind: Kind, id: Uuid) {
+        let old = self.objects.remove(&(kind, id));
+        if old.is_some() {
+            self.changed((kind, id), old);
+        }
+    }
+
+    fn changed(&mut self, k: Key, old: Option<Obj>) {
+        let new = self.objects.get(&k);
+        // Reverse references: the old version's out, the new one's in.
+        let old_refs = old.as_ref().map(ref_rows).unwrap_or_default();
+        let new_refs = new.map(ref_rows).unwrap_or_default();
+        let bound = new.is_some_and(|o| bound_here(o, self.host));
+        let was_bound = old.as_ref().is_some_and(|o| bound_here(o, self.host));
+        // Reach can only shrink when a reached object loses a reference it
+        // walked (or goes, or is unbound): then the commit walks again.
+        let shrinks = match (&old, new) {
+            (Some(o), Some(n)) => {
+                let now = walked_refs(n);
+                !walked_refs(o).iter().all(|x| now.contains(x)) || (was_bound && !bound)
+            }
+            _ => true,
+        };
+        let exists = new.is_some();
+        for (i, id) in &old_refs {
+            if !new_refs.contains(&(*i, *id))
+                && let Some(s) = self.referrers.get_mut(&(*i, *id))
+            {
+                s.remove(&k.1);
+                if s.is_empty() {
+                    self.referrers.remove(&(*i, *id));
+                }
+            }
+        }
+        for (i, id) in &new_refs {
+            self.referrers.entry((*i, *id)).or_default().insert(k.1);
+        }
+        if bound {
+            self.starts.insert(k.1);
+        } else {
+            self.starts.remove(&k.1);
+        }
+        if self.reached.contains(&k) {
+            if shrinks {
+                self.rewalk = true;
+            } else {
+                // It may name more than before.
+                self.walk(vec![k]);
+            }
+        } else if exists && (bound || self.reached_by_neighbour(k)) {
+            self.reached.insert(k);
+            self.gained.push(k);
+            self.walk(vec![k]);
+        }
+        self.before.entry(k).or_insert(old);
+    }
+
+    /// Whether a reached object reaches `k` through one reference.
+    fn reached_by_neighbour(&self, k: Key) -> bool {
+        let Some(o) = self.objects.get(&k) else {
+            return false;
+        };
+        let via_own = REFS.iter().any(|r| {
+            r.from == k.0
+                && r.walks_backward()
+                && (r.get)(o)
+                    .iter()
+                    .any(|id| self.reached.contains(&(r.to, *id)))
+        });
+        via_own
+            || REFS.iter().enumerate().any(|(i, r)| {
+                r.to == k.0
+                    && r.walks_forward()
+                    && self.referrers.get(&(i, k.1)).is_some_and(|s| {
+                        s.iter().any(|from| self.reached.contains(&(r.from, *from)))
+                    })
+            })
+    }
+
+    /// Extends reach from `frontier` (reached objects): what they reach
+    /// that is not reached yet.
+    fn walk(&mut self, mut stack: Vec<Key>) {
+        while let Some(k) = stack.pop() {
+            for n in self.neighbours(k) {
+                if self.objects.contains_key(&n) && self.reached.insert(n) {
+                    self.gained.push(n);
+                    stack.push(n);
+                }
+            }
+        }
+    }
+
+    /// What `k` reaches through one reference (existing or not).
+    fn neighbours(&self, k: Key) -> Vec<Key> {
+        let Some(o) = self.objects.get(&k) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, r) in REFS.iter().enumerate() {
+            if r.from == k.0 && r.walks_forward() {
+                out.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
+            }
+            if r.to == k.0
+                && r.walks_backward()
+                && let Some(s) = self.referrers.get(&(i, k.1))
+            {
+                out.extend(s.iter().map(|id| (r.from, *id)));
+            }
+        }
+        out
+    }
+
+    /// Reach from this host's ports, from scratch.
+    fn walk_all(&self) -> FxHashSet<Key> {
+        let mut reached: FxHashSet<Key> = FxHashSet::default();
+        let mut stack: Vec<Key> = self
+            .starts
+            .iter()
+            .map(|id| (Kind::Port, *id))
+            .filter(|k| self.objects.contains_key(k))
+            .collect();
+        reached.extend(stack.iter().copied());
+        while let Some(k) = stack.pop() {
+            for n in self.neighbours(k) {
+                if self.objects.contains_key(&n) && reached.insert(n) {
+                    stack.push(n);
+                }
+            }
+        }
+        reached
+    }
+
+    /// Ends a batch of changes: reach made whole, the changed entries
+    /// compiled again, the stale flow tags.
+    pub fn commit(&mut self) -> Commit {
+        let mut c = Commit {
+            rewalked: self.rewalk,
+            ..Default::default()
+        };
+        if self.rewalk {
+            let now = self.walk_all();
+            c.lost = self.reached.difference(&now).copied().collect();
+            // Gained since the last commit: walked to in this batch (and
+            // still reached), or found by the walk.
+            c.gained = std::mem::take(&mut self.gained);
+            c.gained.retain(|k| now.contains(k));
+            c.gained.extend(now.difference(&self.reached).copied());
+            self.reached = now;
+        } else {
+            c.gained = std::mem::take(&mut self.gained);
+            c.gained.retain(|k| self.reached.contains(k));
+        }
+        self.rewalk = false;
+        let before = std::mem::take(&mut self.before);
+        let mut touched: Vec<(Key, Option<Obj>)> = before.into_iter().collect();
+        for k in c.gained.iter().chain(c.lost.iter()) {
+            touched.push((*k, None));
+        }
+        let mut entries: FxHashSet<Entry> = FxHashSet::default();
+        let mut tags: FxHashSet<Tag> = FxHashSet::default();
+        for (k, old) in &touched {
+            tags.insert(Tag::Device(k.1));
+            tags.insert(Tag::Route(k.1));
+            let versions = old.iter().chain(self.objects.get(k));
+            let mut keys = vec![*k];
+            for o in versions {
+                keys.extend(model::schema::parents(o));
+            }
+            for p in keys {
+                if p != *k {
+                    tags.insert(Tag::Device(p.1));
+                }
+                self.affect(p, old.as_ref().filter(|_| p == *k), &mut entries);
+            }
+        }
+        if self.compiles {
+            let mut topo = std::mem::take(&mut self.topo);
+            let view = View { e: self };
+            for e in &entries {
+                topo.compile(&view, *e);
+            }
+            self.topo = topo;
+        }
+        c.recompiled = entries.len();
+        let mut tags: Vec<Tag> = tags.into_iter().collect();
+        tags.sort_by_key(|t| format!("{t:?}"));
+        c.tags = tags;
+        c
+    }
+
+    /// The entries a change to `k` recompiles: its own; for a port, its
+    /// device's (old and new), which compiles its ports in, and the devices
+    /// of the ports naming it as peer, which compile their peers in.
+    fn affect(&self, k: Key, old: Option<&Obj>, out: &mut FxHashSet<Entry>) {
+        out.extend(entry_of(k));
+        if k.0 != Kind::Port {
+            return;
+        }
+        let device = |o: &Obj| match o {
+            Obj::Port(p) if p.is_router_port() => Some(Entry::Router(p.device_id)),
+            Obj::Port(p) => Some(Entry::Bridge(p.device_id)),
+            _ => None,
+        };
+        out.extend(
+            old.into_iter()
+                .chain(self.objects.get(&k))
+                .filter_map(device),
+        );
+        let peers = self
+            .referrers
+            .get(&(rows().peer, k.1))
+            .into_iter()
+            .flatten();
+        out.extend(
+            peers
+                .filter_map(|q| self.objects.get(&(Kind::Port, *q)))
+                .filter_map(device),
+        );
+    }
+
+    /// The full recompute: reach walked from the ports and every entry
+    /// compiled, from the objects alone. The fallback, and the tests' oracle.
+    pub fn recompute(&mut self) {
+        self.reached = self.walk_all();
+        self.before.clear();
+        self.gained.clear();
+        self.rewalk = false;
+        if self.compiles {
+            self.topo = Topology::build(&self.reached_objects());
+        }
+    }
+
+    /// The reached objects, as a set to compile.
+    pub fn reached_objects(&self) -> model::Objects {
+        let mut keys: Vec<&Key> = self.reached.iter().collect();
+        keys.sort();
+        model::Objects::from_objs(
+            keys.into_iter()
+                .filter_map(|k| self.objects.get(k).cloned()),
+        )
+    }
+
+    /// The reached objects a reference row names `id` from.
+    fn referring(&self, row: usize, id: Uuid) -> impl Iterator<Item = &Obj> {
+        let kind = REFS[row].from;
+        self.referrers
+            .get(&(row, id))
+            .into_iter()
+            .flatten()
+            .filter_map(move |from| {
+                let k = (kind, *from);
+                self.reached
+                    .contains(&k)
+                    .then(|| self.objects.get(&k))
+                    .flatten()
+            })
+    }
+}
+
+/// Every reference an object makes, per row (walked or not).
+fn ref_rows(o: &Obj) -> Vec<(usize, Uuid)> {
+    REFS.iter()
+        .enumerate()
+        .filter(|(_, r)| r.from == o.kind())
+        .flat_map(|(i, r)| (r.get)(o).into_iter().map(move |id| (i, id)))
+        .collect()
+}
+
+/// The engine's objects in reach, as the compiler reads them.
+struct View<'a> {
+    e: &'a Engine,
+}
+
+macro_rules! lookup {
+    ($name:ident, $kind:ident, $t:ty) => {
+        fn $name(&self, id: Uuid) -> Option<&$t> {
+            let k = (Kind::$kind, id);
+            if !self.e.reached.contains(&k) {
+                return None;
+            }
+            match self.e.objects.get(&k) {
+                Some(Obj::$kind(x)) => Some(x),
+                _ => None,
+            }
+        }
+    };
+}
+
+macro_rules! children {
+    ($name:ident, $row:ident, $kind:ident, $t:ty) => {
+        fn $name(&self, id: Uuid) -> Vec<&$t> {
+            self.e
+                .referring(rows().$row, id)
+                .filter_map(|o| match o {
+                    Obj::$kind(x) => Some(x),
+                    _ => None,
+                })
+                .collect()
+        }
+    };
+}
+
+impl Source for View<'_> {
+    lookup!(port, Port, model::Port);
+    lookup!(bridge, Bridge, model::Bridge);
+    lookup!(router, Router, model::Router);
+    lookup!(chain, Chain, model::Chain);
+    lookup!(rule, Rule, model::Rule);
+    lookup!(port_group, PortGroup, model::PortGroup);
+    lookup!(ip_addr_group, IpAddrGroup, model::IpAddrGroup);
+    lookup!(pool, Pool, model::Pool);
+    lookup!(load_balancer, LoadBalancer, model::LoadBalancer);
+    children!(dhcp_of, dhcp_bridge, DhcpSubnet, model::DhcpSubnet);
+    children!(members_of, member_pool, PoolMember, model::PoolMember);
+    children!(vips_of, vip_lb, Vip, model::Vip);
+
+    fn ports_of(&self, device: Uuid) -> Vec<&model::Port> {
+        let r = rows();
+        [r.bridge_ports, r.router_ports]
+            .into_iter()
+            .flat_map(|row| self.e.referring(row, device))
+            .filter_map(|o| match o {
+                Obj::Port(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn routes_of(&self, router: Uuid) -> Vec<&model::Route> {
+        let r = rows();
+        let via_ports: Vec<Uuid> = self.ports_of(router).iter().map(|p| p.id).collect();
+        std::iter::once(router)
+            .map(|id| (r.route_router, id))
+            .chain(via_ports.into_iter().map(|p| (r.route_port, p)))
+            .flat_map(|(row, id)| self.e.referring(row, id))
+            .filter_map(|o| match o {
+                Obj::Route(x) => Some(x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn groups_of(&self, port: Uuid) -> Vec<Uuid> {
+        self.e
+            .referring(rows().group_ports, port)
+            .map(Obj::id)
+            .collect()
+    }
+}

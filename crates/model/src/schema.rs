@@ -1,0 +1,418 @@
+//! The references between topology objects, as one table: which kind names
+//! which through which field, how reachability follows the reference, and
+//! whether the referring object is part of what it names (a change to it
+//! changes the named object's compiled form and its flows). Reachability,
+//! the parents a change invalidates and the topology's joins all read this
+//! table; nothing walks references by hand.
+
+use crate::kind::{Kind, Object};
+use crate::*;
+use uuid::Uuid;
+
+/// A decoded topology object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Obj {
+    Bridge(Bridge),
+    Router(Router),
+    Port(Port),
+    Route(Route),
+    Chain(Chain),
+    Rule(Rule),
+    PortGroup(PortGroup),
+    IpAddrGroup(IpAddrGroup),
+    DhcpSubnet(DhcpSubnet),
+    LoadBalancer(LoadBalancer),
+    Pool(Pool),
+    PoolMember(PoolMember),
+    Vip(Vip),
+    HealthMonitor(HealthMonitor),
+}
+
+macro_rules! objs {
+    ($($v:ident),*) => {
+        impl Obj {
+            /// Decodes stored JSON of a topology kind; `None` for another
+            /// kind or bytes that do not decode.
+            pub fn decode(kind: Kind, data: &[u8]) -> Option<Obj> {
+                match kind {
+                    $(Kind::$v => serde_json::from_slice(data).ok().map(Obj::$v),)*
+                    _ => None,
+                }
+            }
+            pub fn kind(&self) -> Kind {
+                match self { $(Obj::$v(_) => Kind::$v,)* }
+            }
+            pub fn id(&self) -> Uuid {
+                match self { $(Obj::$v(o) => o.id(),)* }
+            }
+        }
+        $(impl From<$v> for Obj {
+            fn from(o: $v) -> Obj { Obj::$v(o) }
+        })*
+    };
+}
+objs!(
+    Bridge,
+    Router,
+    Port,
+    Route,
+    Chain,
+    Rule,
+    PortGroup,
+    IpAddrGroup,
+    DhcpSubnet,
+    LoadBalancer,
+    Pool,
+    PoolMember,
+    Vip,
+    HealthMonitor
+);
+
+/// How reachability follows a reference from `from` to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// A reached `from` reaches what it names (a port's filter).
+    Forward,
+    /// A reached `to` reaches what names it (a chain's rules).
+    Backward,
+    /// Both ways (a port and its device).
+    Both,
+    /// Not followed.
+    No,
+}
+
+/// One reference: objects of kind `from` name objects of kind `to` in
+/// `field`.
+pub struct Ref {
+    pub from: Kind,
+    pub field: &'static str,
+    pub to: Kind,
+    /// The ids named (empty when the field is unset or names another kind).
+    pub get: fn(&Obj) -> Vec<Uuid>,
+    pub walk: Walk,
+    /// `from` is part of what it names: compiled into it (a rule into its
+    /// chain, a port into its bridge's flood set), so a change to `from`
+    /// recompiles `to` and invalidates its flows.
+    pub part_of: bool,
+}
+
+impl Ref {
+    pub fn walks_forward(&self) -> bool {
+        matches!(self.walk, Walk::Forward | Walk::Both)
+    }
+    pub fn walks_backward(&self) -> bool {
+        matches!(self.walk, Walk::Backward | Walk::Both)
+    }
+}
+
+macro_rules! get {
+    ($v:ident, |$o:ident| $e:expr) => {{
+        fn f(x: &Obj) -> Vec<Uuid> {
+            match x {
+                Obj::$v($o) => $e,
+                _ => Vec::new(),
+            }
+        }
+        f
+    }};
+}
+
+fn one(id: Option<Uuid>) -> Vec<Uuid> {
+    id.into_iter().collect()
+}
+
+const fn r(
+    from: Kind,
+    field: &'static str,
+    to: Kind,
+    get: fn(&Obj) -> Vec<Uuid>,
+    walk: Walk,
+    part_of: bool,
+) -> Ref {
+    Ref {
+        from,
+        field,
+        to,
+        get,
+        walk,
+        part_of,
+    }
+}
+
+use Kind as K;
+use Walk::*;
+
+/// The topology's references. What a host reaches: from its bound ports,
+/// their devices and every port of those, the peers of those ports (and so
+/// the linked devices), the chains all of them use (with their rules, jump
+/// targets and redirect targets), the groups the rules name and the groups
+/// holding a reached port, routes, DHCP subnets, load balancers with their
+/// pools, members, VIPs and health monitors.
+pub static REFS: &[Ref] = &[
+    r(
+        K::Port,
+        "deviceId",
+        K::Bridge,
+        get!(Port, |p| if p.is_router_port() {
+            vec![]
+        } else {
+            vec![p.device_id]
+        }),
+        Both,
+        true,
+    ),
+    r(
+        K::Port,
+        "deviceId",
+        K::Router,
+        get!(Port, |p| if p.is_router_port() {
+            vec![p.device_id]
+        } else {
+            vec![]
+        }),
+        Both,
+        true,
+    ),
+    // A bridge compiles its ports' peers in (router MACs and addresses).
+    r(
+        K::Port,
+        "peerId",
+        K::Port,
+        get!(Port, |p| one(p.peer_id)),
+        Both,
+        true,
+    ),
+    r(
+        K::Port,
+        "inboundFilterId",
+        K::Chain,
+        get!(Port, |p| one(p.inbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Port,
+        "outboundFilterId",
+        K::Chain,
+        get!(Port, |p| one(p.outbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Bridge,
+        "inboundFilterId",
+        K::Chain,
+        get!(Bridge, |b| one(b.inbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Bridge,
+        "outboundFilterId",
+        K::Chain,
+        get!(Bridge, |b| one(b.outbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Router,
+        "inboundFilterId",
+        K::Chain,
+        get!(Router, |x| one(x.inbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Router,
+        "outboundFilterId",
+        K::Chain,
+        get!(Router, |x| one(x.outbound_filter_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Router,
+        "localRedirectChainId",
+        K::Chain,
+        get!(Router, |x| one(x.local_redirect_chain_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Router,
+        "forwardChainId",
+        K::Chain,
+        get!(Router, |x| one(x.forward_chain_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Router,
+        "loadBalancerId",
+        K::LoadBalancer,
+        get!(Router, |x| one(x.load_balancer_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Route,
+        "routerId",
+        K::Router,
+        get!(Route, |x| one(x.router_id)),
+        Backward,
+        true,
+    ),
+    r(
+        K::Route,
+        "nextHopPort",
+        K::Port,
+        get!(Route, |x| one(x.next_hop_port)),
+        Backward,
+        true,
+    ),
+    r(
+        K::Rule,
+        "chainId",
+        K::Chain,
+        get!(Rule, |x| vec![x.chain_id]),
+        Backward,
+        true,
+    ),
+    r(
+        K::Rule,
+        "jumpChainId",
+        K::Chain,
+        get!(Rule, |x| one(x.jump_chain_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Rule,
+        "targetPortId",
+        K::Port,
+        get!(Rule, |x| one(x.target_port_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::Rule,
+        "portGroup",
+        K::PortGroup,
+        get!(Rule, |x| x.condition.port_group_ids().collect()),
+        Forward,
+        false,
+    ),
+    r(
+        K::Rule,
+        "ipAddrGroup",
+        K::IpAddrGroup,
+        get!(Rule, |x| x.condition.ip_addr_group_ids().collect()),
+        Forward,
+        false,
+    ),
+    // A group holding a reached port is reached (its members' hosts share
+    // flow state); the port compiles its groups in.
+    r(
+        K::PortGroup,
+        "portIds",
+        K::Port,
+        get!(PortGroup, |g| g.port_ids.clone()),
+        Backward,
+        true,
+    ),
+    r(
+        K::DhcpSubnet,
+        "bridgeId",
+        K::Bridge,
+        get!(DhcpSubnet, |d| vec![d.bridge_id]),
+        Backward,
+        true,
+    ),
+    r(
+        K::Pool,
+        "loadBalancerId",
+        K::LoadBalancer,
+        get!(Pool, |p| one(p.load_balancer_id)),
+        Backward,
+        false,
+    ),
+    r(
+        K::Pool,
+        "healthMonitorId",
+        K::HealthMonitor,
+        get!(Pool, |p| one(p.health_monitor_id)),
+        Forward,
+        false,
+    ),
+    r(
+        K::PoolMember,
+        "poolId",
+        K::Pool,
+        get!(PoolMember, |m| one(m.pool_id)),
+        Backward,
+        true,
+    ),
+    r(
+        K::Vip,
+        "poolId",
+        K::Pool,
+        get!(Vip, |v| one(v.pool_id)),
+        Backward,
+        false,
+    ),
+    r(
+        K::Vip,
+        "loadBalancerId",
+        K::LoadBalancer,
+        get!(Vip, |v| one(v.load_balancer_id)),
+        No,
+        true,
+    ),
+];
+
+/// The objects `o` is part of (see [`Ref::part_of`]): its parents.
+pub fn parents(o: &Obj) -> impl Iterator<Item = (Kind, Uuid)> + '_ {
+    REFS.iter()
+        .filter(move |r| r.part_of && r.from == o.kind())
+        .flat_map(move |r| (r.get)(o).into_iter().map(move |id| (r.to, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_names_its_own_kind() {
+        // Each row's extractor answers only for objects of its `from` kind.
+        let p = Obj::Port(Port {
+            id: Uuid::new_v4(),
+            device_id: Uuid::new_v4(),
+            peer_id: Some(Uuid::new_v4()),
+            ..Default::default()
+        });
+        for r in REFS.iter().filter(|r| r.from != Kind::Port) {
+            assert!((r.get)(&p).is_empty(), "{:?}.{}", r.from, r.field);
+        }
+        let parents: Vec<_> = parents(&p).collect();
+        assert!(parents.contains(&(Kind::Bridge, p_device(&p))));
+        assert_eq!(parents.len(), 2, "its bridge and its peer: {parents:?}");
+    }
+
+    fn p_device(o: &Obj) -> Uuid {
+        match o {
+            Obj::Port(p) => p.device_id,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_deleted_pool_member_names_its_pool_as_parent() {
+        let pool = Uuid::new_v4();
+        let m = Obj::PoolMember(PoolMember {
+            id: Uuid::new_v4(),
+            pool_id: Some(pool),
+            ..Default::default()
+        });
+        assert_eq!(parents(&m).collect::<Vec<_>>(), vec![(Kind::Pool, pool)]);
+    }
+}
