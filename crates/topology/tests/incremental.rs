@@ -191,3 +191,84 @@ proptest! {
         prop_assert_eq!(e.topology().canonical(), want_t, "topology");
     }
 }
+
+/// Linking a tenant's router to the bridge of a bound port brings the router,
+/// its ports and routes into reach; unlinking takes them out again.
+#[test]
+fn reach_is_gained_and_lost_as_links_are_made_and_removed() {
+    let host = Uuid::new_v4();
+    let (b, r) = (Uuid::new_v4(), Uuid::new_v4());
+    let (vm, bp, rp, route) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let o = |k: Kind, v: Value| Obj::decode(k, v.to_string().as_bytes()).unwrap();
+    let mut e = Engine::new(host, true);
+    e.put(o(Kind::Bridge, json!({"id": b})));
+    e.put(o(
+        Kind::Port,
+        json!({"id": vm, "type": "Bridge", "deviceId": b, "hostId": host, "interfaceName": "tap0"}),
+    ));
+    e.put(o(
+        Kind::Port,
+        json!({"id": bp, "type": "Bridge", "deviceId": b}),
+    ));
+    e.put(o(Kind::Router, json!({"id": r})));
+    e.put(o(
+        Kind::Port,
+        json!({"id": rp, "type": "Router", "deviceId": r, "portAddress": "10.0.0.1",
+        "networkAddress": "10.0.0.0", "networkLength": 24}),
+    ));
+    e.put(o(
+        Kind::Route,
+        json!({"id": route, "routerId": r, "dstNetworkAddr": "0.0.0.0", "dstNetworkLength": 0}),
+    ));
+    let c = e.commit();
+    assert!(c.gained.contains(&(Kind::Bridge, b)));
+    assert!(!e.reached().contains(&(Kind::Router, r)), "not linked yet");
+    assert!(e.topology().routers.is_empty());
+    // Link: bridge port <-> router port.
+    e.put(o(
+        Kind::Port,
+        json!({"id": bp, "type": "Bridge", "deviceId": b, "peerId": rp}),
+    ));
+    e.put(o(
+        Kind::Port,
+        json!({"id": rp, "type": "Router", "deviceId": r, "peerId": bp, "portAddress": "10.0.0.1",
+        "networkAddress": "10.0.0.0", "networkLength": 24}),
+    ));
+    let c = e.commit();
+    for k in [(Kind::Router, r), (Kind::Port, rp), (Kind::Route, route)] {
+        assert!(c.gained.contains(&k), "{k:?} gained: {c:?}");
+    }
+    assert!(!c.rewalked, "a new link only adds");
+    assert!(e.topology().routers.contains_key(&r));
+    assert_eq!(
+        e.topology().bridges[&b].router_ips.len(),
+        1,
+        "the router's address is known on the bridge"
+    );
+    // Unlink (both sides, as the API does): the router and what only it
+    // reached are lost.
+    e.put(o(
+        Kind::Port,
+        json!({"id": bp, "type": "Bridge", "deviceId": b}),
+    ));
+    e.put(o(
+        Kind::Port,
+        json!({"id": rp, "type": "Router", "deviceId": r, "portAddress": "10.0.0.1",
+        "networkAddress": "10.0.0.0", "networkLength": 24}),
+    ));
+    let c = e.commit();
+    assert!(c.rewalked);
+    for k in [(Kind::Router, r), (Kind::Port, rp), (Kind::Route, route)] {
+        assert!(c.lost.contains(&k), "{k:?} lost: {c:?}");
+    }
+    assert!(e.topology().routers.is_empty() && e.topology().bridges[&b].router_ips.is_empty());
+    assert!(
+        c.tags.contains(&sim::Tag::Device(b)),
+        "the bridge's flows go"
+    );
+}
