@@ -37,11 +37,11 @@ pub struct Plan {
     pub targets: Vec<Target>,
 }
 
-/// The checks this host runs: one plan per health-check port bound here.
 /// The kinds health-check plans are made from (a batch changing none of
 /// them leaves the plans as they are).
 pub const KINDS: [&str; 5] = ["Port", "Router", "Pool", "HealthMonitor", "PoolMember"];
 
+/// The checks this host runs: one plan per health-check port bound here.
 pub fn plans(cache: &Cache, host: Uuid) -> Vec<Plan> {
     let routers = cache.all::<Router>();
     let pools = cache.all::<Pool>();

@@ -911,8 +911,8 @@ impl Worker {
             if let StateWrite::Nat(k, b) = w
                 && self.state.nat.get(k).is_some_and(|(old, _)| old != b)
             {
-                let n = self.flows.forget_binding(k);
-                tracing::debug!(key = ?k, to = ?b, flows = n, "NAT binding replaced");
+                let had_flow = self.flows.forget_binding(k);
+                tracing::debug!(key = ?k, to = ?b, had_flow, "NAT binding replaced");
             }
         }
         self.state.apply(writes, now);

@@ -15,12 +15,8 @@ use uuid::Uuid;
 /// and which of it the host has been sent.
 pub struct HostView {
     /// kind -> id -> stored JSON, topology kinds only.
-    objects: HashMap<&'static str, HashMap<String, Vec<u8>>>,
+    objects: HashMap<Kind, HashMap<String, Vec<u8>>>,
     reach: topology::Engine,
-}
-
-fn topology_kind(kind: &str) -> Option<&'static str> {
-    Objects::KINDS.iter().map(|k| k.name()).find(|k| *k == kind)
 }
 
 fn put(revision: u64, kind: &str, id: &str, data: Vec<u8>) -> Update {
@@ -56,7 +52,7 @@ impl HostView {
         }
     }
 
-    fn store(&mut self, kind: &'static str, u: &Update) {
+    fn store(&mut self, kind: Kind, u: &Update) {
         let objects = self.objects.entry(kind).or_default();
         if u.deleted {
             objects.remove(&u.id);
@@ -65,18 +61,12 @@ impl HostView {
         }
         if let Ok(id) = Uuid::parse_str(&u.id) {
             self.reach
-                .apply_stored(kind, id, (!u.deleted).then_some(&u.data[..]));
+                .apply_stored(kind.name(), id, (!u.deleted).then_some(&u.data[..]));
         }
     }
 
-    fn visible(&self, kind: &str, id: &str) -> bool {
-        let (Some(k), Ok(id)) = (
-            Objects::KINDS.iter().find(|k| k.name() == kind),
-            Uuid::parse_str(id),
-        ) else {
-            return false;
-        };
-        self.reach.reached().contains(&(*k, id))
+    fn visible(&self, kind: Kind, id: &str) -> bool {
+        Uuid::parse_str(id).is_ok_and(|id| self.reach.reached().contains(&(kind, id)))
     }
 
     /// A full snapshot (framed as the unfiltered one was), filtered.
@@ -87,7 +77,7 @@ impl HostView {
             if u.kind.is_empty() || is_private(&u) {
                 continue;
             }
-            match topology_kind(&u.kind) {
+            match Objects::kind_named(&u.kind) {
                 Some(k) => self.store(k, &u),
                 None => out.push(Update {
                     snapshot_begin: false,
@@ -101,10 +91,7 @@ impl HostView {
         seen.sort();
         for (k, id) in seen {
             let id = id.to_string();
-            out.extend(
-                self.stored(k.name(), &id)
-                    .map(|d| put(revision, k.name(), &id, d)),
-            );
+            out.extend(self.stored(k, &id).map(|d| put(revision, k.name(), &id, d)));
         }
         frame(&mut out, revision);
         out
@@ -121,7 +108,7 @@ impl HostView {
             if is_private(&u) {
                 continue;
             }
-            let Some(kind) = topology_kind(&u.kind) else {
+            let Some(kind) = Objects::kind_named(&u.kind) else {
                 out.push(u);
                 continue;
             };
@@ -129,38 +116,36 @@ impl HostView {
             self.store(kind, &u);
             mine.push((was, kind, u));
         }
-        let c = self.reach.commit();
-        let lost: HashSet<(Kind, Uuid)> = c.lost.iter().copied().collect();
-        let gained: HashSet<(Kind, Uuid)> = c.gained.iter().copied().collect();
-        let mut sent: HashSet<(&'static str, String)> = HashSet::new();
+        let mut c = self.reach.commit();
+        let mut sent: HashSet<(Kind, String)> = HashSet::new();
         for (was, kind, u) in mine {
             let now = self.visible(kind, &u.id);
-            let key = (kind, u.id.clone());
             if now && !u.deleted {
-                sent.insert(key);
+                sent.insert((kind, u.id.clone()));
                 out.push(u);
             } else if was || now {
-                sent.insert(key);
-                out.push(deleted(u.revision, kind, &u.id));
+                sent.insert((kind, u.id.clone()));
+                out.push(deleted(u.revision, kind.name(), &u.id));
             }
         }
-        let mut gained: Vec<_> = gained.into_iter().collect();
-        gained.sort();
-        for (k, id) in gained {
+        c.gained.sort();
+        c.lost.sort();
+        for (gone, (k, id)) in c
+            .gained
+            .iter()
+            .map(|k| (false, k))
+            .chain(c.lost.iter().map(|k| (true, k)))
+        {
             let id = id.to_string();
-            if !sent.contains(&(k.name(), id.clone())) {
-                out.extend(
-                    self.stored(k.name(), &id)
-                        .map(|d| put(revision, k.name(), &id, d)),
-                );
-            }
-        }
-        let mut lost: Vec<_> = lost.into_iter().collect();
-        lost.sort();
-        for (k, id) in lost {
-            let id = id.to_string();
-            if !sent.contains(&(k.name(), id.clone())) {
-                out.push(deleted(revision, k.name(), &id));
+            if sent.insert((*k, id.clone())) {
+                if gone {
+                    out.push(deleted(revision, k.name(), &id));
+                } else {
+                    out.extend(
+                        self.stored(*k, &id)
+                            .map(|d| put(revision, k.name(), &id, d)),
+                    );
+                }
             }
         }
         out
@@ -173,8 +158,8 @@ impl HostView {
 
     /// The stored JSON of an object; `None` only if an object's id field
     /// disagrees with its key, which the API never writes.
-    fn stored(&self, kind: &str, id: &str) -> Option<Vec<u8>> {
-        self.objects.get(kind).and_then(|m| m.get(id)).cloned()
+    fn stored(&self, kind: Kind, id: &str) -> Option<Vec<u8>> {
+        self.objects.get(&kind).and_then(|m| m.get(id)).cloned()
     }
 }
 

@@ -249,22 +249,15 @@ impl ConnFlows {
 
     /// Removes the flow matching this 5-tuple, on whatever port: the NAT
     /// binding it rewrites by was replaced. Returns whether there was one.
-    pub fn forget(
-        &mut self,
-        src: Ipv4Addr,
-        sport: u16,
-        dst: Ipv4Addr,
-        dport: u16,
-        proto: u8,
-    ) -> bool {
-        let k = Key {
-            src: src.into(),
-            dst: dst.into(),
-            sport,
-            dport,
-            proto,
+    pub fn forget(&mut self, k: &sim::NatKey) -> bool {
+        let key = Key {
+            src: k.src.into(),
+            dst: k.dst.into(),
+            sport: k.sport,
+            dport: k.dport,
+            proto: k.proto,
         };
-        self.conns.remove(&k).is_some()
+        self.conns.remove(&key).is_some()
     }
 
     /// Retires the templates carrying any of `tags` (their connection flows
@@ -469,7 +462,7 @@ mod tests {
         let Tag::Nat(k) = nat_tag(7) else {
             unreachable!()
         };
-        assert_eq!(t.forget_binding(&k), 1);
+        assert!(t.forget_binding(&k));
         assert!(!t.lookup(&pkt(7), 0, &mut acts));
         assert!(t.lookup(&pkt(8), 0, &mut acts));
         // The same 5-tuple installed from another port replaces the flow.

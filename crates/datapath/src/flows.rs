@@ -273,12 +273,12 @@ impl FlowTable {
         self.by_tag.contains_key(&tag_hash(tag))
     }
 
-    /// Removes the flows that translate by NAT binding `k`, which a new
-    /// connection replaced: those carrying its tag, and the connection flow
-    /// whose 5-tuple is the key's (connection flows keep no NAT tags).
-    pub fn forget_binding(&mut self, k: &sim::NatKey) -> usize {
-        let compact = self.conns.forget(k.src, k.sport, k.dst, k.dport, k.proto);
-        self.invalidate(&[Tag::Nat(*k)]) + usize::from(compact)
+    /// NAT binding `k` was replaced by a new connection's: the connection
+    /// flow whose 5-tuple is the key's goes (connection flows keep no NAT
+    /// tags; flows carrying the tag go by [`FlowTable::invalidate`]).
+    /// Returns whether there was one.
+    pub fn forget_binding(&mut self, k: &sim::NatKey) -> bool {
+        self.conns.forget(k)
     }
 
     /// Removes every flow carrying any of `tags`; returns how many (counting

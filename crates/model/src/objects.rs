@@ -30,48 +30,28 @@ impl Objects {
     /// just this for its bound ports (the topology engine keeps the same
     /// walk current per change).
     pub fn reachable_from(&self, start: &[Uuid]) -> Objects {
-        use crate::schema::{Obj, REFS};
+        use crate::schema::{Obj, refs_of, walk};
         let all: Vec<Obj> = self.clone().into_objs();
         let by_key: HashMap<(Kind, Uuid), &Obj> =
             all.iter().map(|o| ((o.kind(), o.id()), o)).collect();
         let mut referrers: HashMap<(usize, Uuid), Vec<Uuid>> = HashMap::new();
         for o in &all {
-            for (i, r) in REFS.iter().enumerate().filter(|(_, r)| r.from == o.kind()) {
-                for id in (r.get)(o) {
-                    referrers.entry((i, id)).or_default().push(o.id());
-                }
+            for (row, id) in refs_of(o, true) {
+                referrers.entry((row, id)).or_default().push(o.id());
             }
         }
-        let mut reached: HashSet<(Kind, Uuid)> = HashSet::new();
-        let mut stack: Vec<(Kind, Uuid)> = start
+        let stack: Vec<(Kind, Uuid)> = start
             .iter()
             .map(|p| (Kind::Port, *p))
             .filter(|k| by_key.contains_key(k))
             .collect();
-        reached.extend(stack.iter().copied());
-        while let Some(k) = stack.pop() {
-            let o = by_key[&k];
-            for (i, r) in REFS.iter().enumerate() {
-                let mut next = Vec::new();
-                if r.from == k.0 && r.walks_forward() {
-                    next.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
-                }
-                if r.to == k.0 && r.walks_backward() {
-                    next.extend(
-                        referrers
-                            .get(&(i, k.1))
-                            .into_iter()
-                            .flatten()
-                            .map(|id| (r.from, *id)),
-                    );
-                }
-                for n in next {
-                    if by_key.contains_key(&n) && reached.insert(n) {
-                        stack.push(n);
-                    }
-                }
-            }
-        }
+        let mut reached: HashSet<(Kind, Uuid)> = stack.iter().copied().collect();
+        walk(
+            stack,
+            |k| by_key.get(k).copied(),
+            |row, id| referrers.get(&(row, id)).cloned().unwrap_or_default(),
+            |k| reached.insert(k),
+        );
         Objects::from_objs(
             all.into_iter()
                 .filter(|o| reached.contains(&(o.kind(), o.id()))),
@@ -145,56 +125,8 @@ impl Objects {
         HealthMonitor::KIND,
     ];
 
-    /// Decodes stored JSON: `stored(kind name)` yields that kind's stored
-    /// values. A value that does not decode is skipped (and logged by the
-    /// caller's store, which validated it on write).
-    pub fn decode<'a, I>(mut stored: impl FnMut(&'static str) -> I) -> Objects
-    where
-        I: IntoIterator<Item = &'a [u8]>,
-    {
-        fn all<'a, T: Object>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<T> {
-            values
-                .into_iter()
-                .filter_map(|b| serde_json::from_slice(b).ok())
-                .collect()
-        }
-        Objects {
-            bridges: all(stored(Bridge::KIND.name())),
-            routers: all(stored(Router::KIND.name())),
-            ports: all(stored(Port::KIND.name())),
-            routes: all(stored(Route::KIND.name())),
-            chains: all(stored(Chain::KIND.name())),
-            rules: all(stored(Rule::KIND.name())),
-            port_groups: all(stored(PortGroup::KIND.name())),
-            ip_addr_groups: all(stored(IpAddrGroup::KIND.name())),
-            dhcp: all(stored(DhcpSubnet::KIND.name())),
-            load_balancers: all(stored(LoadBalancer::KIND.name())),
-            pools: all(stored(Pool::KIND.name())),
-            members: all(stored(PoolMember::KIND.name())),
-            vips: all(stored(Vip::KIND.name())),
-            health_monitors: all(stored(HealthMonitor::KIND.name())),
-        }
-    }
-
-    /// Every object as (kind name, id).
-    pub fn ids(&self) -> HashSet<(&'static str, Uuid)> {
-        fn of<T: Object>(v: &[T]) -> impl Iterator<Item = (&'static str, Uuid)> + '_ {
-            v.iter().map(|o| (T::KIND.name(), o.id()))
-        }
-        of(&self.bridges)
-            .chain(of(&self.routers))
-            .chain(of(&self.ports))
-            .chain(of(&self.routes))
-            .chain(of(&self.chains))
-            .chain(of(&self.rules))
-            .chain(of(&self.port_groups))
-            .chain(of(&self.ip_addr_groups))
-            .chain(of(&self.dhcp))
-            .chain(of(&self.load_balancers))
-            .chain(of(&self.pools))
-            .chain(of(&self.members))
-            .chain(of(&self.vips))
-            .chain(of(&self.health_monitors))
-            .collect()
+    /// The topology kind stored under `name`, if it is one.
+    pub fn kind_named(name: &str) -> Option<Kind> {
+        Self::KINDS.iter().copied().find(|k| k.name() == name)
     }
 }

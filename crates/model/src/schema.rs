@@ -370,6 +370,58 @@ pub static REFS: &[Ref] = &[
     ),
 ];
 
+/// An object, by kind and id.
+pub type Key = (Kind, Uuid);
+
+/// What `o` reaches through one reference: what it names over rows walked
+/// forward, and (`referrers(row, id)`: the ids naming `id` in that row)
+/// what names it over rows walked backward. Existing or not.
+pub fn neighbours<I: IntoIterator<Item = Uuid>>(
+    o: &Obj,
+    mut referrers: impl FnMut(usize, Uuid) -> I,
+) -> Vec<Key> {
+    let (kind, id) = (o.kind(), o.id());
+    let mut out = Vec::new();
+    for (i, r) in REFS.iter().enumerate() {
+        if r.from == kind && r.walks_forward() {
+            out.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
+        }
+        if r.to == kind && r.walks_backward() {
+            out.extend(referrers(i, id).into_iter().map(|id| (r.from, id)));
+        }
+    }
+    out
+}
+
+/// Walks from `stack` (objects already reached) to everything they reach:
+/// `get` finds an object, `referrers` is as for [`neighbours`], `insert`
+/// records a newly found object (`false`: it was reached already).
+pub fn walk<'a, I: IntoIterator<Item = Uuid>>(
+    mut stack: Vec<Key>,
+    get: impl Fn(&Key) -> Option<&'a Obj>,
+    mut referrers: impl FnMut(usize, Uuid) -> I,
+    mut insert: impl FnMut(Key) -> bool,
+) {
+    while let Some(k) = stack.pop() {
+        let Some(o) = get(&k) else { continue };
+        for n in neighbours(o, &mut referrers) {
+            if get(&n).is_some() && insert(n) {
+                stack.push(n);
+            }
+        }
+    }
+}
+
+/// Every reference `o` makes, per row of [`REFS`]; with `walked`, only over
+/// rows reach follows.
+pub fn refs_of(o: &Obj, walked: bool) -> Vec<(usize, Uuid)> {
+    REFS.iter()
+        .enumerate()
+        .filter(|(_, r)| r.from == o.kind() && (!walked || r.walk != Walk::No))
+        .flat_map(|(i, r)| (r.get)(o).into_iter().map(move |id| (i, id)))
+        .collect()
+}
+
 /// The objects `o` is part of (see [`Ref::part_of`]): its parents.
 pub fn parents(o: &Obj) -> impl Iterator<Item = (Kind, Uuid)> + '_ {
     REFS.iter()

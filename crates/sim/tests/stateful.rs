@@ -459,32 +459,37 @@ fn conntrack_is_per_device_not_per_port() {
     );
 }
 
-#[test]
-fn load_balancer_weights_stickiness_and_draining() {
-    let mut e = edge();
+/// A load balancer on the edge router: VIP 203.0.113.80 (plain) and .81
+/// (SOURCE_IP) in front of one pool of `members` (address, weight), port 8080.
+fn balanced(e: &mut Edge, members: &[(&str, i64)]) -> Vec<model::PoolMember> {
     let lb: model::LoadBalancer =
         serde_json::from_value(json!({"id": uuid::Uuid::new_v4()})).unwrap();
     let pool: model::Pool = serde_json::from_value(
         json!({"id": uuid::Uuid::new_v4(), "loadBalancerId": lb.id, "lbMethod": "ROUND_ROBIN"}),
     )
     .unwrap();
-    let member = |addr: &str, w: i64| -> model::PoolMember {
-        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "address": addr, "protocolPort": 8080, "weight": w})).unwrap()
-    };
-    let (m1, m3, m9) = (
-        member("10.0.1.5", 1),
-        member("10.0.1.6", 3),
-        member("10.0.1.7", 9),
-    );
+    let members: Vec<model::PoolMember> = members
+        .iter()
+        .map(|(addr, w)| {
+            serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "address": addr, "protocolPort": 8080, "weight": w})).unwrap()
+        })
+        .collect();
     let vip = |addr: &str, sticky: bool| -> model::Vip {
         serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "loadBalancerId": lb.id,
             "address": addr, "protocolPort": 80, "sessionPersistence": if sticky { Some("SOURCE_IP") } else { None }})).unwrap()
     };
     e.n.o.vips = vec![vip("203.0.113.80", false), vip("203.0.113.81", true)];
-    e.n.o.members = vec![m1.clone(), m3.clone(), m9.clone()];
-    e.n.o.pools = vec![pool.clone()];
-    e.n.o.load_balancers = vec![lb.clone()];
+    e.n.o.members = members.clone();
+    e.n.o.pools = vec![pool];
     e.n.set_router(e.r, |x| x.load_balancer_id = Some(lb.id));
+    e.n.o.load_balancers = vec![lb];
+    members
+}
+
+#[test]
+fn load_balancer_weights_stickiness_and_draining() {
+    let mut e = edge();
+    let m9 = balanced(&mut e, &[("10.0.1.5", 1), ("10.0.1.6", 3), ("10.0.1.7", 9)]).remove(2);
     let mut r = ready(&e);
     r.arp(e.r, "10.0.1.7", mac(7));
     r.learn(e.b, mac(7), e.vm2);
@@ -494,7 +499,8 @@ fn load_balancer_weights_stickiness_and_draining() {
         e.up,
         &tcp(mac(9), mac(0xb1), "203.0.113.9", "10.0.1.5", 7, 80),
     );
-    assert!(o.tags.contains(&Tag::Device(lb.id)), "{:?}", o.tags);
+    let lb = e.n.o.load_balancers[0].id;
+    assert!(o.tags.contains(&Tag::Device(lb)), "{:?}", o.tags);
     let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
     for sport in 0..2600u16 {
         let f = tcp(
@@ -583,24 +589,7 @@ fn a_client_port_reused_through_another_vip_is_answered_from_that_vip() {
     // port, through the other, must see the member's replies come from the
     // second VIP (its reverse binding replaces the first's).
     let mut e = edge();
-    let lb: model::LoadBalancer =
-        serde_json::from_value(json!({"id": uuid::Uuid::new_v4()})).unwrap();
-    let pool: model::Pool = serde_json::from_value(
-        json!({"id": uuid::Uuid::new_v4(), "loadBalancerId": lb.id, "lbMethod": "ROUND_ROBIN"}),
-    )
-    .unwrap();
-    let member = |addr: &str| -> model::PoolMember {
-        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "address": addr, "protocolPort": 8080})).unwrap()
-    };
-    let vip = |addr: &str, sticky: bool| -> model::Vip {
-        serde_json::from_value(json!({"id": uuid::Uuid::new_v4(), "poolId": pool.id, "loadBalancerId": lb.id,
-            "address": addr, "protocolPort": 80, "sessionPersistence": if sticky { Some("SOURCE_IP") } else { None }})).unwrap()
-    };
-    e.n.o.vips = vec![vip("203.0.113.80", false), vip("203.0.113.81", true)];
-    e.n.o.members = vec![member("10.0.1.5"), member("10.0.1.6")];
-    e.n.o.pools = vec![pool.clone()];
-    e.n.o.load_balancers = vec![lb.clone()];
-    e.n.set_router(e.r, |x| x.load_balancer_id = Some(lb.id));
+    balanced(&mut e, &[("10.0.1.5", 1), ("10.0.1.6", 1)]);
     let mut r = ready(&e);
     let member_of = |r: &mut Run, vip: &str, sport: u16| {
         let f = tcp(mac(9), mac(0xb1), "203.0.113.9", vip, sport, 80);

@@ -11,13 +11,14 @@
 //! commit. [`Engine::recompute`] is the full-recompute fallback; tests hold
 //! the two equal.
 
+use model::schema::{refs_of, walk};
 use model::{Kind, Obj, REFS};
 use rustc_hash::{FxHashMap, FxHashSet};
 use sim::topology::{Entry, Source};
 use sim::{Tag, Topology};
 use uuid::Uuid;
 
-pub type Key = (Kind, Uuid);
+pub use model::schema::Key;
 
 /// What a commit changed.
 #[derive(Debug, Default)]
@@ -102,15 +103,6 @@ fn entry_of(k: Key) -> Option<Entry> {
     })
 }
 
-/// Everything an object names, per row, for reach (rows that walk).
-fn walked_refs(o: &Obj) -> Vec<(usize, Uuid)> {
-    REFS.iter()
-        .enumerate()
-        .filter(|(_, r)| r.from == o.kind() && r.walk != model::Walk::No)
-        .flat_map(|(i, r)| (r.get)(o).into_iter().map(move |id| (i, id)))
-        .collect()
-}
-
 fn bound_here(o: &Obj, host: Uuid) -> bool {
     matches!(o, Obj::Port(p) if p.host_id == Some(host))
 }
@@ -160,12 +152,12 @@ impl Engine {
     /// kind, or bytes that do not decode: `false`, nothing changes (an
     /// undecodable version counts as deleted).
     pub fn apply_stored(&mut self, kind: &str, id: Uuid, data: Option<&[u8]>) -> bool {
-        let Some(kind) = model::Objects::KINDS.iter().find(|k| k.name() == kind) else {
+        let Some(kind) = model::Objects::kind_named(kind) else {
             return false;
         };
-        match data.and_then(|d| Obj::decode(*kind, d)) {
+        match data.and_then(|d| Obj::decode(kind, d)) {
             Some(o) if o.id() == id => self.put(o),
-            _ => self.delete(*kind, id),
+            _ => self.delete(kind, id),
         }
         true
     }
@@ -186,16 +178,17 @@ impl Engine {
     fn changed(&mut self, k: Key, old: Option<Obj>) {
         let new = self.objects.get(&k);
         // Reverse references: the old version's out, the new one's in.
-        let old_refs = old.as_ref().map(ref_rows).unwrap_or_default();
-        let new_refs = new.map(ref_rows).unwrap_or_default();
+        let refs = |o: &Obj| refs_of(o, false);
+        let old_refs = old.as_ref().map(refs).unwrap_or_default();
+        let new_refs = new.map(refs).unwrap_or_default();
         let bound = new.is_some_and(|o| bound_here(o, self.host));
         let was_bound = old.as_ref().is_some_and(|o| bound_here(o, self.host));
         // Reach can only shrink when a reached object loses a reference it
         // walked (or goes, or is unbound): then the commit walks again.
         let shrinks = match (&old, new) {
             (Some(o), Some(n)) => {
-                let now = walked_refs(n);
-                !walked_refs(o).iter().all(|x| now.contains(x)) || (was_bound && !bound)
+                let now = refs_of(n, true);
+                !refs_of(o, true).iter().all(|x| now.contains(x)) || (was_bound && !bound)
             }
             _ => true,
         };
@@ -255,56 +248,46 @@ impl Engine {
             })
     }
 
-    /// Extends reach from `frontier` (reached objects): what they reach
+    /// Extends reach from `stack` (reached objects) to what they reach
     /// that is not reached yet.
-    fn walk(&mut self, mut stack: Vec<Key>) {
-        while let Some(k) = stack.pop() {
-            for n in self.neighbours(k) {
-                if self.objects.contains_key(&n) && self.reached.insert(n) {
-                    self.gained.push(n);
-                    stack.push(n);
+    fn walk(&mut self, stack: Vec<Key>) {
+        let (objects, referrers) = (&self.objects, &self.referrers);
+        let (reached, gained) = (&mut self.reached, &mut self.gained);
+        walk(
+            stack,
+            |k| objects.get(k),
+            |row, id| referrers.get(&(row, id)).into_iter().flatten().copied(),
+            |k| {
+                let new = reached.insert(k);
+                if new {
+                    gained.push(k);
                 }
-            }
-        }
-    }
-
-    /// What `k` reaches through one reference (existing or not).
-    fn neighbours(&self, k: Key) -> Vec<Key> {
-        let Some(o) = self.objects.get(&k) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, r) in REFS.iter().enumerate() {
-            if r.from == k.0 && r.walks_forward() {
-                out.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
-            }
-            if r.to == k.0
-                && r.walks_backward()
-                && let Some(s) = self.referrers.get(&(i, k.1))
-            {
-                out.extend(s.iter().map(|id| (r.from, *id)));
-            }
-        }
-        out
+                new
+            },
+        );
     }
 
     /// Reach from this host's ports, from scratch.
     fn walk_all(&self) -> FxHashSet<Key> {
-        let mut reached: FxHashSet<Key> = FxHashSet::default();
-        let mut stack: Vec<Key> = self
+        let stack: Vec<Key> = self
             .starts
             .iter()
             .map(|id| (Kind::Port, *id))
             .filter(|k| self.objects.contains_key(k))
             .collect();
-        reached.extend(stack.iter().copied());
-        while let Some(k) = stack.pop() {
-            for n in self.neighbours(k) {
-                if self.objects.contains_key(&n) && reached.insert(n) {
-                    stack.push(n);
-                }
-            }
-        }
+        let mut reached: FxHashSet<Key> = stack.iter().copied().collect();
+        walk(
+            stack,
+            |k| self.objects.get(k),
+            |row, id| {
+                self.referrers
+                    .get(&(row, id))
+                    .into_iter()
+                    .flatten()
+                    .copied()
+            },
+            |k| reached.insert(k),
+        );
         reached
     }
 
@@ -433,15 +416,6 @@ impl Engine {
                     .flatten()
             })
     }
-}
-
-/// Every reference an object makes, per row (walked or not).
-fn ref_rows(o: &Obj) -> Vec<(usize, Uuid)> {
-    REFS.iter()
-        .enumerate()
-        .filter(|(_, r)| r.from == o.kind())
-        .flat_map(|(i, r)| (r.get)(o).into_iter().map(move |id| (i, id)))
-        .collect()
 }
 
 /// The engine's objects in reach, as the compiler reads them.
