@@ -350,8 +350,9 @@ impl Engine {
     }
 
     /// The entries a change to `k` recompiles: its own; for a port, its
-    /// device's (old and new), which compiles its ports in, and the devices
-    /// of the ports naming it as peer, which compile their peers in.
+    /// device's (old and new), which compiles its ports in, the devices of
+    /// the ports naming it as peer, which compile their peers in, and the
+    /// routers of routes through it.
     fn affect(&self, k: Key, old: Option<&Obj>, out: &mut FxHashSet<Entry>) {
         out.extend(entry_of(k));
         if k.0 != Kind::Port {
@@ -377,6 +378,15 @@ impl Engine {
                 .filter_map(|q| self.objects.get(&(Kind::Port, *q)))
                 .filter_map(device),
         );
+        // A route through the port counts for its router only while the
+        // port is up and plugged.
+        let routes = self.referrers.get(&(rows().route_port, k.1));
+        out.extend(routes.into_iter().flatten().filter_map(|r| {
+            match self.objects.get(&(Kind::Route, *r)) {
+                Some(Obj::Route(r)) => r.router_id.map(Entry::Router),
+                _ => None,
+            }
+        }));
     }
 
     /// The full recompute: reach walked from the ports and every entry
