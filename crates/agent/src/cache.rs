@@ -2,7 +2,7 @@
 //! watch, and what it derives from it: the simulation's topology snapshot,
 //! this host's port bindings, its tunnel address and its peers'.
 
-use model::{Object, Port, TunnelZone};
+use model::{Object, TunnelZone};
 use rustc_hash::{FxHashMap, FxHashSet};
 use sim::{StateWrite, Tag, Topology};
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,6 +14,8 @@ pub type TableChange = (String, String, Option<String>);
 
 pub struct Cache {
     pub revision: u64,
+    /// Stored JSON of the kinds the engine does not hold (hosts, tunnel
+    /// zones, port states).
     objects: FxHashMap<String, FxHashMap<String, Vec<u8>>>,
     pub tables: FxHashMap<String, FxHashMap<String, String>>,
     /// The topology objects, decoded, with this host's reach and the
@@ -94,21 +96,24 @@ impl Cache {
     /// A snapshot replaces everything: what differs from it is applied as
     /// changes (an unchanged object costs nothing).
     fn replace(&mut self, s: Snapshot) {
-        let gone: Vec<(String, String)> = self
+        let listed = |kind: &str, id: &str| s.objects.get(kind).is_some_and(|m| m.contains_key(id));
+        let mut gone: Vec<(String, String)> = self
             .objects
             .iter()
-            .flat_map(|(k, m)| {
-                m.keys()
-                    .filter(|id| !s.objects.get(k).is_some_and(|n| n.contains_key(*id)))
-                    .map(move |id| (k.clone(), id.clone()))
-            })
+            .flat_map(|(k, m)| m.keys().map(move |id| (k.clone(), id.clone())))
+            .chain(
+                self.engine
+                    .keys()
+                    .map(|(k, id)| (k.name().to_string(), id.to_string())),
+            )
             .collect();
+        gone.retain(|(k, id)| !listed(k, id));
         for (kind, id) in gone {
             self.set(&kind, &id, None);
         }
         for (kind, m) in s.objects {
             for (id, data) in m {
-                if self.objects.get(&kind).and_then(|o| o.get(&id)) != Some(&data) {
+                if !self.holds(&kind, &id, &data) {
                     self.set(&kind, &id, Some(data));
                 }
             }
@@ -122,16 +127,38 @@ impl Cache {
         self.tables = s.tables;
     }
 
+    /// Whether the cache already holds this version of an object.
+    fn holds(&self, kind: &str, id: &str, data: &[u8]) -> bool {
+        match (model::Objects::kind_named(kind), Uuid::parse_str(id)) {
+            (Some(k), Ok(uid)) => {
+                let held = self.engine.get((k, uid));
+                held.is_some() && held == model::Obj::decode(k, data).as_ref()
+            }
+            _ => {
+                self.objects
+                    .get(kind)
+                    .and_then(|o| o.get(id))
+                    .map(Vec::as_slice)
+                    == Some(data)
+            }
+        }
+    }
+
+    /// Topology kinds go to the engine (decoded once, held once); the rest
+    /// are kept as stored.
     fn set(&mut self, kind: &str, id: &str, data: Option<Vec<u8>>) {
-        if let Ok(uid) = Uuid::parse_str(id) {
-            self.engine.apply_stored(kind, uid, data.as_deref());
+        self.changed.insert(kind.to_string());
+        if model::Objects::kind_named(kind).is_some() {
+            if let Ok(uid) = Uuid::parse_str(id) {
+                self.engine.apply_stored(kind, uid, data.as_deref());
+            }
+            return;
         }
         let m = self.objects.entry(kind.to_string()).or_default();
         match data {
             Some(d) => m.insert(id.to_string(), d),
             None => m.remove(id),
         };
-        self.changed.insert(kind.to_string());
     }
 
     fn put(&mut self, u: Update) {
@@ -151,32 +178,35 @@ impl Cache {
         self.set(&u.kind, &u.id, data);
     }
 
-    pub fn all<T: Object>(&self) -> Vec<T> {
+    /// Every topology object of one kind.
+    pub fn all<T: model::schema::Variant + Clone>(&self) -> Vec<T> {
+        self.engine.all::<T>().cloned().collect()
+    }
+
+    /// Every stored object of a kind the engine does not hold.
+    fn stored<T: Object>(&self) -> Vec<T> {
         self.objects
             .get(T::KIND.name())
             .map(|m| m.values().filter_map(|b| decode(b)).collect())
             .unwrap_or_default()
     }
 
-    fn one<T: Object>(&self, id: &str) -> Option<T> {
-        self.objects
-            .get(T::KIND.name())
-            .and_then(|m| m.get(id))
-            .and_then(|b| decode(b))
-    }
-
     /// What this agent holds, for operators and tests (`topology.json` in
     /// the state directory): the revision and the ids of each kind.
     pub fn summary(&self) -> String {
-        let objects: std::collections::BTreeMap<&str, Vec<&str>> = self
-            .objects
-            .iter()
-            .map(|(k, m)| {
-                let mut ids: Vec<&str> = m.keys().map(String::as_str).collect();
-                ids.sort_unstable();
-                (k.as_str(), ids)
-            })
-            .collect();
+        let mut objects: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (k, m) in &self.objects {
+            objects
+                .entry(k.as_str())
+                .or_default()
+                .extend(m.keys().cloned());
+        }
+        for (k, id) in self.engine.keys() {
+            objects.entry(k.name()).or_default().push(id.to_string());
+        }
+        for ids in objects.values_mut() {
+            ids.sort_unstable();
+        }
         serde_json::json!({"revision": self.revision, "objects": objects}).to_string()
     }
 
@@ -229,7 +259,7 @@ impl Cache {
     /// Tunnel addresses of every host in a tunnel zone.
     pub fn tunnel_ips(&self) -> FxHashMap<Uuid, Ipv4Addr> {
         let mut m = FxHashMap::default();
-        for z in self.all::<TunnelZone>() {
+        for z in self.stored::<TunnelZone>() {
             for member in &z.members {
                 if let (Some(h), Some(IpAddr::V4(ip))) = (member.host_id, member.ip_address) {
                     m.insert(h, ip);
@@ -237,10 +267,6 @@ impl Cache {
             }
         }
         m
-    }
-
-    pub fn port(&self, id: Uuid) -> Option<Port> {
-        self.one(&id.to_string())
     }
 }
 
@@ -294,6 +320,7 @@ pub fn write_entry(w: &StateWrite) -> Option<(String, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::Port;
 
     #[test]
     fn learned_entries_round_trip_through_tables() {

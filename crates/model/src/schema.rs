@@ -28,6 +28,11 @@ pub enum Obj {
     HealthMonitor(HealthMonitor),
 }
 
+/// A type that is one of [`Obj`]'s variants.
+pub trait Variant: Object {
+    fn of(o: &Obj) -> Option<&Self>;
+}
+
 macro_rules! objs {
     ($($v:ident),*) => {
         impl Obj {
@@ -48,6 +53,11 @@ macro_rules! objs {
         }
         $(impl From<$v> for Obj {
             fn from(o: $v) -> Obj { Obj::$v(o) }
+        }
+        impl Variant for $v {
+            fn of(o: &Obj) -> Option<&$v> {
+                match o { Obj::$v(x) => Some(x), _ => None }
+            }
         })*
     };
 }

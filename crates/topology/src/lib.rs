@@ -132,6 +132,14 @@ impl Engine {
     pub fn get(&self, k: Key) -> Option<&Obj> {
         self.objects.get(&k)
     }
+    /// Every object of one kind.
+    pub fn all<T: model::schema::Variant>(&self) -> impl Iterator<Item = &T> {
+        self.objects.values().filter_map(T::of)
+    }
+    /// Every object's key.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.objects.keys()
+    }
     pub fn len(&self) -> usize {
         self.objects.len()
     }
