@@ -178,6 +178,11 @@ impl Cache {
         self.set(&u.kind, &u.id, data);
     }
 
+    /// The ports bound to this host.
+    pub fn local_ports(&self) -> impl Iterator<Item = &model::Port> {
+        self.engine.local_ports()
+    }
+
     /// Every topology object of one kind.
     pub fn all<T: model::schema::Variant + Clone>(&self) -> Vec<T> {
         self.engine.all::<T>().cloned().collect()

@@ -43,16 +43,23 @@ pub const KINDS: [&str; 5] = ["Port", "Router", "Pool", "HealthMonitor", "PoolMe
 
 /// The checks this host runs: one plan per health-check port bound here.
 pub fn plans(cache: &Cache, host: Uuid) -> Vec<Plan> {
+    let mut out = Vec::new();
+    // Only this host's ports can be health-check ports here: the whole
+    // topology is read only when one is.
+    let local: Vec<Port> = cache
+        .local_ports()
+        .filter(|p| p.host_id == Some(host) && p.port_address == Some(HEALTH_PORT_ADDR))
+        .cloned()
+        .collect();
+    if local.is_empty() {
+        return out;
+    }
     let routers = cache.all::<Router>();
     let pools = cache.all::<Pool>();
     let monitors = cache.all::<HealthMonitor>();
     let members = cache.all::<PoolMember>();
-    let mut out = Vec::new();
-    for p in cache.all::<Port>() {
-        let (Some(iface), true) = (
-            p.interface_name.clone(),
-            p.host_id == Some(host) && p.port_address == Some(HEALTH_PORT_ADDR),
-        ) else {
+    for p in local {
+        let Some(iface) = p.interface_name.clone() else {
             continue;
         };
         let Some(lb) = routers
@@ -345,7 +352,7 @@ mod tests {
             Uuid::new_v4(),
             Uuid::new_v4(),
         );
-        let mut c = Cache::new(Uuid::new_v4());
+        let mut c = Cache::new(me);
         put(
             &mut c,
             "Router",

@@ -553,8 +553,22 @@ async fn watch_loop(
             }
         };
         tracing::info!(after = cache.revision, "watching the topology");
+        // topology.json lists every object: written a second after the
+        // first change it lacks (so at most once a second), not per batch.
+        let mut summary_due: Option<tokio::time::Instant> = None;
         loop {
-            let Some(first) = stream.next().await else {
+            let next = match summary_due {
+                Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        write_atomic(&summary, &cache.summary());
+                        summary_due = None;
+                        continue;
+                    }
+                },
+                None => stream.next().await,
+            };
+            let Some(first) = next else {
                 break;
             };
             let Ok(u) = first else { break };
@@ -570,7 +584,8 @@ async fn watch_loop(
             }
             if consistent {
                 let kinds = publish(&mut cache, &send, &bind);
-                write_atomic(&summary, &cache.summary());
+                summary_due
+                    .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(1));
                 if kinds.iter().any(|k| health::KINDS.contains(&k.as_str())) {
                     monitors.apply(health::plans(&cache, me));
                 }

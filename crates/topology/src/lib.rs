@@ -50,6 +50,8 @@ pub struct Engine {
     /// Since the last commit: each changed object's version before the batch.
     before: FxHashMap<Key, Option<Obj>>,
     gained: Vec<Key>,
+    /// Left reach in this batch without a walk (see [`Engine::changed`]).
+    lost: Vec<Key>,
     rewalk: bool,
 }
 
@@ -119,6 +121,7 @@ impl Engine {
             topo: Topology::default(),
             before: FxHashMap::default(),
             gained: Vec::new(),
+            lost: Vec::new(),
             rewalk: false,
         }
     }
@@ -220,11 +223,20 @@ impl Engine {
             self.starts.remove(&k.1);
         }
         if self.reached.contains(&k) {
-            if shrinks {
-                self.rewalk = true;
-            } else {
+            if !shrinks {
                 // It may name more than before.
                 self.walk(vec![k]);
+            } else if old.as_ref().is_some_and(|o| self.reaches_nothing(o))
+                && self.objects.get(&k).is_none_or(|n| self.reaches_nothing(n))
+            {
+                // Nothing is reached through it (a rule without jumps, a
+                // route): only its own reach can change, no walk needed.
+                if !(exists && (bound || self.reached_by_neighbour(k))) {
+                    self.reached.remove(&k);
+                    self.lost.push(k);
+                }
+            } else {
+                self.rewalk = true;
             }
         } else if exists && (bound || self.reached_by_neighbour(k)) {
             self.reached.insert(k);
@@ -232,6 +244,19 @@ impl Engine {
             self.walk(vec![k]);
         }
         self.before.entry(k).or_insert(old);
+    }
+
+    /// Whether no object is reached through `o`: it names nothing over a
+    /// reference walked forward, and nothing names it over one walked back.
+    fn reaches_nothing(&self, o: &Obj) -> bool {
+        model::schema::neighbours(o, |row, id| {
+            self.referrers
+                .get(&(row, id))
+                .into_iter()
+                .flatten()
+                .copied()
+        })
+        .is_empty()
     }
 
     /// Whether a reached object reaches `k` through one reference.
@@ -306,19 +331,22 @@ impl Engine {
             rewalked: self.rewalk,
             ..Default::default()
         };
+        c.lost = std::mem::take(&mut self.lost);
+        c.gained = std::mem::take(&mut self.gained);
         if self.rewalk {
             let now = self.walk_all();
-            c.lost = self.reached.difference(&now).copied().collect();
-            // Gained since the last commit: walked to in this batch (and
-            // still reached), or found by the walk.
-            c.gained = std::mem::take(&mut self.gained);
-            c.gained.retain(|k| now.contains(k));
+            c.lost.extend(self.reached.difference(&now).copied());
             c.gained.extend(now.difference(&self.reached).copied());
             self.reached = now;
-        } else {
-            c.gained = std::mem::take(&mut self.gained);
-            c.gained.retain(|k| self.reached.contains(k));
         }
+        // What left and came back (or came and left) in the batch is
+        // reported once, as it ends.
+        c.gained.retain(|k| self.reached.contains(k));
+        c.lost.retain(|k| !self.reached.contains(k));
+        c.gained.sort();
+        c.gained.dedup();
+        c.lost.sort();
+        c.lost.dedup();
         self.rewalk = false;
         let before = std::mem::take(&mut self.before);
         let mut touched: Vec<(Key, Option<Obj>)> = before.into_iter().collect();
@@ -351,9 +379,8 @@ impl Engine {
             self.topo = topo;
         }
         c.recompiled = entries.len();
-        let mut tags: Vec<Tag> = tags.into_iter().collect();
-        tags.sort_by_key(|t| format!("{t:?}"));
-        c.tags = tags;
+        // In no particular order: invalidation reads them as a set.
+        c.tags = tags.into_iter().collect();
         c
     }
 
@@ -403,6 +430,7 @@ impl Engine {
         self.reached = self.walk_all();
         self.before.clear();
         self.gained.clear();
+        self.lost.clear();
         self.rewalk = false;
         if self.compiles {
             self.topo = Topology::build(&self.reached_objects());
