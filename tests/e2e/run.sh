@@ -1008,7 +1008,7 @@ t_thousand_tenants() {
     # Rule changes on the VM's port while it pings its router every 10 ms.
     nsx vm30 ping -D -n -i 0.01 -W 1 10.0.0.1 >"$E2E_STATE/ping30.txt" 2>&1 & local pp=$!
     sleep 0.5
-    lat=$(nsx ctl python3 tests/scale/rule_latency.py "$API" "$c" "$E2E_STATE/ping30.txt" 10) || why+="rule latency: $lat; "
+    lat=$(nsx ctl python3 tests/scale/change_latency.py "$API" rule "$c" "$E2E_STATE/ping30.txt" 10) || why+="rule latency: $lat; "
     kill $pp 2>/dev/null; wait $pp 2>/dev/null
     echo "rule add/delete on the VM's port to effect: $lat"
     python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["p50_ms"] <= 100 and d["max_ms"] <= 250 else 1)' "$lat" \

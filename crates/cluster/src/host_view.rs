@@ -6,7 +6,7 @@
 
 use crate::topology_service::frame;
 use model::{Kind, Objects};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use topology_proto::v1::Update;
 use uuid::Uuid;
 
@@ -14,10 +14,39 @@ use uuid::Uuid;
 /// the host's ports reach (kept current per change by the topology engine),
 /// and which of it the host has been sent.
 pub struct HostView {
+    host: Uuid,
     /// kind -> id -> stored JSON, topology kinds only.
     objects: HashMap<Kind, HashMap<String, Vec<u8>>>,
     reach: topology::Engine,
+    /// The last store revision this view has applied.
+    revision: u64,
+    /// What was sent since the snapshot, newest last, for a reconnecting
+    /// agent to be sent again what it may have missed (bounded in bytes).
+    sent: VecDeque<Update>,
+    sent_bytes: usize,
+    /// A resume needs the agent to hold everything up to here: the
+    /// snapshot, and updates dropped from `sent`.
+    complete_upto: u64,
+    dropped_upto: Option<u64>,
 }
+
+/// The views of hosts whose watch ended, kept for them to resume.
+#[derive(Default)]
+pub struct Parked(std::sync::Mutex<HashMap<Uuid, HostView>>);
+
+impl Parked {
+    pub fn put(&self, v: HostView) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(v.host, v);
+        }
+    }
+    pub fn take(&self, host: Uuid) -> Option<HostView> {
+        self.0.lock().ok()?.remove(&host)
+    }
+}
+
+/// How much of what a view sent is kept for a resume.
+const RESUME_BYTES: usize = 8 << 20;
 
 fn put(revision: u64, kind: &str, id: &str, data: Vec<u8>) -> Update {
     Update {
@@ -47,9 +76,55 @@ fn is_private(u: &Update) -> bool {
 impl HostView {
     pub fn new(host: Uuid) -> Self {
         HostView {
+            host,
             objects: HashMap::new(),
             reach: topology::Engine::new(host, false),
+            revision: 0,
+            sent: VecDeque::new(),
+            sent_bytes: 0,
+            complete_upto: 0,
+            dropped_upto: None,
         }
+    }
+
+    pub fn host(&self) -> Uuid {
+        self.host
+    }
+
+    /// The last store revision applied: a resumed view watches from here.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Keeps live updates for a resume, dropping the oldest past the bound.
+    fn keep(&mut self, out: &[Update]) {
+        for u in out {
+            self.sent_bytes += u.data.len() + u.id.len() + 64;
+            self.sent.push_back(u.clone());
+        }
+        while self.sent_bytes > RESUME_BYTES
+            && let Some(u) = self.sent.pop_front()
+        {
+            self.sent_bytes -= u.data.len() + u.id.len() + 64;
+            self.dropped_upto = Some(u.revision);
+        }
+    }
+
+    /// An agent that held this view's updates up to revision `after`
+    /// reconnects: what it may have missed (every update of `after` and
+    /// later; one sent twice is harmless), or `None` when this view no
+    /// longer has all of it (a snapshot is needed).
+    pub fn resume(&self, after: u64) -> Option<Vec<Update>> {
+        if after < self.complete_upto || self.dropped_upto.is_some_and(|d| d >= after) {
+            return None;
+        }
+        Some(
+            self.sent
+                .iter()
+                .filter(|u| u.revision >= after)
+                .cloned()
+                .collect(),
+        )
     }
 
     fn store(&mut self, kind: Kind, u: &Update) {
@@ -94,6 +169,11 @@ impl HostView {
             out.extend(self.stored(k, &id).map(|d| put(revision, k.name(), &id, d)));
         }
         frame(&mut out, revision);
+        self.revision = revision;
+        self.complete_upto = revision;
+        self.sent.clear();
+        self.sent_bytes = 0;
+        self.dropped_upto = None;
         out
     }
 
@@ -104,6 +184,7 @@ impl HostView {
         let mut out = Vec::new();
         let mut mine = Vec::new();
         let revision = batch.last().map(|u| u.revision).unwrap_or_default();
+        self.revision = self.revision.max(revision);
         for u in batch {
             if is_private(&u) {
                 continue;
@@ -148,6 +229,7 @@ impl HostView {
                 }
             }
         }
+        self.keep(&out);
         out
     }
 
@@ -270,5 +352,41 @@ mod tests {
             names(&v.change(deleted(9, "Port", &p1b.id.to_string()))),
             want(&[("Port", p1b.id, true)])
         );
+    }
+
+    /// A reconnecting agent is sent again what the view sent from its
+    /// revision on; what the view no longer has means a snapshot.
+    #[test]
+    fn a_view_resumes_from_the_agents_revision() {
+        let me = Uuid::new_v4();
+        let b = bridge();
+        let mut v = HostView::new(me);
+        v.snapshot(vec![obj(5, &b), obj(5, &port(&b, Some(me)))]);
+        assert_eq!(v.revision(), 5);
+        assert_eq!(v.resume(5), Some(vec![]), "nothing since the snapshot");
+        assert_eq!(v.resume(4), None, "the agent lacks part of the snapshot");
+        let p6 = port(&b, None);
+        let p7 = port(&b, None);
+        v.change(obj(6, &p6));
+        v.change(obj(7, &p7));
+        v.change(obj(8, &bridge())); // not reached: not sent
+        assert_eq!(v.revision(), 8);
+        let again = v.resume(7).unwrap();
+        assert_eq!(
+            names(&again),
+            vec![("Port".into(), p7.id.to_string(), false)]
+        );
+        assert_eq!(v.resume(6).unwrap().len(), 2);
+        // Past the bound, the oldest updates are dropped: no resume from them.
+        let big = Bridge {
+            id: b.id,
+            name: Some("x".repeat(RESUME_BYTES / 4)),
+            ..Default::default()
+        };
+        for r in 9..15 {
+            v.change(obj(r, &big));
+        }
+        assert_eq!(v.resume(7), None);
+        assert!(v.resume(14).is_some());
     }
 }

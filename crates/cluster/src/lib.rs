@@ -32,6 +32,8 @@ pub struct App {
     pub root: String,
     /// Used for links when a request has no Host header.
     pub default_host: String,
+    /// Per-host topology views whose agents disconnected, to resume.
+    pub parked: Arc<host_view::Parked>,
 }
 
 impl App {
@@ -41,6 +43,7 @@ impl App {
             auth: auth::Auth::new(auth),
             root: "/midonet-api".into(),
             default_host,
+            parked: Arc::default(),
         }
     }
 }

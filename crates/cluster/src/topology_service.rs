@@ -78,6 +78,58 @@ pub(crate) fn frame(out: &mut Vec<Update>, revision: u64) {
     });
 }
 
+/// Sends `initial`, then the watch's changes (filtered by `view`), until
+/// the receiver or the watch goes.
+async fn forward(
+    initial: Vec<Update>,
+    watch: &mut nsdb::Watch,
+    mut view: Option<&mut HostView>,
+    tx: &mpsc::Sender<Result<Update, Status>>,
+) {
+    for u in initial {
+        if tx.send(Ok(u)).await.is_err() {
+            return;
+        }
+    }
+    let as_update = |ev: nsdb::Event| match ev.change {
+        Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
+        Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
+    };
+    while let Some(ev) = watch.next().await {
+        let mut batch = vec![as_update(ev)];
+        // What else already arrived is filtered in the same batch: a burst
+        // of creates is one reach update, not one per create.
+        if view.is_some() {
+            while batch.len() < 4096 {
+                match tokio::time::timeout(std::time::Duration::ZERO, watch.next()).await {
+                    Ok(Some(ev)) => batch.push(as_update(ev)),
+                    _ => break,
+                }
+            }
+        }
+        let out = match view.as_deref_mut() {
+            Some(v) => v.changes(batch),
+            None => batch,
+        };
+        for u in out {
+            if tx.send(Ok(u)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A snapshot of everything and a watch from its revision. Watch first,
+/// then read: a change in between arrives twice, which is harmless; none is
+/// missed.
+fn snapshot_and_watch(store: &dyn Store) -> Result<(Vec<Update>, nsdb::Watch), Status> {
+    let rev = store.revision();
+    let w = store
+        .watch(None, rev)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok((snapshot(store, rev), w))
+}
+
 #[tonic::async_trait]
 impl topology_proto::Topology for TopologyService {
     type WatchStream = Stream_<Update>;
@@ -89,69 +141,52 @@ impl topology_proto::Topology for TopologyService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let store = self.app.topo.store.clone();
         let req = req.into_inner();
-        let mut view = match req.host_id.as_str() {
-            "" => None,
-            h => Some(HostView::new(Uuid::parse_str(h).map_err(|_| {
-                Status::invalid_argument(format!("host id \"{h}\" is not a UUID"))
-            })?)),
-        };
-        // A filtered watch starts from a snapshot: the filter's state is not
-        // kept between connections.
-        let after = if view.is_some() {
-            0
-        } else {
-            req.after_revision
-        };
-        let (initial, mut watch) = match (after, store.watch(None, after)) {
-            (a, Ok(w)) if a > 0 => (Vec::new(), w),
-            (_, Ok(_)) | (_, Err(StoreError::Compacted { .. })) => {
-                // Watch first, then read: a change in between arrives twice,
-                // which is harmless; none is missed.
-                let rev = store.revision();
-                let w = store
-                    .watch(None, rev)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                let all = snapshot(&*store, rev);
-                let initial = match view.as_mut() {
-                    Some(v) => v.snapshot(all),
-                    None => all,
-                };
-                (initial, w)
+        let host =
+            match req.host_id.as_str() {
+                "" => None,
+                h => Some(Uuid::parse_str(h).map_err(|_| {
+                    Status::invalid_argument(format!("host id \"{h}\" is not a UUID"))
+                })?),
+            };
+        // A host's filtered watch resumes from the view its last watch left
+        // (if this server still has it and it covers the agent's revision);
+        // otherwise it starts from a snapshot.
+        let resumed = host
+            .zip((req.after_revision > 0).then_some(req.after_revision))
+            .and_then(|(h, after)| {
+                let v = self.app.parked.take(h)?;
+                let replay = v.resume(after)?;
+                let w = store.watch(None, v.revision()).ok()?;
+                Some((v, replay, w))
+            });
+        let (mut view, initial, mut watch) = match (host, resumed) {
+            (_, Some((v, replay, w))) => {
+                tracing::info!(host = %v.host(), after = req.after_revision, updates = replay.len(), "filtered watch resumed");
+                (Some(v), replay, w)
             }
-            (_, Err(e)) => return Err(Status::internal(e.to_string())),
+            (Some(h), None) => {
+                let (all, w) = snapshot_and_watch(&*store)?;
+                let mut v = HostView::new(h);
+                let initial = v.snapshot(all);
+                (Some(v), initial, w)
+            }
+            (None, None) => match store.watch(None, req.after_revision) {
+                Ok(w) if req.after_revision > 0 => (None, Vec::new(), w),
+                Ok(_) | Err(StoreError::Compacted { .. }) => {
+                    let (all, w) = snapshot_and_watch(&*store)?;
+                    (None, all, w)
+                }
+                Err(e) => return Err(Status::internal(e.to_string())),
+            },
         };
+        let parked = self.app.parked.clone();
         let (tx, rx) = mpsc::channel::<Result<Update, Status>>(1024);
         tokio::spawn(async move {
-            for u in initial {
-                if tx.send(Ok(u)).await.is_err() {
-                    return;
-                }
-            }
-            let as_update = |ev: nsdb::Event| match ev.change {
-                Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
-                Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
-            };
-            while let Some(ev) = watch.next().await {
-                let mut batch = vec![as_update(ev)];
-                // What else already arrived is filtered in the same batch: a
-                // burst of creates is one reach update, not one per create.
-                if view.is_some() {
-                    while batch.len() < 4096 {
-                        match tokio::time::timeout(std::time::Duration::ZERO, watch.next()).await {
-                            Ok(Some(ev)) => batch.push(as_update(ev)),
-                            _ => break,
-                        }
-                    }
-                }
-                let out = match view.as_mut() {
-                    Some(v) => v.changes(batch),
-                    None => batch,
-                };
-                for u in out {
-                    if tx.send(Ok(u)).await.is_err() {
-                        return;
-                    }
-                }
+            forward(initial, &mut watch, view.as_mut(), &tx).await;
+            // The agent is gone (or the store stopped): its view waits for
+            // it to come back.
+            if let Some(v) = view {
+                parked.put(v);
             }
         });
         Ok(Response::new(Box::pin(

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""How long a rule change takes to reach the packets. A VM pings its router
-every 10 ms (`ping -D`, its log given here); this adds a drop-ICMP rule to the
-chain on the VM's port and deletes it again, N times, through the REST API,
-and reads the ping log: the effect of an add is the last reply after the
-add's answer, of a delete the first reply after the delete's answer.
+"""How long a change takes to reach the packets. A VM pings its router every
+10 ms (`ping -D`, its log given here); this makes a change that stops the
+replies and undoes it, N times, through the REST API, and reads the ping log:
+the effect of a change is the last reply after the API answered it, of its
+undoing the first reply after the API answered that.
 
-  rule_latency.py API CHAIN PINGLOG N    prints one JSON line:
+  change_latency.py API rule CHAIN PINGLOG N
+      a drop-ICMP rule added to (and deleted from) the chain on the VM's port
+  change_latency.py API route ROUTER/VM_IP PINGLOG N
+      a blackhole route to the VM's address added to its router (and deleted)
+prints one JSON line:
     {"samples": 2N, "p50_ms": .., "p99_ms": .., "max_ms": .., "ms": [...]}
 Runs in the operator's namespace; the ping in the VM's (the same clock).
 """
@@ -36,11 +40,19 @@ def replies(log):
 
 
 def main():
-    api, chain, log, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    api, what, target, log, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    if what == "rule":
+        path, body = f"{api}/chains/{target}/rules", {"type": "drop", "dlType": 2048, "nwProto": 1, "position": 1}
+    elif what == "route":
+        router, vm = target.split("/")
+        path, body = f"{api}/routers/{router}/routes", {
+            "type": "BlackHole", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
+            "dstNetworkAddr": vm, "dstNetworkLength": 32, "weight": 100}
+    else:
+        sys.exit(f"change_latency.py: no change of kind {what!r} (rule, route)")
     changes = []  # (kind, time the API answered)
     for _ in range(n):
-        loc = call("POST", f"{api}/chains/{chain}/rules",
-                   {"type": "drop", "dlType": 2048, "nwProto": 1, "position": 1})
+        loc = call("POST", path, body)
         changes.append(("add", time.time()))
         time.sleep(0.6)
         call("DELETE", loc)

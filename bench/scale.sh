@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Topology at cloud scale, end to end: for N tenants (default 100 1000 10000)
+# on a fresh release server and one agent, in namespaces of their own:
+#   - the time to create them through the REST API (tests/scale/tenants.py);
+#   - convergence: a VM bound last, on the first tenant's bridge (its agent
+#     reaches every tenant through the provider router), until it pings its
+#     router;
+#   - a REST change to its effect on the VM's packets, p50/p99: a rule on the
+#     VM's port and a blackhole route on its router, each added and removed
+#     20 times (tests/scale/change_latency.py);
+#   - agent and server RSS, and their CPU per change.
+# Prints a table, writes bench/scale.tsv and the plot bench/scale.svg.
+#   sudo bench/scale.sh            (SCALE_N="100 1000" for a shorter run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) == 0 ]] || { echo "bench/scale.sh: needs root (network namespaces)" >&2; exit 1; }
+for c in ip ping python3 curl; do command -v $c >/dev/null || { echo "bench/scale.sh: needs $c" >&2; exit 1; }; done
+cargo build --release -q -p midonet --bin midonet
+export P=mnscale BIN=$PWD/target/release/midonet
+source tests/e2e/lib.sh
+trap 'e2e_down' EXIT
+mido() { MIDO_API_URL=$API nsx ctl "$BIN" "$@"; }
+cpu_ms() { # PIDFILE: user+system CPU time so far, in ms
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$(cat "$1")/stat"
+}
+rss_mib() { awk '/^VmRSS/{printf "%.0f", $2 / 1024}' "/proc/$(cat "$1")/status"; }
+json() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]);
+for k in sys.argv[2].split("."): d = d[k]
+print(d)' "$1" "$2"; }
+
+OUT=bench/scale.tsv
+printf 'tenants\tobjects\tcreate_s\tcreates_per_s\tconverge_ms\trule_p50_ms\trule_p99_ms\troute_p50_ms\troute_p99_ms\tagent_rss_mib\tserver_rss_mib\tagent_cpu_ms_per_change\tserver_cpu_ms_per_change\n' >"$OUT"
+for n in ${SCALE_N:-100 1000 10000}; do
+    e2e_down
+    e2e_underlay
+    start_server
+    start_agent h1 1
+    H1=$(host_id h1)
+    for _ in $(seq 100); do mido host list -o json | grep -q "$H1" && break; sleep 0.1; done
+    Z=$(mido tunnel-zone create name=tz type=vxlan)
+    mido tunnel-zone add-member "$Z" "$H1" 10.99.0.1
+    out=$(nsx ctl python3 tests/scale/tenants.py "$API" "$n" --threads 4)
+    b=$(json "$out" first.bridge); r=$(json "$out" first.router)
+    vm vm1 h1 02:00:00:00:00:11; nsx vm1 ip addr add 10.0.0.5/24 dev eth0
+    c=$(mido chain create name=vm1-in)
+    p=$(mido port create --bridge "$b" inbound-filter-id="$c")
+    mido port bind "$p" "$H1" vm1
+    t0=$(date +%s.%N)
+    for _ in $(seq 600); do nsx vm1 ping -n -c 1 -W 0.1 10.0.0.1 >/dev/null 2>&1 && break; done
+    conv=$(python3 -c "import sys,time; print(round((time.time()-float(sys.argv[1]))*1000))" "$t0")
+    nsx vm1 ping -D -n -i 0.01 -W 1 10.0.0.1 >"$E2E_STATE/ping.txt" 2>&1 &
+    pp=$!
+    sleep 0.5
+    a0=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s0=$(cpu_ms "$E2E_STATE/server.pid")
+    rule=$(nsx ctl python3 tests/scale/change_latency.py "$API" rule "$c" "$E2E_STATE/ping.txt" 20)
+    route=$(nsx ctl python3 tests/scale/change_latency.py "$API" route "$r/10.0.0.5" "$E2E_STATE/ping.txt" 20)
+    a1=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s1=$(cpu_ms "$E2E_STATE/server.pid")
+    kill $pp; wait $pp 2>/dev/null || true
+    # 80 changes (40 adds, 40 deletes) in 48 s of mostly idle time: the CPU
+    # per change includes the idle cost of that time (ticks, keepalives).
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\n' "$n" $((n * 16 + 1)) "$(json "$out" seconds)" \
+        "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['requests']/d['seconds'])" "$out")" "$conv" \
+        "$(json "$rule" p50_ms)" "$(json "$rule" p99_ms)" "$(json "$route" p50_ms)" "$(json "$route" p99_ms)" \
+        "$(rss_mib "$E2E_STATE/agent-h1.pid")" "$(rss_mib "$E2E_STATE/server.pid")" \
+        "$(python3 -c "print(($a1-$a0)/80)")" "$(python3 -c "print(($s1-$s0)/80)")" >>"$OUT"
+done
+column -t "$OUT"
+python3 bench/scale_plot.py "$OUT" bench/scale.svg
+echo "plot: bench/scale.svg"
