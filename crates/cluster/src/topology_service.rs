@@ -95,7 +95,14 @@ async fn forward(
         Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
         Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
     };
-    while let Some(ev) = watch.next().await {
+    loop {
+        // A receiver that goes while nothing changes ends this at once, so
+        // its view is parked for the agent's return.
+        let ev = tokio::select! {
+            ev = watch.next() => ev,
+            _ = tx.closed() => return,
+        };
+        let Some(ev) = ev else { return };
         let mut batch = vec![as_update(ev)];
         // What else already arrived is filtered in the same batch: a burst
         // of creates is one reach update, not one per create.

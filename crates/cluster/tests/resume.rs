@@ -79,8 +79,9 @@ async fn a_reconnecting_agent_resumes_without_a_snapshot() {
         }
     }
     drop(s);
+    // Gone while nothing changes: its view is parked all the same.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // While it is away: a new port on its bridge.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let added = Uuid::new_v4();
     put(&app, &port(added));
     // Back: the change, no snapshot.
