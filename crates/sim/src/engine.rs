@@ -894,7 +894,7 @@ impl<'a, 'o> Sim<'a, 'o> {
             && f.frag == Frag::None
         {
             self.m.mark(field::ICMP_ID | field::ICMP_DATA);
-            if let Some(reply) = crate::services::echo_reply(self.frame, in_port.mac) {
+            if let Some(reply) = crate::services::echo_reply(self.frame, &f, in_port.mac) {
                 self.note(in_port.device.id().into(), || {
                     format!("echo reply from {}", f.nw_dst)
                 });

@@ -33,8 +33,9 @@ fn ipv4_frame(src_mac: Mac, dst_mac: Mac, ip: Ipv4Repr, payload: &[u8]) -> Vec<u
     f
 }
 
-/// The echo reply to an echo request frame, from the router port `mac`.
-pub fn echo_reply(frame: &[u8], mac: Mac) -> Option<Vec<u8>> {
+/// The echo reply to an echo request frame whose fields at the router are
+/// `f`, from the router port `mac`.
+pub fn echo_reply(frame: &[u8], f: &Fields, mac: Mac) -> Option<Vec<u8>> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
     let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
@@ -44,9 +45,12 @@ pub fn echo_reply(frame: &[u8], mac: Mac) -> Option<Vec<u8>> {
     let reply = Icmpv4Repr::EchoReply { id, seq, data };
     let mut payload = vec![0u8; reply.buffer_len()];
     reply.emit(&mut payload);
+    // Addressed as the packet reached the router (after the routers and
+    // NAT before it rewrote it), not as it entered: the reply goes back
+    // the way it came.
     let hdr = Ipv4Repr {
-        src: ip.dst(),
-        dst: ip.src(),
+        src: f.nw_dst,
+        dst: f.nw_src,
         protocol: Protocol::ICMP,
         payload_len: payload.len(),
         ttl: 64,
@@ -54,7 +58,7 @@ pub fn echo_reply(frame: &[u8], mac: Mac) -> Option<Vec<u8>> {
         ident: ip.ident(),
         dont_frag: false,
     };
-    Some(ipv4_frame(mac, eth.src(), hdr, &payload))
+    Some(ipv4_frame(mac, f.eth_src, hdr, &payload))
 }
 
 /// An ICMP error about `frame` (whose fields at router entry are `pre`),

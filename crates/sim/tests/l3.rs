@@ -444,3 +444,30 @@ fn stale_arp_entries_are_used_and_refreshed_then_expire() {
         "expired: asked again"
     );
 }
+
+#[test]
+fn a_router_across_a_router_link_answers_ping() {
+    // vm1 - bridge - tenant router - link 100.64.0.2 <-> 100.64.0.1 - provider.
+    let mut n = Net::new();
+    let tenant = n.router();
+    let provider = n.router();
+    let (b, _) = n.subnet(tenant, "10.0.0.1", 24, mac(0xa1));
+    let vm = n.vm_port(b);
+    let down = n.router_port(tenant, "100.64.0.2", 30, mac(0xd2));
+    let up = n.router_port(provider, "100.64.0.1", 30, mac(0xd1));
+    n.link(down, up);
+    n.route(tenant, "0.0.0.0", 0, down, Some("100.64.0.1"), 100);
+    n.route(provider, "10.0.0.0", 24, up, Some("100.64.0.2"), 100);
+    let mut r = Run::new(&n);
+    r.learn(b, mac(1), vm);
+    r.arp(tenant, "10.0.0.5", mac(1));
+    r.arp(tenant, "100.64.0.1", mac(0xd1));
+    let o = r.sim(vm, &ping(mac(1), mac(0xa1), "10.0.0.5", "100.64.0.1", 64));
+    assert_eq!(o.verdict, Verdict::Consumed, "{:?}", o.trace);
+    assert_eq!(o.emits.len(), 1, "{:?}", o.trace);
+    assert_eq!(o.emits[0].output.port, vm);
+    assert_eq!(
+        icmp_of(&o.emits[0].frame),
+        (icmpv4::ECHO_REPLY, 0, ip("100.64.0.1"), ip("10.0.0.5"))
+    );
+}
