@@ -75,9 +75,11 @@ def tenant(api, provider, i):
         api.post(f"/bridges/{br}/ports", {"type": "Bridge"})
     api.post(f"/routers/{provider}/routes", {"type": "Normal", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
                                              "dstNetworkAddr": net, "dstNetworkLength": 24, "nextHopPort": up,
+                                             "nextHopGateway": "100.64.0.2",
                                              "weight": 100})
     api.post(f"/routers/{r}/routes", {"type": "Normal", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
                                       "dstNetworkAddr": "0.0.0.0", "dstNetworkLength": 0, "nextHopPort": down,
+                                      "nextHopGateway": "100.64.0.1",
                                       "weight": 100})
     return {"bridge": br, "router": r, "chain": c, "gateway": gw}
 
