@@ -66,7 +66,7 @@ for n in ${SCALE_N:-100 1000 10000}; do
     a2=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s2=$(cpu_ms "$E2E_STATE/server.pid"); i2=$(date +%s.%N)
     kill $pp; wait $pp 2>/dev/null || true
     per_change() { python3 -c "import sys; c0,c1,c2,t0,t1,t2=map(float,sys.argv[1:]); print(max(0,(c2-c1)-(c1-c0)*(t2-t1)/(t1-t0))/80)" "$@"; }
-    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\n' "$n" $((n * 16 + 1)) "$(json "$out" seconds)" \
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\n' "$n" $((n * 17 + 1)) "$(json "$out" seconds)" \
         "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['requests']/d['seconds'])" "$out")" "$conv" \
         "$(json "$rule" p50_ms)" "$(json "$rule" p99_ms)" "$(json "$route" p50_ms)" "$(json "$route" p99_ms)" \
         "$(rss_mib "$E2E_STATE/agent-h1.pid")" "$(rss_mib "$E2E_STATE/server.pid")" \

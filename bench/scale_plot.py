@@ -39,7 +39,7 @@ for e in range(math.ceil(y0), math.floor(y1) + 1):
 for x in xs:
     out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>')
     out.append(f'<text x="{px(x):.1f}" y="{H - B + 18}" text-anchor="middle">{int(x):,}</text>')
-out.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">tenants (16 objects each)</text>')
+out.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">tenants (17 objects each)</text>')
 y100 = py(100)
 out.append(f'<line x1="{L}" x2="{W - R}" y1="{y100:.1f}" y2="{y100:.1f}" stroke="#999" stroke-dasharray="1,3"/>')
 out.append(f'<text x="{W - R - 4}" y="{y100 - 4:.1f}" text-anchor="end" fill="#666">target p99 100 ms</text>')

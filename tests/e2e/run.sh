@@ -987,7 +987,7 @@ check "cluster restart: traffic never stops, later changes reach agents" t_clust
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$(cat "$1")/status" 2>/dev/null; }
 t_thousand_tenants() {
     # A provider router with 1,000 tenants (router, bridge, 5-rule chain,
-    # ports, routes: 16 objects each) created through the REST API, then a
+    # ports, routes: 17 objects each) created through the REST API, then a
     # VM bound on h1 to the first tenant's bridge: its agent reaches every
     # tenant through the provider router.
     local why="" out b c p t0 i ms lat

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Creates a cloud of tenants through the MidoNet REST API v5, as an operator's
 script would: a provider router, and per tenant a router linked to it, a
-bridge linked to that router, two VM ports, a 5-rule chain on the bridge, a
-route on each router (16 objects, 18 requests). Standard library only.
+bridge linked to that router, two VM ports, a 5-rule chain on the bridge, the
+routes to the tenant's network on both routers and the tenant's default route
+(17 objects, 19 requests). Standard library only.
 
   tenants.py API N [--threads T] [--provider ID]   prints one JSON line:
     {"provider": id, "tenants": N, "requests": R, "seconds": S,
@@ -73,6 +74,9 @@ def tenant(api, provider, i):
     api.post(f"/ports/{rp}/link", {"peerId": bp})
     for _ in range(2):
         api.post(f"/bridges/{br}/ports", {"type": "Bridge"})
+    api.post(f"/routers/{r}/routes", {"type": "Normal", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
+                                      "dstNetworkAddr": net, "dstNetworkLength": 24, "nextHopPort": rp,
+                                      "weight": 100})
     api.post(f"/routers/{provider}/routes", {"type": "Normal", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
                                              "dstNetworkAddr": net, "dstNetworkLength": 24, "nextHopPort": up,
                                              "nextHopGateway": "100.64.0.2",

@@ -121,35 +121,6 @@ pub fn simulate(
     sim.finish(v);
 }
 
-/// Simulates a packet the agent generated, leaving by `port` (its egress);
-/// returns the frames to send and where.
-pub fn simulate_generated(
-    topo: &Topology,
-    state: &StateTables,
-    port: Id,
-    frame: &[u8],
-    now: u64,
-    rng: &mut dyn Random,
-) -> Vec<Emit> {
-    let mut out = Outcome::default();
-    let Some(fields) = Fields::parse(frame, 0) else {
-        return Vec::new();
-    };
-    let mut sim = Sim::new(topo, state, now, rng, &mut out, frame, fields, port);
-    sim.generated = true;
-    let v = sim.egress(port);
-    if v != Verdict::Forward {
-        return std::mem::take(&mut out.emits);
-    }
-    let mut emits = std::mem::take(&mut out.emits);
-    emits.extend(
-        crate::actions::execute(&out.actions, frame)
-            .into_iter()
-            .map(|(output, frame)| Emit { output, frame }),
-    );
-    emits
-}
-
 impl<'a, 'o> Sim<'a, 'o> {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -408,17 +379,36 @@ impl<'a, 'o> Sim<'a, 'o> {
         }
     }
 
-    /// Sends a generated packet out of `port` (through the topology beyond it).
+    /// Sends a generated packet out of `port` (through the topology beyond
+    /// it), traced as part of the packet that made it.
     pub fn emit_generated(&mut self, port: Id, frame: Vec<u8>) {
-        let emits = simulate_generated(
-            self.topo,
-            self.state,
-            port,
-            &frame,
-            self.now,
-            &mut *self.rng,
-        );
-        self.out.emits.extend(emits);
+        let mut out = Outcome::default();
+        if let Some(fields) = Fields::parse(&frame, 0) {
+            let mut sim = Sim::new(
+                self.topo,
+                self.state,
+                self.now,
+                &mut *self.rng,
+                &mut out,
+                &frame,
+                fields,
+                port,
+            );
+            sim.generated = true;
+            sim.trace = self.trace;
+            sim.note(None, || "generated packet".into());
+            let v = sim.egress(port);
+            sim.note(None, || format!("generated packet: {v:?}"));
+            if v == Verdict::Forward {
+                let sent = crate::actions::execute(&out.actions, &frame);
+                out.emits.extend(
+                    sent.into_iter()
+                        .map(|(output, frame)| Emit { output, frame }),
+                );
+            }
+        }
+        self.out.trace.append(&mut out.trace);
+        self.out.emits.append(&mut out.emits);
     }
 
     // ---- bridges ----------------------------------------------------------

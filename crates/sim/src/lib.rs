@@ -15,7 +15,7 @@ pub mod services;
 pub mod state;
 pub mod topology;
 
-pub use engine::{Input, MAX_HOPS, Random, XorShift, simulate, simulate_generated};
+pub use engine::{Input, MAX_HOPS, Random, XorShift, simulate};
 pub use flow::{FieldSet, Fields, Frag};
 pub use result::*;
 pub use state::{
