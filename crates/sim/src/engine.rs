@@ -205,8 +205,13 @@ impl<'a, 'o> Sim<'a, 'o> {
             Verdict::ShortDrop(_) | Verdict::ErrorDrop(_) => ERROR_FLOW_EXPIRY_MS,
             Verdict::Consumed | Verdict::NotYet(_) => return,
         };
+        // A short drop keeps what it read of the topology (a route or rule
+        // change removes it at once, not at its expiry), but pins no
+        // connection state.
         if matches!(v, Verdict::ShortDrop(_) | Verdict::ErrorDrop(_)) {
-            self.out.tags.clear();
+            self.out
+                .tags
+                .retain(|t| !matches!(t, Tag::ConnTrack(_) | Tag::Nat(_)));
         }
         self.out.flow = Some(FlowSpec {
             key: self.orig.masked(mask),

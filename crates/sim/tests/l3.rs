@@ -155,7 +155,14 @@ fn ttl_exceeded_and_unreachable_come_back_as_icmp() {
         icmp_of(&o.emits[0].frame),
         (icmpv4::TIME_EXCEEDED, 0, ip("10.0.1.1"), ip("10.0.1.5"))
     );
-    assert!(o.writes.is_empty() && o.tags.is_empty());
+    // No state written or pinned; the topology it read still removes it.
+    assert!(o.writes.is_empty());
+    assert!(
+        !o.tags
+            .iter()
+            .any(|t| matches!(t, Tag::ConnTrack(_) | Tag::Nat(_)))
+    );
+    assert!(o.tags.contains(&Tag::Device(t.r)), "{:?}", o.tags);
     assert_eq!(o.flow.unwrap().expiry_ms, ERROR_FLOW_EXPIRY_MS);
 
     let o = r.sim(t.vm1, &ping(mac(1), mac(0xa1), "10.0.1.5", "8.8.8.8", 64));
@@ -220,6 +227,12 @@ fn ttl_exceeded_and_unreachable_come_back_as_icmp() {
     assert_eq!(
         (o.verdict, o.emits.len()),
         (Verdict::ErrorDrop(DropReason::BlackholeRoute), 0)
+    );
+    // Deleting the blackhole route removes its drop flow at once.
+    assert!(
+        o.tags.iter().any(|t| matches!(t, Tag::Route(_))),
+        "{:?}",
+        o.tags
     );
     let o = r.sim(
         t.vm1,
