@@ -20,7 +20,6 @@ cargo build --release -q -p midonet --bin midonet
 export P=mnscale BIN=$PWD/target/release/midonet
 source tests/e2e/lib.sh
 trap 'e2e_down' EXIT
-mido() { MIDO_API_URL=$API nsx ctl "$BIN" "$@"; }
 cpu_ms() { # PIDFILE: user+system CPU time so far, in ms
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$(cat "$1")/stat"
 }
@@ -45,11 +44,7 @@ for n in ${SCALE_N:-100 1000 10000}; do
     vm vm1 h1 02:00:00:00:00:11; nsx vm1 ip addr add 10.0.0.5/24 dev eth0
     nsx vm1 ip route add default via 10.0.0.1
     c=$(mido chain create name=vm1-in)
-    p=$(mido port create --bridge "$b" inbound-filter-id="$c")
-    mido port bind "$p" "$H1" vm1
-    t0=$(date +%s.%N)
-    for _ in $(seq 600); do nsx vm1 ping -n -c 1 -W 0.1 10.0.0.1 >/dev/null 2>&1 && break; done
-    conv=$(python3 -c "import sys,time; print(round((time.time()-float(sys.argv[1]))*1000))" "$t0")
+    conv=$(bind_timed vm1 "$b" "$H1" "$c" 600)
     # The VM pings the provider router's side of its router's uplink, through
     # its router: a rule on its port and a blackhole route on its router both
     # stop the replies.

@@ -119,3 +119,15 @@ host_id() { # HOST: waits for the agent's persisted id
     done
     return 1
 }
+
+# bind_timed VM BRIDGE HOST CHAIN TRIES: a new port on BRIDGE filtered
+# inbound by CHAIN, bound on HOST to VM's interface (the last create); prints
+# the ms until VM pings 10.0.0.1 (its router), trying TRIES times 0.1 s each.
+bind_timed() {
+    local p t0 i
+    p=$(mido port create --bridge "$2" inbound-filter-id="$4") || return 1
+    mido port bind "$p" "$3" "$1" >/dev/null || return 1
+    t0=$(date +%s.%N)
+    for i in $(seq "$5"); do nsx "$1" ping -n -c 1 -W 0.1 10.0.0.1 >/dev/null 2>&1 && break; done
+    python3 -c "import sys,time; print(round((time.time()-float(sys.argv[1]))*1000))" "$t0"
+}
