@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""bench/scale.tsv -> an SVG: change-to-effect latency (p50, p99 of rule and
-route changes) and convergence against the number of tenants, log-log.
+"""bench/scale.tsv -> an SVG: change-to-effect latency (p50, p99 of rule,
+route and port changes), the agent's CPU per change and convergence against
+the number of tenants, log-log.
 Standard library only."""
 import math
 import sys
@@ -12,6 +13,9 @@ series = [
     ("rule_p99_ms", "rule change p99", "#1f77b4", "6,4"),
     ("route_p50_ms", "route change p50", "#d62728", ""),
     ("route_p99_ms", "route change p99", "#d62728", "6,4"),
+    ("port_p50_ms", "port change p50", "#ff7f0e", ""),
+    ("port_p99_ms", "port change p99", "#ff7f0e", "6,4"),
+    ("agent_cpu_ms_per_change", "agent CPU per change", "#9467bd", "1,2"),
     ("converge_ms", "VM bound last: first ping", "#2ca02c", "2,3"),
 ]
 W, H, L, R, T, B = 640, 400, 70, 220, 30, 50

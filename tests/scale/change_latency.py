@@ -2,13 +2,18 @@
 """How long a change takes to reach the packets. A VM pings its router every
 10 ms (`ping -D`, its log given here); this makes a change that stops the
 replies and undoes it, N times, through the REST API, and reads the ping log:
-the effect of a change is the last reply after the API answered it, of its
-undoing the first reply after the API answered that.
+the effect of a change that stops the replies is the last reply after the
+API answered it, of its undoing the first reply after the API answered that
+(the other way round for a change that makes them start).
 
   change_latency.py API rule CHAIN PINGLOG N
       a drop-ICMP rule added to (and deleted from) the chain on the VM's port
   change_latency.py API route ROUTER/VM_IP PINGLOG N
       a blackhole route to the VM's address added to its router (and deleted)
+  change_latency.py API port BRIDGE/HOST/IFACE PINGLOG N
+      a VM boots: a port created on the VM's bridge and bound to IFACE (a
+      second VM's veth) on HOST, timed from the binding's answer (and the
+      port deleted); the log is of the first VM's ping to the second
 prints one JSON line:
     {"samples": 2N, "p50_ms": .., "p99_ms": .., "max_ms": .., "ms": [...]}
 Runs in the operator's namespace; the ping in the VM's (the same clock).
@@ -48,11 +53,18 @@ def main():
         path, body = f"{api}/routers/{router}/routes", {
             "type": "BlackHole", "srcNetworkAddr": "0.0.0.0", "srcNetworkLength": 0,
             "dstNetworkAddr": vm, "dstNetworkLength": 32, "weight": 100}
+    elif what == "port":
+        bridge, host, iface = target.split("/")
+        path, body = f"{api}/bridges/{bridge}/ports", {"type": "Bridge"}
     else:
-        sys.exit(f"change_latency.py: no change of kind {what!r} (rule, route)")
+        sys.exit(f"change_latency.py: no change of kind {what!r} (rule, route, port)")
+    starts = what == "port"  # the change makes the replies start
     changes = []  # (kind, time the API answered)
     for _ in range(n):
         loc = call("POST", path, body)
+        if what == "port":
+            call("POST", f"{api}/hosts/{host}/ports",
+                 {"portId": loc.rstrip("/").rsplit("/", 1)[1], "interfaceName": iface})
         changes.append(("add", time.time()))
         time.sleep(0.6)
         call("DELETE", loc)
@@ -63,14 +75,13 @@ def main():
     ms = []
     for i, (kind, t) in enumerate(changes):
         end = changes[i + 1][1] if i + 1 < len(changes) else float("inf")
-        if kind == "add":
-            # Replies still arriving after the add: the last one marks the effect.
-            after = [x for x in ts if t <= x < end]
+        after = [x for x in ts if t <= x < end]
+        if (kind == "add") != starts:
+            # Replies still arriving after the change: the last one marks its effect.
             ms.append(max(0.0, (after[-1] - t) * 1000) if after else 0.0)
         else:
-            after = [x for x in ts if t <= x < end]
             if not after:
-                print(json.dumps({"error": "no reply after a delete"}))
+                print(json.dumps({"error": f"no reply after a {kind}"}))
                 sys.exit(1)
             ms.append((after[0] - t) * 1000)
     s = sorted(ms)

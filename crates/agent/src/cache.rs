@@ -4,13 +4,26 @@
 
 use model::{Object, TunnelZone};
 use rustc_hash::{FxHashMap, FxHashSet};
-use sim::{StateWrite, Tag, Topology};
+use sim::{Delta, StateWrite, Tag};
 use std::net::{IpAddr, Ipv4Addr};
 use topology_proto::v1::Update;
 use uuid::Uuid;
 
 /// A replicated table entry that changed: (table, key, value or removed).
 pub type TableChange = (String, String, Option<String>);
+
+/// What a batch of updates changed.
+pub struct Changes {
+    /// The simulation's topology for this host (what its bound ports
+    /// reach): the entries compiled again, to apply to each worker's copy.
+    pub delta: Delta,
+    /// Flow tags made stale: each changed object's and its parents', per
+    /// the model's reference table.
+    pub tags: Vec<Tag>,
+    pub tables: Vec<TableChange>,
+    /// The kinds that changed.
+    pub kinds: FxHashSet<String>,
+}
 
 pub struct Cache {
     pub revision: u64,
@@ -199,47 +212,49 @@ impl Cache {
     /// What this agent holds, for operators and tests (`topology.json` in
     /// the state directory): the revision and the ids of each kind.
     pub fn summary(&self) -> String {
-        let mut objects: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        use std::fmt::Write;
+        let mut objects: std::collections::BTreeMap<&str, Vec<Uuid>> = Default::default();
         for (k, m) in &self.objects {
-            objects
-                .entry(k.as_str())
-                .or_default()
-                .extend(m.keys().cloned());
+            let ids = m.keys().filter_map(|id| Uuid::parse_str(id).ok());
+            objects.entry(k.as_str()).or_default().extend(ids);
         }
         for (k, id) in self.engine.keys() {
-            objects.entry(k.name()).or_default().push(id.to_string());
+            objects.entry(k.name()).or_default().push(*id);
         }
-        for ids in objects.values_mut() {
+        // Written by hand: a gateway's summary lists every object of the
+        // cloud, and ids need no escaping.
+        let mut out = String::with_capacity(40 * self.engine.len() + 64);
+        let _ = write!(out, "{{\"revision\":{},\"objects\":{{", self.revision);
+        for (i, (kind, ids)) in objects.iter_mut().enumerate() {
             ids.sort_unstable();
+            let _ = write!(out, "{}\"{kind}\":[", if i > 0 { "," } else { "" });
+            for (j, id) in ids.iter().enumerate() {
+                let _ = write!(out, "{}\"{id}\"", if j > 0 { "," } else { "" });
+            }
+            out.push(']');
         }
-        serde_json::json!({"revision": self.revision, "objects": objects}).to_string()
+        out.push_str("}}");
+        out
     }
 
-    /// The simulation's topology for this host: what its bound ports reach
-    /// (entries are shared with the previous version).
-    pub fn topology(&self) -> Topology {
-        self.engine.topology().clone()
-    }
-
-    /// Ends a batch: flow tags made stale by the changes since the last call
-    /// (each changed object's and its parents', per the model's reference
-    /// table), table entries changed, and the kinds that changed.
-    pub fn take_changes(&mut self) -> (Vec<Tag>, Vec<TableChange>, FxHashSet<String>) {
+    /// Ends a batch: what changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
         let c = self.engine.commit();
-        if c.rewalked || c.recompiled > 1000 {
+        if c.rewalked || c.compiled.len() > 1000 {
             tracing::debug!(
-                recompiled = c.recompiled,
+                recompiled = c.compiled.len(),
                 gained = c.gained.len(),
                 lost = c.lost.len(),
                 rewalked = c.rewalked,
                 "topology committed"
             );
         }
-        (
-            c.tags,
-            std::mem::take(&mut self.table_changes),
-            std::mem::take(&mut self.changed),
-        )
+        Changes {
+            delta: self.engine.topology().delta(c.compiled),
+            tags: c.tags,
+            tables: std::mem::take(&mut self.table_changes),
+            kinds: std::mem::take(&mut self.changed),
+        }
     }
 
     /// Ports bound to `host`.
@@ -367,7 +382,10 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(c.revision, 5);
-        let (tags, _, _) = c.take_changes();
+        let sum: serde_json::Value = serde_json::from_str(&c.summary()).expect("summary is JSON");
+        assert_eq!(sum["revision"], 5);
+        assert_eq!(sum["objects"]["Bridge"][0], id.as_str());
+        let tags = c.take_changes().tags;
         assert!(tags.contains(&Tag::Device(id.parse().unwrap())));
         assert!(c.apply(up("Bridge", &id, false, false)));
     }
@@ -395,7 +413,7 @@ mod tests {
         c.apply(obj("PoolMember", member, m.clone(), false));
         c.take_changes();
         c.apply(obj("PoolMember", member, serde_json::json!(null), true));
-        let (tags, _, _) = c.take_changes();
+        let tags = c.take_changes().tags;
         assert!(
             tags.contains(&Tag::Device(pool)),
             "the pool's flows go with its member"
@@ -411,7 +429,7 @@ mod tests {
         );
         c.take_changes();
         c.apply(obj("Port", port, p(b2), false));
-        let (tags, _, _) = c.take_changes();
+        let tags = c.take_changes().tags;
         assert!(tags.contains(&Tag::Device(b1)) && tags.contains(&Tag::Device(b2)));
     }
 }

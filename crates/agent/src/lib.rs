@@ -553,15 +553,20 @@ async fn watch_loop(
             }
         };
         tracing::info!(after = cache.revision, "watching the topology");
-        // topology.json lists every object: written a second after the
-        // first change it lacks (so at most once a second), not per batch.
+        // topology.json lists every object: written a while after the first
+        // change it lacks, not per batch. The while is a second, or a
+        // hundred times what the last write took (a gateway's lists the
+        // whole cloud): at most 1% of a core however large the cloud.
         let mut summary_due: Option<tokio::time::Instant> = None;
+        let mut summary_cost = Duration::ZERO;
         loop {
             let next = match summary_due {
                 Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
                     Ok(n) => n,
                     Err(_) => {
+                        let t = std::time::Instant::now();
                         write_atomic(&summary, &cache.summary());
+                        summary_cost = t.elapsed();
                         summary_due = None;
                         continue;
                     }
@@ -584,8 +589,9 @@ async fn watch_loop(
             }
             if consistent {
                 let kinds = publish(&mut cache, &send, &bind);
-                summary_due
-                    .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(1));
+                summary_due.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + (summary_cost * 100).max(Duration::from_secs(1))
+                });
                 if kinds.iter().any(|k| health::KINDS.contains(&k.as_str())) {
                     monitors.apply(health::plans(&cache, me));
                 }
@@ -605,10 +611,15 @@ fn publish(
     send: &impl Fn(Control),
     bind: &mpsc::UnboundedSender<Vec<cache::Binding>>,
 ) -> rustc_hash::FxHashSet<String> {
-    let (invalidate, tables, kinds) = cache.take_changes();
+    let cache::Changes {
+        delta,
+        tags: invalidate,
+        tables,
+        kinds,
+    } = cache.take_changes();
     if !kinds.is_empty() {
         send(Control::Topology {
-            topo: Arc::new(cache.topology()),
+            delta: Arc::new(delta),
             invalidate,
         });
         send(Control::Peers(cache.tunnel_ips()));

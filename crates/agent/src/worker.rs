@@ -10,8 +10,8 @@ use datapath::{
 };
 use rustc_hash::FxHashMap;
 use sim::{
-    Action, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology, Verdict,
-    XorShift, simulate,
+    Action, Delta, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology,
+    Verdict, XorShift, simulate,
 };
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -27,8 +27,10 @@ const WAITING_ROOM_MAX: usize = 1024;
 /// What the agent tells the worker.
 #[derive(Clone)]
 pub enum Control {
+    /// The topology's changed entries (each worker keeps its own copy, so
+    /// a change costs what it changed), and the flow tags they make stale.
     Topology {
-        topo: Arc<Topology>,
+        delta: Arc<Delta>,
         invalidate: Vec<Tag>,
     },
     /// The ports this worker serves, each with this worker's socket on it
@@ -99,7 +101,7 @@ pub struct Worker {
     /// This worker's index; worker 0 also receives tunnel traffic and
     /// reports port state.
     index: usize,
-    topo: Arc<Topology>,
+    topo: Topology,
     state: StateTables,
     flows: FlowTable,
     ports: FxHashMap<u32, LocalPort>,
@@ -149,7 +151,7 @@ impl Worker {
             state_file,
             state_dirty: false,
             trace: std::env::var_os("MIDONET_TRACE").is_some(),
-            topo: Arc::new(Topology::default()),
+            topo: Topology::default(),
             state: StateTables {
                 nat_leasing: true,
                 ..Default::default()
@@ -394,8 +396,8 @@ impl Worker {
                     };
                     self.waiting.clear();
                 }
-                Control::Topology { topo, invalidate } => {
-                    self.topo = topo;
+                Control::Topology { delta, invalidate } => {
+                    self.topo.apply(&delta);
                     let n = self.flows.invalidate(&invalidate);
                     tracing::debug!(flows = n, tags = invalidate.len(), "topology update");
                     self.retry(|_| true);

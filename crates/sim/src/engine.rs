@@ -493,7 +493,15 @@ impl<'a, 'o> Sim<'a, 'o> {
                 vlan,
                 mac: dst,
             });
-            self.state.macs.get(&(id, vlan, dst)).copied()
+            // A MAC learned on a port since deleted or moved is unknown
+            // again: flooded, so its new port (which may not have spoken
+            // yet) receives it.
+            self.state.macs.get(&(id, vlan, dst)).copied().filter(|p| {
+                self.topo
+                    .ports
+                    .get(p)
+                    .is_some_and(|x| x.device == Device::Bridge(id))
+            })
         };
         match target {
             Some(p) if p == in_port.id => Verdict::ErrorDrop(DropReason::HairpinDenied),

@@ -22,4 +22,4 @@ pub use state::{
     ConnKey, NAT_BLOCK_PORTS, NatBinding, NatKey, NatKind, STATE_IDLE_MS, StateTables, StateWrite,
     nat_block_ports, table_bytes,
 };
-pub use topology::{Objects, Topology};
+pub use topology::{Delta, Objects, Topology};

@@ -501,6 +501,92 @@ impl Topology {
     }
 }
 
+/// Compiled entries that changed (absent from `changed`: removed), to bring
+/// another copy of the topology up to date: each packet worker keeps its own,
+/// so a change costs what it changed, not the size of the topology.
+#[derive(Clone, Debug, Default)]
+pub struct Delta {
+    entries: Vec<Entry>,
+    changed: Topology,
+}
+
+impl Delta {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Copies one entry's version (or its absence) from one map to another.
+fn copy_entry<T>(from: &FxHashMap<Id, Arc<T>>, to: &mut FxHashMap<Id, Arc<T>>, id: Id) {
+    match from.get(&id) {
+        Some(v) => to.insert(id, v.clone()),
+        None => to.remove(&id),
+    };
+}
+
+impl Topology {
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> Vec<Entry> {
+        fn ids<T>(m: &FxHashMap<Id, T>, e: fn(Id) -> Entry) -> impl Iterator<Item = Entry> + '_ {
+            m.keys().map(move |id| e(*id))
+        }
+        ids(&self.ports, Entry::Port)
+            .chain(ids(&self.bridges, Entry::Bridge))
+            .chain(ids(&self.routers, Entry::Router))
+            .chain(ids(&self.chains, Entry::Chain))
+            .chain(ids(&self.port_groups, Entry::PortGroup))
+            .chain(ids(&self.ip_addr_groups, Entry::IpAddrGroup))
+            .chain(ids(&self.load_balancers, Entry::LoadBalancer))
+            .chain(ids(&self.pools, Entry::Pool))
+            .collect()
+    }
+
+    /// The current versions of `entries` (shared, not copied).
+    pub fn delta(&self, entries: impl IntoIterator<Item = Entry>) -> Delta {
+        let mut d = Delta::default();
+        for e in entries {
+            d.changed.copy(self, e);
+            d.entries.push(e);
+        }
+        d
+    }
+
+    /// Brings this copy to the versions in `d`.
+    pub fn apply(&mut self, d: &Delta) {
+        for e in &d.entries {
+            self.copy(&d.changed, *e);
+        }
+    }
+
+    /// Takes entry `e`'s version (or its absence) from `from`.
+    fn copy(&mut self, from: &Topology, e: Entry) {
+        match e {
+            Entry::Port(id) => copy_entry(&from.ports, &mut self.ports, id),
+            Entry::Bridge(id) => copy_entry(&from.bridges, &mut self.bridges, id),
+            Entry::Router(id) => copy_entry(&from.routers, &mut self.routers, id),
+            Entry::Chain(id) => copy_entry(&from.chains, &mut self.chains, id),
+            Entry::PortGroup(id) => {
+                copy_entry(&from.port_groups, &mut self.port_groups, id);
+                if from.stateful_groups.contains(&id) {
+                    self.stateful_groups.insert(id);
+                } else {
+                    self.stateful_groups.remove(&id);
+                }
+            }
+            Entry::IpAddrGroup(id) => {
+                copy_entry(&from.ip_addr_groups, &mut self.ip_addr_groups, id)
+            }
+            Entry::LoadBalancer(id) => {
+                copy_entry(&from.load_balancers, &mut self.load_balancers, id)
+            }
+            Entry::Pool(id) => copy_entry(&from.pools, &mut self.pools, id),
+        }
+    }
+}
+
 fn port(s: &impl Source, p: &model::Port) -> Port {
     let mut groups = s.groups_of(p.id);
     groups.sort();

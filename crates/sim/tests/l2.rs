@@ -391,3 +391,22 @@ fn vlan_aware_bridge_maps_trunk_vlans_to_interior_ports() {
     wire::ethernet::push_vlan(&mut other, 20);
     assert!(!out_ports(&r.sim(trunk, &other)).contains(&vm));
 }
+
+/// A MAC learned on a port since deleted (a VM whose port was deleted and
+/// created again, which has not spoken yet) is flooded to, not dropped.
+#[test]
+fn a_mac_learned_on_a_deleted_port_is_unknown_again() {
+    let mut n = Net::new();
+    let b = n.bridge();
+    let other = n.bridge();
+    let (p1, p2, p3) = (n.vm_port(b), n.vm_port(b), n.vm_port(other));
+    let mut r = Run::new(&n);
+    let f = udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2);
+    r.learn(b, mac(2), uuid::Uuid::new_v4());
+    let o = r.send(p1, &f);
+    assert_eq!(o.verdict, Verdict::Forward);
+    assert_eq!(out_ports(&o), vec![p2], "flooded");
+    // Learned on a port of another bridge: the same.
+    r.learn(b, mac(2), p3);
+    assert_eq!(out_ports(&r.send(p1, &f)), vec![p2]);
+}

@@ -28,8 +28,9 @@ pub struct Commit {
     /// Objects that came into reach, and that went out of it.
     pub gained: Vec<Key>,
     pub lost: Vec<Key>,
-    /// Compiled entries recompiled.
-    pub recompiled: usize,
+    /// Compiled entries recompiled (none when the engine does not compile):
+    /// what a copy of the topology needs from [`Topology::delta`].
+    pub compiled: Vec<Entry>,
     /// Whether the host's reach was walked again from its ports.
     pub rewalked: bool,
 }
@@ -378,7 +379,9 @@ impl Engine {
             }
             self.topo = topo;
         }
-        c.recompiled = entries.len();
+        if self.compiles {
+            c.compiled = entries.into_iter().collect();
+        }
         // In no particular order: invalidation reads them as a set.
         c.tags = tags.into_iter().collect();
         c

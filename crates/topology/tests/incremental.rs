@@ -157,14 +157,17 @@ fn oracle(e: &Engine) -> (Vec<(Kind, Uuid)>, String) {
     (r, full.topology().canonical())
 }
 
-/// Commits, then holds reach and topology equal to the full recompute's.
-fn commit_matches_full(e: &mut Engine) -> Result<(), TestCaseError> {
-    e.commit();
+/// Commits, then holds reach and topology equal to the full recompute's, and
+/// so does a copy of the topology kept by the commits' deltas (a worker's).
+fn commit_matches_full(e: &mut Engine, copy: &mut sim::Topology) -> Result<(), TestCaseError> {
+    let c = e.commit();
+    copy.apply(&e.topology().delta(c.compiled));
     let mut r: Vec<_> = e.reached().iter().copied().collect();
     r.sort();
     let (want_r, want_t) = oracle(e);
     prop_assert_eq!(&r, &want_r, "reach");
-    prop_assert_eq!(e.topology().canonical(), want_t, "topology");
+    prop_assert_eq!(&e.topology().canonical(), &want_t, "topology");
+    prop_assert_eq!(copy.canonical(), want_t, "the copy kept by deltas");
     Ok(())
 }
 
@@ -174,6 +177,7 @@ proptest! {
     #[test]
     fn incremental_equals_full_recompute(ops in prop::collection::vec(op(), 1..60)) {
         let mut e = Engine::new(Uuid::from_u128(HOST), true);
+        let mut copy = sim::Topology::default();
         for o in ops {
             match o {
                 Op::Put(k, i, w) => {
@@ -184,10 +188,10 @@ proptest! {
                     let (kind, n) = KINDS[k as usize];
                     e.delete(kind, id(k, i % n));
                 }
-                Op::Commit => commit_matches_full(&mut e)?,
+                Op::Commit => commit_matches_full(&mut e, &mut copy)?,
             }
         }
-        commit_matches_full(&mut e)?;
+        commit_matches_full(&mut e, &mut copy)?;
     }
 }
 
