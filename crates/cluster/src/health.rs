@@ -12,6 +12,7 @@ use model::lb::{HEALTH_NET, HEALTH_NET_LEN, HEALTH_PORT_ADDR, health_interface};
 use model::{
     HealthMonitor, Kind, MacAddr, Pool, PoolMember, Port, PortType, Route, RouteType, Router,
 };
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,29 +33,48 @@ fn leader(app: &App) -> Option<Uuid> {
         .min()
 }
 
-/// Brings health-check ports in line with the pools and the leader.
-pub fn reconcile(app: &App) -> Result<(), ApiError> {
+/// What a reconcile left in place: the health-check ports and their
+/// routers, so that a change to anything else is known not to move checks.
+#[derive(Default)]
+pub struct Checked {
+    ports: HashSet<Uuid>,
+    routers: HashSet<Uuid>,
+}
+
+/// Brings health-check ports in line with the pools and the leader. One
+/// pass over each kind (linear in the cloud), run only when something that
+/// moves checks changed (see [`moves_checks`]).
+pub fn reconcile(app: &App) -> Result<Checked, ApiError> {
     let leader = leader(app);
-    let routers: Vec<Router> = app.topo.all()?;
-    let pools: Vec<Pool> = app.topo.all()?;
-    let monitors: Vec<HealthMonitor> = app.topo.all()?;
-    let ports: Vec<Port> = app.topo.all()?;
-    for r in &routers {
-        let monitored = r.load_balancer_id.is_some_and(|lb| {
-            pools.iter().any(|p| {
-                p.load_balancer_id == Some(lb)
-                    && p.admin_state_up
-                    && p.health_monitor_id
-                        .is_some_and(|h| monitors.iter().any(|m| m.id == h && m.admin_state_up))
-            })
-        });
-        let existing = ports
-            .iter()
-            .find(|p| p.device_id == r.id && p.port_address == Some(HEALTH_PORT_ADDR));
+    let monitors: HashSet<Uuid> = app
+        .topo
+        .all::<HealthMonitor>()?
+        .into_iter()
+        .filter(|m| m.admin_state_up)
+        .map(|m| m.id)
+        .collect();
+    let monitored: HashSet<Uuid> = app
+        .topo
+        .all::<Pool>()?
+        .into_iter()
+        .filter(|p| p.admin_state_up && p.health_monitor_id.is_some_and(|h| monitors.contains(&h)))
+        .filter_map(|p| p.load_balancer_id)
+        .collect();
+    let mut existing: HashMap<Uuid, Port> = app
+        .topo
+        .all::<Port>()?
+        .into_iter()
+        .filter(is_health_port)
+        .map(|p| (p.device_id, p))
+        .collect();
+    let mut checked = Checked::default();
+    for r in app.topo.all::<Router>()? {
+        let monitored = r.load_balancer_id.is_some_and(|lb| monitored.contains(&lb));
+        let existing = existing.remove(&r.id);
         match (monitored, existing, leader) {
             (true, None, Some(h)) => {
                 tracing::info!(router = %r.id, host = %h, "health-check port created");
-                create_port(app, r.id, h)?;
+                checked.ports.insert(create_port(app, r.id, h)?);
             }
             (true, Some(p), Some(h)) if p.host_id != Some(h) => {
                 tracing::info!(router = %r.id, host = %h, "health checks move to another host");
@@ -67,19 +87,27 @@ pub fn reconcile(app: &App) -> Result<(), ApiError> {
                     w.tx.put(&p);
                     Ok(())
                 })?;
+                checked.ports.insert(id);
             }
             (false, Some(p), _) => {
                 tracing::info!(router = %r.id, "health-check port removed");
                 let id = p.id;
                 app.topo.write(|w| Ok(w.tx.delete(Kind::Port, id)?))?;
             }
-            _ => {}
+            (_, p, _) => checked.ports.extend(p.map(|p| p.id)),
+        }
+        if monitored || r.load_balancer_id.is_some() {
+            checked.routers.insert(r.id);
         }
     }
-    Ok(())
+    Ok(checked)
 }
 
-fn create_port(app: &App, router: Uuid, host: Uuid) -> Result<(), ApiError> {
+fn is_health_port(p: &Port) -> bool {
+    p.port_type == PortType::Router && p.port_address == Some(HEALTH_PORT_ADDR)
+}
+
+fn create_port(app: &App, router: Uuid, host: Uuid) -> Result<Uuid, ApiError> {
     app.topo.write(|w| {
         let port = Port {
             id: Uuid::new_v4(),
@@ -117,7 +145,7 @@ fn create_port(app: &App, router: Uuid, host: Uuid) -> Result<(), ApiError> {
             Some(Ipv4Addr::BROADCAST),
         ));
         w.tx.put(&route(RouteType::Normal, HEALTH_NET, HEALTH_NET_LEN, None));
-        Ok(())
+        Ok(port.id)
     })
 }
 
@@ -137,22 +165,42 @@ pub fn set_member_status(app: &App, member: Uuid, up: bool) -> Result<(), ApiErr
     })
 }
 
-/// Whether a change can move health checks: a router, pool or monitor
-/// changed, a port (the health ports themselves), or a host's liveness.
-fn moves_checks(ev: &nsdb::Event) -> bool {
+/// Whether a change can move health checks: a pool, monitor or load
+/// balancer; a router with a load balancer (or that had checks); a
+/// health-check port; a host's liveness. A tenant's VM port or a router
+/// without a load balancer does not (a cloud's ordinary churn costs nothing
+/// here).
+fn moves_checks(ev: &nsdb::Event, checked: &Checked) -> bool {
+    let id = ev.id.parse::<Uuid>().ok();
+    let put = match &ev.change {
+        nsdb::Change::Put(e) => Some(&e.data),
+        nsdb::Change::Deleted => None,
+    };
     match ev.kind.as_str() {
-        "Router" | "Pool" | "HealthMonitor" | "Port" => true,
+        "Pool" | "HealthMonitor" | "LoadBalancer" => true,
+        "Router" => {
+            id.is_some_and(|i| checked.routers.contains(&i))
+                || put
+                    .and_then(|d| serde_json::from_slice::<Router>(d).ok())
+                    .is_some_and(|r| r.load_balancer_id.is_some())
+        }
+        "Port" => {
+            id.is_some_and(|i| checked.ports.contains(&i))
+                || put
+                    .and_then(|d| serde_json::from_slice::<Port>(d).ok())
+                    .is_some_and(|p| is_health_port(&p))
+        }
         "state" => ev.id.starts_with("Host/") && ev.id.ends_with("/alive"),
         _ => false,
     }
 }
 
-fn reconcile_logged(app: &App) -> bool {
+fn reconcile_logged(app: &App) -> Option<Checked> {
     match reconcile(app) {
-        Ok(()) => true,
+        Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e.message, "health monitor reconcile failed");
-            false
+            None
         }
     }
 }
@@ -166,9 +214,9 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// Reconciles when something that moves checks changes (a burst once,
 /// after it settles), instead of re-reading everything every second.
 pub async fn run(app: Arc<App>) {
-    loop {
+    'watching: loop {
         let from = app.topo.store.revision();
-        let mut ok = reconcile_logged(&app);
+        let mut checked = reconcile_off_runtime(&app).await;
         let mut watch = match app.topo.store.watch(None, from) {
             Ok(w) => w,
             Err(e) => {
@@ -178,19 +226,36 @@ pub async fn run(app: Arc<App>) {
             }
         };
         loop {
-            let wait = if ok { RESYNC } else { Duration::from_secs(1) };
-            match tokio::time::timeout(wait, watch.next()).await {
-                Ok(None) => break,
-                Ok(Some(ev)) if !moves_checks(&ev) => continue,
-                Ok(Some(_)) => {
-                    tokio::time::sleep(SETTLE).await;
-                    while watch.try_next().is_some() {}
+            let wait = if checked.is_some() {
+                RESYNC
+            } else {
+                Duration::from_secs(1)
+            };
+            let due = tokio::time::Instant::now() + wait;
+            loop {
+                match tokio::time::timeout_at(due, watch.next()).await {
+                    Ok(None) => continue 'watching,
+                    Ok(Some(ev)) if checked.as_ref().is_some_and(|c| !moves_checks(&ev, c)) => {}
+                    Ok(Some(_)) => {
+                        tokio::time::sleep(SETTLE).await;
+                        while watch.try_next().is_some() {}
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => {}
             }
-            ok = reconcile_logged(&app);
+            checked = reconcile_off_runtime(&app).await;
         }
     }
+}
+
+/// A reconcile reads whole kinds: off the runtime's threads.
+async fn reconcile_off_runtime(app: &Arc<App>) -> Option<Checked> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || reconcile_logged(&app))
+        .await
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -214,6 +279,48 @@ mod tests {
             .unwrap()
             .into_iter()
             .find(|p| p.device_id == router && p.port_address == Some(HEALTH_PORT_ADDR))
+    }
+
+    #[test]
+    fn only_what_moves_checks_wakes_the_reconciler() {
+        let ev = |kind: &str, id: Uuid, data: Option<serde_json::Value>| nsdb::Event {
+            revision: 1,
+            kind: kind.into(),
+            id: id.to_string(),
+            change: match data {
+                Some(d) => nsdb::Change::Put(nsdb::Entry {
+                    data: d.to_string().into_bytes().into(),
+                    version: 1,
+                    mod_revision: 1,
+                }),
+                None => nsdb::Change::Deleted,
+            },
+        };
+        let (vm, hp, r) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut checked = Checked::default();
+        checked.ports.insert(hp);
+        let bridge_port =
+            serde_json::json!({"id": vm, "type": "Bridge", "deviceId": Uuid::new_v4()});
+        assert!(!moves_checks(&ev("Port", vm, Some(bridge_port)), &checked));
+        assert!(!moves_checks(&ev("Port", vm, None), &checked));
+        assert!(!moves_checks(
+            &ev("Router", r, Some(serde_json::json!({"id": r}))),
+            &checked
+        ));
+        assert!(!moves_checks(&ev("Rule", vm, None), &checked));
+        let health = serde_json::json!({"id": Uuid::new_v4(), "type": "Router", "deviceId": r,
+            "portAddress": HEALTH_PORT_ADDR.to_string()});
+        assert!(moves_checks(
+            &ev("Port", Uuid::new_v4(), Some(health)),
+            &checked
+        ));
+        assert!(
+            moves_checks(&ev("Port", hp, None), &checked),
+            "a health port deleted"
+        );
+        let with_lb = serde_json::json!({"id": r, "loadBalancerId": Uuid::new_v4()});
+        assert!(moves_checks(&ev("Router", r, Some(with_lb)), &checked));
+        assert!(moves_checks(&ev("Pool", vm, None), &checked));
     }
 
     #[test]

@@ -10,13 +10,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use topology_proto::v1::Update;
 use uuid::Uuid;
 
-/// A host's filter over the watch: the full topology (as stored JSON), what
+/// A host's filter over the watch: the full topology (decoded, once), what
 /// the host's ports reach (kept current per change by the topology engine),
 /// and which of it the host has been sent.
 pub struct HostView {
     host: Uuid,
-    /// kind -> id -> stored JSON, topology kinds only.
-    objects: HashMap<Kind, HashMap<String, Vec<u8>>>,
     reach: topology::Engine,
     /// The last store revision this view has applied.
     revision: u64,
@@ -77,7 +75,6 @@ impl HostView {
     pub fn new(host: Uuid) -> Self {
         HostView {
             host,
-            objects: HashMap::new(),
             reach: topology::Engine::new(host, false),
             revision: 0,
             sent: VecDeque::new(),
@@ -128,12 +125,6 @@ impl HostView {
     }
 
     fn store(&mut self, kind: Kind, u: &Update) {
-        let objects = self.objects.entry(kind).or_default();
-        if u.deleted {
-            objects.remove(&u.id);
-        } else {
-            objects.insert(u.id.clone(), u.data.clone());
-        }
         if let Ok(id) = Uuid::parse_str(&u.id) {
             self.reach
                 .apply_stored(kind.name(), id, (!u.deleted).then_some(&u.data[..]));
@@ -238,10 +229,11 @@ impl HostView {
         self.changes(vec![u])
     }
 
-    /// The stored JSON of an object; `None` only if an object's id field
-    /// disagrees with its key, which the API never writes.
+    /// An object's JSON, encoded again from the one decoded copy (the
+    /// view keeps no second copy of the stored bytes).
     fn stored(&self, kind: Kind, id: &str) -> Option<Vec<u8>> {
-        self.objects.get(&kind).and_then(|m| m.get(id)).cloned()
+        let id = Uuid::parse_str(id).ok()?;
+        self.reach.get((kind, id)).map(model::schema::Obj::encode)
     }
 }
 

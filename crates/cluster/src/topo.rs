@@ -3,8 +3,9 @@
 
 use crate::error::ApiError;
 use model::refs::{Change, Tx, View};
+use model::schema::{Obj, REFS, Referrers, Variant};
 use model::{Kind, Object};
-use nsdb::{Op, Store, StoreError};
+use nsdb::{Op, Store, StoreError, Watch};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,53 @@ use uuid::Uuid;
 struct TopoView<'a> {
     store: &'a dyn Store,
     seen: RefCell<HashMap<(Kind, Uuid), Option<u64>>>,
+    index: &'a Referrers,
+}
+
+/// The model's references reversed ([`Referrers`]), kept current from the
+/// store's watches: a delete's cascade and a device's children are found
+/// by what names them, not by reading every object of a kind, so their
+/// cost does not grow with the cloud.
+struct RefIndex {
+    referrers: Referrers,
+    watches: Vec<(Kind, Watch)>,
+}
+
+impl RefIndex {
+    fn load(store: &dyn Store) -> RefIndex {
+        let rev = store.revision();
+        let mut referrers = Referrers::default();
+        let mut watches = Vec::new();
+        for kind in model::Objects::KINDS {
+            // Watched from before the listing: a change in between is
+            // applied again, in order, at the next catch-up.
+            if let Ok(w) = store.watch(Some(kind.name()), rev) {
+                watches.push((kind, w));
+            }
+            for (id, e) in store.list(kind.name()).unwrap_or_default() {
+                if let (Ok(id), Some(o)) = (id.parse(), Obj::decode(kind, &e.data)) {
+                    referrers.set((kind, id), Some(&o));
+                }
+            }
+        }
+        RefIndex { referrers, watches }
+    }
+
+    /// Applies the changes committed since the last call (by this server
+    /// or another sharing the store).
+    fn catch_up(&mut self) -> &Referrers {
+        for (kind, w) in &mut self.watches {
+            while let Some(ev) = w.try_next() {
+                let Ok(id) = ev.id.parse() else { continue };
+                let o = match &ev.change {
+                    nsdb::Change::Put(e) => Obj::decode(*kind, &e.data),
+                    nsdb::Change::Deleted => None,
+                };
+                self.referrers.set((*kind, id), o.as_ref());
+            }
+        }
+        &self.referrers
+    }
 }
 
 impl View for TopoView<'_> {
@@ -36,6 +84,30 @@ impl View for TopoView<'_> {
                 e.data.to_vec()
             })
             .collect()
+    }
+    fn referrers(&self, row: usize, id: Uuid) -> Option<Vec<Uuid>> {
+        Some(self.index.of(row, id).collect())
+    }
+}
+
+thread_local! {
+    /// This thread is inside [`Topology::write`] (and holds the index).
+    static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the thread as writing while it lives.
+struct InWrite;
+
+impl InWrite {
+    fn enter() -> InWrite {
+        IN_WRITE.set(true);
+        InWrite
+    }
+}
+
+impl Drop for InWrite {
+    fn drop(&mut self) {
+        IN_WRITE.set(false);
     }
 }
 
@@ -71,14 +143,54 @@ pub struct Topology {
     /// One writer at a time in this server; the CAS checks guard against
     /// writers in other servers sharing the store.
     write_lock: Mutex<()>,
+    index: Mutex<RefIndex>,
 }
 
 impl Topology {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Topology {
+            index: Mutex::new(RefIndex::load(&*store)),
             store,
             write_lock: Mutex::new(()),
         }
+    }
+
+    /// The objects of kind `T` naming `id` in their field `field` (a
+    /// device's ports, a router's routes), found through the reference
+    /// index.
+    pub fn naming<T: Variant + Clone>(
+        &self,
+        field: &str,
+        to: Kind,
+        id: Uuid,
+    ) -> Result<Vec<T>, ApiError> {
+        let row = model::schema::row(T::KIND, field, to);
+        let names = |o: &Obj| (REFS[row].get)(o).contains(&id);
+        let mut out = Vec::new();
+        if IN_WRITE.get() {
+            // Inside this thread's own write the index is held: read the
+            // kind (a hook's rare path).
+            for (_, e) in self.store.list(T::KIND.name())? {
+                if let Some(o) = Obj::decode(T::KIND, &e.data).filter(names) {
+                    out.extend(T::of(&o).cloned());
+                }
+            }
+        } else {
+            let ids: Vec<Uuid> = {
+                let mut g = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                g.catch_up().of(row, id).collect()
+            };
+            for i in ids {
+                // The index may hold a superset: each is read and checked.
+                if let Some(e) = self.store.get(T::KIND.name(), &i.to_string())?
+                    && let Some(o) = Obj::decode(T::KIND, &e.data).filter(names)
+                {
+                    out.extend(T::of(&o).cloned());
+                }
+            }
+        }
+        out.sort_by_key(Object::id);
+        Ok(out)
     }
 
     pub fn get<T: Object>(&self, id: Uuid) -> Result<Option<T>, ApiError> {
@@ -114,12 +226,15 @@ impl Topology {
         mut f: impl FnMut(&mut Writer<'_>) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
         let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let _w = InWrite::enter();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let view = TopoView {
                 store: &*self.store,
                 seen: RefCell::new(HashMap::new()),
+                index: index.catch_up(),
             };
             let mut w = Writer {
                 tx: Tx::new(&view),

@@ -50,7 +50,7 @@ impl Objects {
             stack,
             |k| by_key.get(k).copied(),
             |row, id| referrers.get(&(row, id)).cloned().unwrap_or_default(),
-            |k| reached.insert(k),
+            |_, k| reached.insert(k),
         );
         Objects::from_objs(
             all.into_iter()

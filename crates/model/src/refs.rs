@@ -4,6 +4,7 @@
 //! the store; it sees its own writes, so a cascade is computed in one pass.
 
 use crate::kind::{Kind, Object};
+use crate::schema::{OnDelete, REFS, Variant};
 use crate::*;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -12,6 +13,13 @@ use uuid::Uuid;
 pub trait View {
     fn read(&self, kind: Kind, id: Uuid) -> Option<Vec<u8>>;
     fn read_all(&self, kind: Kind) -> Vec<Vec<u8>>;
+    /// The ids of the stored objects naming `id` in row `row` of
+    /// [`REFS`], from an index (a superset will do: each is read and
+    /// checked); `None` without one, and deletes read the whole kind.
+    fn referrers(&self, row: usize, id: Uuid) -> Option<Vec<Uuid>> {
+        let _ = (row, id);
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +110,74 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
+    /// A topology object, with this transaction's writes applied.
+    fn get_obj(&self, kind: Kind, id: Uuid) -> Result<Option<Obj>, RefError> {
+        let bytes = match self.overlay.get(&(kind, id)) {
+            Some(v) => v.clone(),
+            None => self.view.read(kind, id),
+        };
+        bytes
+            .map(|b| Obj::decode(kind, &b).ok_or_else(|| RefError::Corrupt(kind, format!("{id}"))))
+            .transpose()
+    }
+
+    /// The objects naming `id` in row `row` of [`REFS`], with this
+    /// transaction's writes applied: from the view's index, or by reading
+    /// the whole kind without one.
+    fn referring(&self, row: usize, id: Uuid) -> Result<Vec<Obj>, RefError> {
+        let r = &REFS[row];
+        let names = |o: &Obj| (r.get)(o).contains(&id);
+        let mut out = Vec::new();
+        match self.view.referrers(row, id) {
+            Some(ids) => {
+                for c in ids {
+                    if !self.overlay.contains_key(&(r.from, c))
+                        && let Some(o) = self.get_obj(r.from, c)?
+                        && names(&o)
+                    {
+                        out.push(o);
+                    }
+                }
+            }
+            None => {
+                for b in self.view.read_all(r.from) {
+                    let o = Obj::decode(r.from, &b)
+                        .ok_or_else(|| RefError::Corrupt(r.from, "undecodable".into()))?;
+                    if !self.overlay.contains_key(&(r.from, o.id())) && names(&o) {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        for ((k, _), v) in &self.overlay {
+            if *k == r.from
+                && let Some(b) = v
+                && let Some(o) = Obj::decode(r.from, b)
+                && names(&o)
+            {
+                out.push(o);
+            }
+        }
+        out.sort_by_key(Obj::id);
+        Ok(out)
+    }
+
+    /// The `T`s naming `id` in their field `field` (a bridge's DHCP
+    /// subnets), with this transaction's writes applied.
+    pub fn naming<T: Variant + Clone>(
+        &self,
+        field: &str,
+        to: Kind,
+        id: Uuid,
+    ) -> Result<Vec<T>, RefError> {
+        let row = crate::schema::row(T::KIND, field, to);
+        Ok(self
+            .referring(row, id)?
+            .iter()
+            .filter_map(|o| T::of(o).cloned())
+            .collect())
+    }
+
     fn touch(&mut self, key: (Kind, Uuid), v: Option<Vec<u8>>) {
         if !self.overlay.contains_key(&key) {
             self.order.push(key);
@@ -140,29 +216,64 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Deletes an object and applies the reference rules. Deleting what is
-    /// already gone is a no-op, so cascades may overlap.
+    /// Deletes an object and applies the reference rules: the table's
+    /// ([`REFS`], each row's [`OnDelete`]) for the topology's kinds, then
+    /// those of the kinds outside it. Deleting what is already gone is a
+    /// no-op, so cascades may overlap.
     pub fn delete(&mut self, kind: Kind, id: Uuid) -> Result<(), RefError> {
         if !self.exists(kind, id) {
             return Ok(());
         }
-        match kind {
-            Kind::Router => self.delete_router(id)?,
-            Kind::Bridge => self.delete_bridge(id)?,
-            Kind::Port => self.delete_port(id)?,
-            Kind::Chain => self.delete_chain(id)?,
-            Kind::Rule => self.delete_rule(id)?,
-            Kind::LoadBalancer => self.delete_load_balancer(id)?,
-            Kind::Pool => self.delete_pool(id)?,
-            Kind::HealthMonitor => {
-                for mut p in self.all::<Pool>()? {
-                    if p.health_monitor_id == Some(id) {
-                        p.health_monitor_id = None;
-                        self.put(&p);
+        self.refuse_delete(kind, id)?;
+        for (row, r) in REFS.iter().enumerate().filter(|(_, r)| r.to == kind) {
+            match r.on_delete {
+                OnDelete::Keep => {}
+                OnDelete::Cascade => {
+                    for o in self.referring(row, id)? {
+                        self.delete(r.from, o.id())?;
+                    }
+                }
+                OnDelete::Clear => {
+                    for o in self.referring(row, id)? {
+                        if let Some(c) = o.cleared(row, id) {
+                            self.touch((c.kind(), c.id()), Some(c.encode()));
+                        }
                     }
                 }
             }
+        }
+        match kind {
+            Kind::Router => self.delete_router(id)?,
+            Kind::Bridge => self.delete_traces_on(id)?,
+            Kind::Port => self.delete_port(id)?,
+            Kind::Rule => self.delete_rule(id)?,
             Kind::Mirror => self.delete_mirror(id)?,
+            Kind::Host => self.delete_host(id)?,
+            _ => {}
+        }
+        self.remove(kind, id);
+        Ok(())
+    }
+
+    /// Deletes refused while something still depends on the object.
+    fn refuse_delete(&self, kind: Kind, id: Uuid) -> Result<(), RefError> {
+        match kind {
+            Kind::Router => {
+                let r: Router = self.must(id, "id")?;
+                if let Some(lb) = r.load_balancer_id {
+                    return Err(RefError::Conflict(format!(
+                        "router {id} has load balancer {lb}; detach it (loadBalancerId = null) first"
+                    )));
+                }
+            }
+            Kind::Bridge => {
+                let b: Bridge = self.must(id, "id")?;
+                if !b.vx_lan_port_ids.is_empty() {
+                    return Err(RefError::Conflict(format!(
+                        "bridge {id} has VTEP bindings; remove them first"
+                    )));
+                }
+            }
             Kind::TunnelZone
                 if self
                     .all::<Vtep>()?
@@ -173,10 +284,13 @@ impl<'a> Tx<'a> {
                     "tunnel zone {id} is used by a VTEP"
                 )));
             }
-            Kind::Host => self.delete_host(id)?,
+            Kind::Host if !self.naming::<Port>("hostId", Kind::Host, id)?.is_empty() => {
+                return Err(RefError::Forbidden(format!(
+                    "host {id} has port bindings; unbind them first"
+                )));
+            }
             _ => {}
         }
-        self.remove(kind, id);
         Ok(())
     }
 
@@ -189,23 +303,11 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    // What follows is outside the table: kinds the topology does not hold
+    // (BGP, L2 insertions, mirrors, traces, tunnel zones), and a chain's
+    // list of its rules.
+
     fn delete_router(&mut self, id: Uuid) -> Result<(), RefError> {
-        let r: Router = self.must(id, "id")?;
-        if let Some(lb) = r.load_balancer_id {
-            return Err(RefError::Conflict(format!(
-                "router {id} has load balancer {lb}; detach it (loadBalancerId = null) first"
-            )));
-        }
-        for p in self.all::<Port>()? {
-            if p.device_id == id {
-                self.delete(Kind::Port, p.id)?;
-            }
-        }
-        for rt in self.all::<Route>()? {
-            if rt.router_id == Some(id) {
-                self.remove(Kind::Route, rt.id);
-            }
-        }
         for n in self.all::<BgpNetwork>()? {
             if n.router_id == Some(id) {
                 self.remove(Kind::BgpNetwork, n.id);
@@ -219,45 +321,7 @@ impl<'a> Tx<'a> {
         self.delete_traces_on(id)
     }
 
-    fn delete_bridge(&mut self, id: Uuid) -> Result<(), RefError> {
-        let b: Bridge = self.must(id, "id")?;
-        if !b.vx_lan_port_ids.is_empty() {
-            return Err(RefError::Conflict(format!(
-                "bridge {id} has VTEP bindings; remove them first"
-            )));
-        }
-        for p in self.all::<Port>()? {
-            if p.device_id == id {
-                self.delete(Kind::Port, p.id)?;
-            }
-        }
-        for d in self.all::<DhcpSubnet>()? {
-            if d.bridge_id == id {
-                self.remove(Kind::DhcpSubnet, d.id);
-            }
-        }
-        self.delete_traces_on(id)
-    }
-
     fn delete_port(&mut self, id: Uuid) -> Result<(), RefError> {
-        let p: Port = self.must(id, "id")?;
-        if let Some(peer) = p.peer_id
-            && let Some(mut q) = self.get::<Port>(peer)?
-        {
-            q.peer_id = None;
-            self.put(&q);
-        }
-        for rt in self.all::<Route>()? {
-            if rt.next_hop_port == Some(id) {
-                self.remove(Kind::Route, rt.id);
-            }
-        }
-        for mut g in self.all::<PortGroup>()? {
-            if g.port_ids.contains(&id) {
-                g.port_ids.retain(|x| *x != id);
-                self.put(&g);
-            }
-        }
         for i in self.all::<L2Insertion>()? {
             if i.port_id == Some(id) || i.srv_port_id == Some(id) {
                 self.remove(Kind::L2Insertion, i.id);
@@ -271,92 +335,11 @@ impl<'a> Tx<'a> {
         self.delete_traces_on(id)
     }
 
-    fn delete_chain(&mut self, id: Uuid) -> Result<(), RefError> {
-        let c: Chain = self.must(id, "id")?;
-        for r in &c.rule_ids {
-            self.remove(Kind::Rule, *r);
-        }
-        // Jump rules elsewhere that target this chain go with it.
-        for r in self.all::<Rule>()? {
-            if r.jump_chain_id == Some(id) && r.chain_id != id {
-                self.delete(Kind::Rule, r.id)?;
-            }
-        }
-        let clear = |f: &mut Option<Uuid>| {
-            let hit = *f == Some(id);
-            if hit {
-                *f = None;
-            }
-            hit
-        };
-        for mut o in self.all::<Router>()? {
-            let hit = [
-                clear(&mut o.inbound_filter_id),
-                clear(&mut o.outbound_filter_id),
-                clear(&mut o.local_redirect_chain_id),
-                clear(&mut o.forward_chain_id),
-            ];
-            if hit.contains(&true) {
-                self.put(&o);
-            }
-        }
-        for mut o in self.all::<Bridge>()? {
-            if [
-                clear(&mut o.inbound_filter_id),
-                clear(&mut o.outbound_filter_id),
-            ]
-            .contains(&true)
-            {
-                self.put(&o);
-            }
-        }
-        for mut o in self.all::<Port>()? {
-            if [
-                clear(&mut o.inbound_filter_id),
-                clear(&mut o.outbound_filter_id),
-            ]
-            .contains(&true)
-            {
-                self.put(&o);
-            }
-        }
-        Ok(())
-    }
-
     fn delete_rule(&mut self, id: Uuid) -> Result<(), RefError> {
         let r: Rule = self.must(id, "id")?;
         if let Some(mut c) = self.get::<Chain>(r.chain_id)? {
             c.rule_ids.retain(|x| *x != id);
             self.put(&c);
-        }
-        Ok(())
-    }
-
-    fn delete_load_balancer(&mut self, id: Uuid) -> Result<(), RefError> {
-        for p in self.all::<Pool>()? {
-            if p.load_balancer_id == Some(id) {
-                self.delete(Kind::Pool, p.id)?;
-            }
-        }
-        for mut r in self.all::<Router>()? {
-            if r.load_balancer_id == Some(id) {
-                r.load_balancer_id = None;
-                self.put(&r);
-            }
-        }
-        Ok(())
-    }
-
-    fn delete_pool(&mut self, id: Uuid) -> Result<(), RefError> {
-        for m in self.all::<PoolMember>()? {
-            if m.pool_id == Some(id) {
-                self.remove(Kind::PoolMember, m.id);
-            }
-        }
-        for v in self.all::<Vip>()? {
-            if v.pool_id == Some(id) {
-                self.remove(Kind::Vip, v.id);
-            }
         }
         Ok(())
     }
@@ -402,11 +385,6 @@ impl<'a> Tx<'a> {
     }
 
     fn delete_host(&mut self, id: Uuid) -> Result<(), RefError> {
-        if self.all::<Port>()?.iter().any(|p| p.host_id == Some(id)) {
-            return Err(RefError::Forbidden(format!(
-                "host {id} has port bindings; unbind them first"
-            )));
-        }
         for mut z in self.all::<TunnelZone>()? {
             if z.member(id).is_some() {
                 z.members.retain(|m| m.host_id != Some(id));
@@ -656,9 +634,21 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// A store in memory; `indexed` answers [`View::referrers`] (as the
+    /// cluster's store does), otherwise deletes read whole kinds.
     #[derive(Default)]
-    struct Mem(BTreeMap<(Kind, Uuid), Vec<u8>>);
+    struct Mem(BTreeMap<(Kind, Uuid), Vec<u8>>, bool);
     impl View for Mem {
+        fn referrers(&self, row: usize, id: Uuid) -> Option<Vec<Uuid>> {
+            if !self.1 {
+                return None;
+            }
+            let mut x = crate::schema::Referrers::default();
+            for ((k, i), b) in &self.0 {
+                x.set((*k, *i), Obj::decode(*k, b).as_ref());
+            }
+            Some(x.of(row, id).collect())
+        }
         fn read(&self, kind: Kind, id: Uuid) -> Option<Vec<u8>> {
             self.0.get(&(kind, id)).cloned()
         }
@@ -691,7 +681,12 @@ mod tests {
 
     #[test]
     fn router_delete_cascades_ports_routes_and_unlinks_peers() {
-        let mut m = Mem::default();
+        router_delete_cascades_ports_routes_and_unlinks_peers_in(false);
+        router_delete_cascades_ports_routes_and_unlinks_peers_in(true);
+    }
+
+    fn router_delete_cascades_ports_routes_and_unlinks_peers_in(indexed: bool) {
+        let mut m = Mem(BTreeMap::new(), indexed);
         let r = Router {
             id: Uuid::new_v4(),
             ..Default::default()
@@ -752,7 +747,12 @@ mod tests {
 
     #[test]
     fn chain_delete_clears_filters_and_jumps() {
-        let mut m = Mem::default();
+        chain_delete_clears_filters_and_jumps_in(false);
+        chain_delete_clears_filters_and_jumps_in(true);
+    }
+
+    fn chain_delete_clears_filters_and_jumps_in(indexed: bool) {
+        let mut m = Mem(BTreeMap::new(), indexed);
         let c = Chain {
             id: Uuid::new_v4(),
             ..Default::default()

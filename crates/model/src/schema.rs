@@ -47,6 +47,18 @@ macro_rules! objs {
             pub fn kind(&self) -> Kind {
                 match self { $(Obj::$v(_) => Kind::$v,)* }
             }
+            /// The stored JSON.
+            pub fn encode(&self) -> Vec<u8> {
+                match self {
+                    $(Obj::$v(o) => serde_json::to_vec(o).expect("model objects serialize"),)*
+                }
+            }
+            fn from_value(kind: Kind, v: serde_json::Value) -> Option<Obj> {
+                match kind {
+                    $(Kind::$v => serde_json::from_value(v).ok().map(Obj::$v),)*
+                    _ => None,
+                }
+            }
             pub fn id(&self) -> Uuid {
                 match self { $(Obj::$v(o) => o.id(),)* }
             }
@@ -104,6 +116,22 @@ pub struct Ref {
     /// chain, a port into its bridge's flood set), so a change to `from`
     /// recompiles `to` and invalidates its flows.
     pub part_of: bool,
+    /// What deleting the named object does to `from`.
+    pub on_delete: OnDelete,
+}
+
+/// What deleting an object does to an object naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDelete {
+    /// The referrer goes too (a bridge's ports, a chain's rules).
+    Cascade,
+    /// The reference is cleared (a port's filter, a group's member).
+    /// `field` is the referrer's JSON field: an id set to null, or an id
+    /// removed from a list.
+    Clear,
+    /// The reference stays: a rule naming a deleted group or port matches
+    /// nothing, as in MidoNet.
+    Keep,
 }
 
 impl Ref {
@@ -138,6 +166,7 @@ const fn r(
     get: fn(&Obj) -> Vec<Uuid>,
     walk: Walk,
     part_of: bool,
+    on_delete: OnDelete,
 ) -> Ref {
     Ref {
         from,
@@ -146,10 +175,12 @@ const fn r(
         get,
         walk,
         part_of,
+        on_delete,
     }
 }
 
 use Kind as K;
+use OnDelete::*;
 use Walk::*;
 
 /// The topology's references. What a host reaches: from its bound ports,
@@ -170,6 +201,7 @@ pub static REFS: &[Ref] = &[
         }),
         Both,
         true,
+        Cascade,
     ),
     r(
         K::Port,
@@ -182,6 +214,7 @@ pub static REFS: &[Ref] = &[
         }),
         Both,
         true,
+        Cascade,
     ),
     // A bridge compiles its ports' peers in (router MACs and addresses).
     r(
@@ -191,6 +224,18 @@ pub static REFS: &[Ref] = &[
         get!(Port, |p| one(p.peer_id)),
         Both,
         true,
+        Clear,
+    ),
+    // Where a port is bound: not walked (reach starts at this host's ports
+    // by the engine's own test), indexed for a host's bindings.
+    r(
+        K::Port,
+        "hostId",
+        K::Host,
+        get!(Port, |p| one(p.host_id)),
+        No,
+        false,
+        Keep,
     ),
     r(
         K::Port,
@@ -199,6 +244,7 @@ pub static REFS: &[Ref] = &[
         get!(Port, |p| one(p.inbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Port,
@@ -207,6 +253,7 @@ pub static REFS: &[Ref] = &[
         get!(Port, |p| one(p.outbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Bridge,
@@ -215,6 +262,7 @@ pub static REFS: &[Ref] = &[
         get!(Bridge, |b| one(b.inbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Bridge,
@@ -223,6 +271,7 @@ pub static REFS: &[Ref] = &[
         get!(Bridge, |b| one(b.outbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Router,
@@ -231,6 +280,7 @@ pub static REFS: &[Ref] = &[
         get!(Router, |x| one(x.inbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Router,
@@ -239,6 +289,7 @@ pub static REFS: &[Ref] = &[
         get!(Router, |x| one(x.outbound_filter_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Router,
@@ -247,6 +298,7 @@ pub static REFS: &[Ref] = &[
         get!(Router, |x| one(x.local_redirect_chain_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Router,
@@ -255,6 +307,7 @@ pub static REFS: &[Ref] = &[
         get!(Router, |x| one(x.forward_chain_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Router,
@@ -263,6 +316,7 @@ pub static REFS: &[Ref] = &[
         get!(Router, |x| one(x.load_balancer_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::Route,
@@ -271,6 +325,7 @@ pub static REFS: &[Ref] = &[
         get!(Route, |x| one(x.router_id)),
         Backward,
         true,
+        Cascade,
     ),
     r(
         K::Route,
@@ -279,6 +334,7 @@ pub static REFS: &[Ref] = &[
         get!(Route, |x| one(x.next_hop_port)),
         Backward,
         true,
+        Cascade,
     ),
     r(
         K::Rule,
@@ -287,6 +343,7 @@ pub static REFS: &[Ref] = &[
         get!(Rule, |x| vec![x.chain_id]),
         Backward,
         true,
+        Cascade,
     ),
     r(
         K::Rule,
@@ -295,6 +352,7 @@ pub static REFS: &[Ref] = &[
         get!(Rule, |x| one(x.jump_chain_id)),
         Forward,
         false,
+        Cascade,
     ),
     r(
         K::Rule,
@@ -303,6 +361,7 @@ pub static REFS: &[Ref] = &[
         get!(Rule, |x| one(x.target_port_id)),
         Forward,
         false,
+        Keep,
     ),
     r(
         K::Rule,
@@ -311,6 +370,7 @@ pub static REFS: &[Ref] = &[
         get!(Rule, |x| x.condition.port_group_ids().collect()),
         Forward,
         false,
+        Keep,
     ),
     r(
         K::Rule,
@@ -319,6 +379,7 @@ pub static REFS: &[Ref] = &[
         get!(Rule, |x| x.condition.ip_addr_group_ids().collect()),
         Forward,
         false,
+        Keep,
     ),
     // A group holding a reached port is reached (its members' hosts share
     // flow state); the port compiles its groups in.
@@ -329,6 +390,7 @@ pub static REFS: &[Ref] = &[
         get!(PortGroup, |g| g.port_ids.clone()),
         Backward,
         true,
+        Clear,
     ),
     r(
         K::DhcpSubnet,
@@ -337,6 +399,7 @@ pub static REFS: &[Ref] = &[
         get!(DhcpSubnet, |d| vec![d.bridge_id]),
         Backward,
         true,
+        Cascade,
     ),
     r(
         K::Pool,
@@ -345,6 +408,7 @@ pub static REFS: &[Ref] = &[
         get!(Pool, |p| one(p.load_balancer_id)),
         Backward,
         false,
+        Cascade,
     ),
     r(
         K::Pool,
@@ -353,6 +417,7 @@ pub static REFS: &[Ref] = &[
         get!(Pool, |p| one(p.health_monitor_id)),
         Forward,
         false,
+        Clear,
     ),
     r(
         K::PoolMember,
@@ -361,6 +426,7 @@ pub static REFS: &[Ref] = &[
         get!(PoolMember, |m| one(m.pool_id)),
         Backward,
         true,
+        Cascade,
     ),
     r(
         K::Vip,
@@ -369,6 +435,7 @@ pub static REFS: &[Ref] = &[
         get!(Vip, |v| one(v.pool_id)),
         Backward,
         false,
+        Cascade,
     ),
     r(
         K::Vip,
@@ -377,11 +444,22 @@ pub static REFS: &[Ref] = &[
         get!(Vip, |v| one(v.load_balancer_id)),
         No,
         true,
+        Keep,
     ),
 ];
 
 /// An object, by kind and id.
 pub type Key = (Kind, Uuid);
+
+/// The row of [`REFS`] where `from` names `to` in `field`.
+///
+/// # Panics
+/// When there is none: a caller names a reference the table lacks.
+pub fn row(from: Kind, field: &str, to: Kind) -> usize {
+    REFS.iter()
+        .position(|r| r.from == from && r.field == field && r.to == to)
+        .unwrap_or_else(|| panic!("no reference {from:?}.{field} -> {to:?} in the table"))
+}
 
 /// What `o` reaches through one reference: what it names over rows walked
 /// forward, and (`referrers(row, id)`: the ids naming `id` in that row)
@@ -405,17 +483,18 @@ pub fn neighbours<I: IntoIterator<Item = Uuid>>(
 
 /// Walks from `stack` (objects already reached) to everything they reach:
 /// `get` finds an object, `referrers` is as for [`neighbours`], `insert`
-/// records a newly found object (`false`: it was reached already).
+/// records a newly found object and the one it was found from (`false`: it
+/// was reached already).
 pub fn walk<'a, I: IntoIterator<Item = Uuid>>(
     mut stack: Vec<Key>,
     get: impl Fn(&Key) -> Option<&'a Obj>,
     mut referrers: impl FnMut(usize, Uuid) -> I,
-    mut insert: impl FnMut(Key) -> bool,
+    mut insert: impl FnMut(Key, Key) -> bool,
 ) {
     while let Some(k) = stack.pop() {
         let Some(o) = get(&k) else { continue };
         for n in neighbours(o, &mut referrers) {
-            if get(&n).is_some() && insert(n) {
+            if get(&n).is_some() && insert(k, n) {
                 stack.push(n);
             }
         }
@@ -437,6 +516,63 @@ pub fn parents(o: &Obj) -> impl Iterator<Item = (Kind, Uuid)> + '_ {
     REFS.iter()
         .filter(move |r| r.part_of && r.from == o.kind())
         .flat_map(move |r| (r.get)(o).into_iter().map(move |id| (r.to, id)))
+}
+
+impl Obj {
+    /// This object without its reference to `id` in row `row`'s field (see
+    /// [`OnDelete::Clear`]); `None` when it holds none there.
+    pub fn cleared(&self, row: usize, id: Uuid) -> Option<Obj> {
+        let r = &REFS[row];
+        if r.from != self.kind() || !(r.get)(self).contains(&id) {
+            return None;
+        }
+        let mut v = self.value_of();
+        let named = serde_json::Value::String(id.to_string());
+        match v.get_mut(r.field)? {
+            serde_json::Value::Array(ids) => ids.retain(|x| *x != named),
+            f if *f == named => *f = serde_json::Value::Null,
+            _ => return None,
+        }
+        Obj::from_value(r.from, v)
+    }
+
+    fn value_of(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.encode()).unwrap_or_default()
+    }
+}
+
+/// The reverse of [`REFS`]: per row and named id, the ids of the objects
+/// naming it there; with each object's references, to update it by id.
+#[derive(Default)]
+pub struct Referrers {
+    by_named: rustc_hash::FxHashMap<(usize, Uuid), rustc_hash::FxHashSet<Uuid>>,
+    refs: rustc_hash::FxHashMap<Key, Vec<(usize, Uuid)>>,
+}
+
+impl Referrers {
+    /// Object `k` is now `o` (`None`: deleted).
+    pub fn set(&mut self, k: Key, o: Option<&Obj>) {
+        let new = o.map(|o| refs_of(o, false)).unwrap_or_default();
+        for named in self.refs.remove(&k).unwrap_or_default() {
+            if let Some(s) = self.by_named.get_mut(&named) {
+                s.remove(&k.1);
+                if s.is_empty() {
+                    self.by_named.remove(&named);
+                }
+            }
+        }
+        for named in &new {
+            self.by_named.entry(*named).or_default().insert(k.1);
+        }
+        if !new.is_empty() {
+            self.refs.insert(k, new);
+        }
+    }
+
+    /// The ids of the objects naming `id` in row `row`.
+    pub fn of(&self, row: usize, id: Uuid) -> impl Iterator<Item = Uuid> + '_ {
+        self.by_named.get(&(row, id)).into_iter().flatten().copied()
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +601,75 @@ mod tests {
             Obj::Port(p) => p.device_id,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn clearing_a_reference_unsets_the_field_or_drops_the_list_entry() {
+        let (c, p) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = |from: Kind, field: &str| {
+            REFS.iter()
+                .position(|r| r.from == from && r.field == field)
+                .unwrap()
+        };
+        let port = Obj::Port(Port {
+            id: Uuid::new_v4(),
+            inbound_filter_id: Some(c),
+            outbound_filter_id: Some(c),
+            ..Default::default()
+        });
+        let Some(Obj::Port(x)) = port.cleared(row(Kind::Port, "inboundFilterId"), c) else {
+            panic!("cleared")
+        };
+        assert_eq!((x.inbound_filter_id, x.outbound_filter_id), (None, Some(c)));
+        assert!(port.cleared(row(Kind::Port, "peerId"), c).is_none());
+        let g = Obj::PortGroup(PortGroup {
+            id: Uuid::new_v4(),
+            port_ids: vec![p, c],
+            ..Default::default()
+        });
+        let Some(Obj::PortGroup(x)) = g.cleared(row(Kind::PortGroup, "portIds"), p) else {
+            panic!("cleared")
+        };
+        assert_eq!(x.port_ids, vec![c]);
+        // Every row that clears names a field the referrer's JSON has.
+        for r in REFS.iter().filter(|r| r.on_delete == OnDelete::Clear) {
+            let o = Obj::decode(
+                r.from,
+                format!("{{\"id\": \"{}\"}}", Uuid::nil()).as_bytes(),
+            )
+            .expect("decodes from an id alone");
+            assert!(
+                o.value_of().get(r.field).is_some(),
+                "{:?}.{}",
+                r.from,
+                r.field
+            );
+        }
+    }
+
+    #[test]
+    fn referrers_follow_updates_and_deletes() {
+        let (b1, b2) = (Uuid::new_v4(), Uuid::new_v4());
+        let p = |dev| {
+            Obj::Port(Port {
+                id: Uuid::from_u128(1),
+                device_id: dev,
+                ..Default::default()
+            })
+        };
+        let row = REFS
+            .iter()
+            .position(|r| r.from == Kind::Port && r.to == Kind::Bridge)
+            .unwrap();
+        let mut x = Referrers::default();
+        x.set((Kind::Port, Uuid::from_u128(1)), Some(&p(b1)));
+        assert_eq!(x.of(row, b1).collect::<Vec<_>>(), vec![Uuid::from_u128(1)]);
+        x.set((Kind::Port, Uuid::from_u128(1)), Some(&p(b2)));
+        assert_eq!(x.of(row, b1).count(), 0);
+        assert_eq!(x.of(row, b2).count(), 1);
+        x.set((Kind::Port, Uuid::from_u128(1)), None);
+        assert_eq!(x.of(row, b2).count(), 0);
+        assert!(x.refs.is_empty() && x.by_named.is_empty());
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub struct Engine {
     /// (row of REFS, named id) -> ids of the objects naming it there.
     referrers: FxHashMap<(usize, Uuid), FxHashSet<Uuid>>,
     reached: FxHashSet<Key>,
+    /// Per reached object, its depth in the walk that found it (a start's
+    /// is 0; one found from `x`, `x`'s + 1). Every reached object has a path
+    /// of ever smaller depths back to a start: a change that may shrink
+    /// reach follows it to prove what stays reached, instead of walking
+    /// everything again (see [`Engine::shrink_locally`]).
+    depth: FxHashMap<Key, u32>,
     /// Ports bound to this host: where reach starts.
     starts: FxHashSet<Uuid>,
     topo: Topology,
@@ -118,6 +124,7 @@ impl Engine {
             objects: FxHashMap::default(),
             referrers: FxHashMap::default(),
             reached: FxHashSet::default(),
+            depth: FxHashMap::default(),
             starts: FxHashSet::default(),
             topo: Topology::default(),
             before: FxHashMap::default(),
@@ -232,19 +239,128 @@ impl Engine {
             {
                 // Nothing is reached through it (a rule without jumps, a
                 // route): only its own reach can change, no walk needed.
-                if !(exists && (bound || self.reached_by_neighbour(k))) {
-                    self.reached.remove(&k);
-                    self.lost.push(k);
+                let d = if bound {
+                    Some(0)
+                } else {
+                    self.depth_via_neighbour(k)
+                };
+                match d.filter(|_| exists) {
+                    Some(d) => {
+                        self.depth.insert(k, d);
+                    }
+                    None => self.unreach(k),
                 }
-            } else {
+            } else if self.rewalk || !self.shrink_locally(k, old.as_ref(), bound) {
                 self.rewalk = true;
             }
-        } else if exists && (bound || self.reached_by_neighbour(k)) {
-            self.reached.insert(k);
-            self.gained.push(k);
-            self.walk(vec![k]);
+        } else if exists {
+            let d = if bound {
+                Some(0)
+            } else {
+                self.depth_via_neighbour(k)
+            };
+            if let Some(d) = d {
+                self.reached.insert(k);
+                self.depth.insert(k, d);
+                self.gained.push(k);
+                self.walk(vec![k]);
+            }
         }
         self.before.entry(k).or_insert(old);
+    }
+
+    fn unreach(&mut self, k: Key) {
+        self.reached.remove(&k);
+        self.depth.remove(&k);
+        self.lost.push(k);
+    }
+
+    /// A change to reached `k` may shrink reach: proves, following ever
+    /// smaller depths, that `k` (unless deleted) and each object it no
+    /// longer reaches directly are still reached. `false` when a proof
+    /// fails or grows too long: the commit walks everything again.
+    fn shrink_locally(&mut self, k: Key, old: Option<&Obj>, bound: bool) -> bool {
+        // Enough for a tenant far behind a provider router with thousands
+        // of tenants; a failed proof costs only the walk it would have.
+        let mut budget = 4096;
+        let exists = self.objects.contains_key(&k);
+        if bound {
+            self.depth.insert(k, 0);
+        } else if exists && !self.still_reached(k, &mut budget) {
+            return false;
+        }
+        let nb = |o: &Obj| {
+            model::schema::neighbours(o, |row, id| {
+                self.referrers
+                    .get(&(row, id))
+                    .into_iter()
+                    .flatten()
+                    .copied()
+            })
+        };
+        let before = old.map(nb).unwrap_or_default();
+        let now = self.objects.get(&k).map(nb).unwrap_or_default();
+        if !exists {
+            self.unreach(k);
+        }
+        for t in before {
+            if t != k
+                && !now.contains(&t)
+                && self.reached.contains(&t)
+                && !self.still_reached(t, &mut budget)
+            {
+                return false;
+            }
+        }
+        if exists {
+            // It may name more than before, too.
+            self.walk(vec![k]);
+        }
+        true
+    }
+
+    /// Whether reached `x` has a path of ever smaller depths back to a start
+    /// (within `budget` objects visited).
+    fn still_reached(&self, x: Key, budget: &mut usize) -> bool {
+        let mut stack = vec![x];
+        let mut seen: FxHashSet<Key> = FxHashSet::default();
+        while let Some(y) = stack.pop() {
+            if y.0 == Kind::Port && self.starts.contains(&y.1) {
+                return true;
+            }
+            let dy = self.depth.get(&y).copied().unwrap_or(u32::MAX);
+            for p in self.predecessors(y) {
+                if self.depth.get(&p).is_some_and(|d| *d < dy)
+                    && self.reached.contains(&p)
+                    && seen.insert(p)
+                {
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    stack.push(p);
+                }
+            }
+        }
+        false
+    }
+
+    /// The objects that reach `k` through one reference (existing or not).
+    fn predecessors(&self, k: Key) -> Vec<Key> {
+        let Some(o) = self.objects.get(&k) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, r) in REFS.iter().enumerate() {
+            if r.from == k.0 && r.walks_backward() {
+                out.extend((r.get)(o).into_iter().map(|id| (r.to, id)));
+            }
+            if r.to == k.0 && r.walks_forward() {
+                let from = self.referrers.get(&(i, k.1)).into_iter().flatten();
+                out.extend(from.map(|id| (r.from, *id)));
+            }
+        }
+        out
     }
 
     /// Whether no object is reached through `o`: it names nothing over a
@@ -260,49 +376,40 @@ impl Engine {
         .is_empty()
     }
 
-    /// Whether a reached object reaches `k` through one reference.
-    fn reached_by_neighbour(&self, k: Key) -> bool {
-        let Some(o) = self.objects.get(&k) else {
-            return false;
-        };
-        let via_own = REFS.iter().any(|r| {
-            r.from == k.0
-                && r.walks_backward()
-                && (r.get)(o)
-                    .iter()
-                    .any(|id| self.reached.contains(&(r.to, *id)))
-        });
-        via_own
-            || REFS.iter().enumerate().any(|(i, r)| {
-                r.to == k.0
-                    && r.walks_forward()
-                    && self.referrers.get(&(i, k.1)).is_some_and(|s| {
-                        s.iter().any(|from| self.reached.contains(&(r.from, *from)))
-                    })
-            })
+    /// When a reached object reaches `k` through one reference: the depth
+    /// `k` has through the shallowest such.
+    fn depth_via_neighbour(&self, k: Key) -> Option<u32> {
+        self.predecessors(k)
+            .iter()
+            .filter(|p| self.reached.contains(p))
+            .filter_map(|p| self.depth.get(p))
+            .min()
+            .map(|d| d + 1)
     }
 
     /// Extends reach from `stack` (reached objects) to what they reach
     /// that is not reached yet.
     fn walk(&mut self, stack: Vec<Key>) {
         let (objects, referrers) = (&self.objects, &self.referrers);
-        let (reached, gained) = (&mut self.reached, &mut self.gained);
+        let (reached, gained, depth) = (&mut self.reached, &mut self.gained, &mut self.depth);
         walk(
             stack,
             |k| objects.get(k),
             |row, id| referrers.get(&(row, id)).into_iter().flatten().copied(),
-            |k| {
+            |from, k| {
                 let new = reached.insert(k);
                 if new {
                     gained.push(k);
+                    let d = depth.get(&from).map_or(0, |d| d + 1);
+                    depth.insert(k, d);
                 }
                 new
             },
         );
     }
 
-    /// Reach from this host's ports, from scratch.
-    fn walk_all(&self) -> FxHashSet<Key> {
+    /// Reach from this host's ports, from scratch, with each object's depth.
+    fn walk_all(&self) -> (FxHashSet<Key>, FxHashMap<Key, u32>) {
         let stack: Vec<Key> = self
             .starts
             .iter()
@@ -310,6 +417,7 @@ impl Engine {
             .filter(|k| self.objects.contains_key(k))
             .collect();
         let mut reached: FxHashSet<Key> = stack.iter().copied().collect();
+        let mut depth: FxHashMap<Key, u32> = stack.iter().map(|k| (*k, 0)).collect();
         walk(
             stack,
             |k| self.objects.get(k),
@@ -320,9 +428,16 @@ impl Engine {
                     .flatten()
                     .copied()
             },
-            |k| reached.insert(k),
+            |from, k| {
+                let new = reached.insert(k);
+                if new {
+                    let d = depth.get(&from).map_or(0, |d| d + 1);
+                    depth.insert(k, d);
+                }
+                new
+            },
         );
-        reached
+        (reached, depth)
     }
 
     /// Ends a batch of changes: reach made whole, the changed entries
@@ -335,10 +450,11 @@ impl Engine {
         c.lost = std::mem::take(&mut self.lost);
         c.gained = std::mem::take(&mut self.gained);
         if self.rewalk {
-            let now = self.walk_all();
+            let (now, depth) = self.walk_all();
             c.lost.extend(self.reached.difference(&now).copied());
             c.gained.extend(now.difference(&self.reached).copied());
             self.reached = now;
+            self.depth = depth;
         }
         // What left and came back (or came and left) in the batch is
         // reported once, as it ends.
@@ -430,7 +546,7 @@ impl Engine {
     /// The full recompute: reach walked from the ports and every entry
     /// compiled, from the objects alone. The fallback, and the tests' oracle.
     pub fn recompute(&mut self) {
-        self.reached = self.walk_all();
+        (self.reached, self.depth) = self.walk_all();
         self.before.clear();
         self.gained.clear();
         self.lost.clear();

@@ -275,3 +275,63 @@ fn reach_is_gained_and_lost_as_links_are_made_and_removed() {
         "the bridge's flows go"
     );
 }
+
+/// Deleting a port far from the host's own (a VM of another tenant behind
+/// the provider router) proves what stays reached along the walk's depths:
+/// no walk of the whole cloud. Unlinking that tenant still loses it.
+#[test]
+fn a_far_port_goes_without_walking_everything_again() {
+    let host = Uuid::new_v4();
+    let o = |k: Kind, v: Value| Obj::decode(k, v.to_string().as_bytes()).unwrap();
+    let mut e = Engine::new(host, true);
+    let provider = Uuid::new_v4();
+    e.put(o(Kind::Router, json!({"id": provider})));
+    // Tenant i: bridge <-> router <-> provider, a VM port on the bridge.
+    let tenant = |e: &mut Engine, bound: bool| {
+        let (b, r) = (Uuid::new_v4(), Uuid::new_v4());
+        let [bp, rp, up, pp, vm] = [(); 5].map(|_| Uuid::new_v4());
+        e.put(o(Kind::Bridge, json!({"id": b})));
+        e.put(o(Kind::Router, json!({"id": r})));
+        let port = |id: Uuid, ty: &str, dev: Uuid, peer: Uuid| {
+            o(
+                Kind::Port,
+                json!({"id": id, "type": ty, "deviceId": dev, "peerId": peer}),
+            )
+        };
+        e.put(port(bp, "Bridge", b, rp));
+        e.put(port(rp, "Router", r, bp));
+        e.put(port(up, "Router", r, pp));
+        e.put(port(pp, "Router", provider, up));
+        let vm_port = if bound {
+            json!({"id": vm, "type": "Bridge", "deviceId": b, "hostId": host, "interfaceName": "tap0"})
+        } else {
+            json!({"id": vm, "type": "Bridge", "deviceId": b})
+        };
+        e.put(o(Kind::Port, vm_port));
+        (b, r, pp, vm)
+    };
+    tenant(&mut e, true);
+    let far: Vec<_> = (0..50).map(|_| tenant(&mut e, false)).collect();
+    e.commit();
+    let (fb, fr, fpp, fvm) = far[25];
+    assert!(e.reached().contains(&(Kind::Port, fvm)));
+    e.delete(Kind::Port, fvm);
+    let c = e.commit();
+    assert!(!c.rewalked, "proved along the depths");
+    assert_eq!(c.lost, vec![(Kind::Port, fvm)]);
+    assert!(e.reached().contains(&(Kind::Bridge, fb)));
+    // Unlinking the tenant from the provider: its router and bridge go.
+    e.delete(Kind::Port, fpp);
+    let c = e.commit();
+    assert!(c.rewalked);
+    for k in [(Kind::Router, fr), (Kind::Bridge, fb)] {
+        assert!(c.lost.contains(&k), "{k:?} lost");
+    }
+    let mut full = Engine::new(host, true);
+    for k in e.keys() {
+        full.put(e.get(*k).unwrap().clone());
+    }
+    full.recompute();
+    assert_eq!(e.reached(), full.reached());
+    assert_eq!(e.topology().canonical(), full.topology().canonical());
+}

@@ -327,17 +327,13 @@ pub fn unlink_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn peer_ports<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<P>(id)?;
-    let ports = app.topo.all::<Port>()?;
-    let peers: Vec<Uuid> = ports
-        .iter()
-        .filter(|p| p.device_id == id)
-        .filter_map(|p| p.peer_id)
-        .collect();
-    Ok(render_all(
-        app,
-        req,
-        ports.into_iter().filter(|p| peers.contains(&p.id)),
-    ))
+    let mut peers = Vec::new();
+    for p in app.topo.naming::<Port>("deviceId", P::KIND, id)? {
+        if let Some(q) = p.peer_id.map(|q| app.topo.get::<Port>(q)).transpose()? {
+            peers.extend(q);
+        }
+    }
+    Ok(render_all(app, req, peers))
 }
 
 pub fn create_port_under<P: Object>(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -377,16 +373,11 @@ impl Resource for Route {
 pub fn router_routes(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
     app.topo.must::<Router>(id)?;
-    let ports: Vec<Uuid> = app
-        .topo
-        .all::<Port>()?
-        .into_iter()
-        .filter(|p| p.device_id == id)
-        .map(|p| p.id)
-        .collect();
-    let routes =
-        app.topo.all::<Route>()?.into_iter().filter(|r| {
-            r.router_id == Some(id) || r.next_hop_port.is_some_and(|p| ports.contains(&p))
-        });
+    let mut routes = app.topo.naming::<Route>("routerId", Kind::Router, id)?;
+    for p in app.topo.naming::<Port>("deviceId", Kind::Router, id)? {
+        routes.extend(app.topo.naming::<Route>("nextHopPort", Kind::Port, p.id)?);
+    }
+    routes.sort_by_key(|r| r.id);
+    routes.dedup_by_key(|r| r.id);
     Ok(render_all(app, req, routes))
 }

@@ -4,7 +4,7 @@ use crate::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, render};
-use model::{Bridge, DhcpHost, DhcpSubnet, Ipv4Prefix, MacAddr, Object};
+use model::{Bridge, DhcpHost, DhcpSubnet, Ipv4Prefix, Kind, MacAddr, Object};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -38,9 +38,9 @@ fn find(app: &App, req: &Req) -> Result<DhcpSubnet, ApiError> {
     app.topo.must::<Bridge>(bid)?;
     let key = subnet_key(req)?;
     app.topo
-        .all::<DhcpSubnet>()?
+        .naming::<DhcpSubnet>("bridgeId", Kind::Bridge, bid)?
         .into_iter()
-        .find(|d| d.bridge_id == bid && d.key() == key)
+        .find(|d| d.key() == key)
         .ok_or_else(|| ApiError::not_found(format!("bridge {bid} has no DHCP subnet {key}")))
 }
 
@@ -64,9 +64,9 @@ pub fn create_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
     app.topo.write(|w| {
         w.tx.must::<Bridge>(bid, "id")?;
         if w.tx
-            .all::<DhcpSubnet>()?
+            .naming::<DhcpSubnet>("bridgeId", Kind::Bridge, bid)?
             .iter()
-            .any(|o| o.bridge_id == bid && o.key() == d.key())
+            .any(|o| o.key() == d.key())
         {
             return Err(ApiError::conflict(format!(
                 "bridge {bid} already has DHCP subnet {}",

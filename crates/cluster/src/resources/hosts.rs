@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link};
 use crate::topo::Writer;
-use model::{Host, Port, TunnelZone, TunnelZoneHost};
+use model::{Host, Kind, Port, TunnelZone, TunnelZoneHost};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -128,13 +128,9 @@ fn binding(base: &str, p: &Port) -> Value {
 
 pub fn host_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let h: Host = app.topo.must(req.id("id")?)?;
-    let ports = app.topo.all::<Port>()?;
+    let ports = app.topo.naming::<Port>("hostId", Kind::Host, h.id)?;
     Ok(Resp::json(Value::Array(
-        ports
-            .iter()
-            .filter(|p| p.host_id == Some(h.id))
-            .map(|p| binding(&req.base, p))
-            .collect(),
+        ports.iter().map(|p| binding(&req.base, p)).collect(),
     )))
 }
 
@@ -191,10 +187,10 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
                 "port {pid} is linked to another port; only unlinked ports bind"
             )));
         }
-        let ports = w.tx.all::<Port>()?;
+        let ports = w.tx.naming::<Port>("hostId", Kind::Host, hid)?;
         if let Some(o) = ports
             .iter()
-            .find(|o| o.host_id == Some(hid) && o.interface_name.as_deref() == Some(&iface))
+            .find(|o| o.interface_name.as_deref() == Some(&iface))
         {
             return Err(ApiError::conflict(format!(
                 "interface {iface} on host {hid} is already bound to port {}",
