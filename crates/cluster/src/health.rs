@@ -207,9 +207,10 @@ fn reconcile_logged(app: &App) -> Option<Checked> {
 
 /// How long a burst of changes is gathered before one reconcile.
 const SETTLE: Duration = Duration::from_millis(50);
-/// A full pass this often even when nothing was heard (a safety net; a
-/// failed reconcile is retried after a second).
-const RESYNC: Duration = Duration::from_secs(30);
+/// A full pass this often even when nothing was heard (a safety net: it
+/// reads every router and port, so it is rare; a failed reconcile is retried
+/// after a second).
+const RESYNC: Duration = Duration::from_secs(300);
 
 /// Reconciles when something that moves checks changes (a burst once,
 /// after it settles), instead of re-reading everything every second.

@@ -1,6 +1,8 @@
 //! Cost of one topology change at a gateway host that reaches every tenant,
 //! for N tenants: the incremental engine against the full recompute it
 //! replaced (reach walked from the ports and everything compiled again).
+//! Each change includes what the agent hands its workers: the delta of the
+//! entries it recompiled.
 //!
 //! `cargo bench -p topology --bench scale` prints one row per N.
 
@@ -69,9 +71,17 @@ fn cloud(n: usize, host: Uuid) -> (Vec<Obj>, Vec<Uuid>) {
     (v, chains)
 }
 
+/// Commits, and makes the workers' delta as the agent does; whether the
+/// commit walked the host's reach again.
+fn publish(e: &mut Engine) -> bool {
+    let c = e.commit();
+    std::hint::black_box(e.topology().delta(c.compiled));
+    c.rewalked
+}
+
 fn main() {
     println!(
-        "tenants objects full_recompute_ms rule_add_us port_add_us ratio_full_to_rule_add publish_copy_ms"
+        "tenants objects full_recompute_ms rule_add_us port_add_us port_delete_us ratio_full_to_rule_add rewalks"
     );
     for n in [100usize, 1000, 10000] {
         let host = Uuid::new_v4();
@@ -104,7 +114,7 @@ fn main() {
             };
             chain.rule_ids.push(rule);
             e.put(Obj::Chain(chain));
-            e.commit();
+            publish(&mut e);
         }
         let rule_us = t.elapsed().as_secs_f64() * 1e6 / changes as f64;
         // A VM port added to one tenant's bridge.
@@ -114,26 +124,30 @@ fn main() {
             .filter(|k| k.0 == Kind::Bridge)
             .map(|k| k.1)
             .collect();
+        let mut ports = Vec::new();
         let t = Instant::now();
         for i in 0..changes {
             let b = bridges[(i * 7919) % bridges.len()];
+            let id = Uuid::new_v4();
             e.put(obj(
                 Kind::Port,
-                json!({"id": Uuid::new_v4(), "type": "Bridge", "deviceId": b,
+                json!({"id": id, "type": "Bridge", "deviceId": b,
                 "hostId": Uuid::new_v4(), "interfaceName": "tap"}),
             ));
-            e.commit();
+            publish(&mut e);
+            ports.push(id);
         }
         let port_us = t.elapsed().as_secs_f64() * 1e6 / changes as f64;
-        // What the agent hands its workers per batch: the topology, whose
-        // entries are shared (a copy of the pointer tables).
+        // Those ports deleted again: a change that may shrink reach.
+        let mut rewalks = 0;
         let t = Instant::now();
-        for _ in 0..10 {
-            std::hint::black_box(e.topology().clone());
+        for id in ports {
+            e.delete(Kind::Port, id);
+            rewalks += usize::from(publish(&mut e));
         }
-        let copy = t.elapsed().as_secs_f64() * 1e3 / 10.0;
+        let delete_us = t.elapsed().as_secs_f64() * 1e6 / changes as f64;
         println!(
-            "{n} {count} {full:.1} {rule_us:.1} {port_us:.1} {:.0} {copy:.2}",
+            "{n} {count} {full:.1} {rule_us:.1} {port_us:.1} {delete_us:.1} {:.0} {rewalks}",
             full * 1e3 / rule_us
         );
     }

@@ -35,6 +35,10 @@ pub struct Commit {
     pub rewalked: bool,
 }
 
+/// What a walk from the host's ports found: reach, each object's depth, and
+/// the object it was found from.
+type Walked = (FxHashSet<Key>, FxHashMap<Key, u32>, FxHashMap<Key, Key>);
+
 /// One host's view of the topology (see the crate docs).
 pub struct Engine {
     host: Uuid,
@@ -51,6 +55,8 @@ pub struct Engine {
     /// reach follows it to prove what stays reached, instead of walking
     /// everything again (see [`Engine::shrink_locally`]).
     depth: FxHashMap<Key, u32>,
+    /// The object each was found from (a proof tries it first).
+    parent: FxHashMap<Key, Key>,
     /// Ports bound to this host: where reach starts.
     starts: FxHashSet<Uuid>,
     topo: Topology,
@@ -125,6 +131,7 @@ impl Engine {
             referrers: FxHashMap::default(),
             reached: FxHashSet::default(),
             depth: FxHashMap::default(),
+            parent: FxHashMap::default(),
             starts: FxHashSet::default(),
             topo: Topology::default(),
             before: FxHashMap::default(),
@@ -240,14 +247,12 @@ impl Engine {
                 // Nothing is reached through it (a rule without jumps, a
                 // route): only its own reach can change, no walk needed.
                 let d = if bound {
-                    Some(0)
+                    Some((0, k))
                 } else {
                     self.depth_via_neighbour(k)
                 };
                 match d.filter(|_| exists) {
-                    Some(d) => {
-                        self.depth.insert(k, d);
-                    }
+                    Some(d) => self.place(k, d),
                     None => self.unreach(k),
                 }
             } else if self.rewalk || !self.shrink_locally(k, old.as_ref(), bound) {
@@ -255,13 +260,13 @@ impl Engine {
             }
         } else if exists {
             let d = if bound {
-                Some(0)
+                Some((0, k))
             } else {
                 self.depth_via_neighbour(k)
             };
             if let Some(d) = d {
                 self.reached.insert(k);
-                self.depth.insert(k, d);
+                self.place(k, d);
                 self.gained.push(k);
                 self.walk(vec![k]);
             }
@@ -272,7 +277,14 @@ impl Engine {
     fn unreach(&mut self, k: Key) {
         self.reached.remove(&k);
         self.depth.remove(&k);
+        self.parent.remove(&k);
         self.lost.push(k);
+    }
+
+    /// Records reached `k`'s depth and the object it was found from.
+    fn place(&mut self, k: Key, (depth, parent): (u32, Key)) {
+        self.depth.insert(k, depth);
+        self.parent.insert(k, parent);
     }
 
     /// A change to reached `k` may shrink reach: proves, following ever
@@ -285,7 +297,7 @@ impl Engine {
         let mut budget = 4096;
         let exists = self.objects.contains_key(&k);
         if bound {
-            self.depth.insert(k, 0);
+            self.place(k, (0, k));
         } else if exists && !self.still_reached(k, &mut budget) {
             return false;
         }
@@ -329,6 +341,19 @@ impl Engine {
                 return true;
             }
             let dy = self.depth.get(&y).copied().unwrap_or(u32::MAX);
+            // The object it was found from, if that still holds, saves
+            // reading every predecessor (a provider router has thousands).
+            if let Some(&p) = self.parent.get(&y)
+                && p != y
+                && self.reached.contains(&p)
+                && self.depth.get(&p).is_some_and(|d| *d < dy)
+                && self.walks_to(p, y)
+            {
+                if seen.insert(p) {
+                    stack.push(p);
+                }
+                continue;
+            }
             for p in self.predecessors(y) {
                 if self.depth.get(&p).is_some_and(|d| *d < dy)
                     && self.reached.contains(&p)
@@ -378,20 +403,34 @@ impl Engine {
 
     /// When a reached object reaches `k` through one reference: the depth
     /// `k` has through the shallowest such.
-    fn depth_via_neighbour(&self, k: Key) -> Option<u32> {
+    fn depth_via_neighbour(&self, k: Key) -> Option<(u32, Key)> {
         self.predecessors(k)
-            .iter()
+            .into_iter()
             .filter(|p| self.reached.contains(p))
-            .filter_map(|p| self.depth.get(p))
+            .filter_map(|p| Some((self.depth.get(&p)? + 1, p)))
             .min()
-            .map(|d| d + 1)
+    }
+
+    /// Whether reached `p` reaches `y` through one reference.
+    fn walks_to(&self, p: Key, y: Key) -> bool {
+        let (Some(po), Some(yo)) = (self.objects.get(&p), self.objects.get(&y)) else {
+            return false;
+        };
+        REFS.iter().any(|r| {
+            (r.from == p.0 && r.to == y.0 && r.walks_forward() && (r.get)(po).contains(&y.1))
+                || (r.from == y.0
+                    && r.to == p.0
+                    && r.walks_backward()
+                    && (r.get)(yo).contains(&p.1))
+        })
     }
 
     /// Extends reach from `stack` (reached objects) to what they reach
     /// that is not reached yet.
     fn walk(&mut self, stack: Vec<Key>) {
         let (objects, referrers) = (&self.objects, &self.referrers);
-        let (reached, gained, depth) = (&mut self.reached, &mut self.gained, &mut self.depth);
+        let (reached, gained) = (&mut self.reached, &mut self.gained);
+        let (depth, parent) = (&mut self.depth, &mut self.parent);
         walk(
             stack,
             |k| objects.get(k),
@@ -402,14 +441,16 @@ impl Engine {
                     gained.push(k);
                     let d = depth.get(&from).map_or(0, |d| d + 1);
                     depth.insert(k, d);
+                    parent.insert(k, from);
                 }
                 new
             },
         );
     }
 
-    /// Reach from this host's ports, from scratch, with each object's depth.
-    fn walk_all(&self) -> (FxHashSet<Key>, FxHashMap<Key, u32>) {
+    /// Reach from this host's ports, from scratch, with each object's depth
+    /// and the object it was found from.
+    fn walk_all(&self) -> Walked {
         let stack: Vec<Key> = self
             .starts
             .iter()
@@ -418,6 +459,7 @@ impl Engine {
             .collect();
         let mut reached: FxHashSet<Key> = stack.iter().copied().collect();
         let mut depth: FxHashMap<Key, u32> = stack.iter().map(|k| (*k, 0)).collect();
+        let mut parent: FxHashMap<Key, Key> = FxHashMap::default();
         walk(
             stack,
             |k| self.objects.get(k),
@@ -433,11 +475,12 @@ impl Engine {
                 if new {
                     let d = depth.get(&from).map_or(0, |d| d + 1);
                     depth.insert(k, d);
+                    parent.insert(k, from);
                 }
                 new
             },
         );
-        (reached, depth)
+        (reached, depth, parent)
     }
 
     /// Ends a batch of changes: reach made whole, the changed entries
@@ -450,11 +493,12 @@ impl Engine {
         c.lost = std::mem::take(&mut self.lost);
         c.gained = std::mem::take(&mut self.gained);
         if self.rewalk {
-            let (now, depth) = self.walk_all();
+            let (now, depth, parent) = self.walk_all();
             c.lost.extend(self.reached.difference(&now).copied());
             c.gained.extend(now.difference(&self.reached).copied());
             self.reached = now;
             self.depth = depth;
+            self.parent = parent;
         }
         // What left and came back (or came and left) in the batch is
         // reported once, as it ends.
@@ -546,7 +590,7 @@ impl Engine {
     /// The full recompute: reach walked from the ports and every entry
     /// compiled, from the objects alone. The fallback, and the tests' oracle.
     pub fn recompute(&mut self) {
-        (self.reached, self.depth) = self.walk_all();
+        (self.reached, self.depth, self.parent) = self.walk_all();
         self.before.clear();
         self.gained.clear();
         self.lost.clear();
