@@ -59,22 +59,26 @@ for n in ${SCALE_N:-100 1000 10000}; do
     nsx vm1 ping -D -n -i 0.01 -W 1 10.0.0.6 >"$E2E_STATE/ping-port.txt" 2>&1 &
     pq=$!
     sleep 0.5
-    # CPU without changes (the pings and the idle work) for 10 s, then with
-    # 120 changes (60 adds, 60 deletes, 72 s): the difference per change.
+    # CPU without changes (the pings and the idle work) for 15 s before and
+    # 15 s after 120 changes (60 adds, 60 deletes, 72 s), once convergence
+    # has settled: the difference per change.
+    sleep 5
     a0=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s0=$(cpu_ms "$E2E_STATE/server.pid"); i0=$(date +%s.%N)
-    sleep 10
+    sleep 15
     a1=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s1=$(cpu_ms "$E2E_STATE/server.pid"); i1=$(date +%s.%N)
     rule=$(nsx ctl python3 tests/scale/change_latency.py "$API" rule "$c" "$E2E_STATE/ping.txt" 20)
     route=$(nsx ctl python3 tests/scale/change_latency.py "$API" route "$r/100.64.0.1" "$E2E_STATE/ping.txt" 20)
     port=$(nsx ctl python3 tests/scale/change_latency.py "$API" port "$b/$H1/vm2" "$E2E_STATE/ping-port.txt" 20)
     a2=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s2=$(cpu_ms "$E2E_STATE/server.pid"); i2=$(date +%s.%N)
+    sleep 15
+    a3=$(cpu_ms "$E2E_STATE/agent-h1.pid"); s3=$(cpu_ms "$E2E_STATE/server.pid"); i3=$(date +%s.%N)
     kill $pp $pq; wait $pp $pq 2>/dev/null || true
-    per_change() { python3 -c "import sys; c0,c1,c2,t0,t1,t2=map(float,sys.argv[1:]); print(max(0,(c2-c1)-(c1-c0)*(t2-t1)/(t1-t0))/120)" "$@"; }
+    per_change() { python3 -c "import sys; c0,c1,c2,c3,t0,t1,t2,t3=map(float,sys.argv[1:]); idle=((c1-c0)+(c3-c2))/((t1-t0)+(t3-t2)); print(max(0,(c2-c1)-idle*(t2-t1))/120)" "$@"; }
     printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\n' "$n" $((n * 17 + 1)) "$(json "$out" seconds)" \
         "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['requests']/d['seconds'])" "$out")" "$conv" \
         "$(json "$rule" p50_ms)" "$(json "$rule" p99_ms)" "$(json "$route" p50_ms)" "$(json "$route" p99_ms)" "$(json "$port" p50_ms)" "$(json "$port" p99_ms)" \
         "$(rss_mib "$E2E_STATE/agent-h1.pid")" "$(rss_mib "$E2E_STATE/server.pid")" \
-        "$(per_change "$a0" "$a1" "$a2" "$i0" "$i1" "$i2")" "$(per_change "$s0" "$s1" "$s2" "$i0" "$i1" "$i2")" >>"$OUT"
+        "$(per_change "$a0" "$a1" "$a2" "$a3" "$i0" "$i1" "$i2" "$i3")" "$(per_change "$s0" "$s1" "$s2" "$s3" "$i0" "$i1" "$i2" "$i3")" >>"$OUT"
 done
 column -t "$OUT"
 python3 bench/scale_plot.py "$OUT" bench/scale.svg

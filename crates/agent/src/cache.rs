@@ -40,7 +40,13 @@ pub struct Cache {
     table_changes: Vec<TableChange>,
     /// A snapshot is arriving: replace everything at its end.
     in_snapshot: Option<Box<Snapshot>>,
+    /// Objects held per kind, kept per change (`topology.json`).
+    counts: std::collections::BTreeMap<String, usize>,
 }
+
+/// Up to this many objects `topology.json` lists their ids; beyond, only
+/// how many of each kind (a gateway's list would be the whole cloud).
+const SUMMARY_IDS_MAX: usize = 10_000;
 
 /// A snapshot being received.
 #[derive(Default)]
@@ -74,6 +80,7 @@ impl Cache {
             changed: FxHashSet::default(),
             table_changes: Vec::new(),
             in_snapshot: None,
+            counts: Default::default(),
         }
     }
 
@@ -161,17 +168,27 @@ impl Cache {
     /// are kept as stored.
     fn set(&mut self, kind: &str, id: &str, data: Option<Vec<u8>>) {
         self.changed.insert(kind.to_string());
-        if model::Objects::kind_named(kind).is_some() {
-            if let Ok(uid) = Uuid::parse_str(id) {
-                self.engine.apply_stored(kind, uid, data.as_deref());
-            }
-            return;
-        }
-        let m = self.objects.entry(kind.to_string()).or_default();
-        match data {
-            Some(d) => m.insert(id.to_string(), d),
-            None => m.remove(id),
+        let (held, holds) = if let Some(k) = model::Objects::kind_named(kind) {
+            let Ok(uid) = Uuid::parse_str(id) else { return };
+            let held = self.engine.get((k, uid)).is_some();
+            self.engine.apply_stored(kind, uid, data.as_deref());
+            (held, self.engine.get((k, uid)).is_some())
+        } else {
+            let m = self.objects.entry(kind.to_string()).or_default();
+            let held = match data {
+                Some(d) => m.insert(id.to_string(), d).is_some(),
+                None => m.remove(id).is_some(),
+            };
+            (held, m.contains_key(id))
         };
+        if held != holds {
+            let n = self.counts.entry(kind.to_string()).or_default();
+            if holds {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     fn put(&mut self, u: Update) {
@@ -210,9 +227,18 @@ impl Cache {
     }
 
     /// What this agent holds, for operators and tests (`topology.json` in
-    /// the state directory): the revision and the ids of each kind.
+    /// the state directory): the revision, how many objects of each kind,
+    /// and their ids while there are at most [`SUMMARY_IDS_MAX`].
     pub fn summary(&self) -> String {
         use std::fmt::Write;
+        let total: usize = self.counts.values().sum();
+        let counts = serde_json::to_string(&self.counts).unwrap_or_default();
+        if total > SUMMARY_IDS_MAX {
+            return format!(
+                "{{\"revision\":{},\"counts\":{counts},\"ids_omitted\":true}}",
+                self.revision
+            );
+        }
         let mut objects: std::collections::BTreeMap<&str, Vec<Uuid>> = Default::default();
         for (k, m) in &self.objects {
             let ids = m.keys().filter_map(|id| Uuid::parse_str(id).ok());
@@ -224,7 +250,11 @@ impl Cache {
         // Written by hand: a gateway's summary lists every object of the
         // cloud, and ids need no escaping.
         let mut out = String::with_capacity(40 * self.engine.len() + 64);
-        let _ = write!(out, "{{\"revision\":{},\"objects\":{{", self.revision);
+        let _ = write!(
+            out,
+            "{{\"revision\":{},\"counts\":{counts},\"objects\":{{",
+            self.revision
+        );
         for (i, (kind, ids)) in objects.iter_mut().enumerate() {
             ids.sort_unstable();
             let _ = write!(out, "{}\"{kind}\":[", if i > 0 { "," } else { "" });
@@ -385,9 +415,43 @@ mod tests {
         let sum: serde_json::Value = serde_json::from_str(&c.summary()).expect("summary is JSON");
         assert_eq!(sum["revision"], 5);
         assert_eq!(sum["objects"]["Bridge"][0], id.as_str());
+        assert_eq!(sum["counts"]["Bridge"], 1);
         let tags = c.take_changes().tags;
         assert!(tags.contains(&Tag::Device(id.parse().unwrap())));
         assert!(c.apply(up("Bridge", &id, false, false)));
+    }
+
+    /// Past SUMMARY_IDS_MAX objects, `topology.json` says how many, not which.
+    #[test]
+    fn a_large_summary_counts_instead_of_listing() {
+        let mut c = Cache::new(Uuid::new_v4());
+        let ids: Vec<Uuid> = (0..=SUMMARY_IDS_MAX).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            c.apply(Update {
+                revision: 1,
+                kind: "Bridge".into(),
+                id: id.to_string(),
+                data: format!("{{\"id\": \"{id}\"}}").into_bytes(),
+                ..Default::default()
+            });
+        }
+        let sum: serde_json::Value = serde_json::from_str(&c.summary()).unwrap();
+        assert_eq!(sum["counts"]["Bridge"], SUMMARY_IDS_MAX + 1);
+        assert_eq!(sum["ids_omitted"], true);
+        assert!(sum.get("objects").is_none());
+        c.apply(Update {
+            revision: 2,
+            kind: "Bridge".into(),
+            id: ids[0].to_string(),
+            deleted: true,
+            ..Default::default()
+        });
+        let sum: serde_json::Value = serde_json::from_str(&c.summary()).unwrap();
+        assert_eq!(sum["counts"]["Bridge"], SUMMARY_IDS_MAX);
+        assert_eq!(
+            sum["objects"]["Bridge"].as_array().unwrap().len(),
+            SUMMARY_IDS_MAX
+        );
     }
 
     /// A deleted pool member, rule or port still invalidates the flows of
