@@ -260,7 +260,42 @@ pub enum RuleType {
     Trace,
 }
 
+/// The fields only some rule types have (the rest are every rule's: id,
+/// chain, position, the condition).
+pub const TYPE_FIELDS: &[&str] = &[
+    "jumpChainId",
+    "jumpChainName",
+    "flowAction",
+    "natTargets",
+    "popVlan",
+    "pushVlan",
+    "targetPortId",
+    "ingress",
+    "failOpen",
+    "requestId",
+    "limit",
+];
+
 impl RuleType {
+    /// Which of [`TYPE_FIELDS`] this type has, as MidoNet's rule DTOs do.
+    pub fn own_fields(self) -> &'static [&'static str] {
+        match self {
+            RuleType::Accept | RuleType::Drop | RuleType::Reject | RuleType::Return => &[],
+            RuleType::Jump => &["jumpChainId", "jumpChainName"],
+            RuleType::Dnat | RuleType::Snat => &["flowAction", "natTargets"],
+            RuleType::RevDnat | RuleType::RevSnat => &["flowAction"],
+            RuleType::L2Transform => &[
+                "flowAction",
+                "popVlan",
+                "pushVlan",
+                "targetPortId",
+                "ingress",
+                "failOpen",
+            ],
+            RuleType::Trace => &["requestId", "limit"],
+        }
+    }
+
     pub fn is_forward_nat(self) -> bool {
         matches!(self, RuleType::Dnat | RuleType::Snat)
     }

@@ -29,6 +29,14 @@ impl Resource for Chain {
 impl Resource for Rule {
     const PATH: &'static str = "rules";
     fn links(&self, app: &App, base: &str, m: &mut Links) {
+        // Each type's own fields only: an accept rule shows no `natTargets`
+        // or `failOpen` (midonet-cli prints whatever it is sent).
+        let own = self.rule_type.own_fields();
+        for f in model::chain::TYPE_FIELDS {
+            if !own.contains(f) {
+                m.remove(*f);
+            }
+        }
         m.insert(
             "chain".into(),
             link(base, format!("chains/{}", self.chain_id)),
