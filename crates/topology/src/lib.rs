@@ -301,17 +301,12 @@ impl Engine {
         } else if exists && !self.still_reached(k, &mut budget) {
             return false;
         }
-        let nb = |o: &Obj| {
-            model::schema::neighbours(o, |row, id| {
-                self.referrers
-                    .get(&(row, id))
-                    .into_iter()
-                    .flatten()
-                    .copied()
-            })
-        };
-        let before = old.map(nb).unwrap_or_default();
-        let now = self.objects.get(&k).map(nb).unwrap_or_default();
+        let before = old.map(|o| self.neighbours(o)).unwrap_or_default();
+        let now = self
+            .objects
+            .get(&k)
+            .map(|o| self.neighbours(o))
+            .unwrap_or_default();
         if !exists {
             self.unreach(k);
         }
@@ -391,6 +386,11 @@ impl Engine {
     /// Whether no object is reached through `o`: it names nothing over a
     /// reference walked forward, and nothing names it over one walked back.
     fn reaches_nothing(&self, o: &Obj) -> bool {
+        self.neighbours(o).is_empty()
+    }
+
+    /// What `o` reaches through one reference (existing or not).
+    fn neighbours(&self, o: &Obj) -> Vec<Key> {
         model::schema::neighbours(o, |row, id| {
             self.referrers
                 .get(&(row, id))
@@ -398,7 +398,6 @@ impl Engine {
                 .flatten()
                 .copied()
         })
-        .is_empty()
     }
 
     /// When a reached object reaches `k` through one reference: the depth
