@@ -205,6 +205,35 @@ t_delete_port() {
 }
 check "deleting a port cuts its traffic" t_delete_port
 
+t_local_binding() {
+    # Nova's way: mm-ctl (the binary under that name) and `midonet bind`
+    # ask the host's agent over its control socket.
+    local p sock=$E2E_STATE/agent-h1/agent.sock out
+    ln -sf "$BIN" "$E2E_STATE/mm-ctl"
+    p=$(mido port create --bridge "$BB")
+    MIDONET_AGENT_SOCKET=$sock "$E2E_STATE/mm-ctl" --bind-port "$p" vm7 || return 1
+    wait_ping vm1 192.168.20.11 5 || { echo "no ping after mm-ctl --bind-port"; return 1; }
+    # Binding again the same way is not an error.
+    MIDONET_AGENT_SOCKET=$sock "$E2E_STATE/mm-ctl" --bind-port "$p" vm7 || return 1
+    "$BIN" unbind "$p" --socket "$sock" || return 1
+    sleep 0.5
+    no_ping vm1 192.168.20.11 || { echo "still pings after midonet unbind"; return 1; }
+    "$BIN" bind "$p" vm7 --socket "$sock" || return 1
+    wait_ping vm1 192.168.20.11 5 || { echo "no ping after midonet bind"; return 1; }
+    MIDONET_AGENT_SOCKET=$sock "$E2E_STATE/mm-ctl" --unbind-port "$p" || return 1
+    sleep 0.5
+    no_ping vm1 192.168.20.11 || { echo "still pings after mm-ctl --unbind-port"; return 1; }
+    # A port that does not exist: a message and a non-zero exit.
+    if out=$(MIDONET_AGENT_SOCKET=$sock "$E2E_STATE/mm-ctl" --bind-port "$(python3 -c 'import uuid; print(uuid.uuid4())')" vm7 2>&1); then
+        echo "bound a port that does not exist"; return 1
+    fi
+    echo "$out"; grep -q "does not exist\|not found" <<<"$out" || return 1
+    # No agent listening: a clear message, not a hang.
+    if out=$("$BIN" bind "$p" vm7 --socket "$E2E_STATE/nowhere.sock" 2>&1); then return 1; fi
+    echo "$out"; grep -q "is the agent running" <<<"$out"
+}
+check "mm-ctl and midonet bind/unbind bind a VM through the host's agent socket" t_local_binding
+
 t_bad_input() {
     # Malformed frames from a VM and a VXLAN datagram with an unknown key:
     # counted and dropped, and forwarding goes on.

@@ -4,6 +4,7 @@
 //! thread (simulate the first packet, install the flow, tunnel to peers).
 
 pub mod cache;
+pub mod control;
 pub mod flowstate;
 pub mod health;
 pub mod host;
@@ -247,9 +248,19 @@ pub async fn run(
             }
         })
     };
+    let control = {
+        let path = cfg.state_dir.join("agent.sock");
+        let cluster = cfg.cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = control::serve(path.clone(), cluster, me).await {
+                tracing::warn!(error = %e, socket = %path.display(), "no control socket");
+            }
+        })
+    };
     println!("midonet agent {me} ready");
     shutdown.await;
     watch.abort();
+    control.abort();
     binder.abort();
     flush.abort();
     leases.abort();

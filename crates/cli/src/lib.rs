@@ -2,6 +2,7 @@
 //! tables by default and `-o json`. Replaces `mm-ctl` for port binding.
 
 mod client;
+pub mod local;
 
 pub use client::{CliError, Client};
 
@@ -294,6 +295,20 @@ pub enum Command {
     Mirror(Crud),
     /// The cluster's state.
     SystemState(Global),
+    /// Binds a port to an interface of this host, through the local agent
+    /// (what `mm-ctl --bind-port` does).
+    Bind {
+        port: String,
+        interface: String,
+        #[command(flatten)]
+        socket: local::Socket,
+    },
+    /// Unbinds a port from this host, through the local agent.
+    Unbind {
+        port: String,
+        #[command(flatten)]
+        socket: local::Socket,
+    },
 }
 
 #[derive(Args)]
@@ -776,6 +791,12 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
         Command::PortGroup(a) => return group(a, "port-group"),
         Command::IpAddrGroup(a) => return group(a, "ip-addr-group"),
         Command::TunnelZone(a) => return zone(a),
+        Command::Bind {
+            port,
+            interface,
+            socket,
+        } => return local::bind(&socket.socket, &port, &interface),
+        Command::Unbind { port, socket } => return local::unbind(&socket.socket, &port),
         Command::SystemState(g) => {
             let c = connect(&g)?;
             render(g.output, &[], &c.get("system_state")?);

@@ -201,6 +201,44 @@ impl topology_proto::Topology for TopologyService {
         )))
     }
 
+    async fn bind(
+        &self,
+        req: Request<topology_proto::v1::BindRequest>,
+    ) -> Result<Response<topology_proto::v1::BindReply>, Status> {
+        let r = req.into_inner();
+        let id = |what: &str, s: &str| {
+            Uuid::parse_str(s)
+                .map_err(|_| Status::invalid_argument(format!("{what}: not a UUID: {s:?}")))
+        };
+        let (host, port) = (id("host", &r.host_id)?, id("port", &r.port_id)?);
+        let app = self.app.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            if r.interface_name.is_empty() {
+                return crate::binding::unbind(&app, host, port);
+            }
+            // Binding again what is already bound so is not an error (a
+            // hypervisor plugging a VM twice).
+            if let Ok(p) = app.topo.must::<model::Port>(port)
+                && p.host_id == Some(host)
+                && p.interface_name.as_deref() == Some(r.interface_name.as_str())
+            {
+                return Ok(());
+            }
+            crate::binding::bind(&app, host, port, &r.interface_name)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match done {
+            Ok(()) => Ok(Response::new(topology_proto::v1::BindReply {})),
+            Err(e) => Err(match e.status {
+                400 => Status::invalid_argument(e.message),
+                404 => Status::not_found(e.message),
+                409 => Status::failed_precondition(e.message),
+                _ => Status::internal(e.message),
+            }),
+        }
+    }
+
     async fn session(
         &self,
         req: Request<Streaming<HostMessage>>,

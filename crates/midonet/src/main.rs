@@ -140,6 +140,15 @@ async fn stop_signal() {
 }
 
 fn main() -> std::process::ExitCode {
+    // Installed as a link named mm-ctl, it is Nova's binding tool.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "mm-ctl")
+    {
+        return cli::local::mm_ctl(&argv[1..]);
+    }
     let args = Cli::parse();
     match args.command {
         Command::Server(s) => match run_server(s) {

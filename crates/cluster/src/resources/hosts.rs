@@ -155,53 +155,11 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| ApiError::bad_request("portId: a port UUID is required"))?;
-    let iface = match body.get("interfaceName").and_then(Value::as_str) {
-        Some(s) if !s.is_empty() && s.len() <= 15 => s.to_string(),
-        Some(s) => {
-            return Err(ApiError::bad_request(format!(
-                "interfaceName: \"{s}\" must be 1 to 15 characters"
-            )));
-        }
-        None => return Err(ApiError::bad_request("interfaceName: may not be null")),
-    };
-    app.topo.write(|w| {
-        w.tx.must::<Host>(hid, "id")?;
-        let mut p: Port = w.tx.must(pid, "portId")?;
-        if !w
-            .tx
-            .all::<TunnelZone>()?
-            .iter()
-            .any(|z| z.member(hid).is_some())
-        {
-            return Err(ApiError::conflict(format!(
-                "host {hid} is in no tunnel zone; add it to one first"
-            )));
-        }
-        if let Some(h) = p.host_id {
-            return Err(ApiError::conflict(format!(
-                "port {pid} is already bound to host {h}"
-            )));
-        }
-        if p.peer_id.is_some() {
-            return Err(ApiError::conflict(format!(
-                "port {pid} is linked to another port; only unlinked ports bind"
-            )));
-        }
-        let ports = w.tx.naming::<Port>("hostId", Kind::Host, hid)?;
-        if let Some(o) = ports
-            .iter()
-            .find(|o| o.interface_name.as_deref() == Some(&iface))
-        {
-            return Err(ApiError::conflict(format!(
-                "interface {iface} on host {hid} is already bound to port {}",
-                o.id
-            )));
-        }
-        p.host_id = Some(hid);
-        p.interface_name = Some(iface.clone());
-        w.tx.put(&p);
-        Ok(())
-    })?;
+    let iface = body
+        .get("interfaceName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("interfaceName: may not be null"))?;
+    crate::binding::bind(app, hid, pid, iface)?;
     Ok(Resp::created(format!(
         "{}/hosts/{hid}/ports/{pid}",
         req.base
@@ -209,20 +167,7 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
 }
 
 pub fn unbind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let hid = req.id("id")?;
-    let pid = req.id("portId")?;
-    app.topo.write(|w| {
-        let mut p: Port = w.tx.must(pid, "portId")?;
-        if p.host_id != Some(hid) {
-            return Err(ApiError::not_found(format!(
-                "port {pid} is not bound to host {hid}"
-            )));
-        }
-        p.previous_host_id = p.host_id.take();
-        p.interface_name = None;
-        w.tx.put(&p);
-        Ok(())
-    })?;
+    crate::binding::unbind(app, req.id("id")?, req.id("portId")?)?;
     Ok(Resp::no_content())
 }
 

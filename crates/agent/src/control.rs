@@ -1,0 +1,107 @@
+//! The agent's local control socket (`<state-dir>/agent.sock`), HTTP over a
+//! unix socket as MidoNet's midolman.sock: a hypervisor binds a VM's
+//! interface to a port here (`mm-ctl --bind-port`, `midonet bind`), and the
+//! agent asks the cluster to bind it to this host.
+//!
+//!   PUT    /binding/<portId>  {"interfaceName": "tap0"}  -> 200
+//!   DELETE /binding/<portId>                            -> 204
+//! Errors: 400, 404, 409 (the cluster's verdict) or 503 (no cluster), with
+//! `{"message": ...}`.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+struct Ctl {
+    cluster: String,
+    me: Uuid,
+}
+
+/// Serves the control socket at `path` (a stale socket file is replaced).
+pub async fn serve(path: std::path::PathBuf, cluster: String, me: Uuid) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    let app = Router::new()
+        .route("/binding/{port}", put(bind).delete(unbind))
+        .with_state(Arc::new(Ctl { cluster, me }));
+    axum::serve(listener, app).await
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    reply(status, json!({"message": message.into()}))
+}
+
+async fn bind(
+    State(c): State<Arc<Ctl>>,
+    Path(port): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let iface = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => match v.get("interfaceName").and_then(Value::as_str) {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => return error(StatusCode::BAD_REQUEST, "interfaceName: required"),
+        },
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    match ask(&c, &port, &iface).await {
+        Ok(()) => reply(
+            StatusCode::OK,
+            json!({"portId": port, "interfaceName": iface, "hostId": c.me}),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn unbind(State(c): State<Arc<Ctl>>, Path(port): Path<String>) -> Response {
+    match ask(&c, &port, "").await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The cluster's Bind call for this host (`iface` empty: unbind).
+async fn ask(c: &Ctl, port: &str, iface: &str) -> Result<(), Response> {
+    if Uuid::parse_str(port).is_err() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("port: not a UUID: {port:?}"),
+        ));
+    }
+    let Some(mut client) = crate::connect(&c.cluster).await else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster at {} is not reachable", c.cluster),
+        ));
+    };
+    let req = topology_proto::v1::BindRequest {
+        host_id: c.me.to_string(),
+        port_id: port.to_string(),
+        interface_name: iface.to_string(),
+    };
+    match client.bind(req).await {
+        Ok(_) => Ok(()),
+        Err(s) => {
+            let status = match s.code() {
+                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+                tonic::Code::NotFound => StatusCode::NOT_FOUND,
+                tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            Err(error(status, s.message()))
+        }
+    }
+}
