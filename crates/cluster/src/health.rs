@@ -124,27 +124,21 @@ fn create_port(app: &App, router: Uuid, host: Uuid) -> Result<Uuid, ApiError> {
             ..Default::default()
         };
         w.tx.put(&port);
-        let route = |kind, dst, len, gw| Route {
+        w.tx.put(&crate::ops::local_route(&port));
+        w.tx.put(&Route {
             id: Uuid::new_v4(),
-            route_type: Some(kind),
+            route_type: Some(RouteType::Normal),
             src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
             src_network_length: 0,
-            dst_network_addr: Some(dst),
-            dst_network_length: len,
+            dst_network_addr: Some(HEALTH_NET),
+            dst_network_length: HEALTH_NET_LEN,
             next_hop_port: Some(port.id),
-            next_hop_gateway: gw,
-            weight: if kind == RouteType::Local { 0 } else { 100 },
+            next_hop_gateway: None,
+            weight: 100,
             attributes: None,
             learned: false,
             router_id: Some(router),
-        };
-        w.tx.put(&route(
-            RouteType::Local,
-            HEALTH_PORT_ADDR,
-            32,
-            Some(Ipv4Addr::BROADCAST),
-        ));
-        w.tx.put(&route(RouteType::Normal, HEALTH_NET, HEALTH_NET_LEN, None));
+        });
         Ok(port.id)
     })
 }

@@ -2,7 +2,6 @@
 //! with the unmodified `midonetclient` 5.2.0 and its `midonet-cli`.
 
 pub mod auth;
-pub mod binding;
 pub mod error;
 pub mod health;
 pub mod host_view;
@@ -10,6 +9,7 @@ pub mod http;
 pub mod media;
 pub mod nat_leases;
 pub mod openapi;
+pub mod ops;
 pub mod resources;
 pub mod rest;
 pub mod routes;

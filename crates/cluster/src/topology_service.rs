@@ -214,7 +214,7 @@ impl topology_proto::Topology for TopologyService {
         let app = self.app.clone();
         let done = tokio::task::spawn_blocking(move || {
             if r.interface_name.is_empty() {
-                return crate::binding::unbind(&app, host, port);
+                return crate::ops::unbind(&app, host, port);
             }
             // Binding again what is already bound so is not an error (a
             // hypervisor plugging a VM twice).
@@ -224,7 +224,7 @@ impl topology_proto::Topology for TopologyService {
             {
                 return Ok(());
             }
-            crate::binding::bind(&app, host, port, &r.interface_name)
+            crate::ops::bind(&app, host, port, &r.interface_name)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;

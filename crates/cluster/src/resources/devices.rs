@@ -5,11 +5,8 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link, opt_link, render_all, tenant_matches};
 use crate::topo::Writer;
-use model::{
-    Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, RouteType, Router,
-};
+use model::{Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, Router};
 use serde_json::Value;
-use std::net::Ipv4Addr;
 use uuid::Uuid;
 
 /// The two filter links every device and port has.
@@ -222,22 +219,8 @@ impl Resource for Port {
                 }
                 self.network_length.get_or_insert(32);
                 self.validate()?;
-                let addr = self.port_address.unwrap_or(Ipv4Addr::UNSPECIFIED);
                 // Every router port address gets a LOCAL /32 route to the router itself.
-                w.tx.put(&Route {
-                    id: Uuid::new_v4(),
-                    route_type: Some(RouteType::Local),
-                    src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
-                    src_network_length: 0,
-                    dst_network_addr: Some(addr),
-                    dst_network_length: 32,
-                    next_hop_port: Some(self.id),
-                    next_hop_gateway: Some(Ipv4Addr::BROADCAST),
-                    weight: 0,
-                    attributes: None,
-                    learned: false,
-                    router_id: Some(self.device_id),
-                });
+                w.tx.put(&crate::ops::local_route(self));
             }
             PortType::Vxlan => {
                 return Err(ApiError::bad_request(
@@ -273,53 +256,13 @@ pub fn link_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
             .map_err(|_| ApiError::bad_request(format!("peerId: \"{s}\" is not a UUID")))?,
         _ => return Err(ApiError::bad_request("peerId: may not be null")),
     };
-    if peer == id {
-        return Err(ApiError::bad_request("a port cannot be linked to itself"));
-    }
-    app.topo.write(|w| {
-        let mut a: Port = w.tx.must(id, "id")?;
-        let mut b: Port = w.tx.must(peer, "peerId")?;
-        if a.port_type == PortType::Bridge && b.port_type == PortType::Bridge {
-            return Err(ApiError::bad_request(
-                "two bridge ports cannot be linked; link a bridge port to a router port",
-            ));
-        }
-        for p in [&a, &b] {
-            if let Some(q) = p.peer_id {
-                return Err(ApiError::conflict(format!(
-                    "port {} is already linked to port {q}",
-                    p.id
-                )));
-            }
-            if p.is_exterior() {
-                return Err(ApiError::conflict(format!(
-                    "port {} is bound to a host interface",
-                    p.id
-                )));
-            }
-        }
-        a.peer_id = Some(peer);
-        b.peer_id = Some(id);
-        w.tx.put(&a);
-        w.tx.put(&b);
-        Ok(())
-    })?;
+    app.topo.write(|w| crate::ops::link(w, id, peer))?;
     Ok(Resp::created(format!("{}/ports/{id}/link", req.base)))
 }
 
 pub fn unlink_ports(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = req.id("id")?;
-    app.topo.write(|w| {
-        let mut a: Port = w.tx.must(id, "id")?;
-        if let Some(peer) = a.peer_id.take() {
-            if let Some(mut b) = w.tx.get::<Port>(peer)? {
-                b.peer_id = None;
-                w.tx.put(&b);
-            }
-            w.tx.put(&a);
-        }
-        Ok(())
-    })?;
+    app.topo.write(|w| crate::ops::unlink(w, id))?;
     Ok(Resp::no_content())
 }
 

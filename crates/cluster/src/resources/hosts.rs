@@ -159,7 +159,7 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
         .get("interfaceName")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("interfaceName: may not be null"))?;
-    crate::binding::bind(app, hid, pid, iface)?;
+    crate::ops::bind(app, hid, pid, iface)?;
     Ok(Resp::created(format!(
         "{}/hosts/{hid}/ports/{pid}",
         req.base
@@ -167,7 +167,7 @@ pub fn bind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
 }
 
 pub fn unbind_port(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    crate::binding::unbind(app, req.id("id")?, req.id("portId")?)?;
+    crate::ops::unbind(app, req.id("id")?, req.id("portId")?)?;
     Ok(Resp::no_content())
 }
 

@@ -1,0 +1,147 @@
+//! The domain's operations, as every API asks for them: binding a port to
+//! a host's interface, linking two ports, a router port's LOCAL route. The
+//! REST API's hooks, the topology service (an agent's `mm-ctl` binding) and
+//! the Neutron translation call these; each works inside the caller's
+//! transaction, so one API call stays one NSDB write.
+
+use crate::App;
+use crate::error::ApiError;
+use crate::topo::Writer;
+use model::{Host, Kind, Port, PortType, Route, RouteType, TunnelZone};
+use std::net::Ipv4Addr;
+use uuid::Uuid;
+
+/// The LOCAL /32 route every router port address gets: packets to the
+/// address are for the router itself.
+pub fn local_route(port: &Port) -> Route {
+    Route {
+        id: Uuid::new_v4(),
+        route_type: Some(RouteType::Local),
+        src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
+        src_network_length: 0,
+        dst_network_addr: Some(port.port_address.unwrap_or(Ipv4Addr::UNSPECIFIED)),
+        dst_network_length: 32,
+        next_hop_port: Some(port.id),
+        next_hop_gateway: Some(Ipv4Addr::BROADCAST),
+        weight: 0,
+        attributes: None,
+        learned: false,
+        router_id: Some(port.device_id),
+    }
+}
+
+/// Links ports `a` and `b` (a router port to a bridge or router port).
+pub fn link(w: &mut Writer<'_>, a: Uuid, b: Uuid) -> Result<(), ApiError> {
+    if a == b {
+        return Err(ApiError::bad_request("a port cannot be linked to itself"));
+    }
+    let mut pa: Port = w.tx.must(a, "id")?;
+    let mut pb: Port = w.tx.must(b, "peerId")?;
+    if pa.port_type == PortType::Bridge && pb.port_type == PortType::Bridge {
+        return Err(ApiError::bad_request(
+            "two bridge ports cannot be linked; link a bridge port to a router port",
+        ));
+    }
+    for p in [&pa, &pb] {
+        if let Some(q) = p.peer_id {
+            return Err(ApiError::conflict(format!(
+                "port {} is already linked to port {q}",
+                p.id
+            )));
+        }
+        if p.is_exterior() {
+            return Err(ApiError::conflict(format!(
+                "port {} is bound to a host interface",
+                p.id
+            )));
+        }
+    }
+    pa.peer_id = Some(b);
+    pb.peer_id = Some(a);
+    w.tx.put(&pa);
+    w.tx.put(&pb);
+    Ok(())
+}
+
+/// Unlinks port `a` from its peer (nothing when it has none).
+pub fn unlink(w: &mut Writer<'_>, a: Uuid) -> Result<(), ApiError> {
+    let mut pa: Port = w.tx.must(a, "id")?;
+    if let Some(peer) = pa.peer_id.take() {
+        if let Some(mut pb) = w.tx.get::<Port>(peer)? {
+            pb.peer_id = None;
+            w.tx.put(&pb);
+        }
+        w.tx.put(&pa);
+    }
+    Ok(())
+}
+
+/// Binds `port` to interface `iface` of `host`, in its own write.
+pub fn bind(app: &App, host: Uuid, port: Uuid, iface: &str) -> Result<(), ApiError> {
+    app.topo.write(|w| bind_in(w, host, port, iface))
+}
+
+/// Unbinds `port` from `host`, in its own write.
+pub fn unbind(app: &App, host: Uuid, port: Uuid) -> Result<(), ApiError> {
+    app.topo.write(|w| unbind_in(w, host, port))
+}
+
+/// Binds `port` to interface `iface` of `host`.
+pub fn bind_in(w: &mut Writer<'_>, host: Uuid, port: Uuid, iface: &str) -> Result<(), ApiError> {
+    if iface.is_empty() || iface.len() > 15 {
+        return Err(ApiError::bad_request(format!(
+            "interfaceName: \"{iface}\" must be 1 to 15 characters"
+        )));
+    }
+    w.tx.must::<Host>(host, "id")?;
+    let mut p: Port = w.tx.must(port, "portId")?;
+    if !w
+        .tx
+        .all::<TunnelZone>()?
+        .iter()
+        .any(|z| z.member(host).is_some())
+    {
+        return Err(ApiError::conflict(format!(
+            "host {host} is in no tunnel zone; add it to one first"
+        )));
+    }
+    if let Some(h) = p.host_id {
+        return Err(ApiError::conflict(format!(
+            "port {port} is already bound to host {h}"
+        )));
+    }
+    if p.peer_id.is_some() {
+        return Err(ApiError::conflict(format!(
+            "port {port} is linked to another port; only unlinked ports bind"
+        )));
+    }
+    let ports = w.tx.naming::<Port>("hostId", Kind::Host, host)?;
+    if let Some(o) = ports
+        .iter()
+        .find(|o| o.interface_name.as_deref() == Some(iface))
+    {
+        return Err(ApiError::conflict(format!(
+            "interface {iface} on host {host} is already bound to port {}",
+            o.id
+        )));
+    }
+    p.host_id = Some(host);
+    p.interface_name = Some(iface.to_string());
+    w.tx.put(&p);
+    Ok(())
+}
+
+/// Unbinds `port` from `host` (its connection state stays reachable there:
+/// the host is remembered as the previous one).
+pub fn unbind_in(w: &mut Writer<'_>, host: Uuid, port: Uuid) -> Result<(), ApiError> {
+    let mut p: Port = w.tx.must(port, "portId")?;
+    if p.host_id != Some(host) {
+        return Err(ApiError::not_found(format!(
+            "port {port} is not bound to host {host}"
+        )));
+    }
+    p.previous_host_id = p.host_id.take();
+    p.interface_name = None;
+    w.tx.put(&p);
+    Ok(())
+}
