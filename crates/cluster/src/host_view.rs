@@ -66,9 +66,13 @@ fn deleted(revision: u64, kind: &str, id: &str) -> Update {
     }
 }
 
-/// Cluster bookkeeping agents have no use for (SNAT block leases).
+/// Cluster bookkeeping agents have no use for: SNAT block leases, and an
+/// API's own records (Neutron's view of the topology it translated).
 fn is_private(u: &Update) -> bool {
-    u.kind == "state" && u.id.starts_with("NatBlock/")
+    (u.kind == "state" && u.id.starts_with("NatBlock/"))
+        || model::Kind::ALL
+            .iter()
+            .any(|k| k.is_api_record() && k.name() == u.kind)
 }
 
 impl HostView {

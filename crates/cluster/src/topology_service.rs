@@ -37,7 +37,7 @@ fn update(revision: u64, kind: &str, id: &str, data: &[u8], deleted: bool) -> Up
 /// Everything in the store, as updates: objects, ephemeral state, tables.
 fn snapshot(store: &dyn Store, revision: u64) -> Vec<Update> {
     let mut out = Vec::new();
-    for k in Kind::ALL {
+    for k in Kind::ALL.into_iter().filter(|k| !k.is_api_record()) {
         for (id, e) in store.list(k.name()).unwrap_or_default() {
             out.push(update(revision, k.name(), &id, &e.data, false));
         }

@@ -52,6 +52,9 @@ struct ServerArgs {
     /// Address of the topology service agents connect to (gRPC).
     #[arg(long, default_value = "0.0.0.0:8088", env = "MIDONET_TOPOLOGY_LISTEN")]
     topology_listen: SocketAddr,
+    /// Address the Neutron v2.0 API listens on (for the `openstack` CLI).
+    #[arg(long, default_value = "0.0.0.0:9696", env = "MIDONET_NEUTRON_LISTEN")]
+    neutron_listen: SocketAddr,
     /// Also run an agent in this process (an all-in-one host).
     #[arg(long)]
     agent: bool,
@@ -204,6 +207,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         let topo_addr = s.topology_listen;
         let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
         let health = tokio::spawn(cluster::health::run(app.clone()));
+        let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, stopped(stop_rx.clone())));
         let agent = s.agent.then(|| {
             let cfg = agent::Config {
                 // Reach our own topology service where it listens.
@@ -236,6 +240,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         health.abort();
         let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), neutron).await;
         if let Some(a) = agent {
             let _ = a.await;
         }

@@ -30,10 +30,13 @@ pub enum Kind {
     ServiceContainer,
     ServiceContainerGroup,
     Vtep,
+    /// A Neutron network as the Neutron API shows it (its bridge has the
+    /// same id).
+    NeutronNetwork,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 25] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -58,7 +61,13 @@ impl Kind {
         Kind::ServiceContainer,
         Kind::ServiceContainerGroup,
         Kind::Vtep,
+        Kind::NeutronNetwork,
     ];
+
+    /// Kept for an API's own view (Neutron's records), never sent to agents.
+    pub fn is_api_record(self) -> bool {
+        matches!(self, Kind::NeutronNetwork)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +95,7 @@ impl Kind {
             Kind::ServiceContainer => "ServiceContainer",
             Kind::ServiceContainerGroup => "ServiceContainerGroup",
             Kind::Vtep => "Vtep",
+            Kind::NeutronNetwork => "NeutronNetwork",
         }
     }
 }

@@ -1,0 +1,56 @@
+//! Errors as Neutron sends them:
+//! `{"NeutronError": {"type", "message", "detail"}}` with 400, 404 or 409.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cluster::error::ApiError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct NeutronError {
+    pub status: StatusCode,
+    /// Neutron's exception class name (`NetworkNotFound`, `NetworkInUse`).
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl NeutronError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        NeutronError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", message)
+    }
+    pub fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, kind, message)
+    }
+    pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, kind, message)
+    }
+}
+
+/// The model's verdicts, as Neutron's classes.
+impl From<ApiError> for NeutronError {
+    fn from(e: ApiError) -> Self {
+        let (status, kind) = match e.status {
+            400 => (StatusCode::BAD_REQUEST, "BadRequest"),
+            404 => (StatusCode::NOT_FOUND, "NotFound"),
+            409 => (StatusCode::CONFLICT, "Conflict"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "HTTPInternalServerError"),
+        };
+        NeutronError::new(status, kind, e.message)
+    }
+}
+
+impl IntoResponse for NeutronError {
+    fn into_response(self) -> Response {
+        crate::reply(
+            self.status,
+            json!({"NeutronError": {"type": self.kind, "message": self.message, "detail": ""}}),
+        )
+    }
+}

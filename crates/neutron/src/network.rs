@@ -1,0 +1,361 @@
+//! Networks: a Neutron network is a MidoNet bridge with the same id; the
+//! Neutron record keeps what only Neutron shows (`shared`, `mtu`,
+//! `router:external`, timestamps, revision).
+
+use crate::error::NeutronError;
+use crate::{Query, Raw, Shared, parse_bool, reply};
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cluster::App;
+use model::{Bridge, Kind, Object, Port};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The Neutron view of a network, as the API returns it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl Object for NetworkRecord {
+    const KIND: Kind = Kind::NeutronNetwork;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn set_id(&mut self, id: Uuid) {
+        self.id = id;
+    }
+}
+
+/// VXLAN's overhead off a 1500-byte underlay, as MidoNet's overlays use.
+const MTU: u32 = 1450;
+
+/// What a create or an update may set.
+const WRITABLE: &[&str] = &[
+    "name",
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "description",
+    "port_security_enabled",
+];
+/// Accepted on create only.
+const CREATE_ONLY: &[&str] = &[
+    "tenant_id",
+    "project_id",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "availability_zone_hints",
+    "mtu",
+];
+const BOOLEANS: &[&str] = &[
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "port_security_enabled",
+];
+
+fn not_found(id: &str) -> NeutronError {
+    NeutronError::not_found(
+        "NetworkNotFound",
+        format!("Network {id} could not be found."),
+    )
+}
+
+/// The body's `network` object, each field checked.
+fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
+    let Some(Value::Object(m)) = body.get("network") else {
+        return Err(NeutronError::bad_request(
+            "Resource body required: {\"network\": {...}}",
+        ));
+    };
+    let mut out = Map::new();
+    let mut unknown = Vec::new();
+    for (k, v) in m {
+        let allowed =
+            WRITABLE.contains(&k.as_str()) || (creating && CREATE_ONLY.contains(&k.as_str()));
+        if !allowed {
+            unknown.push(k.clone());
+            continue;
+        }
+        let v = if BOOLEANS.contains(&k.as_str()) {
+            let b = match v {
+                Value::Bool(b) => Some(*b),
+                Value::String(s) => parse_bool(s),
+                _ => None,
+            };
+            Value::Bool(b.ok_or_else(|| {
+                NeutronError::bad_request(format!(
+                    "Invalid input for {k}. Reason: '{v}' is not a valid boolean value."
+                ))
+            })?)
+        } else {
+            v.clone()
+        };
+        match (k.as_str(), &v) {
+            ("name" | "description", Value::String(s)) if s.len() > 255 => {
+                return Err(NeutronError::bad_request(format!(
+                    "Invalid input for {k}. Reason: '{s}' exceeds maximum length of 255."
+                )));
+            }
+            ("name" | "description" | "tenant_id" | "project_id", v) if !v.is_string() => {
+                return Err(NeutronError::bad_request(format!(
+                    "Invalid input for {k}. Reason: '{v}' is not a valid string."
+                )));
+            }
+            ("provider:network_type", v) if v.as_str() != Some("midonet") => {
+                return Err(NeutronError::bad_request(format!(
+                    "Invalid input for operation: network type {v} is not supported (midonet)."
+                )));
+            }
+            _ => {}
+        }
+        out.insert(k.clone(), v);
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(NeutronError::bad_request(format!(
+            "Unrecognized attribute(s) '{}'",
+            unknown.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+fn project(set: &Map<String, Value>, headers: &HeaderMap) -> String {
+    set.get("project_id")
+        .or_else(|| set.get("tenant_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get("x-project-id")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "admin".into())
+}
+
+/// A new network's record with Neutron's defaults under what was set.
+fn new_record(set: Map<String, Value>, project: String) -> NetworkRecord {
+    let now = crate::time::now();
+    let mut f = json!({
+        "name": "", "admin_state_up": true, "status": "ACTIVE", "subnets": [],
+        "shared": false, "router:external": false, "mtu": MTU, "port_security_enabled": true,
+        "provider:network_type": "midonet", "provider:physical_network": null,
+        "provider:segmentation_id": null, "availability_zone_hints": [], "availability_zones": [],
+        "ipv4_address_scope": null, "ipv6_address_scope": null, "qos_policy_id": null,
+        "is_default": false, "l2_adjacency": true, "dns_domain": "", "description": "",
+        "created_at": now, "updated_at": now, "revision_number": 1, "tags": [],
+    });
+    let m = f.as_object_mut().expect("an object");
+    for (k, v) in set {
+        if k != "mtu" {
+            m.insert(k, v);
+        }
+    }
+    m.insert("tenant_id".into(), Value::String(project.clone()));
+    m.insert("project_id".into(), Value::String(project));
+    NetworkRecord {
+        id: Uuid::new_v4(),
+        fields: std::mem::take(m),
+    }
+}
+
+/// The bridge a network translates to.
+fn bridge(r: &NetworkRecord) -> Bridge {
+    Bridge {
+        id: r.id,
+        tenant_id: r
+            .fields
+            .get("project_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        name: r
+            .fields
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        admin_state_up: r
+            .fields
+            .get("admin_state_up")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        ..Default::default()
+    }
+}
+
+fn shown(r: &NetworkRecord) -> Value {
+    let mut m = r.fields.clone();
+    m.insert("id".into(), Value::String(r.id.to_string()));
+    Value::Object(m)
+}
+
+/// Runs a store write off the async runtime (each commit is fsynced).
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, NeutronError> + Send + 'static,
+) -> Result<R, NeutronError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        NeutronError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "HTTPInternalServerError",
+            e.to_string(),
+        )
+    })?
+}
+
+pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let app: Arc<App> = state.0;
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return NeutronError::bad_request(format!("Malformed request body: {e}"))
+                .into_response();
+        }
+    };
+    // Bulk: {"networks": [{...}, ...]}, all in one transaction.
+    let (bulk, items): (bool, Vec<Value>) = match body.get("networks") {
+        Some(Value::Array(a)) => (true, a.iter().map(|n| json!({"network": n})).collect()),
+        _ => (false, vec![body]),
+    };
+    let mut records = Vec::new();
+    for item in &items {
+        match fields(item, true) {
+            Ok(set) => {
+                let p = project(&set, &headers);
+                records.push(new_record(set, p));
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    let done = blocking(move || {
+        app.topo
+            .write(|w| {
+                for r in &records {
+                    w.tx.put(&bridge(r));
+                    w.tx.put(r);
+                }
+                Ok(())
+            })
+            .map_err(NeutronError::from)?;
+        Ok(records)
+    })
+    .await;
+    match done {
+        Ok(rs) if bulk => reply(
+            StatusCode::CREATED,
+            json!({"networks": rs.iter().map(shown).collect::<Vec<_>>()}),
+        ),
+        Ok(rs) => reply(StatusCode::CREATED, json!({"network": shown(&rs[0])})),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn list(state: Shared, raw: Raw) -> Response {
+    let q = Query::parse(raw.0);
+    match state.0.topo.all::<NetworkRecord>() {
+        Ok(all) => {
+            let mut nets: Vec<Value> = all.iter().map(shown).filter(|v| q.matches(v)).collect();
+            nets.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+            reply(StatusCode::OK, json!({"networks": nets}))
+        }
+        Err(e) => NeutronError::from(e).into_response(),
+    }
+}
+
+fn find(app: &App, id: &str) -> Result<NetworkRecord, NeutronError> {
+    let uid = Uuid::parse_str(id).map_err(|_| not_found(id))?;
+    app.topo
+        .get::<NetworkRecord>(uid)
+        .map_err(NeutronError::from)?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
+    match find(&state.0, &id) {
+        Ok(r) => reply(StatusCode::OK, json!({"network": shown(&r)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    let app: Arc<App> = state.0;
+    let set = match serde_json::from_slice::<Value>(&body)
+        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
+        .and_then(|b| fields(&b, false))
+    {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let done = blocking(move || {
+        let mut r = find(&app, &id)?;
+        for (k, v) in set {
+            r.fields.insert(k, v);
+        }
+        let rev = r
+            .fields
+            .get("revision_number")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        r.fields.insert("revision_number".into(), json!(rev + 1));
+        r.fields
+            .insert("updated_at".into(), json!(crate::time::now()));
+        app.topo
+            .write(|w| {
+                let mut b: Bridge = w.tx.must(r.id, "id")?;
+                let t = bridge(&r);
+                b.name = t.name;
+                b.admin_state_up = t.admin_state_up;
+                w.tx.put(&b);
+                w.tx.put(&r);
+                Ok(())
+            })
+            .map_err(NeutronError::from)?;
+        Ok(r)
+    })
+    .await;
+    match done {
+        Ok(r) => reply(StatusCode::OK, json!({"network": shown(&r)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Deleting a network deletes its bridge (and with it its DHCP subnets);
+/// a port still on it refuses (409 `NetworkInUse`).
+pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
+    let app: Arc<App> = state.0;
+    let done = blocking(move || {
+        let r = find(&app, &id)?;
+        if !app
+            .topo
+            .naming::<Port>("deviceId", Kind::Bridge, r.id)
+            .map_err(NeutronError::from)?
+            .is_empty()
+        {
+            return Err(NeutronError::conflict(
+                "NetworkInUse",
+                format!(
+                    "Unable to complete operation on network {id}. There are one or more ports still in use on the network."
+                ),
+            ));
+        }
+        app.topo
+            .write(|w| {
+                w.tx.delete(Kind::Bridge, r.id)?;
+                w.tx.remove(Kind::NeutronNetwork, r.id);
+                Ok(())
+            })
+            .map_err(NeutronError::from)
+    })
+    .await;
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
