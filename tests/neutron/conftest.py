@@ -2,7 +2,6 @@
 free loopback ports) for the `openstack` CLI tests, and stops it by PID."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -11,16 +10,8 @@ import urllib.request
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("MIDONET_BIN", os.path.join(ROOT, "target", "debug", "midonet"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pyutil import BIN, free_port  # noqa: E402
 
 
 class Server:
