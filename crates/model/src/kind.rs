@@ -33,10 +33,12 @@ pub enum Kind {
     /// A Neutron network as the Neutron API shows it (its bridge has the
     /// same id).
     NeutronNetwork,
+    /// A Neutron subnet (its DHCP subnet has the same id).
+    NeutronSubnet,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -62,11 +64,12 @@ impl Kind {
         Kind::ServiceContainerGroup,
         Kind::Vtep,
         Kind::NeutronNetwork,
+        Kind::NeutronSubnet,
     ];
 
     /// Kept for an API's own view (Neutron's records), never sent to agents.
     pub fn is_api_record(self) -> bool {
-        matches!(self, Kind::NeutronNetwork)
+        matches!(self, Kind::NeutronNetwork | Kind::NeutronSubnet)
     }
 
     pub fn name(self) -> &'static str {
@@ -96,6 +99,7 @@ impl Kind {
             Kind::ServiceContainerGroup => "ServiceContainerGroup",
             Kind::Vtep => "Vtep",
             Kind::NeutronNetwork => "NeutronNetwork",
+            Kind::NeutronSubnet => "NeutronSubnet",
         }
     }
 }

@@ -5,10 +5,13 @@
 //! it translates to, as networking-midonet did: a network is a bridge with
 //! the same id.
 //!
-//! So far: version discovery, the resource and extension lists, networks.
+//! So far: version discovery, the resource and extension lists, networks
+//! and (IPv4) subnets.
 
 mod error;
 mod network;
+mod record;
+mod subnet;
 mod time;
 
 use axum::Router;
@@ -51,6 +54,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2.0/", get(resources))
         .route("/v2.0/extensions", get(extensions))
         .route("/v2.0/extensions/{alias}", get(extension))
+        .route("/v2.0/subnets", get(subnet::list).post(subnet::create))
+        .route(
+            "/v2.0/subnets/{id}",
+            get(subnet::show).put(subnet::update).delete(subnet::delete),
+        )
         .route("/v2.0/networks", get(network::list).post(network::create))
         .route(
             "/v2.0/networks/{id}",
@@ -93,7 +101,7 @@ async fn resources() -> Response {
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": []});
     reply(
         StatusCode::OK,
-        json!({"resources": [r("network", "networks")]}),
+        json!({"resources": [r("network", "networks"), r("subnet", "subnets")]}),
     )
 }
 

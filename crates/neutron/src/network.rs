@@ -1,39 +1,23 @@
 //! Networks: a Neutron network is a MidoNet bridge with the same id; the
 //! Neutron record keeps what only Neutron shows (`shared`, `mtu`,
-//! `router:external`, timestamps, revision).
+//! `router:external`, timestamps, revision, its subnets).
 
 use crate::error::NeutronError;
+use crate::record::{Record, blocking, body_of, find, only, shown, standard, touched};
 use crate::{Query, Raw, Shared, parse_bool, reply};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cluster::App;
-use model::{Bridge, Kind, Object, Port};
-use serde::{Deserialize, Serialize};
+use model::{Bridge, Kind, Port};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The Neutron view of a network, as the API returns it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NetworkRecord {
-    pub id: Uuid,
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
-}
-
-impl Object for NetworkRecord {
-    const KIND: Kind = Kind::NeutronNetwork;
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn set_id(&mut self, id: Uuid) {
-        self.id = id;
-    }
-}
+crate::record::record!(NetworkRecord, NeutronNetwork, "network", "NetworkNotFound");
 
 /// VXLAN's overhead off a 1500-byte underlay, as MidoNet's overlays use.
-const MTU: u32 = 1450;
+pub const MTU: u32 = 1450;
 
 /// What a create or an update may set.
 const WRITABLE: &[&str] = &[
@@ -61,29 +45,17 @@ const BOOLEANS: &[&str] = &[
     "port_security_enabled",
 ];
 
-fn not_found(id: &str) -> NeutronError {
-    NeutronError::not_found(
-        "NetworkNotFound",
-        format!("Network {id} could not be found."),
-    )
-}
-
 /// The body's `network` object, each field checked.
 fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
-    let Some(Value::Object(m)) = body.get("network") else {
-        return Err(NeutronError::bad_request(
-            "Resource body required: {\"network\": {...}}",
-        ));
-    };
+    let m = body_of(body, "network")?;
+    let allowed: Vec<&str> = WRITABLE
+        .iter()
+        .chain(if creating { CREATE_ONLY } else { &[] })
+        .copied()
+        .collect();
+    only(m, &allowed)?;
     let mut out = Map::new();
-    let mut unknown = Vec::new();
     for (k, v) in m {
-        let allowed =
-            WRITABLE.contains(&k.as_str()) || (creating && CREATE_ONLY.contains(&k.as_str()));
-        if !allowed {
-            unknown.push(k.clone());
-            continue;
-        }
         let v = if BOOLEANS.contains(&k.as_str()) {
             let b = match v {
                 Value::Bool(b) => Some(*b),
@@ -118,17 +90,12 @@ fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronErr
         }
         out.insert(k.clone(), v);
     }
-    if !unknown.is_empty() {
-        unknown.sort();
-        return Err(NeutronError::bad_request(format!(
-            "Unrecognized attribute(s) '{}'",
-            unknown.join(", ")
-        )));
-    }
     Ok(out)
 }
 
-fn project(set: &Map<String, Value>, headers: &HeaderMap) -> String {
+/// The caller's project: the body's, else `X-Project-Id`, else `admin`
+/// (without Keystone every caller is the admin).
+pub fn project(set: &Map<String, Value>, headers: &HeaderMap) -> String {
     set.get("project_id")
         .or_else(|| set.get("tenant_id"))
         .and_then(Value::as_str)
@@ -144,15 +111,13 @@ fn project(set: &Map<String, Value>, headers: &HeaderMap) -> String {
 
 /// A new network's record with Neutron's defaults under what was set.
 fn new_record(set: Map<String, Value>, project: String) -> NetworkRecord {
-    let now = crate::time::now();
     let mut f = json!({
         "name": "", "admin_state_up": true, "status": "ACTIVE", "subnets": [],
         "shared": false, "router:external": false, "mtu": MTU, "port_security_enabled": true,
         "provider:network_type": "midonet", "provider:physical_network": null,
         "provider:segmentation_id": null, "availability_zone_hints": [], "availability_zones": [],
         "ipv4_address_scope": null, "ipv6_address_scope": null, "qos_policy_id": null,
-        "is_default": false, "l2_adjacency": true, "dns_domain": "", "description": "",
-        "created_at": now, "updated_at": now, "revision_number": 1, "tags": [],
+        "is_default": false, "l2_adjacency": true, "dns_domain": "",
     });
     let m = f.as_object_mut().expect("an object");
     for (k, v) in set {
@@ -160,12 +125,18 @@ fn new_record(set: Map<String, Value>, project: String) -> NetworkRecord {
             m.insert(k, v);
         }
     }
-    m.insert("tenant_id".into(), Value::String(project.clone()));
-    m.insert("project_id".into(), Value::String(project));
-    NetworkRecord {
-        id: Uuid::new_v4(),
-        fields: std::mem::take(m),
-    }
+    NetworkRecord::new(Uuid::new_v4(), standard(&project, std::mem::take(m)))
+}
+
+/// The ids in a network's `subnets`.
+pub fn subnets_of(r: &NetworkRecord) -> Vec<Uuid> {
+    r.fields
+        .get("subnets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .collect()
 }
 
 /// The bridge a network translates to.
@@ -189,25 +160,6 @@ fn bridge(r: &NetworkRecord) -> Bridge {
             .unwrap_or(true),
         ..Default::default()
     }
-}
-
-fn shown(r: &NetworkRecord) -> Value {
-    let mut m = r.fields.clone();
-    m.insert("id".into(), Value::String(r.id.to_string()));
-    Value::Object(m)
-}
-
-/// Runs a store write off the async runtime (each commit is fsynced).
-async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> Result<R, NeutronError> + Send + 'static,
-) -> Result<R, NeutronError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        NeutronError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "HTTPInternalServerError",
-            e.to_string(),
-        )
-    })?
 }
 
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -269,16 +221,8 @@ pub async fn list(state: Shared, raw: Raw) -> Response {
     }
 }
 
-fn find(app: &App, id: &str) -> Result<NetworkRecord, NeutronError> {
-    let uid = Uuid::parse_str(id).map_err(|_| not_found(id))?;
-    app.topo
-        .get::<NetworkRecord>(uid)
-        .map_err(NeutronError::from)?
-        .ok_or_else(|| not_found(id))
-}
-
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
-    match find(&state.0, &id) {
+    match find::<NetworkRecord>(&state.0, &id) {
         Ok(r) => reply(StatusCode::OK, json!({"network": shown(&r)})),
         Err(e) => e.into_response(),
     }
@@ -294,18 +238,11 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         Err(e) => return e.into_response(),
     };
     let done = blocking(move || {
-        let mut r = find(&app, &id)?;
+        let mut r = find::<NetworkRecord>(&app, &id)?;
         for (k, v) in set {
             r.fields.insert(k, v);
         }
-        let rev = r
-            .fields
-            .get("revision_number")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        r.fields.insert("revision_number".into(), json!(rev + 1));
-        r.fields
-            .insert("updated_at".into(), json!(crate::time::now()));
+        touched(&mut r);
         app.topo
             .write(|w| {
                 let mut b: Bridge = w.tx.must(r.id, "id")?;
@@ -326,12 +263,12 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     }
 }
 
-/// Deleting a network deletes its bridge (and with it its DHCP subnets);
-/// a port still on it refuses (409 `NetworkInUse`).
+/// Deleting a network deletes its subnets and its bridge (with the bridge
+/// its DHCP subnets); a port still on it refuses (409 `NetworkInUse`).
 pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
     let app: Arc<App> = state.0;
     let done = blocking(move || {
-        let r = find(&app, &id)?;
+        let r = find::<NetworkRecord>(&app, &id)?;
         if !app
             .topo
             .naming::<Port>("deviceId", Kind::Bridge, r.id)
@@ -347,6 +284,9 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
         }
         app.topo
             .write(|w| {
+                for s in subnets_of(&r) {
+                    w.tx.remove(Kind::NeutronSubnet, s);
+                }
                 w.tx.delete(Kind::Bridge, r.id)?;
                 w.tx.remove(Kind::NeutronNetwork, r.id);
                 Ok(())
