@@ -234,6 +234,44 @@ t_local_binding() {
 }
 check "mm-ctl and midonet bind/unbind bind a VM through the host's agent socket" t_local_binding
 
+t_neutron_vms() {
+    # Built only through the Neutron API: a network, a subnet, a port per
+    # VM; the VMs take the ports' MACs, are bound with mm-ctl on two hosts,
+    # get their fixed IPs by DHCP and ping each other.
+    local N=http://$CTL_IP:9696/v2.0 net sub pn1 pn2 macn1 macn2 ipn1 ipn2 v
+    ln -sf "$BIN" "$E2E_STATE/mm-ctl"
+    neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$N/$2"; }
+    field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+    net=$(neutron POST networks '{"network": {"name": "nvm"}}' | field '["network"]["id"]') || return 1
+    sub=$(neutron POST subnets "{\"subnet\": {\"network_id\": \"$net\", \"ip_version\": 4, \"cidr\": \"10.60.0.0/24\", \"dns_nameservers\": [\"10.60.0.53\"]}}" | field '["subnet"]["id"]') || return 1
+    pn1=$(neutron POST ports "{\"port\": {\"network_id\": \"$net\", \"name\": \"nvm1\"}}") || return 1
+    pn2=$(neutron POST ports "{\"port\": {\"network_id\": \"$net\", \"name\": \"nvm2\"}}") || return 1
+    macn1=$(field '["port"]["mac_address"]' <<<"$pn1"); macn2=$(field '["port"]["mac_address"]' <<<"$pn2")
+    ipn1=$(field '["port"]["fixed_ips"][0]["ip_address"]' <<<"$pn1"); ipn2=$(field '["port"]["fixed_ips"][0]["ip_address"]' <<<"$pn2")
+    pn1=$(field '["port"]["id"]' <<<"$pn1"); pn2=$(field '["port"]["id"]' <<<"$pn2")
+    vm nvm1 h1 "$macn1"; vm nvm2 h2 "$macn2"
+    MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock "$E2E_STATE/mm-ctl" --bind-port "$pn1" nvm1 || return 1
+    MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h2/agent.sock "$E2E_STATE/mm-ctl" --bind-port "$pn2" nvm2 || return 1
+    cat >"$E2E_STATE/nudhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/24" dev "$interface"
+SCRIPT
+    chmod +x "$E2E_STATE/nudhcpc.sh"
+    for v in nvm1 nvm2; do
+        nsx $v busybox udhcpc -i eth0 -n -q -t 10 -T 1 -s "$E2E_STATE/nudhcpc.sh" >/dev/null 2>&1 ||
+            { echo "$v got no lease"; return 1; }
+    done
+    nsx nvm1 ip -4 addr show dev eth0 | grep -q "inet $ipn1/24" || { echo "nvm1 lacks its fixed IP $ipn1"; return 1; }
+    nsx nvm2 ip -4 addr show dev eth0 | grep -q "inet $ipn2/24" || { echo "nvm2 lacks its fixed IP $ipn2"; return 1; }
+    pings nvm1 "$ipn2" || return 1
+    # Deleting a port in Neutron cuts its traffic.
+    neutron DELETE "ports/$pn2" || return 1
+    sleep 0.5
+    no_ping nvm1 "$ipn2" || { echo "still pings after the port's delete"; return 1; }
+}
+check "Neutron only: network, subnet, ports; VMs bound with mm-ctl on two hosts get their fixed IPs by DHCP and ping; a port delete cuts it" t_neutron_vms
+
 t_bad_input() {
     # Malformed frames from a VM and a VXLAN datagram with an unknown key:
     # counted and dropped, and forwarding goes on.

@@ -30,6 +30,28 @@ pub fn local_route(port: &Port) -> Route {
     }
 }
 
+/// A new port `id` on bridge `bridge`, with its tunnel key (what the REST
+/// API's port create does for a bridge port).
+pub fn bridge_port(
+    w: &mut Writer<'_>,
+    id: Uuid,
+    bridge: Uuid,
+    admin_state_up: bool,
+) -> Result<Port, ApiError> {
+    w.tx.must::<model::Bridge>(bridge, "deviceId")?;
+    let p = Port {
+        id,
+        port_type: PortType::Bridge,
+        device_id: bridge,
+        admin_state_up,
+        tunnel_key: w.next("tunnel_key")?,
+        vlan_id: Some(0),
+        ..Default::default()
+    };
+    w.tx.put(&p);
+    Ok(p)
+}
+
 /// Links ports `a` and `b` (a router port to a bridge or router port).
 pub fn link(w: &mut Writer<'_>, a: Uuid, b: Uuid) -> Result<(), ApiError> {
     if a == b {

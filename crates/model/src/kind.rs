@@ -35,10 +35,12 @@ pub enum Kind {
     NeutronNetwork,
     /// A Neutron subnet (its DHCP subnet has the same id).
     NeutronSubnet,
+    /// A Neutron port (its bridge port has the same id).
+    NeutronPort,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 27] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -65,11 +67,15 @@ impl Kind {
         Kind::Vtep,
         Kind::NeutronNetwork,
         Kind::NeutronSubnet,
+        Kind::NeutronPort,
     ];
 
     /// Kept for an API's own view (Neutron's records), never sent to agents.
     pub fn is_api_record(self) -> bool {
-        matches!(self, Kind::NeutronNetwork | Kind::NeutronSubnet)
+        matches!(
+            self,
+            Kind::NeutronNetwork | Kind::NeutronSubnet | Kind::NeutronPort
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -100,6 +106,7 @@ impl Kind {
             Kind::Vtep => "Vtep",
             Kind::NeutronNetwork => "NeutronNetwork",
             Kind::NeutronSubnet => "NeutronSubnet",
+            Kind::NeutronPort => "NeutronPort",
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod error;
 mod network;
+mod port;
 mod record;
 mod subnet;
 mod time;
@@ -54,6 +55,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2.0/", get(resources))
         .route("/v2.0/extensions", get(extensions))
         .route("/v2.0/extensions/{alias}", get(extension))
+        .route("/v2.0/ports", get(port::list).post(port::create))
+        .route(
+            "/v2.0/ports/{id}",
+            get(port::show).put(port::update).delete(port::delete),
+        )
         .route("/v2.0/subnets", get(subnet::list).post(subnet::create))
         .route(
             "/v2.0/subnets/{id}",
@@ -101,7 +107,7 @@ async fn resources() -> Response {
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": []});
     reply(
         StatusCode::OK,
-        json!({"resources": [r("network", "networks"), r("subnet", "subnets")]}),
+        json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports")]}),
     )
 }
 
@@ -170,6 +176,16 @@ impl Query {
     pub(crate) fn matches(&self, o: &Value) -> bool {
         self.filters.iter().all(|(k, vs)| {
             let have = o.get(k);
+            // `fixed_ips=ip_address=10.0.0.5`: one entry must match.
+            if k == "fixed_ips" {
+                return vs.iter().any(|v| {
+                    let (fk, fv) = v.split_once('=').unwrap_or((v, ""));
+                    have.and_then(Value::as_array).is_some_and(|a| {
+                        a.iter()
+                            .any(|e| e.get(fk).and_then(Value::as_str) == Some(fv))
+                    })
+                });
+            }
             vs.iter().any(|v| match have {
                 Some(Value::Bool(b)) => parse_bool(v) == Some(*b),
                 Some(Value::String(s)) => s == v,

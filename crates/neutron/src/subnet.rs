@@ -184,6 +184,25 @@ fn complete(f: &mut Map<String, Value>, creating: bool) -> Result<(), NeutronErr
     Ok(())
 }
 
+/// Whether `ip` is in the subnet.
+pub fn within_subnet(r: &SubnetRecord, ip: Ipv4Addr) -> bool {
+    within(ip, cidr_of(r))
+}
+
+/// The subnet's allocation pools, as address ranges.
+pub fn pools_of(r: &SubnetRecord) -> Vec<(u32, u32)> {
+    r.fields["allocation_pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let a: Ipv4Addr = p["start"].as_str()?.parse().ok()?;
+            let b: Ipv4Addr = p["end"].as_str()?.parse().ok()?;
+            Some((u32::from(a), u32::from(b)))
+        })
+        .collect()
+}
+
 fn cidr_of(r: &SubnetRecord) -> (Ipv4Addr, u8) {
     parse_cidr(r.fields["cidr"].as_str().unwrap_or_default()).unwrap_or((Ipv4Addr::UNSPECIFIED, 32))
 }
@@ -445,6 +464,14 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
     let app: Arc<App> = state.0;
     let done = blocking(move || {
         let r = find::<SubnetRecord>(&app, &id)?;
+        if crate::port::subnet_in_use(&app, network_of(&r), r.id)? {
+            return Err(NeutronError::conflict(
+                "SubnetInUse",
+                format!(
+                    "Unable to complete operation on subnet {id}: one or more ports have an IP allocation from this subnet."
+                ),
+            ));
+        }
         let mut net = app
             .topo
             .get::<NetworkRecord>(network_of(&r))

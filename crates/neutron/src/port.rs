@@ -1,0 +1,420 @@
+//! Ports: a Neutron port is a bridge port of its network with the same id
+//! (so `midonet port bind PORT_ID HOST IFACE` and `mm-ctl --bind-port
+//! PORT_ID IFACE` bind it), its fixed IPs taken from the subnets' pools, and
+//! a DHCP host entry per IP on a DHCP subnet.
+
+use crate::error::NeutronError;
+use crate::network::{NetworkRecord, project};
+use crate::record::{Record, blocking, body_of, find, only, shown, standard, touched};
+use crate::subnet::{SubnetRecord, pools_of, within_subnet};
+use crate::{Query, Raw, Shared, parse_bool, reply};
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cluster::App;
+use model::{DhcpHost, DhcpSubnet, Host, Kind, MacAddr, Port};
+use serde_json::{Map, Value, json};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+crate::record::record!(PortRecord, NeutronPort, "port", "PortNotFound");
+
+const WRITABLE: &[&str] = &[
+    "name",
+    "admin_state_up",
+    "description",
+    "device_id",
+    "device_owner",
+    "binding:host_id",
+    "binding:profile",
+    "binding:vnic_type",
+    "allowed_address_pairs",
+    "security_groups",
+    "port_security_enabled",
+    "extra_dhcp_opts",
+];
+const CREATE_ONLY: &[&str] = &[
+    "network_id",
+    "mac_address",
+    "fixed_ips",
+    "tenant_id",
+    "project_id",
+];
+
+/// The fixed IPs of a port record: (subnet, address).
+fn fixed_ips(r: &PortRecord) -> Vec<(Uuid, Ipv4Addr)> {
+    r.fields["fixed_ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some((
+                f["subnet_id"].as_str()?.parse().ok()?,
+                f["ip_address"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The Neutron ports of a network (its bridge's ports that have a record).
+fn ports_of(app: &App, network: Uuid) -> Result<Vec<PortRecord>, NeutronError> {
+    let ports = app
+        .topo
+        .naming::<Port>("deviceId", Kind::Bridge, network)
+        .map_err(NeutronError::from)?;
+    Ok(ports
+        .iter()
+        .filter_map(|p| app.topo.get::<PortRecord>(p.id).ok().flatten())
+        .collect())
+}
+
+/// Whether a subnet still has ports holding its addresses.
+pub fn subnet_in_use(app: &App, network: Uuid, subnet: Uuid) -> Result<bool, NeutronError> {
+    Ok(ports_of(app, network)?
+        .iter()
+        .any(|p| fixed_ips(p).iter().any(|(s, _)| *s == subnet)))
+}
+
+/// Chooses the port's addresses: those asked for (checked against the
+/// subnet and what is taken), or the first free one of the network's first
+/// subnet's pools.
+fn allocate(
+    asked: Option<&Value>,
+    subnets: &[SubnetRecord],
+    taken: &[(Uuid, Ipv4Addr)],
+) -> Result<Vec<(Uuid, Ipv4Addr)>, NeutronError> {
+    let wants: Vec<(Option<Uuid>, Option<Ipv4Addr>)> = match asked {
+        None => subnets.first().map(|s| vec![(Some(s.id), None)]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|f| {
+                let sub = match f.get("subnet_id") {
+                    Some(v) => Some(v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                        NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: subnet_id {v} is not a UUID."))
+                    })?),
+                    None => None,
+                };
+                let ip = match f.get("ip_address") {
+                    Some(v) => Some(v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                        NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: '{v}' is not a valid IPv4 address."))
+                    })?),
+                    None => None,
+                };
+                Ok((sub, ip))
+            })
+            .collect::<Result<_, NeutronError>>()?,
+        Some(v) => return Err(NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: '{v}' is not a list."))),
+    };
+    let mut out: Vec<(Uuid, Ipv4Addr)> = Vec::new();
+    for (sub, ip) in wants {
+        let s = match (sub, ip) {
+            (Some(id), _) => subnets.iter().find(|s| s.id == id).ok_or_else(|| {
+                NeutronError::bad_request(format!("Invalid input for operation: subnet {id} is not on the port's network."))
+            })?,
+            (None, Some(ip)) => subnets.iter().find(|s| within_subnet(s, ip)).ok_or_else(|| {
+                NeutronError::bad_request(format!("Invalid input for operation: IP address {ip} is not a valid IP for any subnet on the network."))
+            })?,
+            (None, None) => return Err(NeutronError::bad_request("Invalid input for fixed_ips: a subnet_id or ip_address is needed.")),
+        };
+        let used = |a: Ipv4Addr| taken.iter().chain(out.iter()).any(|(_, t)| *t == a);
+        let ip = match ip {
+            Some(ip) => {
+                if !within_subnet(s, ip) {
+                    return Err(NeutronError::bad_request(format!(
+                        "IP address {ip} is not a valid IP for the specified subnet."
+                    )));
+                }
+                if used(ip) {
+                    return Err(NeutronError::conflict(
+                        "IpAddressAlreadyAllocated",
+                        format!("IP address {ip} already allocated in subnet {}", s.id),
+                    ));
+                }
+                ip
+            }
+            None => pools_of(s)
+                .into_iter()
+                .flat_map(|(a, b)| a..=b)
+                .map(Ipv4Addr::from)
+                .find(|a| !used(*a))
+                .ok_or_else(|| {
+                    NeutronError::conflict(
+                        "IpAddressGenerationFailure",
+                        format!(
+                            "No more IP addresses available on network {}.",
+                            s.fields["network_id"].as_str().unwrap_or("")
+                        ),
+                    )
+                })?,
+        };
+        out.push((s.id, ip));
+    }
+    Ok(out)
+}
+
+/// A MAC in Neutron's range, `fa:16:3e:xx:xx:xx`.
+fn new_mac(taken: &[String]) -> String {
+    loop {
+        let b: [u8; 3] = rand::random();
+        let m = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]);
+        if !taken.contains(&m) {
+            return m;
+        }
+    }
+}
+
+/// What the binding fields say: the host's id when `binding:host_id` names
+/// a host (by the name its agent registered), and the resulting VIF type.
+fn binding(app: &App, f: &mut Map<String, Value>) -> Result<(), NeutronError> {
+    let host = f
+        .get("binding:host_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let bound = !host.is_empty()
+        && app
+            .topo
+            .all::<Host>()
+            .map_err(NeutronError::from)?
+            .iter()
+            .any(|h| h.name.as_deref() == Some(host.as_str()));
+    let (vif, status) = match (host.is_empty(), bound) {
+        (true, _) => ("unbound", "DOWN"),
+        (false, true) => ("midonet", "ACTIVE"),
+        (false, false) => ("binding_failed", "DOWN"),
+    };
+    f.insert("binding:vif_type".into(), json!(vif));
+    f.insert("status".into(), json!(status));
+    let details = if bound {
+        json!({"port_filter": true, "connectivity": "l2"})
+    } else {
+        json!({})
+    };
+    f.insert("binding:vif_details".into(), details);
+    Ok(())
+}
+
+fn checked(m: &Map<String, Value>, creating: bool) -> Result<Map<String, Value>, NeutronError> {
+    let allowed: Vec<&str> = WRITABLE
+        .iter()
+        .chain(if creating { CREATE_ONLY } else { &[] })
+        .copied()
+        .collect();
+    only(m, &allowed)?;
+    let mut out = m.clone();
+    for k in ["admin_state_up", "port_security_enabled"] {
+        if let Some(v) = m.get(k) {
+            let b = match v {
+                Value::Bool(b) => Some(*b),
+                Value::String(s) => parse_bool(s),
+                _ => None,
+            };
+            let b = b.ok_or_else(|| {
+                NeutronError::bad_request(format!(
+                    "Invalid input for {k}. Reason: '{v}' is not a valid boolean value."
+                ))
+            })?;
+            out.insert(k.into(), json!(b));
+        }
+    }
+    if m.get("security_groups")
+        .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+    {
+        return Err(NeutronError::bad_request(
+            "security_groups: security groups are not supported yet.",
+        ));
+    }
+    Ok(out)
+}
+
+fn ips_json(ips: &[(Uuid, Ipv4Addr)]) -> Value {
+    Value::Array(
+        ips.iter()
+            .map(|(s, a)| json!({"subnet_id": s.to_string(), "ip_address": a.to_string()}))
+            .collect(),
+    )
+}
+
+/// Adds (or with `remove`, takes away) a port's DHCP host entries.
+fn dhcp_hosts(
+    w: &mut cluster::topo::Writer<'_>,
+    r: &PortRecord,
+    remove: bool,
+) -> Result<(), cluster::error::ApiError> {
+    let mac: Option<MacAddr> = r.fields["mac_address"]
+        .as_str()
+        .and_then(|m| m.parse().ok());
+    for (s, ip) in fixed_ips(r) {
+        let Some(mut d) = w.tx.get::<DhcpSubnet>(s)? else {
+            continue;
+        };
+        d.hosts.retain(|h| h.ip_addr != Some(ip));
+        if !remove {
+            d.hosts.push(DhcpHost {
+                mac_addr: mac,
+                ip_addr: Some(ip),
+                name: Some(format!("host-{}", ip.to_string().replace('.', "-"))),
+                extra_dhcp_opts: Vec::new(),
+            });
+        }
+        w.tx.put(&d);
+    }
+    Ok(())
+}
+
+pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let app: Arc<App> = state.0;
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return NeutronError::bad_request(format!("Malformed request body: {e}"))
+                .into_response();
+        }
+    };
+    let m = match body_of(&body, "port").and_then(|m| checked(m, true)) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let done = blocking(move || {
+        let nid = m.get("network_id").and_then(Value::as_str).ok_or_else(|| {
+            NeutronError::bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+        })?;
+        let net = find::<NetworkRecord>(&app, nid)?;
+        let subnets: Vec<SubnetRecord> = crate::network::subnets_of(&net)
+            .into_iter()
+            .filter_map(|s| app.topo.get::<SubnetRecord>(s).ok().flatten())
+            .collect();
+        let others = ports_of(&app, net.id)?;
+        let taken: Vec<(Uuid, Ipv4Addr)> = others.iter().flat_map(fixed_ips).collect();
+        let macs: Vec<String> = others.iter().filter_map(|p| p.fields["mac_address"].as_str().map(str::to_string)).collect();
+        let ips = allocate(m.get("fixed_ips"), &subnets, &taken)?;
+        let mac = match m.get("mac_address") {
+            Some(v) => {
+                let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    NeutronError::bad_request(format!("Invalid input for mac_address. Reason: '{v}' is not a valid MAC address."))
+                })?;
+                let mac = mac.to_string().to_lowercase();
+                if macs.contains(&mac) {
+                    return Err(NeutronError::conflict("MacAddressInUse", format!("Unable to complete operation for network {}. The mac address {mac} is in use.", net.id)));
+                }
+                mac
+            }
+            None => new_mac(&macs),
+        };
+        let security = m
+            .get("port_security_enabled")
+            .cloned()
+            .unwrap_or_else(|| net.fields.get("port_security_enabled").cloned().unwrap_or(json!(true)));
+        let mut f = json!({
+            "name": "", "admin_state_up": true, "device_id": "", "device_owner": "",
+            "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
+            "binding:host_id": "", "binding:profile": {}, "binding:vnic_type": "normal",
+            "dns_name": "", "dns_assignment": [], "qos_policy_id": null, "ip_allocation": "immediate",
+            "data_plane_status": null, "propagate_uplink_status": false, "resource_request": null,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        for (k, v) in &m {
+            f.insert(k.clone(), v.clone());
+        }
+        f.insert("network_id".into(), json!(net.id.to_string()));
+        f.insert("mac_address".into(), json!(mac));
+        f.insert("fixed_ips".into(), ips_json(&ips));
+        f.insert("port_security_enabled".into(), security);
+        binding(&app, &mut f)?;
+        let p = project(&m, &headers);
+        let r = PortRecord::new(Uuid::new_v4(), standard(&p, f));
+        let up = r.fields["admin_state_up"].as_bool().unwrap_or(true);
+        app.topo
+            .write(|w| {
+                cluster::ops::bridge_port(w, r.id, net.id, up)?;
+                dhcp_hosts(w, &r, false)?;
+                w.tx.put(&r);
+                Ok(())
+            })
+            .map_err(NeutronError::from)?;
+        Ok(r)
+    })
+    .await;
+    match done {
+        Ok(r) => reply(StatusCode::CREATED, json!({"port": shown(&r)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn list(state: Shared, raw: Raw) -> Response {
+    let q = Query::parse(raw.0);
+    match state.0.topo.all::<PortRecord>() {
+        Ok(all) => {
+            let mut v: Vec<Value> = all.iter().map(shown).filter(|p| q.matches(p)).collect();
+            v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+            reply(StatusCode::OK, json!({"ports": v}))
+        }
+        Err(e) => NeutronError::from(e).into_response(),
+    }
+}
+
+pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
+    match find::<PortRecord>(&state.0, &id) {
+        Ok(r) => reply(StatusCode::OK, json!({"port": shown(&r)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    let app: Arc<App> = state.0;
+    let set = match serde_json::from_slice::<Value>(&body)
+        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
+        .and_then(|b| checked(body_of(&b, "port")?, false))
+    {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let done = blocking(move || {
+        let mut r = find::<PortRecord>(&app, &id)?;
+        for (k, v) in set {
+            r.fields.insert(k, v);
+        }
+        binding(&app, &mut r.fields)?;
+        touched(&mut r);
+        app.topo
+            .write(|w| {
+                let mut p: Port = w.tx.must(r.id, "id")?;
+                p.admin_state_up = r.fields["admin_state_up"].as_bool().unwrap_or(true);
+                w.tx.put(&p);
+                w.tx.put(&r);
+                Ok(())
+            })
+            .map_err(NeutronError::from)?;
+        Ok(r)
+    })
+    .await;
+    match done {
+        Ok(r) => reply(StatusCode::OK, json!({"port": shown(&r)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Deleting a port deletes its bridge port (and so cuts its traffic) and
+/// its DHCP host entries.
+pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
+    let app: Arc<App> = state.0;
+    let done = blocking(move || {
+        let r = find::<PortRecord>(&app, &id)?;
+        app.topo
+            .write(|w| {
+                dhcp_hosts(w, &r, true)?;
+                w.tx.delete(Kind::Port, r.id)?;
+                w.tx.remove(Kind::NeutronPort, r.id);
+                Ok(())
+            })
+            .map_err(NeutronError::from)
+    })
+    .await;
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
