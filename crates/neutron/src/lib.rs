@@ -5,8 +5,8 @@
 //! it translates to, as networking-midonet did: a network is a bridge with
 //! the same id.
 //!
-//! So far: version discovery, the resource and extension lists, networks
-//! and (IPv4) subnets.
+//! So far: version discovery, the resource and extension lists, networks,
+//! (IPv4) subnets and ports.
 
 mod error;
 mod network;
