@@ -72,3 +72,28 @@ def test_port_lifecycle_is_a_bridge_port(openstack, server):
     assert get(server, "/bridges/%s/dhcp/10.20.0.0_24/hosts" % net["id"]) == []
     ok(openstack, "subnet", "delete", "p-sub")
     ok(openstack, "network", "delete", "p-net")
+
+
+def test_concurrent_creates_get_distinct_addresses(openstack, server):
+    import threading
+    net = json.loads(ok(openstack, "network", "create", "c-net", "-f", "json"))
+    ok(openstack, "subnet", "create", "--network", "c-net", "--subnet-range", "10.30.0.0/24", "c-sub")
+    got, errors = [], []
+
+    def create():
+        req = urllib.request.Request(server.endpoint + "/v2.0/ports",
+                                     data=json.dumps({"port": {"network_id": net["id"]}}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                got.append(json.load(r)["port"]["fixed_ips"][0]["ip_address"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=create) for _ in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert len(got) == 20 and len(set(got)) == 20, "two ports got the same address: %s" % sorted(got)

@@ -107,6 +107,7 @@ fn allocate(
         Some(v) => return Err(NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: '{v}' is not a list."))),
     };
     let mut out: Vec<(Uuid, Ipv4Addr)> = Vec::new();
+    let mut held: std::collections::HashSet<Ipv4Addr> = taken.iter().map(|(_, a)| *a).collect();
     for (sub, ip) in wants {
         let s = match (sub, ip) {
             (Some(id), _) => subnets.iter().find(|s| s.id == id).ok_or_else(|| {
@@ -117,7 +118,7 @@ fn allocate(
             })?,
             (None, None) => return Err(NeutronError::bad_request("Invalid input for fixed_ips: a subnet_id or ip_address is needed.")),
         };
-        let used = |a: Ipv4Addr| taken.iter().chain(out.iter()).any(|(_, t)| *t == a);
+        let used = |a: Ipv4Addr| held.contains(&a);
         let ip = match ip {
             Some(ip) => {
                 if !within_subnet(s, ip) {
@@ -148,6 +149,7 @@ fn allocate(
                     )
                 })?,
         };
+        held.insert(ip);
         out.push((s.id, ip));
     }
     Ok(out)

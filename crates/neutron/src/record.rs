@@ -113,11 +113,23 @@ pub fn touched<R: Record>(r: &mut R) {
         .insert("updated_at".into(), json!(crate::time::now()));
 }
 
-/// Runs a store write off the async runtime (each commit is fsynced).
+/// Neutron's writes read what they change (a network's free addresses, its
+/// subnet list) before the transaction that changes it: one at a time in
+/// this server, so two port creates never take the same address. (Several
+/// servers on one ZooKeeper ensemble need the reads inside the CAS'd
+/// transaction; not yet.)
+static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs a Neutron write off the async runtime (each commit is fsynced),
+/// one at a time.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NeutronError> + Send + 'static,
 ) -> Result<T, NeutronError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    let serialized = move || {
+        let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
+        f()
+    };
+    tokio::task::spawn_blocking(serialized).await.map_err(|e| {
         NeutronError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "HTTPInternalServerError",
