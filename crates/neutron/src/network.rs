@@ -3,8 +3,8 @@
 //! `router:external`, timestamps, revision, its subnets).
 
 use crate::error::NeutronError;
-use crate::record::{Record, blocking, body_of, find, only, shown, standard, touched};
-use crate::{Query, Raw, Shared, parse_bool, reply};
+use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
+use crate::{Raw, Shared, parse_bool};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,13 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-crate::record::record!(NetworkRecord, NeutronNetwork, "network", "NetworkNotFound");
+crate::record::record!(
+    NetworkRecord,
+    NeutronNetwork,
+    "network",
+    "networks",
+    "NetworkNotFound"
+);
 
 /// VXLAN's overhead off a 1500-byte underlay, as MidoNet's overlays use.
 pub const MTU: u32 = 1450;
@@ -164,12 +170,9 @@ fn bridge(r: &NetworkRecord) -> Bridge {
 
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match record::parse(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return NeutronError::bad_request(format!("Malformed request body: {e}"))
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     // Bulk: {"networks": [{...}, ...]}, all in one transaction.
     let (bulk, items): (bool, Vec<Value>) = match body.get("networks") {
@@ -199,41 +202,20 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Ok(records)
     })
     .await;
-    match done {
-        Ok(rs) if bulk => reply(
-            StatusCode::CREATED,
-            json!({"networks": rs.iter().map(shown).collect::<Vec<_>>()}),
-        ),
-        Ok(rs) => reply(StatusCode::CREATED, json!({"network": shown(&rs[0])})),
-        Err(e) => e.into_response(),
-    }
+    record::created(bulk, done)
 }
 
 pub async fn list(state: Shared, raw: Raw) -> Response {
-    let q = Query::parse(raw.0);
-    match state.0.topo.all::<NetworkRecord>() {
-        Ok(all) => {
-            let mut nets: Vec<Value> = all.iter().map(shown).filter(|v| q.matches(v)).collect();
-            nets.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-            reply(StatusCode::OK, json!({"networks": nets}))
-        }
-        Err(e) => NeutronError::from(e).into_response(),
-    }
+    record::list::<NetworkRecord>(&state.0, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
-    match find::<NetworkRecord>(&state.0, &id) {
-        Ok(r) => reply(StatusCode::OK, json!({"network": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::show::<NetworkRecord>(&state.0, &id)
 }
 
 pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let set = match serde_json::from_slice::<Value>(&body)
-        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
-        .and_then(|b| fields(&b, false))
-    {
+    let set = match record::parse(&body).and_then(|b| fields(&b, false)) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -257,10 +239,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         Ok(r)
     })
     .await;
-    match done {
-        Ok(r) => reply(StatusCode::OK, json!({"network": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::answer(StatusCode::OK, done)
 }
 
 /// Deleting a network deletes its subnets and its bridge (with the bridge
@@ -294,8 +273,5 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             .map_err(NeutronError::from)
     })
     .await;
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
+    record::deleted(done)
 }

@@ -5,9 +5,9 @@
 
 use crate::error::NeutronError;
 use crate::network::{NetworkRecord, project};
-use crate::record::{Record, blocking, body_of, find, only, shown, standard, touched};
+use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
 use crate::subnet::{SubnetRecord, pools_of, within_subnet};
-use crate::{Query, Raw, Shared, parse_bool, reply};
+use crate::{Raw, Shared, parse_bool};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use uuid::Uuid;
 
-crate::record::record!(PortRecord, NeutronPort, "port", "PortNotFound");
+crate::record::record!(PortRecord, NeutronPort, "port", "ports", "PortNotFound");
 
 const WRITABLE: &[&str] = &[
     "name",
@@ -267,12 +267,9 @@ fn dhcp_hosts(
 
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match record::parse(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return NeutronError::bad_request(format!("Malformed request body: {e}"))
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let m = match body_of(&body, "port").and_then(|m| checked(m, true)) {
         Ok(m) => m,
@@ -340,37 +337,20 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Ok(r)
     })
     .await;
-    match done {
-        Ok(r) => reply(StatusCode::CREATED, json!({"port": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::answer(StatusCode::CREATED, done)
 }
 
 pub async fn list(state: Shared, raw: Raw) -> Response {
-    let q = Query::parse(raw.0);
-    match state.0.topo.all::<PortRecord>() {
-        Ok(all) => {
-            let mut v: Vec<Value> = all.iter().map(shown).filter(|p| q.matches(p)).collect();
-            v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-            reply(StatusCode::OK, json!({"ports": v}))
-        }
-        Err(e) => NeutronError::from(e).into_response(),
-    }
+    record::list::<PortRecord>(&state.0, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
-    match find::<PortRecord>(&state.0, &id) {
-        Ok(r) => reply(StatusCode::OK, json!({"port": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::show::<PortRecord>(&state.0, &id)
 }
 
 pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let set = match serde_json::from_slice::<Value>(&body)
-        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
-        .and_then(|b| checked(body_of(&b, "port")?, false))
-    {
+    let set = match record::parse(&body).and_then(|b| checked(body_of(&b, "port")?, false)) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -393,10 +373,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         Ok(r)
     })
     .await;
-    match done {
-        Ok(r) => reply(StatusCode::OK, json!({"port": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::answer(StatusCode::OK, done)
 }
 
 /// Deleting a port deletes its bridge port (and so cuts its traffic) and
@@ -415,8 +392,5 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             .map_err(NeutronError::from)
     })
     .await;
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
+    record::deleted(done)
 }

@@ -3,6 +3,7 @@
 
 use crate::error::NeutronError;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use cluster::App;
 use model::Object;
 use serde_json::{Map, Value, json};
@@ -12,6 +13,8 @@ use uuid::Uuid;
 pub trait Record: Object {
     /// Singular name in bodies and errors (`network`).
     const NAME: &'static str;
+    /// Plural name in lists (`networks`).
+    const PLURAL: &'static str;
     /// Neutron's not-found class (`NetworkNotFound`).
     const NOT_FOUND: &'static str;
     fn fields(&self) -> &Map<String, Value>;
@@ -21,7 +24,7 @@ pub trait Record: Object {
 
 /// Declares a record type stored as storage kind `$kind`.
 macro_rules! record {
-    ($t:ident, $kind:ident, $name:literal, $nf:literal) => {
+    ($t:ident, $kind:ident, $name:literal, $plural:literal, $nf:literal) => {
         #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
         pub struct $t {
             pub id: uuid::Uuid,
@@ -39,6 +42,7 @@ macro_rules! record {
         }
         impl $crate::record::Record for $t {
             const NAME: &'static str = $name;
+            const PLURAL: &'static str = $plural;
             const NOT_FOUND: &'static str = $nf;
             fn fields(&self) -> &serde_json::Map<String, serde_json::Value> {
                 &self.fields
@@ -163,4 +167,58 @@ pub fn only(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), NeutronError
         "Unrecognized attribute(s) '{}'",
         unknown.join(", ")
     )))
+}
+
+/// A request body as JSON (400 when it is not).
+pub fn parse(body: &[u8]) -> Result<Value, NeutronError> {
+    serde_json::from_slice(body)
+        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
+}
+
+/// `GET /v2.0/<plural>`: every record passing the query's filters, oldest
+/// first.
+pub fn list<R: Record>(app: &App, raw: Option<String>) -> Response {
+    let q = crate::Query::parse(raw);
+    match app.topo.all::<R>() {
+        Ok(all) => {
+            let mut v: Vec<Value> = all.iter().map(shown).filter(|o| q.matches(o)).collect();
+            v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+            crate::reply(StatusCode::OK, json!({ R::PLURAL: v }))
+        }
+        Err(e) => NeutronError::from(e).into_response(),
+    }
+}
+
+/// `GET /v2.0/<plural>/<id>`.
+pub fn show<R: Record>(app: &App, id: &str) -> Response {
+    answer(StatusCode::OK, find::<R>(app, id))
+}
+
+/// One record (`{"<name>": ...}`) with `status`, or the error.
+pub fn answer<R: Record>(status: StatusCode, done: Result<R, NeutronError>) -> Response {
+    match done {
+        Ok(r) => crate::reply(status, json!({ R::NAME: shown(&r) })),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A create's answer: one record, or a bulk create's list.
+pub fn created<R: Record>(bulk: bool, done: Result<Vec<R>, NeutronError>) -> Response {
+    match done {
+        Ok(rs) if bulk => crate::reply(
+            StatusCode::CREATED,
+            json!({ R::PLURAL: rs.iter().map(shown).collect::<Vec<_>>() }),
+        ),
+        Ok(mut rs) if !rs.is_empty() => answer(StatusCode::CREATED, Ok(rs.swap_remove(0))),
+        Ok(_) => NeutronError::bad_request("nothing to create").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A delete's answer: 204, or the error.
+pub fn deleted(done: Result<(), NeutronError>) -> Response {
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -4,8 +4,8 @@
 
 use crate::error::NeutronError;
 use crate::network::{MTU, NetworkRecord, project};
-use crate::record::{Record, blocking, body_of, find, only, shown, standard, touched};
-use crate::{Query, Raw, Shared, parse_bool, reply};
+use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
+use crate::{Raw, Shared, parse_bool};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use uuid::Uuid;
 
-crate::record::record!(SubnetRecord, NeutronSubnet, "subnet", "SubnetNotFound");
+crate::record::record!(
+    SubnetRecord,
+    NeutronSubnet,
+    "subnet",
+    "subnets",
+    "SubnetNotFound"
+);
 
 const WRITABLE: &[&str] = &[
     "name",
@@ -336,12 +342,9 @@ fn check_overlap(
 
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match record::parse(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return NeutronError::bad_request(format!("Malformed request body: {e}"))
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     // Bulk, as kuryr creates them: {"subnets": [{...}]}, one transaction.
     let (bulk, items): (bool, Vec<Value>) = match body.get("subnets") {
@@ -391,44 +394,24 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Ok(records)
     })
     .await;
-    match done {
-        Ok(rs) if bulk => reply(
-            StatusCode::CREATED,
-            json!({"subnets": rs.iter().map(shown).collect::<Vec<_>>()}),
-        ),
-        Ok(rs) => reply(StatusCode::CREATED, json!({"subnet": shown(&rs[0])})),
-        Err(e) => e.into_response(),
-    }
+    record::created(bulk, done)
 }
 
 pub async fn list(state: Shared, raw: Raw) -> Response {
-    let q = Query::parse(raw.0);
-    match state.0.topo.all::<SubnetRecord>() {
-        Ok(all) => {
-            let mut v: Vec<Value> = all.iter().map(shown).filter(|s| q.matches(s)).collect();
-            v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-            reply(StatusCode::OK, json!({"subnets": v}))
-        }
-        Err(e) => NeutronError::from(e).into_response(),
-    }
+    record::list::<SubnetRecord>(&state.0, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
-    match find::<SubnetRecord>(&state.0, &id) {
-        Ok(r) => reply(StatusCode::OK, json!({"subnet": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::show::<SubnetRecord>(&state.0, &id)
 }
 
 pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
-    let set = match serde_json::from_slice::<Value>(&body)
-        .map_err(|e| NeutronError::bad_request(format!("Malformed request body: {e}")))
-        .and_then(|b| {
-            let m = body_of(&b, "subnet")?.clone();
-            only(&m, WRITABLE)?;
-            Ok(m)
-        }) {
+    let set = match record::parse(&body).and_then(|b| {
+        let m = body_of(&b, "subnet")?.clone();
+        only(&m, WRITABLE)?;
+        Ok(m)
+    }) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -454,10 +437,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         Ok(r)
     })
     .await;
-    match done {
-        Ok(r) => reply(StatusCode::OK, json!({"subnet": shown(&r)})),
-        Err(e) => e.into_response(),
-    }
+    record::answer(StatusCode::OK, done)
 }
 
 pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
@@ -492,10 +472,7 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             .map_err(NeutronError::from)
     })
     .await;
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
+    record::deleted(done)
 }
 
 #[cfg(test)]
