@@ -26,7 +26,7 @@ def test_port_lifecycle_is_a_bridge_port(openstack, server):
     assert p1["mac_address"].startswith("fa:16:3e:")
     raw = neutron(server, "/v2.0/ports/%s" % p1["id"])["port"]
     assert raw["binding:vif_type"] == "unbound" and raw["status"] == "DOWN"
-    assert raw["network_id"] == net["id"] and raw["security_groups"] == []
+    assert raw["network_id"] == net["id"] and len(raw["security_groups"]) == 1, "the default group"
     bp = get(server, "/ports/%s" % p1["id"])
     assert bp["deviceId"] == net["id"] and bp["type"] == "Bridge", "a bridge port with the port's id"
     (d,) = get(server, "/bridges/%s/dhcp" % net["id"])

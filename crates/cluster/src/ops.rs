@@ -7,7 +7,9 @@
 use crate::App;
 use crate::error::ApiError;
 use crate::topo::Writer;
-use model::{Host, Kind, Port, PortType, Route, RouteType, TunnelZone};
+use model::{
+    Chain, Host, Kind, MacAddr, Object, Port, PortType, Route, RouteType, Rule, TunnelZone,
+};
 use std::net::Ipv4Addr;
 use uuid::Uuid;
 
@@ -28,6 +30,89 @@ pub fn local_route(port: &Port) -> Route {
         learned: false,
         router_id: Some(port.device_id),
     }
+}
+
+/// Completes a new router port (a MAC when it has none, a /32 network
+/// when it names none), checks it, and writes its LOCAL route; the caller
+/// writes the port.
+pub fn router_port_defaults(w: &mut Writer<'_>, p: &mut Port) -> Result<(), ApiError> {
+    p.vlan_id = None;
+    if p.port_mac.is_none() {
+        p.port_mac = Some(MacAddr::random_local(&mut rand::rng()));
+    }
+    p.network_length.get_or_insert(32);
+    p.validate()?;
+    w.tx.put(&local_route(p));
+    Ok(())
+}
+
+/// A new port `id` on router `router` at `addr` in `net/len`, with its
+/// tunnel key and LOCAL route.
+pub fn router_port(
+    w: &mut Writer<'_>,
+    id: Uuid,
+    router: Uuid,
+    addr: Ipv4Addr,
+    (net, len): (Ipv4Addr, u8),
+    mac: Option<MacAddr>,
+) -> Result<Port, ApiError> {
+    w.tx.must::<model::Router>(router, "deviceId")?;
+    let mut p = Port {
+        id,
+        port_type: PortType::Router,
+        device_id: router,
+        admin_state_up: true,
+        tunnel_key: w.next("tunnel_key")?,
+        port_address: Some(addr),
+        network_address: Some(net),
+        network_length: Some(len),
+        port_mac: mac,
+        ..Default::default()
+    };
+    router_port_defaults(w, &mut p)?;
+    w.tx.put(&p);
+    Ok(p)
+}
+
+/// A normal route on `router` to `dst/len` out of `port`, through
+/// `gateway` when the destination is not on the port's own network.
+pub fn route(
+    w: &mut Writer<'_>,
+    id: Uuid,
+    router: Uuid,
+    (dst, len): (Ipv4Addr, u8),
+    port: Uuid,
+    gateway: Option<Ipv4Addr>,
+) {
+    w.tx.put(&Route {
+        id,
+        route_type: Some(RouteType::Normal),
+        src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
+        src_network_length: 0,
+        dst_network_addr: Some(dst),
+        dst_network_length: len,
+        next_hop_port: Some(port),
+        next_hop_gateway: gateway,
+        weight: 100,
+        attributes: None,
+        learned: false,
+        router_id: Some(router),
+    });
+}
+
+/// Puts `rule` into its chain at index `at` (the end when `None` or past
+/// it).
+pub fn add_rule(w: &mut Writer<'_>, mut rule: Rule, at: Option<usize>) -> Result<(), ApiError> {
+    rule.normalize();
+    let mut chain: Chain = w.tx.must(rule.chain_id, "chainId")?;
+    chain.rule_ids.retain(|r| *r != rule.id);
+    let at = at.unwrap_or(usize::MAX).min(chain.rule_ids.len());
+    chain.rule_ids.insert(at, rule.id);
+    rule.position = at as u32 + 1;
+    rule.validate()?;
+    w.tx.put(&chain);
+    w.tx.put(&rule);
+    Ok(())
 }
 
 /// A new port `id` on bridge `bridge`, with its tunnel key (what the REST

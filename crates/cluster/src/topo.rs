@@ -223,8 +223,17 @@ impl Topology {
     /// and conditionally on the versions it read. Retried on a lost race.
     pub fn write<R>(
         &self,
-        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, ApiError>,
+        f: impl FnMut(&mut Writer<'_>) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
+        self.write_as(f)
+    }
+
+    /// [`Topology::write`] for a caller with its own error type (an API
+    /// whose refusals the store's errors do not spell).
+    pub fn write_as<R, E: From<ApiError>>(
+        &self,
+        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let _w = InWrite::enter();
@@ -270,7 +279,11 @@ impl Topology {
                         let version = match seen.get(&(kind, id)) {
                             Some(v) => *v,
                             // Removed without being read (a cascade by id): skip it if already gone.
-                            None => match self.store.get(kind.name(), &id.to_string())? {
+                            None => match self
+                                .store
+                                .get(kind.name(), &id.to_string())
+                                .map_err(ApiError::from)?
+                            {
                                 Some(e) => Some(e.version),
                                 None => continue,
                             },
@@ -312,7 +325,7 @@ impl Topology {
                 {
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(ApiError::from(e).into()),
             }
         }
     }

@@ -375,6 +375,31 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule of type `rule_type` in `chain_id` matching `condition`, every
+    /// type's own field unset.
+    pub fn new(id: Uuid, chain_id: Uuid, rule_type: RuleType, condition: Condition) -> Rule {
+        Rule {
+            id,
+            chain_id,
+            rule_type,
+            position: 0,
+            meter_name: None,
+            flow_action: None,
+            jump_chain_id: None,
+            jump_chain_name: None,
+            nat_targets: Vec::new(),
+            pop_vlan: false,
+            push_vlan: None,
+            target_port_id: None,
+            ingress: false,
+            fail_open: false,
+            request_id: None,
+            limit: None,
+            properties: None,
+            condition,
+        }
+    }
+
     /// A floating-IP NAT: one address, ports untouched, no L4 match.
     fn is_floating_ip_nat(&self) -> bool {
         self.nat_targets.len() == 1

@@ -37,10 +37,18 @@ pub enum Kind {
     NeutronSubnet,
     /// A Neutron port (its bridge port has the same id).
     NeutronPort,
+    /// A Neutron router (its router has the same id).
+    NeutronRouter,
+    /// A Neutron floating IP.
+    NeutronFloatingIp,
+    /// A Neutron security group (its IP address group has the same id).
+    NeutronSecurityGroup,
+    /// A Neutron security group rule (its chain rule has the same id).
+    NeutronSecurityGroupRule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 27] = [
+    pub const ALL: [Kind; 31] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -68,13 +76,23 @@ impl Kind {
         Kind::NeutronNetwork,
         Kind::NeutronSubnet,
         Kind::NeutronPort,
+        Kind::NeutronRouter,
+        Kind::NeutronFloatingIp,
+        Kind::NeutronSecurityGroup,
+        Kind::NeutronSecurityGroupRule,
     ];
 
     /// Kept for an API's own view (Neutron's records), never sent to agents.
     pub fn is_api_record(self) -> bool {
         matches!(
             self,
-            Kind::NeutronNetwork | Kind::NeutronSubnet | Kind::NeutronPort
+            Kind::NeutronNetwork
+                | Kind::NeutronSubnet
+                | Kind::NeutronPort
+                | Kind::NeutronRouter
+                | Kind::NeutronFloatingIp
+                | Kind::NeutronSecurityGroup
+                | Kind::NeutronSecurityGroupRule
         )
     }
 
@@ -107,6 +125,10 @@ impl Kind {
             Kind::NeutronNetwork => "NeutronNetwork",
             Kind::NeutronSubnet => "NeutronSubnet",
             Kind::NeutronPort => "NeutronPort",
+            Kind::NeutronRouter => "NeutronRouter",
+            Kind::NeutronFloatingIp => "NeutronFloatingIp",
+            Kind::NeutronSecurityGroup => "NeutronSecurityGroup",
+            Kind::NeutronSecurityGroupRule => "NeutronSecurityGroupRule",
         }
     }
 }

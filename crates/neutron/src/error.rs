@@ -25,6 +25,10 @@ impl NeutronError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", message)
     }
+    /// A 400 with Neutron's own class for it.
+    pub fn bad_request_kind(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, message)
+    }
     pub fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, kind, message)
     }
@@ -43,6 +47,12 @@ impl From<ApiError> for NeutronError {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "HTTPInternalServerError"),
         };
         NeutronError::new(status, kind, e.message)
+    }
+}
+
+impl From<model::refs::RefError> for NeutronError {
+    fn from(e: model::refs::RefError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

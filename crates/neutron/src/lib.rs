@@ -5,13 +5,18 @@
 //! it translates to, as networking-midonet did: a network is a bridge with
 //! the same id.
 //!
-//! So far: version discovery, the resource and extension lists, networks,
-//! (IPv4) subnets and ports.
+//! So far: version discovery, the resource and extension lists, networks
+//! (`uplink` ones too), (IPv4) subnets, ports, routers (interfaces, gateway
+//! with SNAT, extra routes), floating IPs, security groups and rules.
 
 mod error;
+mod floatingip;
+mod ids;
 mod network;
 mod port;
 mod record;
+mod router;
+mod security_group;
 mod subnet;
 mod time;
 
@@ -60,6 +65,47 @@ pub fn router(app: Arc<App>) -> Router {
             "/v2.0/ports/{id}",
             get(port::show).put(port::update).delete(port::delete),
         )
+        .route(
+            "/v2.0/security-groups",
+            get(security_group::list_groups).post(security_group::create_group),
+        )
+        .route(
+            "/v2.0/security-groups/{id}",
+            get(security_group::show_group)
+                .put(security_group::update_group)
+                .delete(security_group::delete_group),
+        )
+        .route(
+            "/v2.0/security-group-rules",
+            get(security_group::list_rules).post(security_group::create_rule),
+        )
+        .route(
+            "/v2.0/security-group-rules/{id}",
+            get(security_group::show_rule).delete(security_group::delete_rule),
+        )
+        .route("/v2.0/routers", get(router::list).post(router::create))
+        .route(
+            "/v2.0/routers/{id}",
+            get(router::show).put(router::update).delete(router::delete),
+        )
+        .route(
+            "/v2.0/routers/{id}/add_router_interface",
+            axum::routing::put(router::add_interface),
+        )
+        .route(
+            "/v2.0/routers/{id}/remove_router_interface",
+            axum::routing::put(router::remove_interface),
+        )
+        .route(
+            "/v2.0/floatingips",
+            get(floatingip::list).post(floatingip::create),
+        )
+        .route(
+            "/v2.0/floatingips/{id}",
+            get(floatingip::show)
+                .put(floatingip::update)
+                .delete(floatingip::delete),
+        )
         .route("/v2.0/subnets", get(subnet::list).post(subnet::create))
         .route(
             "/v2.0/subnets/{id}",
@@ -107,14 +153,27 @@ async fn resources() -> Response {
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": []});
     reply(
         StatusCode::OK,
-        json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports")]}),
+        json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"),
+            r("router", "routers"), r("floatingip", "floatingips"),
+            r("security_group", "security-groups"), r("security_group_rule", "security-group-rules")]}),
     )
 }
 
 /// The extensions whose behaviour is implemented (the CLI changes its
 /// requests by what is advertised).
 const EXTENSIONS: &[(&str, &str)] = &[
+    ("allowed-address-pairs", "Allowed Address Pairs"),
+    ("binding", "Port Binding"),
     ("external-net", "Neutron external network"),
+    (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+    ),
+    ("extraroute", "Neutron Extra Route"),
+    ("port-security", "Port Security"),
+    ("provider", "Provider Network"),
+    ("router", "Neutron L3 Router"),
+    ("security-group", "security-group"),
     ("net-mtu", "Network MTU"),
     ("project-id", "project_id field enabled"),
     ("standard-attr-description", "standard-attr-description"),

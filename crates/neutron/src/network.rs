@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cluster::App;
-use model::{Bridge, Kind, Port};
+use model::{Bridge, Kind};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -87,9 +87,9 @@ fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronErr
                     "Invalid input for {k}. Reason: '{v}' is not a valid string."
                 )));
             }
-            ("provider:network_type", v) if v.as_str() != Some("midonet") => {
+            ("provider:network_type", v) if !matches!(v.as_str(), Some("midonet" | "uplink")) => {
                 return Err(NeutronError::bad_request(format!(
-                    "Invalid input for operation: network type {v} is not supported (midonet)."
+                    "Invalid input for operation: network type {v} is not supported (midonet, uplink)."
                 )));
             }
             _ => {}
@@ -132,6 +132,12 @@ fn new_record(set: Map<String, Value>, project: String) -> NetworkRecord {
         }
     }
     NetworkRecord::new(Uuid::new_v4(), standard(&project, std::mem::take(m)))
+}
+
+/// An uplink network (`provider:network_type` `uplink`): a physical
+/// uplink, no bridge; its ports become an edge router's bound ports.
+pub fn is_uplink(r: &NetworkRecord) -> bool {
+    r.f("provider:network_type").as_str() == Some("uplink")
 }
 
 /// The ids in a network's `subnets`.
@@ -193,7 +199,9 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         app.topo
             .write(|w| {
                 for r in &records {
-                    w.tx.put(&bridge(r));
+                    if !is_uplink(r) {
+                        w.tx.put(&bridge(r));
+                    }
                     w.tx.put(r);
                 }
                 Ok(())
@@ -227,11 +235,12 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         touched(&mut r);
         app.topo
             .write(|w| {
-                let mut b: Bridge = w.tx.must(r.id, "id")?;
-                let t = bridge(&r);
-                b.name = t.name;
-                b.admin_state_up = t.admin_state_up;
-                w.tx.put(&b);
+                if let Some(mut b) = w.tx.get::<Bridge>(r.id)? {
+                    let t = bridge(&r);
+                    b.name = t.name;
+                    b.admin_state_up = t.admin_state_up;
+                    w.tx.put(&b);
+                }
                 w.tx.put(&r);
                 Ok(())
             })
@@ -248,12 +257,13 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
     let app: Arc<App> = state.0;
     let done = blocking(move || {
         let r = find::<NetworkRecord>(&app, &id)?;
-        if !app
-            .topo
-            .naming::<Port>("deviceId", Kind::Bridge, r.id)
-            .map_err(NeutronError::from)?
-            .is_empty()
-        {
+        // Any port keeps it: a bridge port made through the MidoNet API too.
+        let busy = if is_uplink(&r) {
+            !crate::port::ports_of(&app, &r)?.is_empty()
+        } else {
+            !app.topo.naming::<model::Port>("deviceId", Kind::Bridge, r.id)?.is_empty()
+        };
+        if busy {
             return Err(NeutronError::conflict(
                 "NetworkInUse",
                 format!(

@@ -4,7 +4,7 @@
 //! a DHCP host entry per IP on a DHCP subnet.
 
 use crate::error::NeutronError;
-use crate::network::{NetworkRecord, project};
+use crate::network::{NetworkRecord, is_uplink, project};
 use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
 use crate::subnet::{SubnetRecord, pools_of, within_subnet};
 use crate::{Raw, Shared, parse_bool};
@@ -43,8 +43,8 @@ const CREATE_ONLY: &[&str] = &[
 ];
 
 /// The fixed IPs of a port record: (subnet, address).
-fn fixed_ips(r: &PortRecord) -> Vec<(Uuid, Ipv4Addr)> {
-    r.fields["fixed_ips"]
+pub fn fixed_ips(r: &PortRecord) -> Vec<(Uuid, Ipv4Addr)> {
+    r.f("fixed_ips")
         .as_array()
         .into_iter()
         .flatten()
@@ -57,11 +57,33 @@ fn fixed_ips(r: &PortRecord) -> Vec<(Uuid, Ipv4Addr)> {
         .collect()
 }
 
-/// The Neutron ports of a network (its bridge's ports that have a record).
-fn ports_of(app: &App, network: Uuid) -> Result<Vec<PortRecord>, NeutronError> {
+/// The port's MAC.
+pub fn mac_of(r: &PortRecord) -> MacAddr {
+    r.f("mac_address")
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The Neutron ports of a network: its bridge's ports that have a record
+/// (an uplink network has no bridge: every port record is read), and a
+/// floating IP's ports, which have no bridge port.
+pub fn ports_of(app: &App, net: &NetworkRecord) -> Result<Vec<PortRecord>, NeutronError> {
+    let nid = net.id.to_string();
+    if is_uplink(net) || net.f("router:external").as_bool() == Some(true) {
+        // Floating IPs hold addresses of external networks without bridge
+        // ports; uplink networks have no bridge at all.
+        return Ok(app
+            .topo
+            .all::<PortRecord>()
+            .map_err(NeutronError::from)?
+            .into_iter()
+            .filter(|p| p.f("network_id").as_str() == Some(nid.as_str()))
+            .collect());
+    }
     let ports = app
         .topo
-        .naming::<Port>("deviceId", Kind::Bridge, network)
+        .naming::<Port>("deviceId", Kind::Bridge, net.id)
         .map_err(NeutronError::from)?;
     Ok(ports
         .iter()
@@ -70,8 +92,8 @@ fn ports_of(app: &App, network: Uuid) -> Result<Vec<PortRecord>, NeutronError> {
 }
 
 /// Whether a subnet still has ports holding its addresses.
-pub fn subnet_in_use(app: &App, network: Uuid, subnet: Uuid) -> Result<bool, NeutronError> {
-    Ok(ports_of(app, network)?
+pub fn subnet_in_use(app: &App, net: &NetworkRecord, subnet: Uuid) -> Result<bool, NeutronError> {
+    Ok(ports_of(app, net)?
         .iter()
         .any(|p| fixed_ips(p).iter().any(|(s, _)| *s == subnet)))
 }
@@ -144,7 +166,7 @@ fn allocate(
                         "IpAddressGenerationFailure",
                         format!(
                             "No more IP addresses available on network {}.",
-                            s.fields["network_id"].as_str().unwrap_or("")
+                            s.f("network_id").as_str().unwrap_or("")
                         ),
                     )
                 })?,
@@ -220,12 +242,14 @@ fn checked(m: &Map<String, Value>, creating: bool) -> Result<Map<String, Value>,
             out.insert(k.into(), json!(b));
         }
     }
-    if m.get("security_groups")
-        .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(NeutronError::bad_request(
-            "security_groups: security groups are not supported yet.",
-        ));
+    for k in ["security_groups", "allowed_address_pairs"] {
+        if let Some(v) = m.get(k)
+            && !v.is_array()
+        {
+            return Err(NeutronError::bad_request(format!(
+                "Invalid input for {k}. Reason: '{v}' is not a list."
+            )));
+        }
     }
     Ok(out)
 }
@@ -238,15 +262,38 @@ fn ips_json(ips: &[(Uuid, Ipv4Addr)]) -> Value {
     )
 }
 
+/// A VM's port `old` becoming Neutron's own `new` (a router interface):
+/// its DHCP entries and filters go.
+pub fn reowned(
+    w: &mut cluster::topo::Writer<'_>,
+    old: &PortRecord,
+    new: &PortRecord,
+) -> Result<(), cluster::error::ApiError> {
+    dhcp_hosts(w, old, true)?;
+    crate::security_group::port_filters(w, Some(new), Some(old))?;
+    w.tx.put(new);
+    Ok(())
+}
+
+/// Takes a port away with all it was translated to.
+pub fn remove_port(
+    w: &mut cluster::topo::Writer<'_>,
+    r: &PortRecord,
+) -> Result<(), cluster::error::ApiError> {
+    dhcp_hosts(w, r, true)?;
+    crate::security_group::port_filters(w, None, Some(r))?;
+    w.tx.delete(Kind::Port, r.id)?;
+    w.tx.remove(Kind::NeutronPort, r.id);
+    Ok(())
+}
+
 /// Adds (or with `remove`, takes away) a port's DHCP host entries.
 fn dhcp_hosts(
     w: &mut cluster::topo::Writer<'_>,
     r: &PortRecord,
     remove: bool,
 ) -> Result<(), cluster::error::ApiError> {
-    let mac: Option<MacAddr> = r.fields["mac_address"]
-        .as_str()
-        .and_then(|m| m.parse().ok());
+    let mac: Option<MacAddr> = r.f("mac_address").as_str().and_then(|m| m.parse().ok());
     for (s, ip) in fixed_ips(r) {
         let Some(mut d) = w.tx.get::<DhcpSubnet>(s)? else {
             continue;
@@ -265,6 +312,102 @@ fn dhcp_hosts(
     Ok(())
 }
 
+/// A new port record on `net` from the request's fields `m`: addresses
+/// allocated, a MAC made, Neutron's defaults under what was asked.
+pub fn new_port(
+    app: &App,
+    m: &Map<String, Value>,
+    project: &str,
+    net: &NetworkRecord,
+) -> Result<PortRecord, NeutronError> {
+    let subnets: Vec<SubnetRecord> = crate::network::subnets_of(net)
+        .into_iter()
+        .filter_map(|s| app.topo.get::<SubnetRecord>(s).ok().flatten())
+        .collect();
+    let others = ports_of(app, net)?;
+    let taken: Vec<(Uuid, Ipv4Addr)> = others.iter().flat_map(fixed_ips).collect();
+    let macs: Vec<String> = others
+        .iter()
+        .filter_map(|p| p.f("mac_address").as_str().map(str::to_string))
+        .collect();
+    let ips = allocate(m.get("fixed_ips"), &subnets, &taken)?;
+    let mac = match m.get("mac_address") {
+        Some(v) => {
+            let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                NeutronError::bad_request(format!(
+                    "Invalid input for mac_address. Reason: '{v}' is not a valid MAC address."
+                ))
+            })?;
+            let mac = mac.to_string().to_lowercase();
+            if macs.contains(&mac) {
+                return Err(NeutronError::conflict(
+                    "MacAddressInUse",
+                    format!(
+                        "Unable to complete operation for network {}. The mac address {mac} is in use.",
+                        net.id
+                    ),
+                ));
+            }
+            mac
+        }
+        None => new_mac(&macs),
+    };
+    let security = m.get("port_security_enabled").cloned().unwrap_or_else(|| {
+        net.fields
+            .get("port_security_enabled")
+            .cloned()
+            .unwrap_or(json!(true))
+    });
+    let mut f = json!({
+        "name": "", "admin_state_up": true, "device_id": "", "device_owner": "",
+        "allowed_address_pairs": [], "extra_dhcp_opts": [],
+        "binding:host_id": "", "binding:profile": {}, "binding:vnic_type": "normal",
+        "dns_name": "", "dns_assignment": [], "qos_policy_id": null, "ip_allocation": "immediate",
+        "data_plane_status": null, "propagate_uplink_status": false, "resource_request": null,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    for (k, v) in m {
+        f.insert(k.clone(), v.clone());
+    }
+    f.insert("network_id".into(), json!(net.id.to_string()));
+    f.insert("mac_address".into(), json!(mac));
+    f.insert("fixed_ips".into(), ips_json(&ips));
+    f.insert("port_security_enabled".into(), security);
+    binding(app, &mut f)?;
+    Ok(PortRecord::new(Uuid::new_v4(), standard(project, f)))
+}
+
+/// Whether a port is Neutron's own (a router's, a floating IP's).
+fn owned_by_neutron(r: &PortRecord) -> bool {
+    r.f("device_owner")
+        .as_str()
+        .is_some_and(|o| o.starts_with("network:"))
+}
+
+/// Writes a new port: its bridge port (none on an uplink network, none for
+/// a floating IP), DHCP host entries (a VM's), security groups and filters.
+pub fn write_port(
+    app: &App,
+    w: &mut cluster::topo::Writer<'_>,
+    r: &mut PortRecord,
+    net: &NetworkRecord,
+) -> Result<(), NeutronError> {
+    let fip = r.f("device_owner").as_str() == Some("network:floatingip");
+    if !is_uplink(net) && !fip {
+        let up = r.f("admin_state_up").as_bool().unwrap_or(true);
+        cluster::ops::bridge_port(w, r.id, net.id, up)?;
+    }
+    if !owned_by_neutron(r) {
+        dhcp_hosts(w, r, false)?;
+    }
+    crate::security_group::port_groups(app, w, &mut r.fields)?;
+    crate::security_group::port_filters(w, Some(r), None)?;
+    w.tx.put(r);
+    Ok(())
+}
+
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let app: Arc<App> = state.0;
     let body = match record::parse(&body) {
@@ -277,64 +420,17 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     };
     let done = blocking(move || {
         let nid = m.get("network_id").and_then(Value::as_str).ok_or_else(|| {
-            NeutronError::bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+            NeutronError::bad_request(
+                "Failed to parse request. Required attribute 'network_id' not specified",
+            )
         })?;
         let net = find::<NetworkRecord>(&app, nid)?;
-        let subnets: Vec<SubnetRecord> = crate::network::subnets_of(&net)
-            .into_iter()
-            .filter_map(|s| app.topo.get::<SubnetRecord>(s).ok().flatten())
-            .collect();
-        let others = ports_of(&app, net.id)?;
-        let taken: Vec<(Uuid, Ipv4Addr)> = others.iter().flat_map(fixed_ips).collect();
-        let macs: Vec<String> = others.iter().filter_map(|p| p.fields["mac_address"].as_str().map(str::to_string)).collect();
-        let ips = allocate(m.get("fixed_ips"), &subnets, &taken)?;
-        let mac = match m.get("mac_address") {
-            Some(v) => {
-                let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                    NeutronError::bad_request(format!("Invalid input for mac_address. Reason: '{v}' is not a valid MAC address."))
-                })?;
-                let mac = mac.to_string().to_lowercase();
-                if macs.contains(&mac) {
-                    return Err(NeutronError::conflict("MacAddressInUse", format!("Unable to complete operation for network {}. The mac address {mac} is in use.", net.id)));
-                }
-                mac
-            }
-            None => new_mac(&macs),
-        };
-        let security = m
-            .get("port_security_enabled")
-            .cloned()
-            .unwrap_or_else(|| net.fields.get("port_security_enabled").cloned().unwrap_or(json!(true)));
-        let mut f = json!({
-            "name": "", "admin_state_up": true, "device_id": "", "device_owner": "",
-            "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
-            "binding:host_id": "", "binding:profile": {}, "binding:vnic_type": "normal",
-            "dns_name": "", "dns_assignment": [], "qos_policy_id": null, "ip_allocation": "immediate",
-            "data_plane_status": null, "propagate_uplink_status": false, "resource_request": null,
+        let r = new_port(&app, &m, &project(&m, &headers), &net)?;
+        record::write(&app, |w| {
+            let mut r = r.clone();
+            write_port(&app, w, &mut r, &net)?;
+            Ok(r)
         })
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-        for (k, v) in &m {
-            f.insert(k.clone(), v.clone());
-        }
-        f.insert("network_id".into(), json!(net.id.to_string()));
-        f.insert("mac_address".into(), json!(mac));
-        f.insert("fixed_ips".into(), ips_json(&ips));
-        f.insert("port_security_enabled".into(), security);
-        binding(&app, &mut f)?;
-        let p = project(&m, &headers);
-        let r = PortRecord::new(Uuid::new_v4(), standard(&p, f));
-        let up = r.fields["admin_state_up"].as_bool().unwrap_or(true);
-        app.topo
-            .write(|w| {
-                cluster::ops::bridge_port(w, r.id, net.id, up)?;
-                dhcp_hosts(w, &r, false)?;
-                w.tx.put(&r);
-                Ok(())
-            })
-            .map_err(NeutronError::from)?;
-        Ok(r)
     })
     .await;
     record::answer(StatusCode::CREATED, done)
@@ -355,22 +451,24 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         Err(e) => return e.into_response(),
     };
     let done = blocking(move || {
-        let mut r = find::<PortRecord>(&app, &id)?;
+        let old = find::<PortRecord>(&app, &id)?;
+        let mut r = old.clone();
         for (k, v) in set {
             r.fields.insert(k, v);
         }
         binding(&app, &mut r.fields)?;
         touched(&mut r);
-        app.topo
-            .write(|w| {
-                let mut p: Port = w.tx.must(r.id, "id")?;
-                p.admin_state_up = r.fields["admin_state_up"].as_bool().unwrap_or(true);
+        record::write(&app, |w| {
+            let mut r = r.clone();
+            if let Some(mut p) = w.tx.get::<Port>(r.id)? {
+                p.admin_state_up = r.f("admin_state_up").as_bool().unwrap_or(true);
                 w.tx.put(&p);
-                w.tx.put(&r);
-                Ok(())
-            })
-            .map_err(NeutronError::from)?;
-        Ok(r)
+            }
+            crate::security_group::port_groups(&app, w, &mut r.fields)?;
+            crate::security_group::port_filters(w, Some(&r), Some(&old))?;
+            w.tx.put(&r);
+            Ok(r)
+        })
     })
     .await;
     record::answer(StatusCode::OK, done)
@@ -382,14 +480,22 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
     let app: Arc<App> = state.0;
     let done = blocking(move || {
         let r = find::<PortRecord>(&app, &id)?;
-        app.topo
-            .write(|w| {
-                dhcp_hosts(w, &r, true)?;
-                w.tx.delete(Kind::Port, r.id)?;
-                w.tx.remove(Kind::NeutronPort, r.id);
-                Ok(())
-            })
-            .map_err(NeutronError::from)
+        if owned_by_neutron(&r) {
+            return Err(NeutronError::conflict(
+                "L3PortInUse",
+                format!(
+                    "Port {id} cannot be deleted directly via the port API: has device owner {}.",
+                    r.f("device_owner").as_str().unwrap_or("")
+                ),
+            ));
+        }
+        let gone = record::write(&app, |w| {
+            let gone = crate::floatingip::port_gone(&app, w, r.id)?;
+            remove_port(w, &r)?;
+            Ok::<_, NeutronError>(gone)
+        })?;
+        crate::floatingip::unpublish(&app, &gone);
+        Ok(())
     })
     .await;
     record::deleted(done)

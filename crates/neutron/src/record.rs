@@ -40,6 +40,14 @@ macro_rules! record {
                 self.id = id;
             }
         }
+        impl $t {
+            /// Field `k`, null when absent (a record's map has no
+            /// forgiving index).
+            #[allow(dead_code)]
+            pub fn f(&self, k: &str) -> &serde_json::Value {
+                $crate::record::field(&self.fields, k)
+            }
+        }
         impl $crate::record::Record for $t {
             const NAME: &'static str = $name;
             const PLURAL: &'static str = $plural;
@@ -57,6 +65,13 @@ macro_rules! record {
     };
 }
 pub(crate) use record;
+
+static NULL: Value = Value::Null;
+
+/// Field `k` of `m`, null when absent.
+pub fn field<'a>(m: &'a Map<String, Value>, k: &str) -> &'a Value {
+    m.get(k).unwrap_or(&NULL)
+}
 
 /// The record as the API returns it.
 pub fn shown<R: Record>(r: &R) -> Value {
@@ -221,4 +236,12 @@ pub fn deleted(done: Result<(), NeutronError>) -> Response {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// One NSDB transaction of a Neutron call (the errors Neutron's).
+pub fn write<R>(
+    app: &App,
+    f: impl FnMut(&mut cluster::topo::Writer<'_>) -> Result<R, NeutronError>,
+) -> Result<R, NeutronError> {
+    app.topo.write_as(f)
 }

@@ -167,10 +167,18 @@ fn complete(f: &mut Map<String, Value>, creating: bool) -> Result<(), NeutronErr
             Some(v) => return Err(bad(field, format!("'{v}' is not a list"))),
         }
     }
-    for d in f["dns_nameservers"].as_array().cloned().unwrap_or_default() {
+    for d in crate::record::field(f, "dns_nameservers")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         ip("dns_nameservers", &d)?;
     }
-    for r in f["host_routes"].as_array().cloned().unwrap_or_default() {
+    for r in crate::record::field(f, "host_routes")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         parse_cidr(r["destination"].as_str().unwrap_or_default())?;
         ip("host_routes", &r["nexthop"])?;
     }
@@ -197,7 +205,7 @@ pub fn within_subnet(r: &SubnetRecord, ip: Ipv4Addr) -> bool {
 
 /// The subnet's allocation pools, as address ranges.
 pub fn pools_of(r: &SubnetRecord) -> Vec<(u32, u32)> {
-    r.fields["allocation_pools"]
+    r.f("allocation_pools")
         .as_array()
         .into_iter()
         .flatten()
@@ -209,15 +217,15 @@ pub fn pools_of(r: &SubnetRecord) -> Vec<(u32, u32)> {
         .collect()
 }
 
-fn cidr_of(r: &SubnetRecord) -> (Ipv4Addr, u8) {
-    parse_cidr(r.fields["cidr"].as_str().unwrap_or_default()).unwrap_or((Ipv4Addr::UNSPECIFIED, 32))
+pub fn cidr_of(r: &SubnetRecord) -> (Ipv4Addr, u8) {
+    parse_cidr(r.f("cidr").as_str().unwrap_or_default()).unwrap_or((Ipv4Addr::UNSPECIFIED, 32))
 }
 
 /// The DHCP subnet a subnet translates to, on its network's bridge. It
 /// answers from the gateway's address (or the first host's without one).
 fn dhcp(r: &SubnetRecord, network: Uuid) -> DhcpSubnet {
     let (net, len) = cidr_of(r);
-    let gw: Option<Ipv4Addr> = r.fields["gateway_ip"].as_str().and_then(|s| s.parse().ok());
+    let gw: Option<Ipv4Addr> = r.f("gateway_ip").as_str().and_then(|s| s.parse().ok());
     let ips = |k: &str| -> Vec<Ipv4Addr> {
         r.fields[k]
             .as_array()
@@ -226,7 +234,8 @@ fn dhcp(r: &SubnetRecord, network: Uuid) -> DhcpSubnet {
             .filter_map(|v| v.as_str()?.parse().ok())
             .collect()
     };
-    let routes = r.fields["host_routes"]
+    let routes = r
+        .f("host_routes")
         .as_array()
         .into_iter()
         .flatten()
@@ -249,13 +258,13 @@ fn dhcp(r: &SubnetRecord, network: Uuid) -> DhcpSubnet {
         dns_server_addrs: Some(ips("dns_nameservers")),
         interface_mtu: MTU,
         opt121_routes: routes,
-        enabled: r.fields["enable_dhcp"].as_bool().unwrap_or(true),
+        enabled: r.f("enable_dhcp").as_bool().unwrap_or(true),
         hosts: Vec::new(),
     }
 }
 
 fn network_of(r: &SubnetRecord) -> Uuid {
-    r.fields["network_id"]
+    r.f("network_id")
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or_default()
@@ -361,10 +370,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     let done = blocking(move || {
         let mut nets: Vec<NetworkRecord> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let nid = r.fields["network_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let nid = r.f("network_id").as_str().unwrap_or_default().to_string();
             let pos = match nets.iter().position(|n| n.id.to_string() == nid) {
                 Some(p) => p,
                 None => {
@@ -385,7 +391,13 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                     w.tx.put(n);
                 }
                 for r in &records {
-                    w.tx.put(&dhcp(r, network_of(r)));
+                    let net = network_of(r);
+                    if !nets
+                        .iter()
+                        .any(|n| n.id == net && crate::network::is_uplink(n))
+                    {
+                        w.tx.put(&dhcp(r, net));
+                    }
                     w.tx.put(r);
                 }
                 Ok(())
@@ -429,7 +441,12 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
         touched(&mut r);
         app.topo
             .write(|w| {
-                w.tx.put(&dhcp(&r, network_of(&r)));
+                // The ports' host entries stay; an uplink's subnet has none.
+                if let Some(old) = w.tx.get::<DhcpSubnet>(r.id)? {
+                    let mut d = dhcp(&r, network_of(&r));
+                    d.hosts = old.hosts;
+                    w.tx.put(&d);
+                }
                 w.tx.put(&r);
                 Ok(())
             })
@@ -444,7 +461,8 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
     let app: Arc<App> = state.0;
     let done = blocking(move || {
         let r = find::<SubnetRecord>(&app, &id)?;
-        if crate::port::subnet_in_use(&app, network_of(&r), r.id)? {
+        let net = find::<NetworkRecord>(&app, &network_of(&r).to_string())?;
+        if crate::port::subnet_in_use(&app, &net, r.id)? {
             return Err(NeutronError::conflict(
                 "SubnetInUse",
                 format!(
@@ -452,10 +470,7 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
                 ),
             ));
         }
-        let mut net = app
-            .topo
-            .get::<NetworkRecord>(network_of(&r))
-            .map_err(NeutronError::from)?;
+        let mut net = Some(net);
         app.topo
             .write(|w| {
                 if let Some(n) = net.as_mut() {

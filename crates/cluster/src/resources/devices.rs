@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link, opt_link, render_all, tenant_matches};
 use crate::topo::Writer;
-use model::{Bridge, Kind, LoadBalancer, MacAddr, Object, Port, PortType, Route, Router};
+use model::{Bridge, Kind, LoadBalancer, Object, Port, PortType, Route, Router};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -213,14 +213,7 @@ impl Resource for Port {
                 self.vlan_id.get_or_insert(0);
             }
             PortType::Router => {
-                self.vlan_id = None;
-                if self.port_mac.is_none() {
-                    self.port_mac = Some(MacAddr::random_local(&mut rand::rng()));
-                }
-                self.network_length.get_or_insert(32);
-                self.validate()?;
-                // Every router port address gets a LOCAL /32 route to the router itself.
-                w.tx.put(&crate::ops::local_route(self));
+                crate::ops::router_port_defaults(w, self)?;
             }
             PortType::Vxlan => {
                 return Err(ApiError::bad_request(
