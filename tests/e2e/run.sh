@@ -272,6 +272,115 @@ SCRIPT
 }
 check "Neutron only: network, subnet, ports; VMs bound with mm-ctl on two hosts get their fixed IPs by DHCP and ping; a port delete cuts it" t_neutron_vms
 
+cat >"$E2E_STATE/tcp_echo_peer.py" <<'PY'
+import socket, sys
+# Accepts N connections, answers each with the peer address it sees.
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1024); s.settimeout(30)
+seen = set()
+with open(sys.argv[4], "w") as out:
+    for _ in range(int(sys.argv[3])):
+        c, a = s.accept(); c.sendall(("%s %d\n" % a).encode()); c.close()
+        seen.add(a); out.write("%s %d\n" % a); out.flush()
+PY
+
+t_neutron_cloud() {
+    # A cloud built only through Neutron, as an operator and a tenant would:
+    # MidoNet's edge-router recipe (an uplink network whose port is h2's NIC
+    # nup0, a public external network, an edge router with a default route
+    # to the outside), a tenant network behind a tenant router with its
+    # gateway on the public network, two VMs on two hosts (one bound with
+    # `midonet port bind`, one with mm-ctl).
+    local N=http://$CTL_IP:9696/v2.0 up pub tnet tsub edge t1 upp pc1 pc2 ip1 ip2 sg fip why="" t0 t
+    ln -sf "$BIN" "$E2E_STATE/mm-ctl"
+    neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$N/$2"; }
+    field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+    mkns next
+    ip link add eth0 netns "$(ns next)" type veth peer name nup0 netns "$(ns h2)"
+    nsx next ip link set eth0 up; nsx h2 ip link set nup0 up
+    nsx next ip addr add 192.0.2.9/24 dev eth0
+    nsx next ip route add 198.18.0.0/24 via 192.0.2.1
+    up=$(neutron POST networks '{"network": {"name": "uplink", "provider:network_type": "uplink"}}' | field '["network"]["id"]') || return 1
+    neutron POST subnets "{\"subnet\": {\"network_id\": \"$up\", \"ip_version\": 4, \"cidr\": \"192.0.2.0/24\", \"gateway_ip\": null, \"enable_dhcp\": false}}" >/dev/null || return 1
+    upp=$(neutron POST ports "{\"port\": {\"network_id\": \"$up\", \"fixed_ips\": [{\"ip_address\": \"192.0.2.1\"}], \"binding:host_id\": \"h2\", \"binding:profile\": {\"interface_name\": \"nup0\"}}}" | field '["port"]["id"]') || return 1
+    pub=$(neutron POST networks '{"network": {"name": "public", "router:external": true}}' | field '["network"]["id"]') || return 1
+    local psub; psub=$(neutron POST subnets "{\"subnet\": {\"network_id\": \"$pub\", \"ip_version\": 4, \"cidr\": \"198.18.0.0/24\", \"enable_dhcp\": false}}" | field '["subnet"]["id"]') || return 1
+    edge=$(neutron POST routers '{"router": {"name": "edge"}}' | field '["router"]["id"]') || return 1
+    neutron PUT "routers/$edge/add_router_interface" "{\"port_id\": \"$upp\"}" >/dev/null || { echo "uplink interface refused"; return 1; }
+    neutron PUT "routers/$edge/add_router_interface" "{\"subnet_id\": \"$psub\"}" >/dev/null || return 1
+    neutron PUT "routers/$edge" '{"router": {"routes": [{"destination": "0.0.0.0/0", "nexthop": "192.0.2.9"}]}}' >/dev/null || return 1
+    tnet=$(neutron POST networks '{"network": {"name": "tenant"}}' | field '["network"]["id"]') || return 1
+    tsub=$(neutron POST subnets "{\"subnet\": {\"network_id\": \"$tnet\", \"ip_version\": 4, \"cidr\": \"10.70.0.0/24\"}}" | field '["subnet"]["id"]') || return 1
+    t1=$(neutron POST routers "{\"router\": {\"name\": \"t1\", \"external_gateway_info\": {\"network_id\": \"$pub\"}}}" | field '["router"]["id"]') || return 1
+    neutron PUT "routers/$t1/add_router_interface" "{\"subnet_id\": \"$tsub\"}" >/dev/null || return 1
+    pc1=$(neutron POST ports "{\"port\": {\"network_id\": \"$tnet\", \"name\": \"cvm1\", \"device_owner\": \"compute:nova\"}}") || return 1
+    pc2=$(neutron POST ports "{\"port\": {\"network_id\": \"$tnet\", \"name\": \"cvm2\", \"device_owner\": \"compute:nova\"}}") || return 1
+    ip1=$(field '["port"]["fixed_ips"][0]["ip_address"]' <<<"$pc1"); ip2=$(field '["port"]["fixed_ips"][0]["ip_address"]' <<<"$pc2")
+    sg=$(field '["port"]["security_groups"][0]' <<<"$pc1")
+    vm cvm1 h1 "$(field '["port"]["mac_address"]' <<<"$pc1")"; vm cvm2 h2 "$(field '["port"]["mac_address"]' <<<"$pc2")"
+    pc1=$(field '["port"]["id"]' <<<"$pc1"); pc2=$(field '["port"]["id"]' <<<"$pc2")
+    mido port bind "$pc1" "$H1" cvm1 || return 1
+    MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h2/agent.sock "$E2E_STATE/mm-ctl" --bind-port "$pc2" cvm2 || return 1
+    cat >"$E2E_STATE/cudhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/${mask:-24}" dev "$interface"
+[ -n "$router" ] && ip route add default via "$router"
+exit 0
+SCRIPT
+    chmod +x "$E2E_STATE/cudhcpc.sh"
+    for v in cvm1 cvm2; do
+        nsx $v busybox udhcpc -i eth0 -n -q -t 10 -T 1 -s "$E2E_STATE/cudhcpc.sh" >/dev/null 2>&1 || { echo "$v got no lease"; return 1; }
+    done
+    nsx cvm1 ip -4 addr show dev eth0 | grep -q "inet $ip1/24" || why+="cvm1 lacks its fixed IP $ip1; "
+    nsx cvm2 ip -4 route | grep -q "default via 10.70.0.1" || why+="cvm2 has no default route from DHCP; "
+    pings cvm1 "$ip2" >/dev/null || why+="the VMs do not ping each other (default group); "
+    # Out through the tenant router's SNAT and the edge router's uplink.
+    wait_ping cvm2 192.0.2.9 5 || why+="cvm2 does not reach the outside; "
+    nsx next timeout 20 python3 "$E2E_STATE/tcp_echo_peer.py" 192.0.2.9 9100 1 "$E2E_STATE/nsnat.txt" &
+    local sp=$!; sleep 0.5
+    local seen; seen=$(nsx cvm2 timeout 10 python3 -c 'import socket; s=socket.create_connection(("192.0.2.9", 9100), 5); print(s.recv(100).decode().strip())')
+    wait $sp
+    [[ $seen == "198.18.0.2 "* ]] || why+="the outside saw $seen, not the gateway's address 198.18.0.2; "
+    # A floating IP: closed from outside until the group lets ICMP, then
+    # TCP 22 in, each within a second of its rule; TCP 23 stays closed.
+    fip=$(neutron POST floatingips "{\"floatingip\": {\"floating_network_id\": \"$pub\", \"port_id\": \"$pc1\"}}" | field '["floatingip"]["floating_ip_address"]') || return 1
+    local listeners=()
+    for port in 22 23; do
+        nsx cvm1 timeout 60 python3 -c 'import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
+while True: c,_=s.accept(); c.close()' $port &
+        listeners+=($!)
+    done
+    sleep 0.3
+    tcp_to() { nsx next timeout 2 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.3)' "$fip" "$1" 2>/dev/null; }
+    within_1s() { # COMMAND...: succeeds within a second
+        local end=$(( $(date +%s%N) + 1000000000 ))
+        while (( $(date +%s%N) < end )); do "$@" && return 0; done
+        return 1
+    }
+    no_ping next "$fip" >/dev/null || why+="the floating IP pings before any rule allows it; "
+    tcp_to 22 && why+="TCP 22 open before its rule; "
+    neutron POST security-group-rules "{\"security_group_rule\": {\"security_group_id\": \"$sg\", \"direction\": \"ingress\", \"protocol\": \"icmp\", \"remote_ip_prefix\": \"0.0.0.0/0\"}}" >/dev/null || return 1
+    t0=$(date +%s%N)
+    within_1s nsx next ping -n -c 1 -W 0.2 "$fip" >/dev/null || why+="no ping of the floating IP within 1 s of the ICMP rule; "
+    t=$(( ($(date +%s%N) - t0) / 1000000 ))
+    tcp_to 22 && why+="TCP 22 open with only ICMP allowed; "
+    neutron POST security-group-rules "{\"security_group_rule\": {\"security_group_id\": \"$sg\", \"direction\": \"ingress\", \"protocol\": \"tcp\", \"port_range_min\": 22, \"port_range_max\": 22}}" >/dev/null || return 1
+    t0=$(date +%s%N)
+    within_1s tcp_to 22 || why+="TCP 22 not open within 1 s of its rule; "
+    local t22=$(( ($(date +%s%N) - t0) / 1000000 ))
+    tcp_to 23 && why+="TCP 23 open; "
+    kill "${listeners[@]}" 2>/dev/null
+    # Deleting a port in Neutron cuts its traffic.
+    neutron DELETE "ports/$pc2" || return 1
+    sleep 0.5
+    no_ping cvm1 "$ip2" >/dev/null || why+="cvm2 still answers after its port's delete; "
+    echo "${why:-all as expected: ICMP open ${t} ms after its rule, TCP 22 ${t22} ms}"
+    [[ -z $why ]]
+}
+check "Neutron only: edge router on an uplink, tenant router with SNAT, VMs by DHCP on two hosts, a floating IP opened by security-group rules within 1 s" t_neutron_cloud
+
 t_bad_input() {
     # Malformed frames from a VM and a VXLAN datagram with an unknown key:
     # counted and dropped, and forwarding goes on.
@@ -364,17 +473,6 @@ check "flow state pushed between hosts: cross-host replies pass a stateful chain
 
 # A provider router with an uplink on h2 to an "internet" namespace, linked
 # to the tenant router r1; SNAT for the tenant, a floating IP for vm1.
-cat >"$E2E_STATE/tcp_echo_peer.py" <<'PY'
-import socket, sys
-# Accepts N connections, answers each with the peer address it sees.
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1024); s.settimeout(30)
-seen = set()
-with open(sys.argv[4], "w") as out:
-    for _ in range(int(sys.argv[3])):
-        c, a = s.accept(); c.sendall(("%s %d\n" % a).encode()); c.close()
-        seen.add(a); out.write("%s %d\n" % a); out.flush()
-PY
 cat >"$E2E_STATE/tcp_clients.py" <<'PY'
 import socket, sys, time
 # Opens N connections at once, then reads each answer; prints how many succeeded.
