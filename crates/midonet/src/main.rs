@@ -55,6 +55,11 @@ struct ServerArgs {
     /// Address the Neutron v2.0 API listens on (for the `openstack` CLI).
     #[arg(long, default_value = "0.0.0.0:9696", env = "MIDONET_NEUTRON_LISTEN")]
     neutron_listen: SocketAddr,
+    /// Static tokens of the Neutron API, `TOKEN:PROJECT:ROLE[,...]` (role
+    /// `admin`, or a member seeing only its project); none: every caller
+    /// is the admin (`--os-auth-type none`).
+    #[arg(long, env = "MIDONET_NEUTRON_TOKENS", default_value = "")]
+    neutron_tokens: String,
     /// Also run an agent in this process (an all-in-one host).
     #[arg(long)]
     agent: bool,
@@ -195,6 +200,8 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         ),
     };
     tracing::info!(store = %s.store, data_dir = %s.data_dir.display(), revision = store.revision(), "NSDB open");
+    let tokens = neutron::Tokens::parse(&s.neutron_tokens)
+        .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?;
     let app = Arc::new(cluster::App::new(store, auth, s.listen.to_string()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,7 +214,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         let topo_addr = s.topology_listen;
         let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
         let health = tokio::spawn(cluster::health::run(app.clone()));
-        let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, stopped(stop_rx.clone())));
+        let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, tokens, stopped(stop_rx.clone())));
         let agent = s.agent.then(|| {
             let cfg = agent::Config {
                 // Reach our own topology service where it listens.

@@ -14,6 +14,7 @@ mod floatingip;
 mod ids;
 mod network;
 mod port;
+mod project;
 mod record;
 mod router;
 mod security_group;
@@ -30,10 +31,13 @@ use error::NeutronError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+pub use project::Tokens;
+
 /// Serves the Neutron API on `addr` until `shutdown` resolves.
 pub async fn serve(
     app: Arc<App>,
     addr: std::net::SocketAddr,
+    tokens: Tokens,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -44,7 +48,7 @@ pub async fn serve(
         }
     };
     tracing::info!(%addr, "Neutron API listening");
-    if let Err(e) = axum::serve(listener, router(app))
+    if let Err(e) = axum::serve(listener, router(app, tokens))
         .with_graceful_shutdown(shutdown)
         .await
     {
@@ -52,8 +56,9 @@ pub async fn serve(
     }
 }
 
-/// The API's routes over `app` (also what the tests drive).
-pub fn router(app: Arc<App>) -> Router {
+/// The API's routes over `app`, under Neutron's policy for `tokens`.
+pub fn router(app: Arc<App>, tokens: Tokens) -> Router {
+    let guard: project::Guard = (app.clone(), Arc::new(tokens));
     Router::new()
         .route("/", get(versions))
         .route("/v2.0", get(resources))
@@ -121,6 +126,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async {
             NeutronError::not_found("HTTPNotFound", "The resource could not be found.")
         })
+        .layer(axum::middleware::from_fn_with_state(guard, project::guard))
         .with_state(app)
 }
 
