@@ -86,7 +86,7 @@ pub fn subnet_has_floating_ips(
         if f.f("router_id").as_str() != Some(rid.as_str()) {
             continue;
         }
-        if let Some(p) = uuid_of(&f.f("port_id"))
+        if let Some(p) = uuid_of(f.f("port_id"))
             .map(|p| app.topo.get::<PortRecord>(p))
             .transpose()?
             .flatten()

@@ -235,7 +235,7 @@ fn set_gateway(
     write_port(app, w, &mut p, &net)?;
     let (s, addr) = first_ip(app, &p)?;
     let rp = attach(app, w, r.id, &p, &s, &net, addr)?;
-    if let Some(gw) = ip(&s.f("gateway_ip")) {
+    if let Some(gw) = ip(s.f("gateway_ip")) {
         cluster::ops::route(
             w,
             derived(p.id, Derived::DefaultRoute),
@@ -525,7 +525,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
                 } else {
                     routes.clone()
                 };
-                set_routes(w, &r, &old.f("routes"), &routes)?;
+                set_routes(w, &r, old.f("routes"), &routes)?;
                 r.fields.insert("routes".into(), routes);
             }
             let mut t: Router = w.tx.must(r.id, "id")?;
@@ -639,7 +639,7 @@ pub async fn add_interface(
         let (mut p, s, net, old) = match (subnet, port) {
             (Some(sid), _) => {
                 let s = find::<SubnetRecord>(&app, &sid)?;
-                let gw = ip(&s.f("gateway_ip")).ok_or_else(|| {
+                let gw = ip(s.f("gateway_ip")).ok_or_else(|| {
                     NeutronError::bad_request(format!(
                         "Bad router request: Subnet {sid} does not have a gateway IP."
                     ))
