@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use cluster::App;
 use model::{DhcpHost, DhcpSubnet, Host, Kind, MacAddr, Port};
 use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 crate::record::record!(PortRecord, NeutronPort, "port", "ports", "PortNotFound");
@@ -91,6 +93,70 @@ pub fn ports_of(app: &App, net: &NetworkRecord) -> Result<Vec<PortRecord>, Neutr
         .collect())
 }
 
+/// What a network's ports hold: addresses and MACs.
+#[derive(Clone, Default)]
+pub struct Held {
+    ips: HashSet<Ipv4Addr>,
+    macs: HashSet<String>,
+}
+
+/// Each network's [`Held`], kept by this server's Neutron writes (one at a
+/// time, see `record::blocking`) so IPAM does not read every port of the
+/// network per create; dropped whole when a write fails, and read again.
+static HELD: Mutex<Option<HashMap<Uuid, Held>>> = Mutex::new(None);
+
+fn held_map() -> std::sync::MutexGuard<'static, Option<HashMap<Uuid, Held>>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forgets every network's held addresses (after a failed write).
+pub fn forget_held() {
+    *held_map() = None;
+}
+
+fn held_on(app: &App, net: &NetworkRecord) -> Result<Held, NeutronError> {
+    if let Some(h) = held_map().as_ref().and_then(|m| m.get(&net.id)) {
+        return Ok(h.clone());
+    }
+    let mut h = Held::default();
+    for p in ports_of(app, net)? {
+        h.ips.extend(fixed_ips(&p).into_iter().map(|(_, a)| a));
+        if let Some(m) = p.f("mac_address").as_str() {
+            h.macs.insert(m.to_string());
+        }
+    }
+    held_map().get_or_insert_default().insert(net.id, h.clone());
+    Ok(h)
+}
+
+/// Records what port `r` holds (`add`) or gave back.
+fn hold(r: &PortRecord, add: bool) {
+    let Some(net) = r
+        .f("network_id")
+        .as_str()
+        .and_then(|s| s.parse::<Uuid>().ok())
+    else {
+        return;
+    };
+    let mut g = held_map();
+    let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net)) else {
+        return;
+    };
+    let mac = r.f("mac_address").as_str().unwrap_or("").to_string();
+    for (_, a) in fixed_ips(r) {
+        if add {
+            h.ips.insert(a);
+        } else {
+            h.ips.remove(&a);
+        }
+    }
+    if add {
+        h.macs.insert(mac);
+    } else {
+        h.macs.remove(&mac);
+    }
+}
+
 /// Whether a subnet still has ports holding its addresses.
 pub fn subnet_in_use(app: &App, net: &NetworkRecord, subnet: Uuid) -> Result<bool, NeutronError> {
     Ok(ports_of(app, net)?
@@ -104,7 +170,7 @@ pub fn subnet_in_use(app: &App, net: &NetworkRecord, subnet: Uuid) -> Result<boo
 fn allocate(
     asked: Option<&Value>,
     subnets: &[SubnetRecord],
-    taken: &[(Uuid, Ipv4Addr)],
+    taken: &HashSet<Ipv4Addr>,
 ) -> Result<Vec<(Uuid, Ipv4Addr)>, NeutronError> {
     let wants: Vec<(Option<Uuid>, Option<Ipv4Addr>)> = match asked {
         None => subnets.first().map(|s| vec![(Some(s.id), None)]).unwrap_or_default(),
@@ -129,7 +195,7 @@ fn allocate(
         Some(v) => return Err(NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: '{v}' is not a list."))),
     };
     let mut out: Vec<(Uuid, Ipv4Addr)> = Vec::new();
-    let mut held: std::collections::HashSet<Ipv4Addr> = taken.iter().map(|(_, a)| *a).collect();
+    let mut held = taken.clone();
     for (sub, ip) in wants {
         let s = match (sub, ip) {
             (Some(id), _) => subnets.iter().find(|s| s.id == id).ok_or_else(|| {
@@ -178,7 +244,7 @@ fn allocate(
 }
 
 /// A MAC in Neutron's range, `fa:16:3e:xx:xx:xx`.
-fn new_mac(taken: &[String]) -> String {
+fn new_mac(taken: &HashSet<String>) -> String {
     loop {
         let b: [u8; 3] = rand::random();
         let m = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]);
@@ -284,6 +350,7 @@ pub fn remove_port(
     crate::security_group::port_filters(w, None, Some(r))?;
     w.tx.delete(Kind::Port, r.id)?;
     w.tx.remove(Kind::NeutronPort, r.id);
+    hold(r, false);
     Ok(())
 }
 
@@ -324,13 +391,9 @@ pub fn new_port(
         .into_iter()
         .filter_map(|s| app.topo.get::<SubnetRecord>(s).ok().flatten())
         .collect();
-    let others = ports_of(app, net)?;
-    let taken: Vec<(Uuid, Ipv4Addr)> = others.iter().flat_map(fixed_ips).collect();
-    let macs: Vec<String> = others
-        .iter()
-        .filter_map(|p| p.f("mac_address").as_str().map(str::to_string))
-        .collect();
-    let ips = allocate(m.get("fixed_ips"), &subnets, &taken)?;
+    let held = held_on(app, net)?;
+    let (taken, macs) = (&held.ips, &held.macs);
+    let ips = allocate(m.get("fixed_ips"), &subnets, taken)?;
     let mac = match m.get("mac_address") {
         Some(v) => {
             let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
@@ -405,6 +468,7 @@ pub fn write_port(
     crate::security_group::port_groups(app, w, &mut r.fields)?;
     crate::security_group::port_filters(w, Some(r), None)?;
     w.tx.put(r);
+    hold(r, true);
     Ok(())
 }
 

@@ -146,7 +146,12 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, NeutronError> {
     let serialized = move || {
         let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        f()
+        let done = f();
+        if done.is_err() {
+            // What a failed write noted as held may not be.
+            crate::port::forget_held();
+        }
+        done
     };
     tokio::task::spawn_blocking(serialized).await.map_err(|e| {
         NeutronError::new(
