@@ -413,7 +413,7 @@ pub fn new_port(
             }
             mac
         }
-        None => new_mac(&macs),
+        None => new_mac(macs),
     };
     let security = m.get("port_security_enabled").cloned().unwrap_or_else(|| {
         net.fields
