@@ -24,6 +24,10 @@ def main():
     ep = sys.argv[1].rstrip("/") + "/v2.0"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    # Past Neutron's default of 500 ports per project.
+    req = urllib.request.Request(ep + "/quotas/admin", data=json.dumps({"quota": {"port": -1}}).encode(),
+                                 method="PUT", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).read()
     net = call(ep + "/networks", {"network": {"name": "bench"}})["network"]["id"]
     call(ep + "/subnets", {"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.128.0.0/16"}})
     left = [n]

@@ -45,10 +45,14 @@ pub enum Kind {
     NeutronSecurityGroup,
     /// A Neutron security group rule (its chain rule has the same id).
     NeutronSecurityGroupRule,
+    /// A Neutron subnet pool.
+    NeutronSubnetPool,
+    /// A project's Neutron quotas.
+    NeutronQuota,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 31] = [
+    pub const ALL: [Kind; 33] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -80,6 +84,8 @@ impl Kind {
         Kind::NeutronFloatingIp,
         Kind::NeutronSecurityGroup,
         Kind::NeutronSecurityGroupRule,
+        Kind::NeutronSubnetPool,
+        Kind::NeutronQuota,
     ];
 
     /// Kept for an API's own view (Neutron's records), never sent to agents.
@@ -93,6 +99,8 @@ impl Kind {
                 | Kind::NeutronFloatingIp
                 | Kind::NeutronSecurityGroup
                 | Kind::NeutronSecurityGroupRule
+                | Kind::NeutronSubnetPool
+                | Kind::NeutronQuota
         )
     }
 
@@ -129,6 +137,8 @@ impl Kind {
             Kind::NeutronFloatingIp => "NeutronFloatingIp",
             Kind::NeutronSecurityGroup => "NeutronSecurityGroup",
             Kind::NeutronSecurityGroupRule => "NeutronSecurityGroupRule",
+            Kind::NeutronSubnetPool => "NeutronSubnetPool",
+            Kind::NeutronQuota => "NeutronQuota",
         }
     }
 }

@@ -265,6 +265,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
             )));
         }
         let p = project(&m, &headers);
+        crate::quota::check::<FloatingIpRecord>(&app, &p, "floatingip", 1)?;
         let id = Uuid::new_v4();
         let mut pm = Map::new();
         pm.insert("network_id".into(), json!(nid));
@@ -312,7 +313,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                 Some(pid) => Some(associate(&app, w, &mut f, pid, m.get("fixed_ip_address"))?),
                 None => None,
             };
-            w.tx.put(&f);
+            record::put_new(w, &f);
             Ok((f, mac))
         })?;
         publish(&app, &f, mac.as_deref());
@@ -322,8 +323,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     record::answer(StatusCode::CREATED, done)
 }
 
-pub async fn list(state: Shared, raw: Raw) -> Response {
-    record::list::<FloatingIpRecord>(&state.0, raw.0)
+pub async fn list(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<FloatingIpRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
@@ -388,7 +389,7 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             {
                 remove_port(w, &p)?;
             }
-            w.tx.remove(Kind::NeutronFloatingIp, f.id);
+            record::remove(w, Kind::NeutronFloatingIp, f.id);
             Ok(())
         })?;
         publish(&app, &f, None);

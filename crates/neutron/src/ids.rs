@@ -33,6 +33,10 @@ pub enum Derived {
     GatewayPort,
     /// A router's extra routes (a series).
     ExtraRoute,
+    /// A project's default security group.
+    DefaultGroup,
+    /// A project's quota record.
+    Quota,
 }
 
 /// The id `what` derived from `id`: the id with its last bytes mixed with
@@ -44,6 +48,24 @@ pub fn derived(id: Uuid, what: Derived) -> Uuid {
         *x ^= 0x5a_u8.wrapping_mul(k).rotate_left(i as u32 % 8) ^ k;
     }
     Uuid::from_bytes(b)
+}
+
+/// The id `what` derived from a name (a project's default group, its
+/// quotas), so finding it is one read.
+pub fn named(name: &str, what: Derived) -> Uuid {
+    // FNV-1a, twice with different offsets, for 128 bits.
+    let h = |seed: u64| {
+        name.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let (a, b) = (h(0xcbf2_9ce4_8422_2325), h(0x6c62_272e_07bb_0142));
+    derived(
+        uuid::Builder::from_u128((u128::from(a) << 64) | u128::from(b))
+            .with_version(uuid::Version::Custom)
+            .into_uuid(),
+        what,
+    )
 }
 
 /// The id of the `n`th thing of a series derived from `id` (an extra
@@ -77,6 +99,8 @@ mod tests {
             Derived::FipPort,
             Derived::GatewayPort,
             Derived::ExtraRoute,
+            Derived::DefaultGroup,
+            Derived::Quota,
         ];
         let mut seen = std::collections::HashSet::from([id]);
         for d in all {

@@ -15,10 +15,13 @@ mod ids;
 mod network;
 mod port;
 mod project;
+mod quota;
 mod record;
 mod router;
 mod security_group;
 mod subnet;
+mod subnetpool;
+mod tags;
 mod time;
 
 use axum::Router;
@@ -59,7 +62,7 @@ pub async fn serve(
 /// The API's routes over `app`, under Neutron's policy for `tokens`.
 pub fn router(app: Arc<App>, tokens: Tokens) -> Router {
     let guard: project::Guard = (app.clone(), Arc::new(tokens));
-    Router::new()
+    let r = Router::new()
         .route("/", get(versions))
         .route("/v2.0", get(resources))
         .route("/v2.0/", get(resources))
@@ -111,6 +114,23 @@ pub fn router(app: Arc<App>, tokens: Tokens) -> Router {
                 .put(floatingip::update)
                 .delete(floatingip::delete),
         )
+        .route("/v2.0/quotas", get(quota::list))
+        .route(
+            "/v2.0/quotas/{project}",
+            get(quota::show).put(quota::update).delete(quota::reset),
+        )
+        .route("/v2.0/quotas/{project}/default", get(quota::defaults))
+        .route("/v2.0/quotas/{project}/details", get(quota::details))
+        .route(
+            "/v2.0/subnetpools",
+            get(subnetpool::list).post(subnetpool::create),
+        )
+        .route(
+            "/v2.0/subnetpools/{id}",
+            get(subnetpool::show)
+                .put(subnetpool::update)
+                .delete(subnetpool::delete),
+        )
         .route("/v2.0/subnets", get(subnet::list).post(subnet::create))
         .route(
             "/v2.0/subnets/{id}",
@@ -122,12 +142,19 @@ pub fn router(app: Arc<App>, tokens: Tokens) -> Router {
             get(network::show)
                 .put(network::update)
                 .delete(network::delete),
-        )
-        .fallback(|| async {
-            NeutronError::not_found("HTTPNotFound", "The resource could not be found.")
-        })
-        .layer(axum::middleware::from_fn_with_state(guard, project::guard))
-        .with_state(app)
+        );
+    let r = tags::routes::<network::NetworkRecord>(r, "networks");
+    let r = tags::routes::<subnet::SubnetRecord>(r, "subnets");
+    let r = tags::routes::<port::PortRecord>(r, "ports");
+    let r = tags::routes::<router::RouterRecord>(r, "routers");
+    let r = tags::routes::<floatingip::FloatingIpRecord>(r, "floatingips");
+    let r = tags::routes::<security_group::GroupRecord>(r, "security-groups");
+    let r = tags::routes::<subnetpool::SubnetPoolRecord>(r, "subnetpools");
+    r.fallback(|| async {
+        NeutronError::not_found("HTTPNotFound", "The resource could not be found.")
+    })
+    .layer(axum::middleware::from_fn_with_state(guard, project::guard))
+    .with_state(app)
 }
 
 pub(crate) type Shared = State<Arc<App>>;
@@ -160,7 +187,8 @@ async fn resources() -> Response {
     reply(
         StatusCode::OK,
         json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"),
-            r("router", "routers"), r("floatingip", "floatingips"),
+            r("router", "routers"), r("floatingip", "floatingips"), r("subnetpool", "subnetpools"),
+            r("quota", "quotas"),
             r("security_group", "security-groups"), r("security_group_rule", "security-group-rules")]}),
     )
 }
@@ -179,7 +207,13 @@ const EXTENSIONS: &[(&str, &str)] = &[
     ("port-security", "Port Security"),
     ("provider", "Provider Network"),
     ("router", "Neutron L3 Router"),
+    ("quotas", "Quota management support"),
     ("security-group", "security-group"),
+    (
+        "standard-attr-tag",
+        "Tag support for resources with standard attribute",
+    ),
+    ("subnet_allocation", "Subnet Allocation"),
     ("net-mtu", "Network MTU"),
     ("project-id", "project_id field enabled"),
     ("standard-attr-description", "standard-attr-description"),
@@ -211,36 +245,65 @@ async fn extension(Path(alias): Path<String>) -> Response {
     }
 }
 
-/// A list request's filters: each key with the values it may take (a key
-/// repeated is an OR), `fields` set aside.
+/// A list request: the filters (each key with the values it may take, a
+/// key repeated is an OR), the sort keys, and the page asked for.
 pub(crate) struct Query {
     filters: Vec<(String, Vec<String>)>,
+    /// (key, ascending), most significant first.
+    pub sort: Vec<(String, bool)>,
+    pub limit: Option<usize>,
+    pub marker: Option<String>,
+    pub page_reverse: bool,
+    /// The query as sent, less `marker` (a next page's link adds its own).
+    pub rest: Vec<(String, String)>,
 }
+
+/// Tag filters: every tag (`tags`), any (`tags-any`), and their negations.
+const TAG_FILTERS: &[&str] = &["tags", "tags-any", "not-tags", "not-tags-any"];
 
 impl Query {
     pub(crate) fn parse(raw: Option<String>) -> Query {
-        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+        let mut q = Query {
+            filters: Vec::new(),
+            sort: Vec::new(),
+            limit: None,
+            marker: None,
+            page_reverse: false,
+            rest: Vec::new(),
+        };
+        let mut keys = Vec::new();
+        let mut dirs = Vec::new();
         for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (k, v) = (decode(k), decode(v));
-            if matches!(
-                k.as_str(),
-                "fields" | "limit" | "marker" | "page_reverse" | "sort_key" | "sort_dir"
-            ) {
-                continue;
+            if k != "marker" {
+                q.rest.push((k.clone(), v.clone()));
             }
-            match filters.iter_mut().find(|(x, _)| *x == k) {
-                Some((_, vs)) => vs.push(v),
-                None => filters.push((k, vec![v])),
+            match k.as_str() {
+                "fields" => {}
+                "limit" => q.limit = v.parse().ok().filter(|n| *n > 0),
+                "marker" => q.marker = Some(v),
+                "page_reverse" => q.page_reverse = parse_bool(&v) == Some(true),
+                "sort_key" => keys.push(v),
+                "sort_dir" => dirs.push(v != "desc"),
+                _ => match q.filters.iter_mut().find(|(x, _)| *x == k) {
+                    Some((_, vs)) => vs.push(v),
+                    None => q.filters.push((k, vec![v])),
+                },
             }
         }
-        Query { filters }
+        q.sort = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, dirs.get(i).copied().unwrap_or(true)))
+            .collect();
+        q
     }
 
     /// Whether `o` passes every filter (booleans as `True`/`true`/`1`).
     pub(crate) fn matches(&self, o: &Value) -> bool {
         self.filters.iter().all(|(k, vs)| {
-            let have = o.get(k);
+            let have = o.get(k.as_str());
             // `fixed_ips=ip_address=10.0.0.5`: one entry must match.
             if k == "fixed_ips" {
                 return vs.iter().any(|v| {
@@ -250,6 +313,24 @@ impl Query {
                             .any(|e| e.get(fk).and_then(Value::as_str) == Some(fv))
                     })
                 });
+            }
+            if TAG_FILTERS.contains(&k.as_str()) {
+                let tags: Vec<&str> = o
+                    .get("tags")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let asked: Vec<&str> = vs.iter().flat_map(|v| v.split(',')).collect();
+                let all = asked.iter().all(|t| tags.contains(t));
+                let any = asked.iter().any(|t| tags.contains(t));
+                return match k.as_str() {
+                    "tags" => all,
+                    "tags-any" => any,
+                    "not-tags" => !all,
+                    _ => !any,
+                };
             }
             vs.iter().any(|v| match have {
                 Some(Value::Bool(b)) => parse_bool(v) == Some(*b),
@@ -261,6 +342,41 @@ impl Query {
             })
         })
     }
+
+    /// Orders `items` by the sort keys (ties keep their order).
+    pub(crate) fn sorted(&self, items: &mut [Value]) {
+        for (k, asc) in self.sort.iter().rev() {
+            items.sort_by(|a, b| {
+                let o = compare(&a[k.as_str()], &b[k.as_str()]);
+                if *asc { o } else { o.reverse() }
+            });
+        }
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// `s` escaped for a query string.
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub(crate) type Raw = RawQuery;
@@ -321,5 +437,32 @@ mod tests {
             "a missing field matches only empty"
         );
         assert_eq!(decode("%zz%4"), "%zz%4", "bad escapes stay as they are");
+        let t = json!({"tags": ["a", "b"]});
+        assert!(q("tags=a,b").matches(&t) && !q("tags=a,c").matches(&t));
+        assert!(q("tags-any=c,b").matches(&t) && !q("tags-any=c").matches(&t));
+        assert!(q("not-tags=a,c").matches(&t) && !q("not-tags=a,b").matches(&t));
+        assert!(q("not-tags-any=c").matches(&t) && !q("not-tags-any=a").matches(&t));
+    }
+
+    #[test]
+    fn sorting_and_pages() {
+        let q = Query::parse(Some(
+            "sort_key=mtu&sort_dir=desc&sort_key=name&limit=2&marker=x&page_reverse=True".into(),
+        ));
+        assert_eq!(q.sort, vec![("mtu".into(), false), ("name".into(), true)]);
+        assert_eq!(
+            (q.limit, q.marker.as_deref(), q.page_reverse),
+            (Some(2), Some("x"), true)
+        );
+        let mut v = vec![
+            json!({"mtu": 1, "name": "b"}),
+            json!({"mtu": 2, "name": "z"}),
+            json!({"mtu": 1, "name": "a"}),
+        ];
+        q.sorted(&mut v);
+        assert_eq!(v[0]["name"], "z");
+        assert_eq!(v[1]["name"], "a");
+        assert!(!q.rest.iter().any(|(k, _)| k == "marker"));
+        assert_eq!(encode("a b:c"), "a%20b%3Ac");
     }
 }

@@ -196,13 +196,14 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         }
     }
     let done = blocking(move || {
+        crate::quota::check_each::<NetworkRecord>(&app, "network", &records)?;
         app.topo
             .write(|w| {
                 for r in &records {
                     if !is_uplink(r) {
                         w.tx.put(&bridge(r));
                     }
-                    w.tx.put(r);
+                    record::put_new(w, r);
                 }
                 Ok(())
             })
@@ -213,8 +214,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     record::created(bulk, done)
 }
 
-pub async fn list(state: Shared, raw: Raw) -> Response {
-    record::list::<NetworkRecord>(&state.0, raw.0)
+pub async fn list(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<NetworkRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
@@ -274,10 +275,10 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
         app.topo
             .write(|w| {
                 for s in subnets_of(&r) {
-                    w.tx.remove(Kind::NeutronSubnet, s);
+                    record::remove(w, Kind::NeutronSubnet, s);
                 }
                 w.tx.delete(Kind::Bridge, r.id)?;
-                w.tx.remove(Kind::NeutronNetwork, r.id);
+                record::remove(w, Kind::NeutronNetwork, r.id);
                 Ok(())
             })
             .map_err(NeutronError::from)

@@ -349,7 +349,7 @@ pub fn remove_port(
     dhcp_hosts(w, r, true)?;
     crate::security_group::port_filters(w, None, Some(r))?;
     w.tx.delete(Kind::Port, r.id)?;
-    w.tx.remove(Kind::NeutronPort, r.id);
+    record::remove(w, Kind::NeutronPort, r.id);
     hold(r, false);
     Ok(())
 }
@@ -467,7 +467,7 @@ pub fn write_port(
     }
     crate::security_group::port_groups(app, w, &mut r.fields)?;
     crate::security_group::port_filters(w, Some(r), None)?;
-    w.tx.put(r);
+    record::put_new(w, r);
     hold(r, true);
     Ok(())
 }
@@ -489,7 +489,9 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
             )
         })?;
         let net = find::<NetworkRecord>(&app, nid)?;
-        let r = new_port(&app, &m, &project(&m, &headers), &net)?;
+        let p = project(&m, &headers);
+        crate::quota::check::<PortRecord>(&app, &p, "port", 1)?;
+        let r = new_port(&app, &m, &p, &net)?;
         record::write(&app, |w| {
             let mut r = r.clone();
             write_port(&app, w, &mut r, &net)?;
@@ -500,8 +502,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     record::answer(StatusCode::CREATED, done)
 }
 
-pub async fn list(state: Shared, raw: Raw) -> Response {
-    record::list::<PortRecord>(&state.0, raw.0)
+pub async fn list(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<PortRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {

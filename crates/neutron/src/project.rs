@@ -144,6 +144,17 @@ pub async fn guard(State((app, tokens)): State<Guard>, mut req: Request, next: N
     }
     let parts: Vec<&str> = path.trim_start_matches("/v2.0/").split('/').collect();
     let method = req.method().clone();
+    // Quotas: a member reads its own, only an admin sets them.
+    if parts.first() == Some(&"quotas")
+        && (method != Method::GET || parts.get(1).is_none_or(|p| *p != caller.project))
+    {
+        return NeutronError::new(
+            StatusCode::FORBIDDEN,
+            "PolicyNotAuthorized",
+            "Only an admin may see or change other projects' quotas.",
+        )
+        .into_response();
+    }
     if let [coll, id, ..] = parts.as_slice()
         && let Some(f) = owner(&app, coll, id)
         && !allowed(&caller, &f, method == Method::GET)

@@ -2,7 +2,7 @@
 //! the NSDB beside the MidoNet objects it translates to (same id).
 
 use crate::error::NeutronError;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cluster::App;
 use model::Object;
@@ -148,8 +148,9 @@ pub async fn blocking<T: Send + 'static>(
         let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
         let done = f();
         if done.is_err() {
-            // What a failed write noted as held may not be.
+            // What a failed write noted as held or counted may not be.
             crate::port::forget_held();
+            forget_owned();
         }
         done
     };
@@ -196,17 +197,53 @@ pub fn parse(body: &[u8]) -> Result<Value, NeutronError> {
 }
 
 /// `GET /v2.0/<plural>`: every record passing the query's filters, oldest
-/// first.
-pub fn list<R: Record>(app: &App, raw: Option<String>) -> Response {
+/// first or as sorted, one page of them when a `limit` is asked (with the
+/// next page's link, which the SDK follows).
+pub fn list<R: Record>(app: &App, headers: &HeaderMap, raw: Option<String>) -> Response {
     let q = crate::Query::parse(raw);
-    match app.topo.all::<R>() {
-        Ok(all) => {
-            let mut v: Vec<Value> = all.iter().map(shown).filter(|o| q.matches(o)).collect();
-            v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-            crate::reply(StatusCode::OK, json!({ R::PLURAL: v }))
-        }
-        Err(e) => NeutronError::from(e).into_response(),
+    let all = match app.topo.all::<R>() {
+        Ok(all) => all,
+        Err(e) => return NeutronError::from(e).into_response(),
+    };
+    let mut v: Vec<Value> = all.iter().map(shown).filter(|o| q.matches(o)).collect();
+    v.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+    q.sorted(&mut v);
+    if q.page_reverse {
+        v.reverse();
     }
+    if let Some(m) = &q.marker
+        && let Some(i) = v.iter().position(|o| o["id"].as_str() == Some(m.as_str()))
+    {
+        v.drain(..=i);
+    }
+    let mut body = Map::new();
+    if let Some(limit) = q.limit
+        && v.len() > limit
+    {
+        v.truncate(limit);
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost:9696");
+        let mut query: Vec<String> = q
+            .rest
+            .iter()
+            .map(|(k, x)| format!("{}={}", crate::encode(k), crate::encode(x)))
+            .collect();
+        if let Some(last) = v.last().and_then(|o| o["id"].as_str()) {
+            query.push(format!("marker={last}"));
+        }
+        let path = R::PLURAL.replace('_', "-");
+        body.insert(
+            format!("{}_links", R::PLURAL),
+            json!([{"rel": "next", "href": format!("http://{host}/v2.0/{path}?{}", query.join("&"))}]),
+        );
+    }
+    if q.page_reverse {
+        v.reverse();
+    }
+    body.insert(R::PLURAL.into(), Value::Array(v));
+    crate::reply(StatusCode::OK, Value::Object(body))
 }
 
 /// `GET /v2.0/<plural>/<id>`.
@@ -249,4 +286,62 @@ pub fn write<R>(
     f: impl FnMut(&mut cluster::topo::Writer<'_>) -> Result<R, NeutronError>,
 ) -> Result<R, NeutronError> {
     app.topo.write_as(f)
+}
+
+/// The ids of each kind's records per project, for quotas: read once per
+/// kind, then kept by this server's Neutron writes (idempotent, so a retried
+/// transaction counts once) and dropped whole when a write fails.
+type Owned = std::collections::HashMap<
+    model::Kind,
+    std::collections::HashMap<String, std::collections::HashSet<Uuid>>,
+>;
+static OWNED: std::sync::Mutex<Option<Owned>> = std::sync::Mutex::new(None);
+
+fn owned() -> std::sync::MutexGuard<'static, Option<Owned>> {
+    OWNED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn project_of<R: Record>(r: &R) -> String {
+    field(r.fields(), "project_id")
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Forgets every count (after a failed write).
+pub fn forget_owned() {
+    *owned() = None;
+}
+
+/// How many `R`s project `p` has.
+pub fn used<R: Record>(app: &App, p: &str) -> Result<usize, NeutronError> {
+    if let Some(m) = owned().as_ref().and_then(|o| o.get(&R::KIND)) {
+        return Ok(m.get(p).map_or(0, |s| s.len()));
+    }
+    let mut per: std::collections::HashMap<String, std::collections::HashSet<Uuid>> =
+        Default::default();
+    for r in app.topo.all::<R>()? {
+        per.entry(project_of(&r)).or_default().insert(r.id());
+    }
+    let n = per.get(p).map_or(0, |s| s.len());
+    owned().get_or_insert_default().insert(R::KIND, per);
+    Ok(n)
+}
+
+/// Writes a new record (and counts it).
+pub fn put_new<R: Record>(w: &mut cluster::topo::Writer<'_>, r: &R) {
+    w.tx.put(r);
+    if let Some(m) = owned().as_mut().and_then(|o| o.get_mut(&R::KIND)) {
+        m.entry(project_of(r)).or_default().insert(r.id());
+    }
+}
+
+/// Removes a record (and its count).
+pub fn remove(w: &mut cluster::topo::Writer<'_>, kind: model::Kind, id: Uuid) {
+    w.tx.remove(kind, id);
+    if let Some(m) = owned().as_mut().and_then(|o| o.get_mut(&kind)) {
+        for s in m.values_mut() {
+            s.remove(&id);
+        }
+    }
 }

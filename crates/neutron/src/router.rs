@@ -442,6 +442,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     };
     let done = blocking(move || {
         let p = project(&set, &headers);
+        crate::quota::check::<RouterRecord>(&app, &p, "router", 1)?;
         let mut r = new_record(set.clone(), &p);
         record::write(&app, |w| {
             let mut r = r.clone();
@@ -464,7 +465,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                 set_routes(w, &r, &json!([]), routes)?;
                 r.fields.insert("routes".into(), routes.clone());
             }
-            w.tx.put(&r);
+            record::put_new(w, &r);
             Ok(r)
         })
         .inspect(|done| r = done.clone())?;
@@ -474,8 +475,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     record::answer(StatusCode::CREATED, done)
 }
 
-pub async fn list(state: Shared, raw: Raw) -> Response {
-    record::list::<RouterRecord>(&state.0, raw.0)
+pub async fn list(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<RouterRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
@@ -567,7 +568,7 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             w.tx.delete(Kind::Router, r.id)?;
             w.tx.delete(Kind::Chain, inc)?;
             w.tx.delete(Kind::Chain, outc)?;
-            w.tx.remove(Kind::NeutronRouter, r.id);
+            record::remove(w, Kind::NeutronRouter, r.id);
             Ok(())
         })
     })

@@ -50,16 +50,7 @@ const ARP: u32 = 0x0806;
 /// The id of a project's `default` group: derived from the project, so
 /// finding it is one read.
 pub fn default_group_id(project: &str) -> Uuid {
-    // FNV-1a, twice with different offsets, for 128 bits.
-    let h = |seed: u64| {
-        project.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    let (a, b) = (h(0xcbf2_9ce4_8422_2325), h(0x6c62_272e_07bb_0142));
-    uuid::Builder::from_u128((u128::from(a) << 64) | u128::from(b))
-        .with_version(uuid::Version::Custom)
-        .into_uuid()
+    crate::ids::named(project, Derived::DefaultGroup)
 }
 
 fn chain(id: Uuid, name: String, tenant: &str) -> Chain {
@@ -128,7 +119,7 @@ fn write_group(
     for r in rules {
         add_rule(w, g, r)?;
     }
-    w.tx.put(g);
+    record::put_new(w, g);
     Ok(())
 }
 
@@ -138,7 +129,7 @@ fn add_rule(w: &mut Writer<'_>, g: &mut GroupRecord, r: &RuleRecord) -> Result<(
         a.push(record::shown(r));
     }
     cluster::ops::add_rule(w, translated(r), None)?;
-    w.tx.put(r);
+    record::put_new(w, r);
     Ok(())
 }
 
@@ -573,6 +564,7 @@ pub async fn create_group(state: Shared, headers: HeaderMap, body: axum::body::B
     };
     let done = blocking(move || {
         let p = project(&set, &headers);
+        crate::quota::check::<GroupRecord>(&app, &p, "security_group", 1)?;
         if set.get("name").and_then(Value::as_str) == Some("default") {
             // Neutron makes the one `default` group itself.
             let id = default_group_id(&p);
@@ -620,7 +612,7 @@ pub async fn list_groups(state: Shared, headers: HeaderMap, raw: Raw) -> Respons
     if let Err(e) = made {
         return e.into_response();
     }
-    record::list::<GroupRecord>(&app, raw.0)
+    record::list::<GroupRecord>(&app, &headers, raw.0)
 }
 
 pub async fn show_group(state: Shared, Path(id): Path<String>) -> Response {
@@ -679,9 +671,9 @@ pub async fn delete_group(state: Shared, Path(id): Path<String>) -> Response {
                 }
                 w.tx.delete(Kind::IpAddrGroup, g.id)?;
                 for r in &rules {
-                    w.tx.remove(Kind::NeutronSecurityGroupRule, *r);
+                    record::remove(w, Kind::NeutronSecurityGroupRule, *r);
                 }
-                w.tx.remove(Kind::NeutronSecurityGroup, g.id);
+                record::remove(w, Kind::NeutronSecurityGroup, g.id);
                 Ok(())
             })
             .map_err(NeutronError::from)
@@ -851,6 +843,7 @@ pub async fn create_rule(state: Shared, headers: HeaderMap, body: axum::body::By
             find::<GroupRecord>(&app, rg)?;
         }
         let p = project(&set, &headers);
+        crate::quota::check::<RuleRecord>(&app, &p, "security_group_rule", 1)?;
         let mut fields = set.clone();
         fields.remove("tenant_id");
         fields.remove("project_id");
@@ -882,8 +875,8 @@ pub async fn create_rule(state: Shared, headers: HeaderMap, body: axum::body::By
     record::answer(StatusCode::CREATED, done)
 }
 
-pub async fn list_rules(state: Shared, raw: Raw) -> Response {
-    record::list::<RuleRecord>(&state.0, raw.0)
+pub async fn list_rules(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<RuleRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show_rule(state: Shared, Path(id): Path<String>) -> Response {
@@ -903,7 +896,7 @@ pub async fn delete_rule(state: Shared, Path(id): Path<String>) -> Response {
         app.topo
             .write(|w| {
                 w.tx.delete(Kind::Rule, r.id)?;
-                w.tx.remove(Kind::NeutronSecurityGroupRule, r.id);
+                record::remove(w, Kind::NeutronSecurityGroupRule, r.id);
                 w.tx.put(&g);
                 Ok(())
             })

@@ -43,6 +43,7 @@ const CREATE_ONLY: &[&str] = &[
     "ipv6_ra_mode",
     "ipv6_address_mode",
     "subnetpool_id",
+    "prefixlen",
     "service_types",
     "segment_id",
 ];
@@ -52,7 +53,7 @@ fn bad(field: &str, why: impl std::fmt::Display) -> NeutronError {
 }
 
 /// `a.b.c.d/len`, canonicalised to its network address.
-fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), NeutronError> {
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), NeutronError> {
     let (a, l) = s
         .split_once('/')
         .ok_or_else(|| bad("cidr", format!("'{s}' is not a valid IP subnet")))?;
@@ -274,8 +275,10 @@ fn new_record(item: &Value, headers: &HeaderMap) -> Result<SubnetRecord, Neutron
     let m = body_of(item, "subnet")?;
     let allowed: Vec<&str> = WRITABLE.iter().chain(CREATE_ONLY).copied().collect();
     only(m, &allowed)?;
+    let pooled = m.get("subnetpool_id").is_some_and(|v| !v.is_null());
     for req in ["network_id", "cidr"] {
-        if !m.contains_key(req) {
+        let needed = !(req == "cidr" && pooled);
+        if needed && !m.contains_key(req) {
             return Err(NeutronError::bad_request(format!(
                 "Failed to parse request. Required attribute '{req}' not specified"
             )));
@@ -293,12 +296,7 @@ fn new_record(item: &Value, headers: &HeaderMap) -> Result<SubnetRecord, Neutron
         }
         _ => return Err(bad("ip_version", "must be 4")),
     }
-    for k in [
-        "subnetpool_id",
-        "ipv6_ra_mode",
-        "ipv6_address_mode",
-        "segment_id",
-    ] {
+    for k in ["ipv6_ra_mode", "ipv6_address_mode", "segment_id"] {
         if m.get(k).is_some_and(|v| !v.is_null()) {
             return Err(NeutronError::bad_request(format!(
                 "{k} is not supported yet."
@@ -318,9 +316,39 @@ fn new_record(item: &Value, headers: &HeaderMap) -> Result<SubnetRecord, Neutron
             f.insert(k.clone(), v.clone());
         }
     }
-    complete(&mut f, true)?;
+    // A pooled subnet without a CIDR gets one from its pool (`place`).
+    if f.contains_key("cidr") {
+        complete(&mut f, true)?;
+    }
     let p = project(m, headers);
     Ok(SubnetRecord::new(Uuid::new_v4(), standard(&p, f)))
+}
+
+/// Cuts a pooled subnet's CIDR from its pool (or checks the one it asked
+/// for), `made` being made in the same call.
+fn place(app: &App, r: &mut SubnetRecord, made: &[SubnetRecord]) -> Result<(), NeutronError> {
+    let Some(pool) = r.f("subnetpool_id").as_str().map(str::to_string) else {
+        r.fields.remove("prefixlen");
+        return Ok(());
+    };
+    let asked = r.f("cidr").as_str().map(parse_cidr).transpose()?;
+    let len = match r.fields.remove("prefixlen") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .filter(|n| *n <= 32)
+                .ok_or_else(|| bad("prefixlen", format!("'{v}' is not a prefix length")))?
+                as u8,
+        ),
+    };
+    let c = crate::subnetpool::place(app, &pool, asked, len, made)?;
+    if asked.is_none() {
+        r.fields
+            .insert("cidr".into(), json!(format!("{}/{}", c.0, c.1)));
+        complete(&mut r.fields, true)?;
+    }
+    Ok(())
 }
 
 /// Refuses a subnet overlapping another of its network.
@@ -368,7 +396,13 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         }
     }
     let done = blocking(move || {
+        let mut records = records;
+        crate::quota::check_each::<SubnetRecord>(&app, "subnet", &records)?;
         let mut nets: Vec<NetworkRecord> = Vec::new();
+        for i in 0..records.len() {
+            let (made, rest) = records.split_at_mut(i);
+            place(&app, &mut rest[0], made)?;
+        }
         for (i, r) in records.iter().enumerate() {
             let nid = r.f("network_id").as_str().unwrap_or_default().to_string();
             let pos = match nets.iter().position(|n| n.id.to_string() == nid) {
@@ -398,7 +432,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                     {
                         w.tx.put(&dhcp(r, net));
                     }
-                    w.tx.put(r);
+                    record::put_new(w, r);
                 }
                 Ok(())
             })
@@ -409,8 +443,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
     record::created(bulk, done)
 }
 
-pub async fn list(state: Shared, raw: Raw) -> Response {
-    record::list::<SubnetRecord>(&state.0, raw.0)
+pub async fn list(state: Shared, headers: HeaderMap, raw: Raw) -> Response {
+    record::list::<SubnetRecord>(&state.0, &headers, raw.0)
 }
 
 pub async fn show(state: Shared, Path(id): Path<String>) -> Response {
@@ -481,7 +515,7 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
                     w.tx.put(n);
                 }
                 w.tx.delete(Kind::DhcpSubnet, r.id)?;
-                w.tx.remove(Kind::NeutronSubnet, r.id);
+                record::remove(w, Kind::NeutronSubnet, r.id);
                 Ok(())
             })
             .map_err(NeutronError::from)
