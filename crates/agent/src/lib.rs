@@ -419,6 +419,7 @@ async fn binder_loop(
             if open.contains_key(&b.port) {
                 continue;
             }
+            let opening = std::time::Instant::now();
             let socks: Result<Vec<_>, _> = (0..workers)
                 .map(|_| {
                     datapath::PortSocket::open(&b.interface, workers > 1, rx_ring_ms).map(Arc::new)
@@ -427,7 +428,8 @@ async fn binder_loop(
             match socks {
                 Ok(socks) => {
                     changed = true;
-                    tracing::info!(port = %b.port, interface = %b.interface, "port bound");
+                    tracing::info!(port = %b.port, interface = %b.interface,
+                        opened_us = opening.elapsed().as_micros() as u64, "port bound");
                     let _ = session.send(port_state(b, true));
                     open.insert(b.port, (b.clone(), socks));
                 }

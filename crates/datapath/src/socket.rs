@@ -159,12 +159,16 @@ impl PacketSocket {
     ) -> io::Result<Self> {
         let ifindex = ifindex(name)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket takes no packets until bind(2) names the
+        // protocol, so neither the ring's setup nor the bind has to unhook a
+        // running socket (each unhooking waits for an RCU grace period,
+        // milliseconds on a VM, and a port is not served until they end).
         // SAFETY: plain socket(2) call; the fd is owned right away.
         let raw = cvt(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto as i32,
+                0,
             )
         })?;
         // SAFETY: `raw` is a fresh, valid descriptor we own.
