@@ -31,6 +31,8 @@ check() { # NAME COMMAND...: passes if the command succeeds
     if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
 }
 pings() { nsx "$1" ping -n -c "${3:-3}" -i 0.1 -W 1 "$2"; }
+# A Neutron call as NTOKEN's caller (the admin by default): METHOD PATH [BODY].
+neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' -H "X-Auth-Token: ${NTOKEN:-e2e-admin}" ${3:+-d "$3"} "http://$CTL_IP:9696/v2.0/$2"; }
 no_ping() { ! nsx "$1" ping -n -c 2 -i 0.2 -W 1 "$2"; }
 wait_ping() { # VM IP SECONDS: until a ping answers
     local i
@@ -41,6 +43,8 @@ wait_ping() { # VM IP SECONDS: until a ping answers
 # ---------------------------------------------------------------- testbed --
 e2e_down
 e2e_underlay
+# The Neutron API under static tokens: an admin and two projects' members.
+export MIDONET_NEUTRON_TOKENS="e2e-admin:admin:admin,e2e-a:project-a:member,e2e-b:project-b:member"
 start_server || { echo "0 passed, 1 failed"; exit 1; }
 start_agent h1; start_agent h2
 H1=$(host_id h1); H2=$(host_id h2)
@@ -240,7 +244,6 @@ t_neutron_vms() {
     # get their fixed IPs by DHCP and ping each other.
     local N=http://$CTL_IP:9696/v2.0 net sub pn1 pn2 macn1 macn2 ipn1 ipn2 v
     ln -sf "$BIN" "$E2E_STATE/mm-ctl"
-    neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$N/$2"; }
     field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
     net=$(neutron POST networks '{"network": {"name": "nvm"}}' | field '["network"]["id"]') || return 1
     sub=$(neutron POST subnets "{\"subnet\": {\"network_id\": \"$net\", \"ip_version\": 4, \"cidr\": \"10.60.0.0/24\", \"dns_nameservers\": [\"10.60.0.53\"]}}" | field '["subnet"]["id"]') || return 1
@@ -293,7 +296,6 @@ t_neutron_cloud() {
     # `midonet port bind`, one with mm-ctl).
     local N=http://$CTL_IP:9696/v2.0 up pub tnet tsub edge t1 upp pc1 pc2 ip1 ip2 sg fip why="" t0 t
     ln -sf "$BIN" "$E2E_STATE/mm-ctl"
-    neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$N/$2"; }
     field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
     mkns next
     ip link add eth0 netns "$(ns next)" type veth peer name nup0 netns "$(ns h2)"
@@ -380,6 +382,31 @@ while True: c,_=s.accept(); c.close()' $port &
     [[ -z $why ]]
 }
 check "Neutron only: edge router on an uplink, tenant router with SNAT, VMs by DHCP on two hosts, a floating IP opened by security-group rules within 1 s" t_neutron_cloud
+
+t_neutron_projects() {
+    # Project B's member cannot see or change project A's network; A's can.
+    local a code why=""
+    a=$(NTOKEN=e2e-a neutron POST networks '{"network": {"name": "a-private"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"]["id"])') || return 1
+    local seen; seen=$(NTOKEN=e2e-b neutron GET networks) || why+="B cannot list networks; "
+    grep -q '"networks"' <<<"$seen" || why+="no network list for B; "
+    grep -q "$a" <<<"$seen" && why+="B lists A's network; "
+    for m in GET DELETE; do
+        code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X $m -H 'X-Auth-Token: e2e-b' "http://$CTL_IP:9696/v2.0/networks/$a")
+        [[ $code == 404 ]] || why+="B's $m of A's network answered $code; "
+    done
+    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
+        -d '{"network": {"name": "mine"}}' "http://$CTL_IP:9696/v2.0/networks/$a")
+    [[ $code == 404 ]] || why+="B's rename answered $code; "
+    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
+        -d "{\"port\": {\"network_id\": \"$a\"}}" "http://$CTL_IP:9696/v2.0/ports")
+    [[ $code == 404 ]] || why+="B's port on A's network answered $code; "
+    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' "http://$CTL_IP:9696/v2.0/networks")
+    [[ $code == 401 ]] || why+="no token answered $code; "
+    NTOKEN=e2e-a neutron GET "networks/$a" | grep -q '"a-private"' || why+="A lost its network; "
+    echo "${why:-B saw and changed nothing of the network of A; no token 401}"
+    [[ -z $why ]]
+}
+check "Neutron projects: project B cannot see or change project A's network" t_neutron_projects
 
 t_bad_input() {
     # Malformed frames from a VM and a VXLAN datagram with an unknown key:
