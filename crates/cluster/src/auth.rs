@@ -1,7 +1,9 @@
 //! Authentication as MidoNet's API has it: `POST /login` with Basic
 //! credentials returns a token (cookie `sessionId`), later calls carry
 //! `X-Auth-Token`. Mode `none` accepts everyone (MidoNet's default mock auth);
-//! mode `static` checks configured users and expires tokens.
+//! mode `static` checks configured users and expires tokens. A user may
+//! belong to a project (`user:password:project[:role]`): unless its role is
+//! `admin` it sees and changes only that project's objects (`tenancy`).
 
 use crate::App;
 use crate::error::ApiError;
@@ -19,14 +21,30 @@ pub enum AuthMode {
     None,
     /// Configured users; tokens valid for `ttl`.
     Static {
-        users: HashMap<String, String>,
+        users: HashMap<String, User>,
         ttl: Duration,
     },
 }
 
+/// A configured user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub password: String,
+    /// The project it acts in; `None`: every project (an operator).
+    pub project: Option<String>,
+    pub admin: bool,
+}
+
+/// Who a request's token belongs to, when it is scoped to a project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub project: String,
+    pub admin: bool,
+}
+
 pub struct Auth {
     pub mode: AuthMode,
-    tokens: Mutex<HashMap<String, Instant>>,
+    tokens: Mutex<HashMap<String, (Instant, Option<Caller>)>>,
 }
 
 impl Auth {
@@ -37,36 +55,54 @@ impl Auth {
         }
     }
 
-    fn valid(&self, token: &str) -> bool {
+    /// The token's caller: `None` when the token is not valid, `Some(None)`
+    /// for one not scoped to a project.
+    fn caller(&self, token: &str) -> Option<Option<Caller>> {
         let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        t.retain(|_, exp| *exp > now);
-        t.contains_key(token)
+        t.retain(|_, (exp, _)| *exp > now);
+        t.get(token).map(|(_, c)| c.clone())
     }
 }
 
-/// Parses a users spec `user:password[,user:password...]`.
-pub fn parse_users(spec: &str) -> Result<HashMap<String, String>, String> {
+/// Parses a users spec `user:password[:project[:role]][,...]`; a user
+/// with a project but no role is a member of it.
+pub fn parse_users(spec: &str) -> Result<HashMap<String, User>, String> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
-        .map(|pair| {
-            let (u, p) = pair
-                .split_once(':')
-                .ok_or_else(|| format!("\"{pair}\" is not user:password"))?;
+        .map(|item| {
+            let mut it = item.splitn(4, ':');
+            let (Some(u), Some(p)) = (it.next(), it.next()) else {
+                return Err(format!("\"{item}\" is not user:password[:project[:role]]"));
+            };
             if u.is_empty() {
-                return Err(format!("\"{pair}\" has an empty user name"));
+                return Err(format!("\"{item}\" has an empty user name"));
             }
-            Ok((u.to_string(), p.to_string()))
+            let project = it.next().filter(|p| !p.is_empty()).map(str::to_string);
+            let admin = match it.next() {
+                Some(r) => r == "admin",
+                None => project.is_none(),
+            };
+            Ok((
+                u.to_string(),
+                User {
+                    password: p.to_string(),
+                    project,
+                    admin,
+                },
+            ))
         })
         .collect()
 }
 
-pub fn check(app: &App, route: &ApiRoute, req: &Req) -> Result<(), ApiError> {
+/// Checks the request's token; returns the caller when the token is scoped
+/// to a project.
+pub fn check(app: &App, route: &ApiRoute, req: &Req) -> Result<Option<Caller>, ApiError> {
     if route.public {
-        return Ok(());
+        return Ok(None);
     }
     match &app.auth.mode {
-        AuthMode::None => Ok(()),
+        AuthMode::None => Ok(None),
         AuthMode::Static { .. } => {
             let token = req
                 .headers
@@ -78,8 +114,8 @@ pub fn check(app: &App, route: &ApiRoute, req: &Req) -> Result<(), ApiError> {
                     401,
                     "authentication required: log in at /login and send X-Auth-Token",
                 ))
-            } else if app.auth.valid(token) {
-                Ok(())
+            } else if let Some(c) = app.auth.caller(token) {
+                Ok(c)
             } else {
                 Err(ApiError::new(401, "invalid or expired token; log in again"))
             }
@@ -108,18 +144,22 @@ pub fn login(app: &App, req: &Req) -> Result<Resp, ApiError> {
             let Some((u, p)) = creds else {
                 return Err(ApiError::new(401, "login needs HTTP Basic credentials"));
             };
-            if users.get(&u) != Some(&p) {
+            let Some(user) = users.get(&u).filter(|x| x.password == p) else {
                 return Err(ApiError::new(
                     401,
                     format!("wrong user name or password for \"{u}\""),
                 ));
-            }
+            };
+            let caller = user.project.clone().map(|project| Caller {
+                project,
+                admin: user.admin,
+            });
             let token = format!("{:032x}", rand::rng().random::<u128>());
             app.auth
                 .tokens
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(token.clone(), Instant::now() + *ttl);
+                .insert(token.clone(), (Instant::now() + *ttl, caller));
             (
                 token,
                 Some(httpdate::fmt_http_date(SystemTime::now() + *ttl)),

@@ -258,7 +258,7 @@ pub async fn serve(
         .and_then(|h| h.to_str().ok())
         .unwrap_or(&app.default_host);
     let base = format!("http://{host}{}", app.root);
-    let req = Req {
+    let mut req = Req {
         method,
         params,
         query: parse_query(query),
@@ -267,8 +267,14 @@ pub async fn serve(
         base,
     };
 
-    if let Err(e) = crate::auth::check(app, route, &req) {
-        return error_response(&e);
+    match crate::auth::check(app, route, &req) {
+        Err(e) => return error_response(&e),
+        Ok(Some(caller)) => {
+            if let Err(e) = crate::tenancy::guard(app, &caller, rest, &mut req) {
+                return error_response(&e);
+            }
+        }
+        Ok(None) => {}
     }
     let offered = route.ty.map(|t| {
         if route.list {

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod resources;
 pub mod rest;
 pub mod routes;
+pub mod tenancy;
 pub mod topo;
 pub mod topology_service;
 

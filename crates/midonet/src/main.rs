@@ -43,7 +43,9 @@ struct ServerArgs {
     /// Authentication: `none` accepts everyone (MidoNet's default); `static` checks --users.
     #[arg(long, default_value = "none", value_parser = ["none", "static"])]
     auth: String,
-    /// Users for `--auth static`, as `user:password[,user:password...]`.
+    /// Users for `--auth static`, as `user:password[:project[:role]][,...]`: a
+    /// user with a project (and a role other than `admin`) sees only its
+    /// project's objects.
     #[arg(long, env = "MIDONET_USERS", default_value = "")]
     users: String,
     /// Lifetime of a login token, in seconds.
