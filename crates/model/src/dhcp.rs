@@ -47,6 +47,37 @@ impl DhcpHost {
     }
 }
 
+/// A static host of a DHCP subnet stored on its own (what Neutron's ports
+/// make): adding one rewrites only itself, not the subnet with every other
+/// host. The subnet's hosts are its embedded ones and these.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DhcpHostEntry {
+    pub id: Uuid,
+    pub bridge_id: Uuid,
+    pub subnet_id: Uuid,
+    #[serde(flatten)]
+    pub host: DhcpHost,
+}
+
+impl DhcpHostEntry {
+    /// The id of subnet `subnet`'s entry for `mac`: one per MAC, as the
+    /// API names hosts.
+    pub fn id_for(subnet: Uuid, mac: MacAddr) -> Uuid {
+        let mut b = *subnet.as_bytes();
+        for (i, m) in mac.0.iter().enumerate() {
+            b[10 + i] ^= *m;
+        }
+        b[0] ^= 0xd4;
+        Uuid::from_bytes(b)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.host.validate()
+    }
+}
+crate::object!(DhcpHostEntry, DhcpHostEntry);
+
 /// A DHCP subnet served on a bridge. REST names it by `prefix_length` under its
 /// bridge; the store gives it an id.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

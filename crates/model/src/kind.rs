@@ -17,6 +17,8 @@ pub enum Kind {
     Host,
     TunnelZone,
     DhcpSubnet,
+    /// A DHCP subnet's static host, stored on its own.
+    DhcpHostEntry,
     LoadBalancer,
     Pool,
     PoolMember,
@@ -52,7 +54,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 33] = [
+    pub const ALL: [Kind; 34] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -64,6 +66,7 @@ impl Kind {
         Kind::Host,
         Kind::TunnelZone,
         Kind::DhcpSubnet,
+        Kind::DhcpHostEntry,
         Kind::LoadBalancer,
         Kind::Pool,
         Kind::PoolMember,
@@ -117,6 +120,7 @@ impl Kind {
             Kind::Host => "Host",
             Kind::TunnelZone => "TunnelZone",
             Kind::DhcpSubnet => "DhcpSubnet",
+            Kind::DhcpHostEntry => "DhcpHostEntry",
             Kind::LoadBalancer => "LoadBalancer",
             Kind::Pool => "Pool",
             Kind::PoolMember => "PoolMember",

@@ -26,7 +26,7 @@ pub use chain::{
     Chain, Condition, FlowAction, FragmentPolicy, NatTarget, PortRange, Rule, RuleType,
 };
 pub use device::{Bridge, Port, PortType, Route, RouteType, Router};
-pub use dhcp::{DhcpHost, DhcpSubnet, ExtraDhcpOpt, Opt121Route};
+pub use dhcp::{DhcpHost, DhcpHostEntry, DhcpSubnet, ExtraDhcpOpt, Opt121Route};
 pub use error::{Invalid, Violation};
 pub use host::{Host, HostInterface, TunnelZone, TunnelZoneHost, TunnelZoneType};
 pub use kind::{Kind, Object};

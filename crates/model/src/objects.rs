@@ -17,6 +17,7 @@ pub struct Objects {
     pub port_groups: Vec<PortGroup>,
     pub ip_addr_groups: Vec<IpAddrGroup>,
     pub dhcp: Vec<DhcpSubnet>,
+    pub dhcp_hosts: Vec<DhcpHostEntry>,
     pub load_balancers: Vec<LoadBalancer>,
     pub pools: Vec<Pool>,
     pub members: Vec<PoolMember>,
@@ -71,6 +72,7 @@ impl Objects {
         v.extend(self.port_groups.into_iter().map(Obj::from));
         v.extend(self.ip_addr_groups.into_iter().map(Obj::from));
         v.extend(self.dhcp.into_iter().map(Obj::from));
+        v.extend(self.dhcp_hosts.into_iter().map(Obj::from));
         v.extend(self.load_balancers.into_iter().map(Obj::from));
         v.extend(self.pools.into_iter().map(Obj::from));
         v.extend(self.members.into_iter().map(Obj::from));
@@ -94,6 +96,7 @@ impl Objects {
                 Obj::PortGroup(x) => o.port_groups.push(x),
                 Obj::IpAddrGroup(x) => o.ip_addr_groups.push(x),
                 Obj::DhcpSubnet(x) => o.dhcp.push(x),
+                Obj::DhcpHostEntry(x) => o.dhcp_hosts.push(x),
                 Obj::LoadBalancer(x) => o.load_balancers.push(x),
                 Obj::Pool(x) => o.pools.push(x),
                 Obj::PoolMember(x) => o.members.push(x),
@@ -108,7 +111,7 @@ impl Objects {
 impl Objects {
     /// The kinds a topology is built from; any other kind (hosts, tunnel
     /// zones, BGP) is not filtered by reachability.
-    pub const KINDS: [Kind; 14] = [
+    pub const KINDS: [Kind; 15] = [
         Bridge::KIND,
         Router::KIND,
         Port::KIND,
@@ -118,6 +121,7 @@ impl Objects {
         PortGroup::KIND,
         IpAddrGroup::KIND,
         DhcpSubnet::KIND,
+        DhcpHostEntry::KIND,
         LoadBalancer::KIND,
         Pool::KIND,
         PoolMember::KIND,

@@ -12,7 +12,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cluster::App;
-use model::{DhcpHost, DhcpSubnet, Host, Kind, MacAddr, Port};
+use model::{DhcpHost, DhcpHostEntry, DhcpSubnet, Host, Kind, MacAddr, Port};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -354,27 +354,34 @@ pub fn remove_port(
     Ok(())
 }
 
-/// Adds (or with `remove`, takes away) a port's DHCP host entries.
+/// Adds (or with `remove`, takes away) a port's DHCP host entries: one
+/// object each, so a create rewrites nothing of the network's other ports.
 fn dhcp_hosts(
     w: &mut cluster::topo::Writer<'_>,
     r: &PortRecord,
     remove: bool,
 ) -> Result<(), cluster::error::ApiError> {
-    let mac: Option<MacAddr> = r.f("mac_address").as_str().and_then(|m| m.parse().ok());
+    let mac = mac_of(r);
     for (s, ip) in fixed_ips(r) {
-        let Some(mut d) = w.tx.get::<DhcpSubnet>(s)? else {
+        let id = DhcpHostEntry::id_for(s, mac);
+        if remove {
+            w.tx.delete(Kind::DhcpHostEntry, id)?;
+            continue;
+        }
+        let Some(d) = w.tx.get::<DhcpSubnet>(s)? else {
             continue;
         };
-        d.hosts.retain(|h| h.ip_addr != Some(ip));
-        if !remove {
-            d.hosts.push(DhcpHost {
-                mac_addr: mac,
+        w.tx.put(&DhcpHostEntry {
+            id,
+            bridge_id: d.bridge_id,
+            subnet_id: s,
+            host: DhcpHost {
+                mac_addr: Some(mac),
                 ip_addr: Some(ip),
                 name: Some(format!("host-{}", ip.to_string().replace('.', "-"))),
                 extra_dhcp_opts: Vec::new(),
-            });
-        }
-        w.tx.put(&d);
+            },
+        });
     }
     Ok(())
 }

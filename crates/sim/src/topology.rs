@@ -413,6 +413,8 @@ pub trait Source {
     /// The routes naming `router`, or one of its ports as next hop.
     fn routes_of(&self, router: Id) -> Vec<&model::Route>;
     fn dhcp_of(&self, bridge: Id) -> Vec<&model::DhcpSubnet>;
+    /// The DHCP hosts stored on their own for a bridge's subnets.
+    fn dhcp_hosts_of(&self, bridge: Id) -> Vec<&model::DhcpHostEntry>;
     fn members_of(&self, pool: Id) -> Vec<&model::PoolMember>;
     fn vips_of(&self, lb: Id) -> Vec<&model::Vip>;
     /// The port groups holding `port`.
@@ -618,6 +620,13 @@ fn port(s: &impl Source, p: &model::Port) -> Port {
 fn bridge(s: &impl Source, b: &model::Bridge) -> Bridge {
     let mut dhcp: Vec<model::DhcpSubnet> = s.dhcp_of(b.id).into_iter().cloned().collect();
     dhcp.sort_by_key(|d| d.id);
+    let mut entries = s.dhcp_hosts_of(b.id);
+    entries.sort_by_key(|e| e.id);
+    for e in entries {
+        if let Some(d) = dhcp.iter_mut().find(|d| d.id == e.subnet_id) {
+            d.hosts.push(e.host.clone());
+        }
+    }
     let mut br = Bridge {
         id: b.id,
         admin_up: b.admin_state_up,
@@ -801,6 +810,7 @@ struct Indexed<'a> {
     ports_of: FxHashMap<Id, Vec<&'a model::Port>>,
     routes_of: FxHashMap<Id, Vec<&'a model::Route>>,
     dhcp_of: FxHashMap<Id, Vec<&'a model::DhcpSubnet>>,
+    dhcp_hosts_of: FxHashMap<Id, Vec<&'a model::DhcpHostEntry>>,
     members_of: FxHashMap<Id, Vec<&'a model::PoolMember>>,
     vips_of: FxHashMap<Id, Vec<&'a model::Vip>>,
     groups_of: FxHashMap<Id, Vec<Id>>,
@@ -848,6 +858,7 @@ impl<'a> Indexed<'a> {
             pools: by_id(&o.pools),
             load_balancers: by_id(&o.load_balancers),
             dhcp_of: group(&o.dhcp, |d| vec![d.bridge_id]),
+            dhcp_hosts_of: group(&o.dhcp_hosts, |d| vec![d.bridge_id]),
             members_of: group(&o.members, |m| m.pool_id.into_iter().collect()),
             vips_of: group(&o.vips, |v| v.load_balancer_id.into_iter().collect()),
             groups_of,
@@ -895,6 +906,9 @@ impl Source for Indexed<'_> {
     }
     fn dhcp_of(&self, bridge: Id) -> Vec<&model::DhcpSubnet> {
         list(&self.dhcp_of, bridge)
+    }
+    fn dhcp_hosts_of(&self, bridge: Id) -> Vec<&model::DhcpHostEntry> {
+        list(&self.dhcp_hosts_of, bridge)
     }
     fn members_of(&self, pool: Id) -> Vec<&model::PoolMember> {
         list(&self.members_of, pool)

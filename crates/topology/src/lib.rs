@@ -81,6 +81,7 @@ struct Rows {
     route_router: usize,
     route_port: usize,
     dhcp_bridge: usize,
+    dhcp_host_bridge: usize,
     member_pool: usize,
     vip_lb: usize,
     group_ports: usize,
@@ -95,6 +96,7 @@ fn rows() -> &'static Rows {
         route_router: row(Kind::Route, "routerId", Kind::Router),
         route_port: row(Kind::Route, "nextHopPort", Kind::Port),
         dhcp_bridge: row(Kind::DhcpSubnet, "bridgeId", Kind::Bridge),
+        dhcp_host_bridge: row(Kind::DhcpHostEntry, "bridgeId", Kind::Bridge),
         member_pool: row(Kind::PoolMember, "poolId", Kind::Pool),
         vip_lb: row(Kind::Vip, "loadBalancerId", Kind::LoadBalancer),
         group_ports: row(Kind::PortGroup, "portIds", Kind::Port),
@@ -671,6 +673,12 @@ impl Source for View<'_> {
     lookup!(pool, Pool, model::Pool);
     lookup!(load_balancer, LoadBalancer, model::LoadBalancer);
     children!(dhcp_of, dhcp_bridge, DhcpSubnet, model::DhcpSubnet);
+    children!(
+        dhcp_hosts_of,
+        dhcp_host_bridge,
+        DhcpHostEntry,
+        model::DhcpHostEntry
+    );
     children!(members_of, member_pool, PoolMember, model::PoolMember);
     children!(vips_of, vip_lb, Vip, model::Vip);
 

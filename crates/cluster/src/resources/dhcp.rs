@@ -4,7 +4,7 @@ use crate::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, render};
-use model::{Bridge, DhcpHost, DhcpSubnet, Ipv4Prefix, Kind, MacAddr, Object};
+use model::{Bridge, DhcpHost, DhcpHostEntry, DhcpSubnet, Ipv4Prefix, Kind, MacAddr, Object};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -120,10 +120,21 @@ fn path_mac(req: &Req) -> Result<MacAddr, ApiError> {
         .map_err(|_| ApiError::not_found(format!("\"{s}\" is not a MAC address")))
 }
 
+/// A subnet's hosts: its embedded ones and those stored on their own.
+fn hosts_of(app: &App, d: &DhcpSubnet) -> Result<Vec<DhcpHost>, ApiError> {
+    let mut v = d.hosts.clone();
+    let mut own = app
+        .topo
+        .naming::<DhcpHostEntry>("subnetId", Kind::DhcpSubnet, d.id)?;
+    own.sort_by_key(|e| e.id);
+    v.extend(own.into_iter().map(|e| e.host));
+    Ok(v)
+}
+
 pub fn list_hosts(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
     Ok(Resp::json(Value::Array(
-        d.hosts
+        hosts_of(app, &d)?
             .iter()
             .map(|h| host_json(&req.base, &d, h))
             .collect(),
@@ -133,12 +144,11 @@ pub fn list_hosts(app: &App, req: &Req) -> Result<Resp, ApiError> {
 pub fn get_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
     let mac = path_mac(req)?;
-    let h = d
-        .hosts
-        .iter()
+    let h = hosts_of(app, &d)?
+        .into_iter()
         .find(|h| h.mac_addr == Some(mac))
         .ok_or_else(|| ApiError::not_found(format!("DHCP subnet {} has no host {mac}", d.key())))?;
-    Ok(Resp::json(host_json(&req.base, &d, h)))
+    Ok(Resp::json(host_json(&req.base, &d, &h)))
 }
 
 /// Applies `f` to the subnet named by the path, read and written in one transaction.
@@ -156,19 +166,29 @@ fn modify(
     })
 }
 
+/// A new host is stored on its own (adding it rewrites nothing else);
+/// hosts embedded in a subnet by earlier versions stay where they are.
 pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let h: DhcpHost = req.json()?;
     h.validate()?;
     let mac = h.mac_addr.unwrap_or_default();
-    let d = modify(app, req, |d| {
-        if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr) {
+    let id = find(app, req)?.id;
+    let d = app.topo.write(|w| {
+        let d: DhcpSubnet = w.tx.must(id, "subnet")?;
+        let e = DhcpHostEntry {
+            id: DhcpHostEntry::id_for(d.id, mac),
+            bridge_id: d.bridge_id,
+            subnet_id: d.id,
+            host: h.clone(),
+        };
+        if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr) || w.tx.exists(Kind::DhcpHostEntry, e.id) {
             return Err(ApiError::conflict(format!(
                 "DHCP subnet {} already has host {mac}",
                 d.key()
             )));
         }
-        d.hosts.push(h.clone());
-        Ok(())
+        w.tx.put(&e);
+        Ok(d)
     })?;
     Ok(Resp::created(format!("{}/hosts/{mac}", d.uri(&req.base))))
 }
@@ -178,13 +198,20 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let mut h: DhcpHost = req.json()?;
     h.mac_addr = Some(mac);
     h.validate()?;
-    modify(app, req, |d| {
-        let slot = d
-            .hosts
-            .iter_mut()
-            .find(|o| o.mac_addr == Some(mac))
+    let id = find(app, req)?.id;
+    app.topo.write(|w| {
+        let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
+        if let Some(slot) = d.hosts.iter_mut().find(|o| o.mac_addr == Some(mac)) {
+            *slot = h.clone();
+            w.tx.put(&d);
+            return Ok(());
+        }
+        let mut e: DhcpHostEntry = w
+            .tx
+            .get(DhcpHostEntry::id_for(d.id, mac))?
             .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
-        *slot = h.clone();
+        e.host = h.clone();
+        w.tx.put(&e);
         Ok(())
     })?;
     Ok(Resp::no_content())
@@ -192,16 +219,23 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
 
 pub fn delete_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let mac = path_mac(req)?;
-    modify(app, req, |d| {
+    let id = find(app, req)?.id;
+    app.topo.write(|w| {
+        let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
         let n = d.hosts.len();
         d.hosts.retain(|o| o.mac_addr != Some(mac));
-        if n == d.hosts.len() {
+        if n != d.hosts.len() {
+            w.tx.put(&d);
+            return Ok(());
+        }
+        let e = DhcpHostEntry::id_for(d.id, mac);
+        if !w.tx.exists(Kind::DhcpHostEntry, e) {
             return Err(ApiError::not_found(format!(
                 "DHCP subnet {} has no host {mac}",
                 d.key()
             )));
         }
-        Ok(())
+        Ok(w.tx.delete(Kind::DhcpHostEntry, e)?)
     })?;
     Ok(Resp::no_content())
 }
