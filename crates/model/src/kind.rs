@@ -14,6 +14,8 @@ pub enum Kind {
     Rule,
     PortGroup,
     IpAddrGroup,
+    /// An IP address group's address, stored on its own.
+    IpAddrGroupMember,
     Host,
     TunnelZone,
     DhcpSubnet,
@@ -54,7 +56,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 34] = [
+    pub const ALL: [Kind; 35] = [
         Kind::Bridge,
         Kind::Router,
         Kind::Port,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::Rule,
         Kind::PortGroup,
         Kind::IpAddrGroup,
+        Kind::IpAddrGroupMember,
         Kind::Host,
         Kind::TunnelZone,
         Kind::DhcpSubnet,
@@ -117,6 +120,7 @@ impl Kind {
             Kind::Rule => "Rule",
             Kind::PortGroup => "PortGroup",
             Kind::IpAddrGroup => "IpAddrGroup",
+            Kind::IpAddrGroupMember => "IpAddrGroupMember",
             Kind::Host => "Host",
             Kind::TunnelZone => "TunnelZone",
             Kind::DhcpSubnet => "DhcpSubnet",

@@ -32,8 +32,8 @@ pub use host::{Host, HostInterface, TunnelZone, TunnelZoneHost, TunnelZoneType};
 pub use kind::{Kind, Object};
 pub use lb::{HealthMonitor, LoadBalancer, Pool, PoolMember, Vip};
 pub use misc::{
-    IpAddrGroup, IpAddrGroupAddr, L2Insertion, Mirror, PortGroup, ServiceContainer,
-    ServiceContainerGroup, TraceRequest, Vtep,
+    IpAddrGroup, IpAddrGroupAddr, IpAddrGroupMember, L2Insertion, Mirror, PortGroup,
+    ServiceContainer, ServiceContainerGroup, TraceRequest, Vtep,
 };
 pub use objects::Objects;
 pub use schema::{Obj, REFS, Ref, Walk};

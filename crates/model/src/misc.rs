@@ -54,6 +54,38 @@ impl IpAddrGroup {
 }
 crate::object!(IpAddrGroup, IpAddrGroup);
 
+/// An address of an IP address group stored on its own (what Neutron's
+/// security groups make, one per port address): adding one rewrites only
+/// itself. The group's addresses are its embedded ones and these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpAddrGroupMember {
+    pub id: Uuid,
+    pub group_id: Uuid,
+    pub addr: IpAddr,
+}
+
+impl IpAddrGroupMember {
+    /// The id of `addr`'s membership of `group`: one per address.
+    pub fn id_for(group: Uuid, addr: IpAddr) -> Uuid {
+        let mut b = *group.as_bytes();
+        let a: Vec<u8> = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        for (i, x) in a.iter().enumerate() {
+            b[i % 16] ^= x.rotate_left(i as u32 / 16);
+        }
+        b[15] ^= 0x6b;
+        Uuid::from_bytes(b)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+crate::object!(IpAddrGroupMember, IpAddrGroupMember);
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Mirror {

@@ -16,6 +16,7 @@ pub struct Objects {
     pub rules: Vec<Rule>,
     pub port_groups: Vec<PortGroup>,
     pub ip_addr_groups: Vec<IpAddrGroup>,
+    pub ip_addr_members: Vec<IpAddrGroupMember>,
     pub dhcp: Vec<DhcpSubnet>,
     pub dhcp_hosts: Vec<DhcpHostEntry>,
     pub load_balancers: Vec<LoadBalancer>,
@@ -71,6 +72,7 @@ impl Objects {
         v.extend(self.rules.into_iter().map(Obj::from));
         v.extend(self.port_groups.into_iter().map(Obj::from));
         v.extend(self.ip_addr_groups.into_iter().map(Obj::from));
+        v.extend(self.ip_addr_members.into_iter().map(Obj::from));
         v.extend(self.dhcp.into_iter().map(Obj::from));
         v.extend(self.dhcp_hosts.into_iter().map(Obj::from));
         v.extend(self.load_balancers.into_iter().map(Obj::from));
@@ -95,6 +97,7 @@ impl Objects {
                 Obj::Rule(x) => o.rules.push(x),
                 Obj::PortGroup(x) => o.port_groups.push(x),
                 Obj::IpAddrGroup(x) => o.ip_addr_groups.push(x),
+                Obj::IpAddrGroupMember(x) => o.ip_addr_members.push(x),
                 Obj::DhcpSubnet(x) => o.dhcp.push(x),
                 Obj::DhcpHostEntry(x) => o.dhcp_hosts.push(x),
                 Obj::LoadBalancer(x) => o.load_balancers.push(x),
@@ -111,7 +114,7 @@ impl Objects {
 impl Objects {
     /// The kinds a topology is built from; any other kind (hosts, tunnel
     /// zones, BGP) is not filtered by reachability.
-    pub const KINDS: [Kind; 15] = [
+    pub const KINDS: [Kind; 16] = [
         Bridge::KIND,
         Router::KIND,
         Port::KIND,
@@ -120,6 +123,7 @@ impl Objects {
         Rule::KIND,
         PortGroup::KIND,
         IpAddrGroup::KIND,
+        IpAddrGroupMember::KIND,
         DhcpSubnet::KIND,
         DhcpHostEntry::KIND,
         LoadBalancer::KIND,

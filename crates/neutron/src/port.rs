@@ -114,9 +114,14 @@ pub fn forget_held() {
     *held_map() = None;
 }
 
-fn held_on(app: &App, net: &NetworkRecord) -> Result<Held, NeutronError> {
+/// Runs `f` over what `net`'s ports hold (read once, then kept).
+fn with_held<T>(
+    app: &App,
+    net: &NetworkRecord,
+    f: impl FnOnce(&Held) -> Result<T, NeutronError>,
+) -> Result<T, NeutronError> {
     if let Some(h) = held_map().as_ref().and_then(|m| m.get(&net.id)) {
-        return Ok(h.clone());
+        return f(h);
     }
     let mut h = Held::default();
     for p in ports_of(app, net)? {
@@ -125,8 +130,9 @@ fn held_on(app: &App, net: &NetworkRecord) -> Result<Held, NeutronError> {
             h.macs.insert(m.to_string());
         }
     }
-    held_map().get_or_insert_default().insert(net.id, h.clone());
-    Ok(h)
+    let out = f(&h);
+    held_map().get_or_insert_default().insert(net.id, h);
+    out
 }
 
 /// Records what port `r` holds (`add`) or gave back.
@@ -195,7 +201,8 @@ fn allocate(
         Some(v) => return Err(NeutronError::bad_request(format!("Invalid input for fixed_ips. Reason: '{v}' is not a list."))),
     };
     let mut out: Vec<(Uuid, Ipv4Addr)> = Vec::new();
-    let mut held = taken.clone();
+    // What this port takes, beside what others hold.
+    let mut mine: Vec<Ipv4Addr> = Vec::new();
     for (sub, ip) in wants {
         let s = match (sub, ip) {
             (Some(id), _) => subnets.iter().find(|s| s.id == id).ok_or_else(|| {
@@ -206,7 +213,7 @@ fn allocate(
             })?,
             (None, None) => return Err(NeutronError::bad_request("Invalid input for fixed_ips: a subnet_id or ip_address is needed.")),
         };
-        let used = |a: Ipv4Addr| held.contains(&a);
+        let used = |a: Ipv4Addr| taken.contains(&a) || mine.contains(&a);
         let ip = match ip {
             Some(ip) => {
                 if !within_subnet(s, ip) {
@@ -237,7 +244,7 @@ fn allocate(
                     )
                 })?,
         };
-        held.insert(ip);
+        mine.push(ip);
         out.push((s.id, ip));
     }
     Ok(out)
@@ -398,30 +405,31 @@ pub fn new_port(
         .into_iter()
         .filter_map(|s| app.topo.get::<SubnetRecord>(s).ok().flatten())
         .collect();
-    let held = held_on(app, net)?;
-    let (taken, macs) = (&held.ips, &held.macs);
-    let ips = allocate(m.get("fixed_ips"), &subnets, taken)?;
-    let mac = match m.get("mac_address") {
-        Some(v) => {
-            let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                NeutronError::bad_request(format!(
-                    "Invalid input for mac_address. Reason: '{v}' is not a valid MAC address."
-                ))
-            })?;
-            let mac = mac.to_string().to_lowercase();
-            if macs.contains(&mac) {
-                return Err(NeutronError::conflict(
-                    "MacAddressInUse",
-                    format!(
-                        "Unable to complete operation for network {}. The mac address {mac} is in use.",
-                        net.id
-                    ),
-                ));
+    let (ips, mac) = with_held(app, net, |held| {
+        let ips = allocate(m.get("fixed_ips"), &subnets, &held.ips)?;
+        let mac = match m.get("mac_address") {
+            Some(v) => {
+                let mac: MacAddr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    NeutronError::bad_request(format!(
+                        "Invalid input for mac_address. Reason: '{v}' is not a valid MAC address."
+                    ))
+                })?;
+                let mac = mac.to_string().to_lowercase();
+                if held.macs.contains(&mac) {
+                    return Err(NeutronError::conflict(
+                        "MacAddressInUse",
+                        format!(
+                            "Unable to complete operation for network {}. The mac address {mac} is in use.",
+                            net.id
+                        ),
+                    ));
+                }
+                mac
             }
-            mac
-        }
-        None => new_mac(macs),
-    };
+            None => new_mac(&held.macs),
+        };
+        Ok((ips, mac))
+    })?;
     let security = m.get("port_security_enabled").cloned().unwrap_or_else(|| {
         net.fields
             .get("port_security_enabled")

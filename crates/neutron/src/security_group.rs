@@ -21,7 +21,8 @@ use cluster::App;
 use cluster::error::ApiError;
 use cluster::topo::Writer;
 use model::{
-    Chain, Condition, FlowAction, IpAddrGroup, Kind, MacAddr, Port, PortRange, Rule, RuleType,
+    Chain, Condition, FlowAction, IpAddrGroup, IpAddrGroupMember, Kind, MacAddr, Port, PortRange,
+    Rule, RuleType,
 };
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr};
@@ -298,6 +299,13 @@ fn sources(r: &PortRecord) -> Vec<(MacAddr, IpAddr, u8)> {
     v
 }
 
+/// Port `port`'s membership of group `g` with address `a` (per port: two
+/// ports of a project may share an address on different networks).
+fn member_id(g: Uuid, port: Uuid, a: IpAddr) -> Uuid {
+    let m = IpAddrGroupMember::id_for(g, a).as_u128() ^ port.as_u128().rotate_left(17);
+    Uuid::from_u128(m)
+}
+
 /// (Re)writes the filters of port `r` (what its record says now), after
 /// `old` (what it said before, `None` for a new port): its chains, its
 /// bridge port's filters, its addresses in its groups' address groups.
@@ -329,18 +337,18 @@ pub fn port_filters(
     };
     let before = old.map(member).unwrap_or_default();
     let after = r.map(member).unwrap_or_default();
+    // Each address its own object: joining a group rewrites nothing of
+    // the group's other members.
     for (g, a) in before.iter().filter(|x| !after.contains(x)) {
-        if let Some(mut ag) = w.tx.get::<IpAddrGroup>(*g)? {
-            ag.addrs.retain(|x| x != a);
-            w.tx.put(&ag);
-        }
+        w.tx.delete(Kind::IpAddrGroupMember, member_id(*g, id, *a))?;
     }
     for (g, a) in after.iter().filter(|x| !before.contains(x)) {
-        if let Some(mut ag) = w.tx.get::<IpAddrGroup>(*g)?
-            && !ag.addrs.contains(a)
-        {
-            ag.addrs.push(*a);
-            w.tx.put(&ag);
+        if w.tx.exists(Kind::IpAddrGroup, *g) {
+            w.tx.put(&IpAddrGroupMember {
+                id: member_id(*g, id, *a),
+                group_id: *g,
+                addr: *a,
+            });
         }
     }
     let ids = [

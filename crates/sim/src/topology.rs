@@ -406,6 +406,8 @@ pub trait Source {
     fn rule(&self, id: Id) -> Option<&model::Rule>;
     fn port_group(&self, id: Id) -> Option<&model::PortGroup>;
     fn ip_addr_group(&self, id: Id) -> Option<&model::IpAddrGroup>;
+    /// The addresses of a group stored on their own.
+    fn ip_addr_members_of(&self, group: Id) -> Vec<&model::IpAddrGroupMember>;
     fn pool(&self, id: Id) -> Option<&model::Pool>;
     fn load_balancer(&self, id: Id) -> Option<&model::LoadBalancer>;
     /// The ports of a bridge or router.
@@ -490,8 +492,13 @@ impl Topology {
             Entry::IpAddrGroup(id) => set(
                 &mut self.ip_addr_groups,
                 id,
-                s.ip_addr_group(id)
-                    .map(|g| g.addrs.iter().copied().collect()),
+                s.ip_addr_group(id).map(|g| {
+                    g.addrs
+                        .iter()
+                        .copied()
+                        .chain(s.ip_addr_members_of(id).into_iter().map(|m| m.addr))
+                        .collect()
+                }),
             ),
             Entry::LoadBalancer(id) => set(
                 &mut self.load_balancers,
@@ -805,6 +812,7 @@ struct Indexed<'a> {
     rules: FxHashMap<Id, &'a model::Rule>,
     port_groups: FxHashMap<Id, &'a model::PortGroup>,
     ip_addr_groups: FxHashMap<Id, &'a model::IpAddrGroup>,
+    ip_addr_members_of: FxHashMap<Id, Vec<&'a model::IpAddrGroupMember>>,
     pools: FxHashMap<Id, &'a model::Pool>,
     load_balancers: FxHashMap<Id, &'a model::LoadBalancer>,
     ports_of: FxHashMap<Id, Vec<&'a model::Port>>,
@@ -855,6 +863,7 @@ impl<'a> Indexed<'a> {
             rules: by_id(&o.rules),
             port_groups: by_id(&o.port_groups),
             ip_addr_groups: by_id(&o.ip_addr_groups),
+            ip_addr_members_of: group(&o.ip_addr_members, |m| vec![m.group_id]),
             pools: by_id(&o.pools),
             load_balancers: by_id(&o.load_balancers),
             dhcp_of: group(&o.dhcp, |d| vec![d.bridge_id]),
@@ -891,6 +900,9 @@ impl Source for Indexed<'_> {
     }
     fn ip_addr_group(&self, id: Id) -> Option<&model::IpAddrGroup> {
         self.ip_addr_groups.get(&id).copied()
+    }
+    fn ip_addr_members_of(&self, group: Id) -> Vec<&model::IpAddrGroupMember> {
+        list(&self.ip_addr_members_of, group)
     }
     fn pool(&self, id: Id) -> Option<&model::Pool> {
         self.pools.get(&id).copied()

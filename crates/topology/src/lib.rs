@@ -82,6 +82,7 @@ struct Rows {
     route_port: usize,
     dhcp_bridge: usize,
     dhcp_host_bridge: usize,
+    group_member: usize,
     member_pool: usize,
     vip_lb: usize,
     group_ports: usize,
@@ -97,6 +98,7 @@ fn rows() -> &'static Rows {
         route_port: row(Kind::Route, "nextHopPort", Kind::Port),
         dhcp_bridge: row(Kind::DhcpSubnet, "bridgeId", Kind::Bridge),
         dhcp_host_bridge: row(Kind::DhcpHostEntry, "bridgeId", Kind::Bridge),
+        group_member: row(Kind::IpAddrGroupMember, "groupId", Kind::IpAddrGroup),
         member_pool: row(Kind::PoolMember, "poolId", Kind::Pool),
         vip_lb: row(Kind::Vip, "loadBalancerId", Kind::LoadBalancer),
         group_ports: row(Kind::PortGroup, "portIds", Kind::Port),
@@ -673,6 +675,12 @@ impl Source for View<'_> {
     lookup!(pool, Pool, model::Pool);
     lookup!(load_balancer, LoadBalancer, model::LoadBalancer);
     children!(dhcp_of, dhcp_bridge, DhcpSubnet, model::DhcpSubnet);
+    children!(
+        ip_addr_members_of,
+        group_member,
+        IpAddrGroupMember,
+        model::IpAddrGroupMember
+    );
     children!(
         dhcp_hosts_of,
         dhcp_host_bridge,

@@ -181,7 +181,9 @@ pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
             subnet_id: d.id,
             host: h.clone(),
         };
-        if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr) || w.tx.exists(Kind::DhcpHostEntry, e.id) {
+        if d.hosts.iter().any(|o| o.mac_addr == h.mac_addr)
+            || w.tx.exists(Kind::DhcpHostEntry, e.id)
+        {
             return Err(ApiError::conflict(format!(
                 "DHCP subnet {} already has host {mac}",
                 d.key()
@@ -206,10 +208,9 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
             w.tx.put(&d);
             return Ok(());
         }
-        let mut e: DhcpHostEntry = w
-            .tx
-            .get(DhcpHostEntry::id_for(d.id, mac))?
-            .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
+        let mut e: DhcpHostEntry =
+            w.tx.get(DhcpHostEntry::id_for(d.id, mac))?
+                .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
         e.host = h.clone();
         w.tx.put(&e);
         Ok(())

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::rest::{Links, Resource, link, tenant_matches};
 use crate::topo::Writer;
-use model::{IpAddrGroup, IpAddrGroupAddr, Port, PortGroup};
+use model::{IpAddrGroup, IpAddrGroupAddr, IpAddrGroupMember, Kind, Port, PortGroup};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -152,10 +152,25 @@ fn addr_json(base: &str, group: Uuid, a: &IpAddr) -> Value {
     })
 }
 
+/// A group's addresses: its embedded ones and those stored on their own.
+fn addrs_of(app: &App, g: &IpAddrGroup) -> Result<Vec<IpAddr>, ApiError> {
+    let mut own = app
+        .topo
+        .naming::<IpAddrGroupMember>("groupId", Kind::IpAddrGroup, g.id)?;
+    own.sort_by_key(|m| m.id);
+    let mut v = g.addrs.clone();
+    for m in own {
+        if !v.contains(&m.addr) {
+            v.push(m.addr);
+        }
+    }
+    Ok(v)
+}
+
 pub fn group_addrs(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: IpAddrGroup = app.topo.must(req.id("id")?)?;
     Ok(Resp::json(Value::Array(
-        g.addrs
+        addrs_of(app, &g)?
             .iter()
             .map(|a| addr_json(&req.base, g.id, a))
             .collect(),
@@ -173,11 +188,15 @@ pub fn add_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
             a.addr
         )));
     }
+    // Stored on its own: adding an address rewrites nothing else.
     app.topo.write(|w| {
-        let mut g: IpAddrGroup = w.tx.must(gid, "id")?;
+        let g: IpAddrGroup = w.tx.must(gid, "id")?;
         if !g.addrs.contains(&a.addr) {
-            g.addrs.push(a.addr);
-            w.tx.put(&g);
+            w.tx.put(&IpAddrGroupMember {
+                id: IpAddrGroupMember::id_for(gid, a.addr),
+                group_id: gid,
+                addr: a.addr,
+            });
         }
         Ok(())
     })?;
@@ -196,7 +215,7 @@ fn path_addr(req: &Req) -> Result<IpAddr, ApiError> {
 pub fn get_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let g: IpAddrGroup = app.topo.must(req.id("id")?)?;
     let a = path_addr(req)?;
-    if !g.addrs.contains(&a) {
+    if !addrs_of(app, &g)?.contains(&a) {
         return Err(ApiError::not_found(format!(
             "{a} is not in IP address group {}",
             g.id
@@ -217,6 +236,7 @@ pub fn remove_group_addr(app: &App, req: &Req) -> Result<Resp, ApiError> {
             g.addrs.retain(|x| *x != a);
             w.tx.put(&g);
         }
+        w.tx.delete(Kind::IpAddrGroupMember, IpAddrGroupMember::id_for(gid, a))?;
         Ok(())
     })?;
     Ok(Resp::no_content())
