@@ -5,9 +5,11 @@
 //! it translates to, as networking-midonet did: a network is a bridge with
 //! the same id.
 //!
-//! So far: version discovery, the resource and extension lists, networks
-//! (`uplink` ones too), (IPv4) subnets, ports, routers (interfaces, gateway
-//! with SNAT, extra routes), floating IPs, security groups and rules.
+//! Served: version discovery, the resource and extension lists, networks
+//! (`uplink` ones too), (IPv4) subnets and subnet pools, ports, routers
+//! (interfaces, gateway with SNAT, extra routes), floating IPs, security
+//! groups and rules, tags, quotas, sorting and pages; projects under static
+//! tokens (`project.rs`).
 
 mod error;
 mod floatingip;
