@@ -153,15 +153,17 @@ pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(app)
 }
 
-/// Serves the API on `addr` until `shutdown` resolves.
+/// Serves the API on `addr` until `shutdown` resolves, with `extra`'s
+/// routes beside it (the Neutron plugin's `/midonet-api/neutron`).
 pub async fn serve(
     app: Arc<App>,
     addr: SocketAddr,
+    extra: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "MidoNet REST API v5 listening at http://{addr}/midonet-api");
-    axum::serve(listener, router(app))
+    axum::serve(listener, extra.merge(router(app)))
         .with_graceful_shutdown(shutdown)
         .await
 }

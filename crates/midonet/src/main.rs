@@ -234,7 +234,8 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });
-        let mut rest = tokio::spawn(cluster::serve(app, s.listen, stopped(stop_rx.clone())));
+        let plugin = neutron::plugin_router(app.clone());
+        let mut rest = tokio::spawn(cluster::serve(app, s.listen, plugin, stopped(stop_rx.clone())));
         let mut topo = topo;
         // Stop on Ctrl-C, or when a listener fails (its error is the result).
         let failed: Option<anyhow::Error> = tokio::select! {

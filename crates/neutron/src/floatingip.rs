@@ -266,7 +266,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         }
         let p = project(&m, &headers);
         crate::quota::check::<FloatingIpRecord>(&app, &p, "floatingip", 1)?;
-        let id = Uuid::new_v4();
+        let id = record::asked_id(&headers).unwrap_or_else(Uuid::new_v4);
         let mut pm = Map::new();
         pm.insert("network_id".into(), json!(nid));
         pm.insert("device_owner".into(), json!("network:floatingip"));

@@ -15,6 +15,7 @@ mod error;
 mod floatingip;
 mod ids;
 mod network;
+mod plugin;
 mod port;
 mod project;
 mod quota;
@@ -36,6 +37,7 @@ use error::NeutronError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+pub use plugin::plugin_router;
 pub use project::Tokens;
 
 /// Serves the Neutron API on `addr` until `shutdown` resolves.
@@ -53,7 +55,14 @@ pub async fn serve(
         }
     };
     tracing::info!(%addr, "Neutron API listening");
-    if let Err(e) = axum::serve(listener, router(app, tokens))
+    // Only MidoNet's own endpoints (`plugin.rs`) choose ids.
+    let outside = router(app, tokens).layer(axum::middleware::map_request(
+        |mut r: axum::extract::Request| async move {
+            r.headers_mut().remove(record::ASKED_ID);
+            r
+        },
+    ));
+    if let Err(e) = axum::serve(listener, outside)
         .with_graceful_shutdown(shutdown)
         .await
     {

@@ -190,7 +190,11 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         match fields(item, true) {
             Ok(set) => {
                 let p = project(&set, &headers);
-                records.push(new_record(set, p));
+                let mut r = new_record(set, p);
+                if let Some(id) = record::asked_id(&headers) {
+                    r.id = id;
+                }
+                records.push(r);
             }
             Err(e) => return e.into_response(),
         }

@@ -506,7 +506,10 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         let net = find::<NetworkRecord>(&app, nid)?;
         let p = project(&m, &headers);
         crate::quota::check::<PortRecord>(&app, &p, "port", 1)?;
-        let r = new_port(&app, &m, &p, &net)?;
+        let mut r = new_port(&app, &m, &p, &net)?;
+        if let Some(id) = record::asked_id(&headers) {
+            r.id = id;
+        }
         record::write(&app, |w| {
             let mut r = r.clone();
             write_port(&app, w, &mut r, &net)?;

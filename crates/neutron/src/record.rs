@@ -73,6 +73,15 @@ pub fn field<'a>(m: &'a Map<String, Value>, k: &str) -> &'a Value {
     m.get(k).unwrap_or(&NULL)
 }
 
+/// The header by which MidoNet's own Neutron endpoints (`plugin.rs`) pass
+/// the id the plugin chose; stripped from what `:9696` receives.
+pub const ASKED_ID: &str = "x-midonet-object-id";
+
+/// The id a create was asked to use, if any.
+pub fn asked_id(headers: &HeaderMap) -> Option<Uuid> {
+    headers.get(ASKED_ID)?.to_str().ok()?.parse().ok()
+}
+
 /// The record as the API returns it.
 pub fn shown<R: Record>(r: &R) -> Value {
     let mut m = r.fields().clone();

@@ -444,6 +444,9 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         let p = project(&set, &headers);
         crate::quota::check::<RouterRecord>(&app, &p, "router", 1)?;
         let mut r = new_record(set.clone(), &p);
+        if let Some(id) = record::asked_id(&headers) {
+            r.id = id;
+        }
         record::write(&app, |w| {
             let mut r = r.clone();
             let t = translated(&r);
@@ -660,8 +663,16 @@ pub async fn add_interface(
             }
             (None, Some(pid)) => {
                 let p = find::<PortRecord>(&app, &pid)?;
-                if !p.f("device_id").as_str().unwrap_or("").is_empty()
-                    || p.f("device_owner").as_str().is_some_and(|o| o.starts_with("network:"))
+                // Made for this router already (as networking-midonet
+                // posts it): the port only needs its router port.
+                let ours = p.f("device_id").as_str() == Some(id.as_str())
+                    && p.f("device_owner").as_str() == Some(INTERFACE)
+                    && app.topo.get::<Port>(router_port_of(p.id))?.is_none();
+                if !ours
+                    && (!p.f("device_id").as_str().unwrap_or("").is_empty()
+                        || p.f("device_owner")
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("network:")))
                 {
                     return Err(NeutronError::conflict(
                         "PortInUse",

@@ -588,7 +588,7 @@ pub async fn create_group(state: Shared, headers: HeaderMap, body: axum::body::B
                 ));
             }
         }
-        let id = Uuid::new_v4();
+        let id = record::asked_id(&headers).unwrap_or_else(Uuid::new_v4);
         let mut g = new_group(id, &p, set);
         let rules = default_rules(id, &p, false);
         app.topo
@@ -855,7 +855,10 @@ pub async fn create_rule(state: Shared, headers: HeaderMap, body: axum::body::By
         let mut fields = set.clone();
         fields.remove("tenant_id");
         fields.remove("project_id");
-        let r = new_rule(g.id, &p, fields);
+        let mut r = new_rule(g.id, &p, fields);
+        if let Some(id) = record::asked_id(&headers) {
+            r.id = id;
+        }
         for existing in g.f("security_group_rules").as_array().into_iter().flatten() {
             if let Some(e) = existing.as_object()
                 && same_rule(e, &r.fields)

@@ -321,7 +321,8 @@ fn new_record(item: &Value, headers: &HeaderMap) -> Result<SubnetRecord, Neutron
         complete(&mut f, true)?;
     }
     let p = project(m, headers);
-    Ok(SubnetRecord::new(Uuid::new_v4(), standard(&p, f)))
+    let id = crate::record::asked_id(headers).unwrap_or_else(Uuid::new_v4);
+    Ok(SubnetRecord::new(id, standard(&p, f)))
 }
 
 /// Cuts a pooled subnet's CIDR from its pool (or checks the one it asked
