@@ -471,8 +471,6 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
             record::put_new(w, &r);
             Ok(r)
         })
-        .inspect(|done| r = done.clone())?;
-        Ok(r)
     })
     .await;
     record::answer(StatusCode::CREATED, done)

@@ -129,9 +129,32 @@ fn add_rule(w: &mut Writer<'_>, g: &mut GroupRecord, r: &RuleRecord) -> Result<(
     if let Value::Array(a) = g.fields.entry("security_group_rules").or_insert(json!([])) {
         a.push(record::shown(r));
     }
-    cluster::ops::add_rule(w, translated(r), None)?;
+    let rule = translated(r);
+    if let Some(t) = fragments_twin(&rule) {
+        cluster::ops::add_rule(w, t, None)?;
+    }
+    cluster::ops::add_rule(w, rule, None)?;
     record::put_new(w, r);
     Ok(())
+}
+
+/// A rule on L4 ports matches a packet's first fragment only; as in
+/// MidoNet, a twin without the ports accepts the later fragments of what
+/// it let in (they carry no ports to match).
+fn fragments_twin(rule: &Rule) -> Option<Rule> {
+    if !rule.condition.has_l4() {
+        return None;
+    }
+    let mut t = rule.clone();
+    t.id = twin_id(rule.id);
+    t.condition.tp_src = None;
+    t.condition.tp_dst = None;
+    t.condition.fragment_policy = Some(model::FragmentPolicy::Nonheader);
+    Some(t)
+}
+
+fn twin_id(rule: Uuid) -> Uuid {
+    nth(rule, Derived::InChain, 0xffff)
 }
 
 /// The chain rule a Neutron rule is: an ACCEPT in the group's egress chain
@@ -907,6 +930,7 @@ pub async fn delete_rule(state: Shared, Path(id): Path<String>) -> Response {
         app.topo
             .write(|w| {
                 w.tx.delete(Kind::Rule, r.id)?;
+                w.tx.delete(Kind::Rule, twin_id(r.id))?;
                 record::remove(w, Kind::NeutronSecurityGroupRule, r.id);
                 w.tx.put(&g);
                 Ok(())
@@ -951,6 +975,12 @@ mod tests {
             })
         );
         assert_eq!(t.condition.nw_src_address, None, "/0 is any source");
+        let twin = fragments_twin(&t).expect("a rule on ports has a twin");
+        assert_eq!(twin.condition.tp_dst, None);
+        assert_eq!(
+            twin.condition.fragment_policy,
+            Some(model::FragmentPolicy::Nonheader)
+        );
         let e = new_rule(
             sg,
             "p",
