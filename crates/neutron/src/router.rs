@@ -689,7 +689,11 @@ pub async fn add_interface(
                 touched(&mut q);
                 (q, s, net, Some(p))
             }
-            (None, None) => unreachable!("interface_body asks for one"),
+            (None, None) => {
+                return Err(NeutronError::bad_request(
+                    "Bad router request: Must specify either subnet_id or port_id.",
+                ));
+            }
         };
         record::write(&app, |w| {
             match &old {
@@ -748,7 +752,11 @@ pub async fn remove_interface(
                 let (s, _) = first_ip(&app, &p)?;
                 (p, s)
             }
-            (None, None) => unreachable!("interface_body asks for one"),
+            (None, None) => {
+                return Err(NeutronError::bad_request(
+                    "Bad router request: Must specify either subnet_id or port_id.",
+                ));
+            }
         };
         if crate::floatingip::subnet_has_floating_ips(&app, r.id, s.id)? {
             return Err(NeutronError::conflict(
