@@ -45,7 +45,7 @@ const CREATE: &[&str] = &[
     "dns_domain",
     "dns_name",
 ];
-const UPDATE: &[&str] = &["port_id", "fixed_ip_address", "description"];
+pub(crate) const UPDATE: &[&str] = &["port_id", "fixed_ip_address", "description"];
 
 fn uuid_of(v: &Value) -> Option<Uuid> {
     v.as_str()?.parse().ok()

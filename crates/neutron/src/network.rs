@@ -3,8 +3,8 @@
 //! `router:external`, timestamps, revision, its subnets).
 
 use crate::error::NeutronError;
-use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
-use crate::{Raw, Shared, parse_bool};
+use crate::record::{self, Record, blocking, body_of, find, standard, touched};
+use crate::{Raw, Shared};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ crate::record::record!(
 pub const MTU: u32 = 1450;
 
 /// What a create or an update may set.
-const WRITABLE: &[&str] = &[
+pub(crate) const WRITABLE: &[&str] = &[
     "name",
     "admin_state_up",
     "shared",
@@ -54,25 +54,11 @@ const BOOLEANS: &[&str] = &[
 /// The body's `network` object, each field checked.
 fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
     let m = body_of(body, "network")?;
-    let allowed: Vec<&str> = WRITABLE
-        .iter()
-        .chain(if creating { CREATE_ONLY } else { &[] })
-        .copied()
-        .collect();
-    only(m, &allowed)?;
+    record::only_for(m, WRITABLE, CREATE_ONLY, creating)?;
     let mut out = Map::new();
     for (k, v) in m {
         let v = if BOOLEANS.contains(&k.as_str()) {
-            let b = match v {
-                Value::Bool(b) => Some(*b),
-                Value::String(s) => parse_bool(s),
-                _ => None,
-            };
-            Value::Bool(b.ok_or_else(|| {
-                NeutronError::bad_request(format!(
-                    "Invalid input for {k}. Reason: '{v}' is not a valid boolean value."
-                ))
-            })?)
+            Value::Bool(record::boolean(k, v)?)
         } else {
             v.clone()
         };

@@ -68,58 +68,16 @@ const COMPUTED: &[&str] = &[
     "tenant_id",
 ];
 
-/// What an update may carry, per body key (the v2.0 update's own list).
+/// What an update may carry, per body key: the v2.0 update's own list.
 fn updatable(key: &str) -> &'static [&'static str] {
     match key {
-        "network" => &[
-            "name",
-            "admin_state_up",
-            "shared",
-            "router:external",
-            "description",
-            "port_security_enabled",
-        ],
-        "subnet" => &[
-            "name",
-            "description",
-            "gateway_ip",
-            "allocation_pools",
-            "dns_nameservers",
-            "host_routes",
-            "enable_dhcp",
-        ],
-        "port" => &[
-            "name",
-            "admin_state_up",
-            "description",
-            "device_id",
-            "device_owner",
-            "binding:host_id",
-            "binding:profile",
-            "binding:vnic_type",
-            "allowed_address_pairs",
-            "security_groups",
-            "port_security_enabled",
-            "extra_dhcp_opts",
-        ],
-        "router" => &[
-            "name",
-            "admin_state_up",
-            "description",
-            "external_gateway_info",
-            "routes",
-        ],
-        "floatingip" => &["port_id", "fixed_ip_address", "description"],
-        "security_group" => &["name", "description", "stateful"],
-        "subnetpool" => &[
-            "name",
-            "description",
-            "prefixes",
-            "default_prefixlen",
-            "min_prefixlen",
-            "max_prefixlen",
-            "is_default",
-        ],
+        "network" => crate::network::WRITABLE,
+        "subnet" => crate::subnet::WRITABLE,
+        "port" => crate::port::WRITABLE,
+        "router" => crate::router::WRITABLE,
+        "floatingip" => crate::floatingip::UPDATE,
+        "security_group" => crate::security_group::GROUP_FIELDS,
+        "subnetpool" => crate::subnetpool::WRITABLE,
         _ => &[],
     }
 }

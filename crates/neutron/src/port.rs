@@ -5,9 +5,9 @@
 
 use crate::error::NeutronError;
 use crate::network::{NetworkRecord, is_uplink, project};
-use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
+use crate::record::{self, Record, blocking, body_of, find, standard, touched};
 use crate::subnet::{SubnetRecord, pools_of, within_subnet};
-use crate::{Raw, Shared, parse_bool};
+use crate::{Raw, Shared};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 crate::record::record!(PortRecord, NeutronPort, "port", "ports", "PortNotFound");
 
-const WRITABLE: &[&str] = &[
+pub(crate) const WRITABLE: &[&str] = &[
     "name",
     "admin_state_up",
     "description",
@@ -293,26 +293,11 @@ fn binding(app: &App, f: &mut Map<String, Value>) -> Result<(), NeutronError> {
 }
 
 fn checked(m: &Map<String, Value>, creating: bool) -> Result<Map<String, Value>, NeutronError> {
-    let allowed: Vec<&str> = WRITABLE
-        .iter()
-        .chain(if creating { CREATE_ONLY } else { &[] })
-        .copied()
-        .collect();
-    only(m, &allowed)?;
+    record::only_for(m, WRITABLE, CREATE_ONLY, creating)?;
     let mut out = m.clone();
     for k in ["admin_state_up", "port_security_enabled"] {
         if let Some(v) = m.get(k) {
-            let b = match v {
-                Value::Bool(b) => Some(*b),
-                Value::String(s) => parse_bool(s),
-                _ => None,
-            };
-            let b = b.ok_or_else(|| {
-                NeutronError::bad_request(format!(
-                    "Invalid input for {k}. Reason: '{v}' is not a valid boolean value."
-                ))
-            })?;
-            out.insert(k.into(), json!(b));
+            out.insert(k.into(), json!(record::boolean(k, v)?));
         }
     }
     for k in ["security_groups", "allowed_address_pairs"] {

@@ -199,6 +199,37 @@ pub fn only(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), NeutronError
     )))
 }
 
+/// Refuses attributes outside `writable`, and outside `create_only` too
+/// when `creating`.
+pub fn only_for(
+    m: &Map<String, Value>,
+    writable: &[&str],
+    create_only: &[&str],
+    creating: bool,
+) -> Result<(), NeutronError> {
+    let allowed: Vec<&str> = writable
+        .iter()
+        .chain(if creating { create_only } else { &[] })
+        .copied()
+        .collect();
+    only(m, &allowed)
+}
+
+/// Field `k` as Neutron's boolean: JSON, or `True`/`false`/`1` as kuryr
+/// sends them.
+pub fn boolean(k: &str, v: &Value) -> Result<bool, NeutronError> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => crate::parse_bool(s),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        NeutronError::bad_request(format!(
+            "Invalid input for {k}. Reason: '{v}' is not a valid boolean value."
+        ))
+    })
+}
+
 /// A request body as JSON (400 when it is not).
 pub fn parse(body: &[u8]) -> Result<Value, NeutronError> {
     serde_json::from_slice(body)

@@ -43,7 +43,7 @@ pub const GATEWAY: &str = "network:router_gateway";
 /// The ports a router's extra routes may have (ids in a series).
 const MAX_ROUTES: usize = 1024;
 
-const WRITABLE: &[&str] = &[
+pub(crate) const WRITABLE: &[&str] = &[
     "name",
     "admin_state_up",
     "description",
@@ -61,24 +61,12 @@ const CREATE_ONLY: &[&str] = &[
 
 fn fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
     let m = body_of(body, "router")?;
-    let allowed: Vec<&str> = WRITABLE
-        .iter()
-        .chain(if creating { CREATE_ONLY } else { &[] })
-        .copied()
-        .collect();
-    only(m, &allowed)?;
+    record::only_for(m, WRITABLE, CREATE_ONLY, creating)?;
     let mut out = m.clone();
     if let Some(v) = m.get("admin_state_up") {
-        let b = match v {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => parse_bool(s),
-            _ => None,
-        };
         out.insert(
             "admin_state_up".into(),
-            json!(b.ok_or_else(|| NeutronError::bad_request(format!(
-                "Invalid input for admin_state_up. Reason: '{v}' is not a valid boolean value."
-            )))?),
+            json!(record::boolean("admin_state_up", v)?),
         );
     }
     for k in ["distributed", "ha"] {

@@ -564,17 +564,12 @@ pub fn port_groups(
     Ok(())
 }
 
-const GROUP_FIELDS: &[&str] = &["name", "description", "stateful"];
+pub(crate) const GROUP_FIELDS: &[&str] = &["name", "description", "stateful"];
 const GROUP_CREATE_ONLY: &[&str] = &["tenant_id", "project_id"];
 
 fn group_fields(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
     let m = body_of(body, "security_group")?;
-    let allowed: Vec<&str> = GROUP_FIELDS
-        .iter()
-        .chain(if creating { GROUP_CREATE_ONLY } else { &[] })
-        .copied()
-        .collect();
-    only(m, &allowed)?;
+    record::only_for(m, GROUP_FIELDS, GROUP_CREATE_ONLY, creating)?;
     for k in ["name", "description"] {
         if let Some(v) = m.get(k)
             && !v.is_string()

@@ -25,7 +25,7 @@ crate::record::record!(
     "SubnetNotFound"
 );
 
-const WRITABLE: &[&str] = &[
+pub(crate) const WRITABLE: &[&str] = &[
     "name",
     "description",
     "gateway_ip",

@@ -5,7 +5,7 @@
 
 use crate::error::NeutronError;
 use crate::network::project;
-use crate::record::{self, Record, blocking, body_of, find, only, standard, touched};
+use crate::record::{self, Record, blocking, body_of, find, standard, touched};
 use crate::subnet::{SubnetRecord, cidr_of, parse_cidr};
 use crate::{Raw, Shared};
 use axum::extract::Path;
@@ -26,7 +26,7 @@ crate::record::record!(
     "SubnetPoolNotFound"
 );
 
-const WRITABLE: &[&str] = &[
+pub(crate) const WRITABLE: &[&str] = &[
     "name",
     "description",
     "prefixes",
@@ -215,12 +215,7 @@ pub fn place(
 
 fn checked(body: &Value, creating: bool) -> Result<Map<String, Value>, NeutronError> {
     let m = body_of(body, "subnetpool")?;
-    let allowed: Vec<&str> = WRITABLE
-        .iter()
-        .chain(if creating { CREATE_ONLY } else { &[] })
-        .copied()
-        .collect();
-    only(m, &allowed)?;
+    record::only_for(m, WRITABLE, CREATE_ONLY, creating)?;
     if creating
         && m.get("name")
             .and_then(Value::as_str)
