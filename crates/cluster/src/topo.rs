@@ -95,6 +95,29 @@ thread_local! {
     static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+thread_local! {
+    /// Inside [`durably`]: the newest revision this thread's writes have
+    /// staged and not yet waited for, and the store to wait on.
+    static DURABLY: RefCell<Option<(nsdb::Revision, Option<Arc<dyn Store>>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `f`, whose topology writes return once applied rather than once
+/// durable, then waits for all of them together. A caller that serializes
+/// its writes under a lock of its own takes that lock inside `f`, so the
+/// next caller's write proceeds while this one's fsync runs and concurrent
+/// writes share one.
+pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), StoreError>) {
+    let outer = DURABLY.replace(Some((0, None)));
+    let out = f();
+    let owed = DURABLY.replace(outer);
+    let synced = match owed {
+        Some((rev, Some(store))) => store.sync(rev),
+        _ => Ok(()),
+    };
+    (out, synced)
+}
+
 /// Marks the thread as writing while it lives.
 struct InWrite;
 
@@ -232,8 +255,29 @@ impl Topology {
     /// whose refusals the store's errors do not spell).
     pub fn write_as<R, E: From<ApiError>>(
         &self,
-        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
+        f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
+        let (out, rev) = self.stage(f)?;
+        if let Some(rev) = rev {
+            let owed = DURABLY.with_borrow_mut(|d| {
+                d.as_mut().map(|owed| {
+                    owed.0 = owed.0.max(rev);
+                    owed.1 = Some(self.store.clone());
+                })
+            });
+            if owed.is_none() {
+                self.store.sync(rev).map_err(ApiError::from)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The write itself, under this server's write lock: applied (visible)
+    /// but not yet durable; the revision to wait for, if it wrote.
+    fn stage<R, E: From<ApiError>>(
+        &self,
+        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
+    ) -> Result<(R, Option<nsdb::Revision>), E> {
         let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let _w = InWrite::enter();
@@ -316,10 +360,10 @@ impl Topology {
                 });
             }
             if ops.is_empty() {
-                return Ok(out);
+                return Ok((out, None));
             }
-            match self.store.commit(ops) {
-                Ok(_) => return Ok(out),
+            match self.store.commit_staged(ops) {
+                Ok(rev) => return Ok((out, Some(rev))),
                 Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
                     if attempt < 3 =>
                 {

@@ -148,18 +148,31 @@ pub fn touched<R: Record>(r: &mut R) {
 /// transaction; not yet.)
 static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+fn forget_noted() {
+    crate::port::forget_held();
+    forget_owned();
+}
+
 /// Runs a Neutron write off the async runtime (each commit is fsynced),
 /// one at a time.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NeutronError> + Send + 'static,
 ) -> Result<T, NeutronError> {
     let serialized = move || {
-        let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        let done = f();
-        if done.is_err() {
-            // What a failed write noted as held or counted may not be.
-            crate::port::forget_held();
-            forget_owned();
+        // The fsync waits outside the one-at-a-time lock: the next call
+        // translates while this one's commit reaches the disk.
+        let (done, synced) = cluster::topo::durably(|| {
+            let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
+            let done = f();
+            if done.is_err() {
+                // What a failed write noted as held or counted may not be.
+                forget_noted();
+            }
+            done
+        });
+        if let Err(e) = synced {
+            forget_noted();
+            return Err(cluster::error::ApiError::from(e).into());
         }
         done
     };

@@ -137,6 +137,18 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every op or none; returns the revision of the commit. Once this
     /// returns, the write is durable (for persistent backends).
     fn commit(&self, ops: Vec<Op>) -> Result<Revision>;
+    /// [`Store::commit`] up to the point where readers and watchers see it,
+    /// but not yet durable: [`Store::sync`] waits for that. A writer that
+    /// holds a lock of its own releases it in between, so concurrent
+    /// writers share one disk flush.
+    fn commit_staged(&self, ops: Vec<Op>) -> Result<Revision> {
+        self.commit(ops)
+    }
+    /// Returns once every commit up to `revision` is durable.
+    fn sync(&self, revision: Revision) -> Result<()> {
+        let _ = revision;
+        Ok(())
+    }
     fn revision(&self) -> Revision;
     /// Changes after `after`, then live ones. `kind: None` watches everything.
     fn watch(&self, kind: Option<&str>, after: Revision) -> Result<Watch>;

@@ -1,6 +1,15 @@
 //! The single-node store: everything in memory for fast reads, with an
-//! optional redb file underneath for crash safety. A commit is written and
-//! fsynced to disk before memory changes and before the caller is answered.
+//! optional redb file underneath for crash safety.
+//!
+//! A commit is validated and applied in memory under one lock, then written
+//! and fsynced before [`Store::commit`] returns (group commit: whoever writes
+//! takes every commit staged so far, so concurrent writers share one fsync).
+//! Watchers in this process see a commit once it is applied, at most one
+//! fsync before it is durable: a crash in between loses it for all of them
+//! alike, and agents reload from a snapshot when the server is back. A
+//! failed disk write stops the store taking writes: memory may then hold
+//! what the disk does not, and only a restart (which reads the disk) can
+//! tell.
 
 use crate::*;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -17,6 +26,13 @@ const LOG_CAP: usize = 100_000;
 type ObjKey = (String, String);
 /// A table entry: the persistent value and the learned value with its owner.
 type TableRow = (Option<String>, Option<(String, SessionId)>);
+
+/// What one commit changes on disk: objects, and persistent table rows.
+#[derive(Default)]
+struct Staged {
+    objects: Vec<(ObjKey, Option<Entry>)>,
+    tables: Vec<(String, Option<String>)>,
+}
 
 struct Watcher {
     kind: Option<String>,
@@ -36,11 +52,19 @@ struct Inner {
     ephemeral: BTreeMap<String, (SessionId, Arc<[u8]>)>,
     /// table -> key -> (persistent value, learned value and owner)
     tables: HashMap<String, BTreeMap<String, TableRow>>,
+    /// Applied in memory, not yet on disk, in revision order.
+    pending: Vec<(Revision, Staged)>,
+    /// Every commit up to here is on disk.
+    durable: Revision,
+    /// Why the disk refused a write; no commit is taken after that.
+    failed: Option<String>,
 }
 
 pub struct LocalStore {
     inner: Mutex<Inner>,
     disk: Option<Database>,
+    /// Held by the one thread writing staged commits to disk.
+    writing: Mutex<()>,
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> StoreError {
@@ -78,6 +102,7 @@ impl LocalStore {
                 ..Default::default()
             }),
             disk: None,
+            writing: Mutex::new(()),
         }
     }
 
@@ -128,6 +153,7 @@ impl LocalStore {
                 .insert(key.to_string(), (Some(v.value().to_string()), None));
         }
         inner.log_floor = inner.revision;
+        inner.durable = inner.revision;
         drop(objects);
         drop(tables);
         drop(meta);
@@ -135,6 +161,7 @@ impl LocalStore {
         Ok(LocalStore {
             inner: Mutex::new(inner),
             disk: Some(db),
+            writing: Mutex::new(()),
         })
     }
 
@@ -144,44 +171,59 @@ impl LocalStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the disk side of a commit: object puts/deletes and table rows.
-    fn persist(
-        &self,
-        revision: Revision,
-        objects: &[(ObjKey, Option<Entry>)],
-        tables: &[(String, Option<String>)],
-    ) -> Result<()> {
-        let Some(db) = &self.disk else { return Ok(()) };
+    /// Writes staged commits to disk in one transaction, fsynced.
+    fn persist(db: &Database, batch: &[(Revision, Staged)]) -> Result<()> {
+        let Some((last, _)) = batch.last() else {
+            return Ok(());
+        };
         let w = db.begin_write().map_err(storage)?;
         {
             let mut t = w.open_table(OBJECTS).map_err(storage)?;
-            for ((kind, id), e) in objects {
-                let k = obj_path(kind, id);
-                match e {
-                    Some(e) => {
-                        t.insert(k.as_str(), encode(e).as_slice())
-                            .map_err(storage)?;
-                    }
-                    None => {
-                        t.remove(k.as_str()).map_err(storage)?;
+            let mut tt = w.open_table(TABLES).map_err(storage)?;
+            for (_, staged) in batch {
+                for ((kind, id), e) in &staged.objects {
+                    let k = obj_path(kind, id);
+                    match e {
+                        Some(e) => {
+                            t.insert(k.as_str(), encode(e).as_slice())
+                                .map_err(storage)?;
+                        }
+                        None => {
+                            t.remove(k.as_str()).map_err(storage)?;
+                        }
                     }
                 }
-            }
-            let mut tt = w.open_table(TABLES).map_err(storage)?;
-            for (k, v) in tables {
-                match v {
-                    Some(v) => {
-                        tt.insert(k.as_str(), v.as_str()).map_err(storage)?;
-                    }
-                    None => {
-                        tt.remove(k.as_str()).map_err(storage)?;
+                for (k, v) in &staged.tables {
+                    match v {
+                        Some(v) => {
+                            tt.insert(k.as_str(), v.as_str()).map_err(storage)?;
+                        }
+                        None => {
+                            tt.remove(k.as_str()).map_err(storage)?;
+                        }
                     }
                 }
             }
             let mut m = w.open_table(META).map_err(storage)?;
-            m.insert("revision", revision).map_err(storage)?;
+            m.insert("revision", *last).map_err(storage)?;
         }
         w.commit().map_err(storage)
+    }
+
+    /// Queues a commit's disk side (nothing without a disk).
+    fn stage(&self, g: &mut Inner, rev: Revision, staged: Staged) {
+        if self.disk.is_some() {
+            g.pending.push((rev, staged));
+        }
+    }
+
+    fn refuse_if_failed(g: &Inner) -> Result<()> {
+        match &g.failed {
+            Some(why) => Err(StoreError::Storage(format!(
+                "an earlier disk write failed ({why}); restart the server"
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn publish(inner: &mut Inner, ev: Event) {
@@ -248,7 +290,14 @@ impl Store for LocalStore {
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
+        let rev = self.commit_staged(ops)?;
+        self.sync(rev)?;
+        Ok(rev)
+    }
+
+    fn commit_staged(&self, ops: Vec<Op>) -> Result<Revision> {
         let mut g = self.lock();
+        Self::refuse_if_failed(&g)?;
         let rev = g.revision + 1;
         // Validate against the current state plus earlier ops of this commit.
         let mut staged: BTreeMap<ObjKey, Option<Entry>> = BTreeMap::new();
@@ -342,28 +391,58 @@ impl Store for LocalStore {
             }
         }
         let changes: Vec<(ObjKey, Option<Entry>)> = staged.into_iter().collect();
-        self.persist(rev, &changes, &[])?;
         g.revision = rev;
-        for (k, e) in changes {
+        for (k, e) in &changes {
             let change = match &e {
                 Some(e) => Change::Put(e.clone()),
                 None => Change::Deleted,
             };
             match e {
-                Some(e) => g.objects.insert(k.clone(), e),
-                None => g.objects.remove(&k),
+                Some(e) => g.objects.insert(k.clone(), e.clone()),
+                None => g.objects.remove(k),
             };
             Self::publish(
                 &mut g,
                 Event {
                     revision: rev,
-                    kind: k.0,
-                    id: k.1,
+                    kind: k.0.clone(),
+                    id: k.1.clone(),
                     change,
                 },
             );
         }
+        let staged = Staged {
+            objects: changes,
+            tables: Vec::new(),
+        };
+        self.stage(&mut g, rev, staged);
         Ok(rev)
+    }
+
+    fn sync(&self, rev: Revision) -> Result<()> {
+        let Some(db) = &self.disk else { return Ok(()) };
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = {
+            let mut g = self.lock();
+            if g.durable >= rev {
+                return Ok(());
+            }
+            Self::refuse_if_failed(&g)?;
+            std::mem::take(&mut g.pending)
+        };
+        let done = Self::persist(db, &batch);
+        let mut g = self.lock();
+        match done {
+            Ok(()) => {
+                g.durable = batch.last().map_or(g.durable, |(r, _)| *r).max(g.durable);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "NSDB disk write failed; refusing writes until restarted");
+                g.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     fn revision(&self) -> Revision {
@@ -519,7 +598,7 @@ impl Store for LocalStore {
         owner: Option<SessionId>,
     ) -> Result<Revision> {
         let mut g = self.lock();
-        match owner {
+        let persistent = match owner {
             Some(s) if !g.sessions.contains_key(&s) => return Err(StoreError::NoSession(s)),
             Some(s) => {
                 let row = g
@@ -529,13 +608,16 @@ impl Store for LocalStore {
                     .entry(key.into())
                     .or_default();
                 row.1 = Some((value.into(), s));
+                false
             }
             None => {
-                self.persist(
-                    g.revision + 1,
-                    &[],
-                    &[(format!("{table}\0{key}"), Some(value.into()))],
-                )?;
+                Self::refuse_if_failed(&g)?;
+                let rev = g.revision + 1;
+                let staged = Staged {
+                    objects: Vec::new(),
+                    tables: vec![(format!("{table}\0{key}"), Some(value.into()))],
+                };
+                self.stage(&mut g, rev, staged);
                 let row = g
                     .tables
                     .entry(table.into())
@@ -543,9 +625,15 @@ impl Store for LocalStore {
                     .entry(key.into())
                     .or_default();
                 row.0 = Some(value.into());
+                true
             }
+        };
+        let rev = Self::table_event(&mut g, table, key);
+        drop(g);
+        if persistent {
+            self.sync(rev)?;
         }
-        Ok(Self::table_event(&mut g, table, key))
+        Ok(rev)
     }
 
     fn table_remove(&self, table: &str, key: &str) -> Result<Revision> {
@@ -556,13 +644,25 @@ impl Store for LocalStore {
                 id: key.into(),
             });
         };
-        if row.0.is_some() {
-            self.persist(g.revision + 1, &[], &[(format!("{table}\0{key}"), None)])?;
+        let persistent = row.0.is_some();
+        if persistent {
+            Self::refuse_if_failed(&g)?;
+            let rev = g.revision + 1;
+            let staged = Staged {
+                objects: Vec::new(),
+                tables: vec![(format!("{table}\0{key}"), None)],
+            };
+            self.stage(&mut g, rev, staged);
         }
         if let Some(t) = g.tables.get_mut(table) {
             t.remove(key);
         }
-        Ok(Self::table_event(&mut g, table, key))
+        let rev = Self::table_event(&mut g, table, key);
+        drop(g);
+        if persistent {
+            self.sync(rev)?;
+        }
+        Ok(rev)
     }
 
     fn table_entries(&self, table: &str) -> Vec<TableEntry> {
@@ -685,6 +785,43 @@ mod tests {
         assert_eq!(rows[0].value, "persistent-port");
         assert_eq!(w.try_next().unwrap().kind, "state");
         assert!(s.put_ephemeral(sess, "x", vec![]).is_err());
+    }
+
+    #[test]
+    fn concurrent_commits_share_flushes_and_all_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let per = 50;
+        {
+            let s = Arc::new(LocalStore::open(dir.path()).unwrap());
+            let writers: Vec<_> = (0..4)
+                .map(|t| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..per {
+                            let rev = s
+                                .commit(vec![put("Chain", &format!("{t}-{i}"), "{}")])
+                                .unwrap();
+                            // Durable on return: nothing staged at or before it.
+                            let g = s.lock();
+                            assert!(g.durable >= rev);
+                            assert!(g.pending.iter().all(|(r, _)| *r > rev));
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            // Staged: seen at once, written by the next sync.
+            let rev = s.commit_staged(vec![put("Chain", "staged", "{}")]).unwrap();
+            assert!(s.get("Chain", "staged").unwrap().is_some());
+            assert_eq!(s.lock().pending.len(), 1);
+            s.sync(rev).unwrap();
+            assert!(s.lock().pending.is_empty());
+        }
+        let s = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(s.list("Chain").unwrap().len(), 4 * per + 1);
+        assert_eq!(s.revision(), 4 * per as u64 + 1);
     }
 
     #[test]
