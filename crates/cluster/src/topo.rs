@@ -95,11 +95,13 @@ thread_local! {
     static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// The newest revision staged and not yet waited for, and its store.
+type Owed = (nsdb::Revision, Option<Arc<dyn Store>>);
+
 thread_local! {
     /// Inside [`durably`]: the newest revision this thread's writes have
     /// staged and not yet waited for, and the store to wait on.
-    static DURABLY: RefCell<Option<(nsdb::Revision, Option<Arc<dyn Store>>)>> =
-        const { RefCell::new(None) };
+    static DURABLY: RefCell<Option<Owed>> = const { RefCell::new(None) };
 }
 
 /// Runs `f`, whose topology writes return once applied rather than once
