@@ -404,6 +404,7 @@ mod tests {
             deleted: false,
             snapshot_begin: b,
             snapshot_end: e,
+            batch_end: false,
         };
         assert!(!c.apply(up("Bridge", &id, true, false)));
         assert!(c.apply(Update {

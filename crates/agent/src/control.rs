@@ -19,6 +19,9 @@ use uuid::Uuid;
 
 struct Ctl {
     cluster: String,
+    /// One channel for every request: a bind does not wait for a new
+    /// connection's handshake (it reconnects by itself when the server goes).
+    client: Option<topology_proto::TopologyClient<tonic::transport::Channel>>,
     me: Uuid,
 }
 
@@ -26,9 +29,16 @@ struct Ctl {
 pub async fn serve(path: std::path::PathBuf, cluster: String, me: Uuid) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
+    let client = tonic::transport::Endpoint::from_shared(cluster.clone())
+        .ok()
+        .map(|e| topology_proto::TopologyClient::new(e.connect_lazy()));
     let app = Router::new()
         .route("/binding/{port}", put(bind).delete(unbind))
-        .with_state(Arc::new(Ctl { cluster, me }));
+        .with_state(Arc::new(Ctl {
+            cluster,
+            client,
+            me,
+        }));
     axum::serve(listener, app).await
 }
 
@@ -81,11 +91,14 @@ async fn ask(c: &Ctl, port: &str, iface: &str) -> Result<(), Response> {
             format!("port: not a UUID: {port:?}"),
         ));
     }
-    let Some(mut client) = crate::connect(&c.cluster).await else {
-        return Err(error(
+    let unreachable = || {
+        error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the cluster at {} is not reachable", c.cluster),
-        ));
+        )
+    };
+    let Some(mut client) = c.client.clone() else {
+        return Err(unreachable());
     };
     let req = topology_proto::v1::BindRequest {
         host_id: c.me.to_string(),
@@ -94,6 +107,7 @@ async fn ask(c: &Ctl, port: &str, iface: &str) -> Result<(), Response> {
     };
     match client.bind(req).await {
         Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::Unavailable => Err(unreachable()),
         Err(s) => {
             let status = match s.code() {
                 tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,

@@ -590,15 +590,20 @@ async fn watch_loop(
                 break;
             };
             let Ok(u) = first else { break };
+            // The server marks where each batch of whole commits ends:
+            // everything up to there is applied, then published once.
+            let mut whole = u.batch_end || u.snapshot_end;
             let mut consistent = cache.apply(u);
-            // Take whatever else already arrived, then publish once.
-            while let Ok(Some(Ok(u))) =
-                tokio::time::timeout(Duration::from_millis(2), stream.next()).await
-            {
+            while !(whole && consistent) {
+                // Unmarked (a server that does not mark): what arrives
+                // within a while belongs together.
+                let Ok(Some(Ok(u))) =
+                    tokio::time::timeout(Duration::from_millis(50), stream.next()).await
+                else {
+                    break;
+                };
+                whole = u.batch_end || u.snapshot_end;
                 consistent = cache.apply(u);
-                if !consistent {
-                    continue;
-                }
             }
             if consistent {
                 let kinds = publish(&mut cache, &send, &bind);

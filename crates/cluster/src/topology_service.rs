@@ -31,6 +31,7 @@ fn update(revision: u64, kind: &str, id: &str, data: &[u8], deleted: bool) -> Up
         deleted,
         snapshot_begin: false,
         snapshot_end: false,
+        batch_end: false,
     }
 }
 
@@ -81,11 +82,15 @@ pub(crate) fn frame(out: &mut Vec<Update>, revision: u64) {
 /// Sends `initial`, then the watch's changes (filtered by `view`), until
 /// the receiver or the watch goes.
 async fn forward(
-    initial: Vec<Update>,
+    store: &dyn Store,
+    mut initial: Vec<Update>,
     watch: &mut nsdb::Watch,
     mut view: Option<&mut HostView>,
     tx: &mpsc::Sender<Result<Update, Status>>,
 ) {
+    if let Some(last) = initial.last_mut() {
+        last.batch_end = true;
+    }
     for u in initial {
         if tx.send(Ok(u)).await.is_err() {
             return;
@@ -95,29 +100,45 @@ async fn forward(
         Change::Put(e) => update(ev.revision, &ev.kind, &ev.id, &e.data, false),
         Change::Deleted => update(ev.revision, &ev.kind, &ev.id, &[], true),
     };
+    // The first event of a commit that was still being published when the
+    // last batch was cut: it starts the next one.
+    let mut carry: Option<nsdb::Event> = None;
     loop {
-        // A receiver that goes while nothing changes ends this at once, so
-        // its view is parked for the agent's return.
-        let ev = tokio::select! {
-            ev = watch.next() => ev,
-            _ = tx.closed() => return,
+        let ev = match carry.take() {
+            Some(ev) => Some(ev),
+            // A receiver that goes while nothing changes ends this at once,
+            // so its view is parked for the agent's return.
+            None => tokio::select! {
+                ev = watch.next() => ev,
+                _ = tx.closed() => return,
+            },
         };
         let Some(ev) = ev else { return };
+        // A batch is whole commits: what already arrived, then, once the
+        // store has published everything up to its revision (it does so
+        // under the lock `revision` takes), the rest of those commits. A
+        // burst of creates is one reach update, not one per create.
         let mut batch = vec![as_update(ev)];
-        // What else already arrived is filtered in the same batch: a burst
-        // of creates is one reach update, not one per create.
-        if view.is_some() {
-            while batch.len() < 4096 {
-                match tokio::time::timeout(std::time::Duration::ZERO, watch.next()).await {
-                    Ok(Some(ev)) => batch.push(as_update(ev)),
-                    _ => break,
-                }
-            }
+        while batch.len() < 4096
+            && let Some(ev) = watch.try_next()
+        {
+            batch.push(as_update(ev));
         }
-        let out = match view.as_deref_mut() {
+        let upto = store.revision();
+        while let Some(ev) = watch.try_next() {
+            if ev.revision > upto {
+                carry = Some(ev);
+                break;
+            }
+            batch.push(as_update(ev));
+        }
+        let mut out = match view.as_deref_mut() {
             Some(v) => v.changes(batch),
             None => batch,
         };
+        if let Some(last) = out.last_mut() {
+            last.batch_end = true;
+        }
         for u in out {
             if tx.send(Ok(u)).await.is_err() {
                 return;
@@ -189,7 +210,7 @@ impl topology_proto::Topology for TopologyService {
         let parked = self.app.parked.clone();
         let (tx, rx) = mpsc::channel::<Result<Update, Status>>(1024);
         tokio::spawn(async move {
-            forward(initial, &mut watch, view.as_mut(), &tx).await;
+            forward(&*store, initial, &mut watch, view.as_mut(), &tx).await;
             // The agent is gone (or the store stopped): its view waits for
             // it to come back.
             if let Some(v) = view {
