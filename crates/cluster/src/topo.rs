@@ -141,9 +141,16 @@ pub struct Writer<'a> {
     pub tx: Tx<'a>,
     store: &'a dyn Store,
     counters: HashMap<&'static str, (Option<u64>, u64)>,
+    tables: Vec<(String, String, Option<String>)>,
 }
 
 impl Writer<'_> {
+    /// Writes (`Some`) or removes a persistent state-table entry in the
+    /// same commit (a floating IP's ARP entry).
+    pub fn table(&mut self, table: String, key: String, value: Option<String>) {
+        self.tables.push((table, key, value));
+    }
+
     /// The next value of a durable counter (tunnel keys), committed with the write.
     pub fn next(&mut self, name: &'static str) -> Result<u64, ApiError> {
         if !self.counters.contains_key(name) {
@@ -295,9 +302,11 @@ impl Topology {
                 tx: Tx::new(&view),
                 store: &*self.store,
                 counters: HashMap::new(),
+                tables: Vec::new(),
             };
             let out = f(&mut w)?;
             let counters = std::mem::take(&mut w.counters);
+            let tables = std::mem::take(&mut w.tables);
             let changes = w.tx.into_changes();
             let seen = view.seen.into_inner();
             let mut ops = Vec::with_capacity(changes.len() + counters.len());
@@ -361,6 +370,11 @@ impl Topology {
                     },
                 });
             }
+            ops.extend(tables.into_iter().map(|(table, key, value)| Op::Table {
+                table,
+                key,
+                value,
+            }));
             if ops.is_empty() {
                 return Ok((out, None));
             }

@@ -223,20 +223,12 @@ fn disassociate(w: &mut Writer<'_>, f: &mut FloatingIpRecord) -> Result<(), Neut
     Ok(())
 }
 
-/// Writes (or removes) the ARP entry of `f` after its transaction.
-fn publish(app: &App, f: &FloatingIpRecord, mac: Option<&str>) {
+/// Writes (or, without a MAC, removes) the ARP entry of `f` on its
+/// external network, in the same transaction.
+fn arp_entry(w: &mut Writer<'_>, f: &FloatingIpRecord, mac: Option<&str>) {
     let Some(a) = address(f) else { return };
-    let r = match mac {
-        Some(m) if !m.is_empty() => {
-            app.topo
-                .store
-                .table_put(&arp_table(f), &a.to_string(), m, None)
-        }
-        _ => app.topo.store.table_remove(&arp_table(f), &a.to_string()),
-    };
-    if let Err(e) = r {
-        tracing::warn!(fip = %f.id, error = %e, "floating IP's ARP entry not written");
-    }
+    let mac = mac.filter(|m| !m.is_empty()).map(str::to_string);
+    w.table(arp_table(f), a.to_string(), mac);
 }
 
 pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -305,7 +297,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                 .unwrap_or_default(),
             ),
         );
-        let (f, mac) = record::write(&app, |w| {
+        let f = record::write(&app, |w| {
             let mut f = f.clone();
             let mut port = port.clone();
             write_port(&app, w, &mut port, &net)?;
@@ -313,10 +305,12 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                 Some(pid) => Some(associate(&app, w, &mut f, pid, m.get("fixed_ip_address"))?),
                 None => None,
             };
+            if let Some(mac) = &mac {
+                arp_entry(w, &f, Some(mac));
+            }
             record::put_new(w, &f);
-            Ok((f, mac))
+            Ok(f)
         })?;
-        publish(&app, &f, mac.as_deref());
         Ok(f)
     })
     .await;
@@ -344,7 +338,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     };
     let done = blocking(move || {
         let old = find::<FloatingIpRecord>(&app, &id)?;
-        let (f, mac) = record::write(&app, |w| {
+        let f = record::write(&app, |w| {
             let mut f = old.clone();
             if let Some(d) = set.get("description") {
                 f.fields.insert("description".into(), d.clone());
@@ -363,13 +357,13 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
                     )?);
                 }
             }
+            if let Some(mac) = &mac {
+                arp_entry(w, &f, Some(mac));
+            }
             touched(&mut f);
             w.tx.put(&f);
-            Ok((f, mac))
+            Ok(f)
         })?;
-        if let Some(mac) = mac {
-            publish(&app, &f, Some(&mac));
-        }
         Ok(f)
     })
     .await;
@@ -389,38 +383,25 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
             {
                 remove_port(w, &p)?;
             }
+            arp_entry(w, &f, None);
             record::remove(w, Kind::NeutronFloatingIp, f.id);
             Ok(())
-        })?;
-        publish(&app, &f, None);
-        Ok(())
+        })
     })
     .await;
     record::deleted(done)
 }
 
 /// Disassociates the floating IPs of a port being deleted (Neutron does).
-pub fn port_gone(
-    app: &App,
-    w: &mut Writer<'_>,
-    port: Uuid,
-) -> Result<Vec<FloatingIpRecord>, NeutronError> {
+pub fn port_gone(app: &App, w: &mut Writer<'_>, port: Uuid) -> Result<(), NeutronError> {
     let pid = port.to_string();
-    let mut out = Vec::new();
     for mut f in app.topo.all::<FloatingIpRecord>()? {
         if f.f("port_id").as_str() == Some(pid.as_str()) {
             disassociate(w, &mut f)?;
+            arp_entry(w, &f, None);
             touched(&mut f);
             w.tx.put(&f);
-            out.push(f);
         }
     }
-    Ok(out)
-}
-
-/// After [`port_gone`]'s transaction: the ARP entries go.
-pub fn unpublish(app: &App, gone: &[FloatingIpRecord]) {
-    for f in gone {
-        publish(app, f, None);
-    }
+    Ok(())
 }

@@ -558,13 +558,10 @@ pub async fn delete(state: Shared, Path(id): Path<String>) -> Response {
                 ),
             ));
         }
-        let gone = record::write(&app, |w| {
-            let gone = crate::floatingip::port_gone(&app, w, r.id)?;
-            remove_port(w, &r)?;
-            Ok::<_, NeutronError>(gone)
-        })?;
-        crate::floatingip::unpublish(&app, &gone);
-        Ok(())
+        record::write(&app, |w| {
+            crate::floatingip::port_gone(&app, w, r.id)?;
+            Ok(remove_port(w, &r)?)
+        })
     })
     .await;
     record::deleted(done)

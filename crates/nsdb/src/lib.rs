@@ -63,6 +63,12 @@ pub enum Op {
         id: String,
         version: Option<u64>,
     },
+    /// Writes a persistent table entry (`value: None` removes it, if there).
+    Table {
+        table: String,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

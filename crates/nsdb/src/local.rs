@@ -244,6 +244,12 @@ impl LocalStore {
     fn table_event(inner: &mut Inner, table: &str, key: &str) -> Revision {
         inner.revision += 1;
         let rev = inner.revision;
+        Self::table_event_at(inner, table, key, rev);
+        rev
+    }
+
+    /// Publishes the current value of a table entry as changed at `rev`.
+    fn table_event_at(inner: &mut Inner, table: &str, key: &str, rev: Revision) {
         let value = inner
             .tables
             .get(table)
@@ -266,7 +272,6 @@ impl LocalStore {
                 change,
             },
         );
-        rev
     }
 }
 
@@ -320,8 +325,10 @@ impl Store for LocalStore {
             }
             Ok(())
         };
+        let mut tables: Vec<(String, String, Option<String>)> = Vec::new();
         for op in ops {
             match op {
+                Op::Table { table, key, value } => tables.push((table, key, value)),
                 Op::Create { kind, id, data } => {
                     let k = (kind, id);
                     if current(&g, &staged, &k).is_some() {
@@ -411,9 +418,26 @@ impl Store for LocalStore {
                 },
             );
         }
+        let mut rows = Vec::with_capacity(tables.len());
+        for (table, key, value) in tables {
+            let t = g.tables.entry(table.clone()).or_default();
+            match &value {
+                Some(v) => t.entry(key.clone()).or_default().0 = Some(v.clone()),
+                None => {
+                    if let Some(row) = t.get_mut(&key) {
+                        row.0 = None;
+                        if row.1.is_none() {
+                            t.remove(&key);
+                        }
+                    }
+                }
+            }
+            Self::table_event_at(&mut g, &table, &key, rev);
+            rows.push((format!("{table}\0{key}"), value));
+        }
         let staged = Staged {
             objects: changes,
-            tables: Vec::new(),
+            tables: rows,
         };
         self.stage(&mut g, rev, staged);
         Ok(rev)
@@ -785,6 +809,52 @@ mod tests {
         assert_eq!(rows[0].value, "persistent-port");
         assert_eq!(w.try_next().unwrap().kind, "state");
         assert!(s.put_ephemeral(sess, "x", vec![]).is_err());
+    }
+
+    #[test]
+    fn table_entries_commit_with_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |value: Option<&str>| Op::Table {
+            table: "ip4mac/b".into(),
+            key: "198.18.0.5".into(),
+            value: value.map(str::to_string),
+        };
+        {
+            let s = LocalStore::open(dir.path()).unwrap();
+            // A failed check takes the entry down with it.
+            let refused = s.commit(vec![
+                entry(Some("aa:aa:aa:aa:aa:01")),
+                Op::Check {
+                    kind: "Chain".into(),
+                    id: "c".into(),
+                    version: Some(1),
+                },
+            ]);
+            assert!(matches!(refused, Err(StoreError::VersionMismatch { .. })));
+            assert!(s.table_entries("ip4mac/b").is_empty());
+            let mut w = s.watch(None, s.revision()).unwrap();
+            let rev = s
+                .commit(vec![
+                    put("Chain", "c", "{}"),
+                    entry(Some("aa:aa:aa:aa:aa:01")),
+                ])
+                .unwrap();
+            let revs: Vec<_> = std::iter::from_fn(|| w.try_next())
+                .map(|e| (e.kind, e.revision))
+                .collect();
+            assert_eq!(
+                revs,
+                [
+                    ("Chain".to_string(), rev),
+                    ("table/ip4mac/b".to_string(), rev)
+                ],
+                "one revision for the commit's object and entry"
+            );
+        }
+        let s = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(s.table_entries("ip4mac/b")[0].value, "aa:aa:aa:aa:aa:01");
+        s.commit(vec![entry(None)]).unwrap();
+        assert!(s.table_entries("ip4mac/b").is_empty());
     }
 
     #[test]
