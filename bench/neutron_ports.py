@@ -6,44 +6,57 @@ commit). Prints one JSON line.
 
   bench/neutron_ports.py ENDPOINT [N] [THREADS]
 """
+import http.client
 import json
 import sys
 import threading
 import time
-import urllib.request
+import urllib.parse
 
 
-def call(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
+class Client:
+    """One kept-alive HTTP connection, as openstacksdk's session keeps one."""
+
+    def __init__(self, endpoint):
+        u = urllib.parse.urlsplit(endpoint)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        self.base = u.path.rstrip("/") + "/v2.0"
+
+    def call(self, method, path, body):
+        self.conn.request(method, self.base + path, body=json.dumps(body).encode(),
+                          headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
+        return json.loads(data) if data else None
 
 
 def main():
-    ep = sys.argv[1].rstrip("/") + "/v2.0"
+    ep = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    setup = Client(ep)
     # Past Neutron's default of 500 ports per project.
-    req = urllib.request.Request(ep + "/quotas/admin", data=json.dumps({"quota": {"port": -1}}).encode(),
-                                 method="PUT", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=30).read()
-    net = call(ep + "/networks", {"network": {"name": "bench"}})["network"]["id"]
-    call(ep + "/subnets", {"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.128.0.0/16"}})
+    setup.call("PUT", "/quotas/admin", {"quota": {"port": -1}})
+    net = setup.call("POST", "/networks", {"network": {"name": "bench"}})["network"]["id"]
+    setup.call("POST", "/subnets", {"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.128.0.0/16"}})
     left = [n]
     lock = threading.Lock()
     errors = []
 
     def worker():
+        c = Client(ep)
         while True:
             with lock:
                 if left[0] == 0:
                     return
                 left[0] -= 1
             try:
-                call(ep + "/ports", {"port": {"network_id": net}})
+                c.call("POST", "/ports", {"port": {"network_id": net}})
             except Exception as e:  # noqa: BLE001 - counted, reported
                 errors.append(str(e))
+                c = Client(ep)
 
     t0 = time.time()
     ts = [threading.Thread(target=worker) for _ in range(threads)]

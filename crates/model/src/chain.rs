@@ -58,103 +58,249 @@ pub enum FragmentPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Condition {
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub cond_invert: bool,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub match_forward_flow: bool,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub match_return_flow: bool,
-    #[serde(deserialize_with = "lenient::vec")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::vec"
+    )]
     pub in_ports: Vec<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_in_ports: bool,
-    #[serde(deserialize_with = "lenient::vec")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::vec"
+    )]
     pub out_ports: Vec<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_out_ports: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub port_group: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_port_group: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub in_port_group: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_in_port_group: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub out_port_group: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_out_port_group: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub ip_addr_group_src: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_ip_addr_group_src: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub ip_addr_group_dst: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_ip_addr_group_dst: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub traversed_device: Option<Uuid>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_traversed_device: bool,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub no_vlan: bool,
-    #[serde(deserialize_with = "lenient::opt_int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub vlan: Option<u16>,
-    #[serde(deserialize_with = "lenient::opt_int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub dl_type: Option<u32>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_dl_type: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub dl_src: Option<MacAddr>,
+    #[serde(skip_serializing_if = "crate::stored::unset")]
     pub dl_src_mask: Option<String>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_dl_src: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub dl_dst: Option<MacAddr>,
+    #[serde(skip_serializing_if = "crate::stored::unset")]
     pub dl_dst_mask: Option<String>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_dl_dst: bool,
-    #[serde(deserialize_with = "lenient::opt_int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub nw_tos: Option<u8>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_nw_tos: bool,
-    #[serde(deserialize_with = "lenient::opt_int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub nw_proto: Option<u8>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_nw_proto: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub nw_src_address: Option<IpAddr>,
-    #[serde(deserialize_with = "lenient::int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::int"
+    )]
     pub nw_src_length: u8,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_nw_src: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub nw_dst_address: Option<IpAddr>,
-    #[serde(deserialize_with = "lenient::int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::int"
+    )]
     pub nw_dst_length: u8,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_nw_dst: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub tp_src: Option<PortRange>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_tp_src: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub tp_dst: Option<PortRange>,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_tp_dst: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub icmp_data_src_ip_address: Option<Ipv4Addr>,
-    #[serde(deserialize_with = "lenient::int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::int"
+    )]
     pub icmp_data_src_ip_length: u8,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_icmp_data_src_ip: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub icmp_data_dst_ip_address: Option<Ipv4Addr>,
-    #[serde(deserialize_with = "lenient::int")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::int"
+    )]
     pub icmp_data_dst_ip_length: u8,
-    #[serde(deserialize_with = "lenient::bool")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub inv_icmp_data_dst_ip: bool,
-    #[serde(deserialize_with = "lenient::opt")]
+    #[serde(
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub fragment_policy: Option<FragmentPolicy>,
 }
 
@@ -344,31 +490,71 @@ pub struct Rule {
     pub rule_type: RuleType,
     #[serde(default, deserialize_with = "lenient::int")]
     pub position: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::stored::unset")]
     pub meter_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub flow_action: Option<FlowAction>,
-    #[serde(default, deserialize_with = "lenient::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub jump_chain_id: Option<Uuid>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::stored::unset")]
     pub jump_chain_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::vec"
+    )]
     pub nat_targets: Vec<NatTarget>,
-    #[serde(default, deserialize_with = "lenient::bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub pop_vlan: bool,
-    #[serde(default, deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub push_vlan: Option<u32>,
-    #[serde(default, deserialize_with = "lenient::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub target_port_id: Option<Uuid>,
-    #[serde(default, deserialize_with = "lenient::bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub ingress: bool,
-    #[serde(default, deserialize_with = "lenient::bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::bool"
+    )]
     pub fail_open: bool,
-    #[serde(default, deserialize_with = "lenient::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt"
+    )]
     pub request_id: Option<Uuid>,
-    #[serde(default, deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::stored::unset",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub limit: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::stored::unset")]
     pub properties: Option<serde_json::Value>,
     #[serde(flatten)]
     pub condition: Condition,

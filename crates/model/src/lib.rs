@@ -1,5 +1,5 @@
 //! The MidoNet topology: every object the REST API v5 exposes, with its JSON shape
-//! (camelCase, every field present), its validation, and the reference rules that
+//! (camelCase, every field present; [`stored`] keeps less), its validation, and the reference rules that
 //! decide what a delete cascades, clears or refuses.
 //!
 //! Validation lives here, not in the HTTP layer, so the Neutron API, the CLI and the
@@ -19,6 +19,7 @@ pub mod misc;
 pub mod objects;
 pub mod refs;
 pub mod schema;
+pub mod stored;
 
 pub use addr::{Ipv4Prefix, MacAddr};
 pub use bgp::{BgpNetwork, BgpPeer};

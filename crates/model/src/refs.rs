@@ -186,8 +186,7 @@ impl<'a> Tx<'a> {
     }
 
     pub fn put<T: Object>(&mut self, o: &T) {
-        let data = serde_json::to_vec(o).expect("model objects serialize");
-        self.touch((T::KIND, o.id()), Some(data));
+        self.touch((T::KIND, o.id()), Some(crate::stored::encode(o)));
     }
 
     pub fn remove(&mut self, kind: Kind, id: Uuid) {

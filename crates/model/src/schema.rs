@@ -52,7 +52,7 @@ macro_rules! objs {
             /// The stored JSON.
             pub fn encode(&self) -> Vec<u8> {
                 match self {
-                    $(Obj::$v(o) => serde_json::to_vec(o).expect("model objects serialize"),)*
+                    $(Obj::$v(o) => crate::stored::encode(o),)*
                 }
             }
             fn from_value(kind: Kind, v: serde_json::Value) -> Option<Obj> {
