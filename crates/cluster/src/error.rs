@@ -69,7 +69,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => 404,
             StoreError::AlreadyExists { .. } | StoreError::VersionMismatch { .. } => 409,
             StoreError::Compacted { .. } | StoreError::NoSession(_) => 409,
-            StoreError::Storage(_) => 503,
+            StoreError::Storage(_) | StoreError::Unavailable(_) => 503,
         };
         ApiError::new(status, e.to_string())
     }

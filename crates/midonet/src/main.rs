@@ -37,9 +37,14 @@ struct ServerArgs {
     /// Where the embedded NSDB keeps its data.
     #[arg(long, default_value = "/var/lib/midonet", env = "MIDONET_DATA_DIR")]
     data_dir: PathBuf,
-    /// NSDB backend: `embedded` (crash-safe, the default) or `memory` (lost on exit).
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "memory"])]
+    /// NSDB backend: `embedded` (crash-safe, the default), `memory` (lost on
+    /// exit) or `zookeeper` (an ensemble several servers share; see --zookeeper).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "memory", "zookeeper"])]
     store: String,
+    /// The ensemble for `--store zookeeper`: `HOST:PORT[,HOST:PORT...][/chroot]`
+    /// (chroot `/midonet` when none is given).
+    #[arg(long, env = "MIDONET_ZOOKEEPER", default_value = "127.0.0.1:2181")]
+    zookeeper: String,
     /// Authentication: `none` accepts everyone (MidoNet's default); `static` checks --users.
     #[arg(long, default_value = "none", value_parser = ["none", "static"])]
     auth: String,
@@ -196,6 +201,10 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     };
     let store: Arc<dyn nsdb::Store> = match s.store.as_str() {
         "memory" => Arc::new(nsdb::LocalStore::in_memory()),
+        "zookeeper" => Arc::new(
+            nsdb::ZkStore::connect(&s.zookeeper)
+                .with_context(|| format!("connecting to ZooKeeper at {}", s.zookeeper))?,
+        ),
         _ => Arc::new(
             nsdb::LocalStore::open(&s.data_dir)
                 .with_context(|| format!("opening the NSDB in {}", s.data_dir.display()))?,

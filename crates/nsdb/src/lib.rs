@@ -6,12 +6,15 @@
 //! ephemeral state keys bound to a session (ephemeral znodes), and replicated
 //! state tables whose learned entries die with their writer's session.
 //!
-//! Backends: [`LocalStore::in_memory`] for tests and [`LocalStore::open`], the
-//! embedded crash-safe store (redb) that `midonet server` uses by default.
+//! Backends: [`LocalStore::in_memory`] for tests, [`LocalStore::open`], the
+//! embedded crash-safe store (redb) that `midonet server` uses by default,
+//! and [`ZkStore`], a ZooKeeper ensemble shared by several servers.
 
 mod local;
+mod zookeeper;
 
 pub use local::LocalStore;
+pub use zookeeper::ZkStore;
 
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -109,6 +112,9 @@ pub enum StoreError {
     NoSession(SessionId),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store's servers did not answer (no quorum, unreachable).
+    #[error("NSDB unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -1,0 +1,745 @@
+//! The NSDB on a ZooKeeper ensemble, for several cluster servers.
+//!
+//! ZooKeeper holds the truth and orders it; each server keeps a mirror in
+//! memory (a [`LocalStore`]) that its readers and watchers use. The layout
+//! under the chroot (default `/midonet`):
+//!
+//! - `objects/<kind>/<id>`: an object's bytes. ZooKeeper's znode version
+//!   is ours minus one, so compare-and-set is ZooKeeper's own: every
+//!   conditional op of a commit is a version check in one `multi`.
+//! - `tables/<table>/<key>`: a persistent state-table entry.
+//! - `log/c-<seq>`: one persistent sequential znode per commit, created in
+//!   the commit's own `multi`, holding what it changed. Sequence numbers
+//!   are dense, so a server follows the log by reading `c-<next>` until
+//!   there is none, woken by a watch on `log` (and by its own commits).
+//!
+//! A commit returns once this server's mirror has applied it, so a writer
+//! reads its own writes. Revisions are the mirror's own, per server: a
+//! watcher that moves to another server reloads from a snapshot.
+//!
+//! Not yet shared between servers (each server keeps them in its mirror):
+//! sessions, ephemeral state and learned table entries. The log is never
+//! compacted: a server starting replays it from the first commit.
+
+use crate::{
+    Entry, LocalStore, Op, Result, Revision, SessionId, Store, StoreError, TableEntry, Watch,
+};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use zookeeper_client as zk;
+
+/// How long a call may wait for the ensemble before it fails.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+const OPEN: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+const SEQUENTIAL: &zk::CreateOptions<'static> =
+    &zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+
+/// Where the mirror stands in the log.
+#[derive(Default)]
+struct Follow {
+    /// The next log sequence number to apply.
+    next: u64,
+    /// Why applying the log failed; the store then refuses writes.
+    failed: Option<String>,
+}
+
+pub struct ZkStore {
+    rt: tokio::runtime::Runtime,
+    client: zk::Client,
+    mirror: Arc<LocalStore>,
+    follow: Arc<(Mutex<Follow>, Condvar)>,
+    /// Serializes catching up: one reader of the log at a time.
+    reading: Arc<tokio::sync::Mutex<()>>,
+    kinds: Mutex<HashSet<String>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("ZooKeeper: {e}"))
+}
+
+/// A znode name for an id or key, which may hold `/`.
+fn name(s: &str) -> String {
+    s.replace('%', "%25").replace('/', "%2F")
+}
+
+fn obj_path(kind: &str, id: &str) -> String {
+    format!("/objects/{}/{}", name(kind), name(id))
+}
+
+fn table_dir(table: &str) -> String {
+    format!("/tables/{}", name(table))
+}
+
+fn log_path(seq: u64) -> String {
+    format!("/log/c-{seq:010}")
+}
+
+/// What a logged commit changed, in the form the mirror applies
+/// unconditionally: `P` put, `D` delete, `T` table row (value or none).
+fn encode_log(ops: &[Op]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::Create { kind, id, data }
+            | Op::Put { kind, id, data }
+            | Op::Update { kind, id, data, .. } => {
+                out.push(b'P');
+                field(&mut out, kind.as_bytes());
+                field(&mut out, id.as_bytes());
+                field(&mut out, data);
+            }
+            Op::Delete { kind, id, .. } => {
+                out.push(b'D');
+                field(&mut out, kind.as_bytes());
+                field(&mut out, id.as_bytes());
+            }
+            Op::Table { table, key, value } => {
+                out.push(b'T');
+                field(&mut out, table.as_bytes());
+                field(&mut out, key.as_bytes());
+                match value {
+                    Some(v) => {
+                        out.push(1);
+                        field(&mut out, v.as_bytes());
+                    }
+                    None => out.push(0),
+                }
+            }
+            Op::Check { .. } => {}
+        }
+    }
+    out
+}
+
+fn decode_log(mut b: &[u8]) -> Option<Vec<Op>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (h, t) = b.split_at(n);
+        *b = t;
+        Some(h)
+    }
+    fn field<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let n = u32::from_be_bytes(take(b, 4)?.try_into().ok()?) as usize;
+        take(b, n)
+    }
+    fn text(b: &mut &[u8]) -> Option<String> {
+        String::from_utf8(field(b)?.to_vec()).ok()
+    }
+    let mut ops = Vec::new();
+    while let Some(tag) = take(&mut b, 1) {
+        ops.push(match tag[0] {
+            b'P' => Op::Put {
+                kind: text(&mut b)?,
+                id: text(&mut b)?,
+                data: field(&mut b)?.to_vec(),
+            },
+            b'D' => Op::Delete {
+                kind: text(&mut b)?,
+                id: text(&mut b)?,
+                version: None,
+            },
+            b'T' => Op::Table {
+                table: text(&mut b)?,
+                key: text(&mut b)?,
+                value: match take(&mut b, 1)?[0] {
+                    1 => Some(text(&mut b)?),
+                    _ => None,
+                },
+            },
+            _ => return None,
+        });
+    }
+    Some(ops)
+}
+
+impl ZkStore {
+    /// Connects to `connect` (`HOST:PORT[,HOST:PORT…][/chroot]`, chroot
+    /// `/midonet` when none is given), creates the layout if it is new and
+    /// replays the log into the mirror.
+    pub fn connect(connect: &str) -> Result<ZkStore> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nsdb-zookeeper")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let (hosts, chroot) = match connect.find('/') {
+            Some(i) => (&connect[..i], connect[i..].to_string()),
+            None => (connect, "/midonet".to_string()),
+        };
+        let hosts = hosts.to_string();
+        let client = run(&rt, async move {
+            let root = zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(&hosts)
+                .await
+                .map_err(unavailable)?;
+            match root.mkdir(&chroot, OPEN).await {
+                Ok(()) | Err(zk::Error::NodeExists) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            let c = root
+                .chroot(chroot.clone())
+                .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
+            for dir in ["/objects", "/tables", "/log"] {
+                match c.create(dir, &[], OPEN).await {
+                    Ok(_) | Err(zk::Error::NodeExists) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            Ok(c)
+        })?;
+        let store = ZkStore {
+            rt,
+            client,
+            mirror: Arc::new(LocalStore::in_memory()),
+            follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
+            reading: Arc::new(tokio::sync::Mutex::new(())),
+            kinds: Mutex::new(HashSet::new()),
+        };
+        store.catch_up()?;
+        store.spawn_follower();
+        Ok(store)
+    }
+
+    fn follower(&self) -> Follower {
+        Follower {
+            client: self.client.clone(),
+            mirror: self.mirror.clone(),
+            follow: self.follow.clone(),
+            reading: self.reading.clone(),
+        }
+    }
+
+    /// Applies every commit in the log so far.
+    fn catch_up(&self) -> Result<()> {
+        let f = self.follower();
+        run(&self.rt, async move { f.drain().await })
+    }
+
+    /// Follows the log: a persistent watch on `log` wakes the follower for
+    /// each new commit, and a slow tick covers events lost in a reconnect.
+    fn spawn_follower(&self) {
+        let f = self.follower();
+        self.rt.spawn(async move {
+            let mut watch = f
+                .client
+                .watch("/log", zk::AddWatchMode::Persistent)
+                .await
+                .ok();
+            loop {
+                match &mut watch {
+                    Some(w) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), w.changed()).await;
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        watch = f
+                            .client
+                            .watch("/log", zk::AddWatchMode::Persistent)
+                            .await
+                            .ok();
+                    }
+                }
+                if let Err(e) = f.drain().await {
+                    tracing::warn!(error = %e, "following the NSDB log");
+                }
+            }
+        });
+    }
+
+    fn ensure_kind(&self, kind: &str) -> Result<()> {
+        if self
+            .kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(kind)
+        {
+            return Ok(());
+        }
+        let c = self.client.clone();
+        let path = format!("/objects/{}", name(kind));
+        run(&self.rt, async move {
+            match c.create(&path, &[], OPEN).await {
+                Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })?;
+        self.kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind.to_string());
+        Ok(())
+    }
+
+    fn ensure_table(&self, table: &str) -> Result<()> {
+        let key = format!("table\0{table}");
+        if self
+            .kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let c = self.client.clone();
+        let path = table_dir(table);
+        run(&self.rt, async move {
+            match c.create(&path, &[], OPEN).await {
+                Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })?;
+        self.kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    /// One attempt at a commit: the ops as one `multi` plus its log entry.
+    /// Returns the log sequence number.
+    fn try_commit(&self, ops: &[Op]) -> Result<u64> {
+        // What the ops are checked against: ZooKeeper decides, the mirror
+        // only says whether an unconditional put creates or replaces.
+        let mut writes: Vec<(String, Write)> = Vec::new();
+        let mut made: HashSet<String> = HashSet::new();
+        let exists = |kind: &str, id: &str, made: &HashSet<String>, path: &str| {
+            made.contains(path) || self.mirror.get(kind, id).ok().flatten().is_some()
+        };
+        for op in ops {
+            match op {
+                Op::Create { kind, id, data } => {
+                    self.ensure_kind(kind)?;
+                    let p = obj_path(kind, id);
+                    made.insert(p.clone());
+                    writes.push((p, Write::Create(data.clone())));
+                }
+                Op::Update {
+                    kind,
+                    id,
+                    data,
+                    version,
+                } => writes.push((
+                    obj_path(kind, id),
+                    Write::Set(data.clone(), version.map(zk_version)),
+                )),
+                Op::Put { kind, id, data } => {
+                    self.ensure_kind(kind)?;
+                    let p = obj_path(kind, id);
+                    let w = if exists(kind, id, &made, &p) {
+                        Write::Set(data.clone(), None)
+                    } else {
+                        Write::Create(data.clone())
+                    };
+                    made.insert(p.clone());
+                    writes.push((p, w));
+                }
+                Op::Delete { kind, id, version } => {
+                    let p = obj_path(kind, id);
+                    made.remove(&p);
+                    writes.push((p, Write::Delete(version.map(zk_version))));
+                }
+                Op::Check { kind, id, version } => {
+                    let p = obj_path(kind, id);
+                    match version {
+                        Some(v) => writes.push((p, Write::Check(zk_version(*v)))),
+                        // Absent: a create that must succeed, undone at once.
+                        None => {
+                            self.ensure_kind(kind)?;
+                            writes.push((p.clone(), Write::Create(Vec::new())));
+                            writes.push((p, Write::Delete(None)));
+                        }
+                    }
+                }
+                Op::Table { table, key, value } => {
+                    self.ensure_table(table)?;
+                    let p = format!("{}/{}", table_dir(table), name(key));
+                    let there = self
+                        .mirror
+                        .table_entries(table)
+                        .iter()
+                        .any(|e| e.key == *key && e.owner.is_none())
+                        || made.contains(&p);
+                    match (value, there) {
+                        (Some(v), true) => {
+                            writes.push((p, Write::Set(v.clone().into_bytes(), None)))
+                        }
+                        (Some(v), false) => {
+                            made.insert(p.clone());
+                            writes.push((p, Write::Create(v.clone().into_bytes())));
+                        }
+                        (None, true) => {
+                            made.remove(&p);
+                            writes.push((p, Write::Delete(None)));
+                        }
+                        (None, false) => {}
+                    }
+                }
+            }
+        }
+        let log = encode_log(ops);
+        let c = self.client.clone();
+        let results = run(&self.rt, async move {
+            let mut m = c.new_multi_writer();
+            for (p, w) in &writes {
+                let added = match w {
+                    Write::Create(d) => m.add_create(p, d, OPEN),
+                    Write::Set(d, v) => m.add_set_data(p, d, *v),
+                    Write::Delete(v) => m.add_delete(p, *v),
+                    Write::Check(v) => m.add_check_version(p, *v),
+                };
+                added.map_err(|e| StoreError::Storage(e.to_string()))?;
+            }
+            m.add_create("/log/c-", &log, SEQUENTIAL)
+                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            match m.commit().await {
+                Ok(r) => Ok(Ok(r)),
+                Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                    Ok(Err((writes.get(index).map(|(p, _)| p.clone()), source)))
+                }
+                Err(zk::MultiWriteError::RequestFailed { source }) => Err(unavailable(source)),
+            }
+        })?;
+        let results = match results {
+            Ok(r) => r,
+            Err((path, e)) => return Err(refused(ops, path.as_deref(), e)),
+        };
+        match results.last() {
+            Some(zk::MultiWriteResult::Create { path, .. }) => path
+                .rsplit("c-")
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::Storage(format!("unexpected log entry {path}"))),
+            _ => Err(StoreError::Storage(
+                "ZooKeeper returned no log entry".into(),
+            )),
+        }
+    }
+
+    /// Waits until the mirror has applied log entry `seq`.
+    fn applied(&self, seq: u64) -> Result<Revision> {
+        let f = self.follower();
+        self.rt.spawn(async move {
+            let _ = f.drain().await;
+        });
+        let (lock, cv) = &*self.follow;
+        let g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, timeout) = cv
+            .wait_timeout_while(g, ANSWER_WITHIN, |g| g.next <= seq && g.failed.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = &g.failed {
+            return Err(StoreError::Storage(e.clone()));
+        }
+        if timeout.timed_out() {
+            return Err(unavailable("the commit was not seen in the log in time"));
+        }
+        Ok(self.mirror.revision())
+    }
+}
+
+enum Write {
+    Create(Vec<u8>),
+    Set(Vec<u8>, Option<i32>),
+    Delete(Option<i32>),
+    Check(i32),
+}
+
+fn zk_version(v: u64) -> i32 {
+    i32::try_from(v.saturating_sub(1)).unwrap_or(i32::MAX)
+}
+
+/// The store's error for an op ZooKeeper refused.
+fn refused(ops: &[Op], path: Option<&str>, e: zk::Error) -> StoreError {
+    let (kind, id) = path
+        .and_then(|p| {
+            let mut it = p.trim_start_matches('/').splitn(3, '/');
+            let _ = it.next();
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .map(|(k, i)| {
+            (
+                k.replace("%2F", "/").replace("%25", "%"),
+                i.replace("%2F", "/").replace("%25", "%"),
+            )
+        })
+        .unwrap_or_default();
+    let expected = ops.iter().find_map(|o| match o {
+        Op::Update {
+            kind: k,
+            id: i,
+            version,
+            ..
+        }
+        | Op::Delete {
+            kind: k,
+            id: i,
+            version,
+        }
+        | Op::Check {
+            kind: k,
+            id: i,
+            version,
+        } if *k == kind && *i == id => *version,
+        _ => None,
+    });
+    match e {
+        zk::Error::NodeExists => StoreError::AlreadyExists { kind, id },
+        zk::Error::NoNode if expected.is_some() => StoreError::VersionMismatch {
+            kind,
+            id,
+            expected,
+            found: None,
+        },
+        zk::Error::NoNode => StoreError::NotFound { kind, id },
+        zk::Error::BadVersion => StoreError::VersionMismatch {
+            kind,
+            id,
+            expected,
+            found: None,
+        },
+        e => unavailable(e),
+    }
+}
+
+/// Runs `f` on the store's runtime and waits for it, from any thread
+/// (also one of another runtime's workers), within [`ANSWER_WITHIN`].
+fn run<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    f: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let r = match tokio::time::timeout(ANSWER_WITHIN, f).await {
+            Ok(r) => r,
+            Err(_) => Err(unavailable(format!(
+                "no answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            ))),
+        };
+        let _ = tx.send(r);
+    });
+    rx.recv()
+        .unwrap_or_else(|_| Err(StoreError::Storage("the ZooKeeper runtime stopped".into())))
+}
+
+/// What applies the log to the mirror.
+struct Follower {
+    client: zk::Client,
+    mirror: Arc<LocalStore>,
+    follow: Arc<(Mutex<Follow>, Condvar)>,
+    reading: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Follower {
+    /// Reads and applies log entries from the next one until there is none.
+    async fn drain(&self) -> Result<()> {
+        let _one = self.reading.lock().await;
+        let (lock, cv) = &*self.follow;
+        let mut next = lock.lock().unwrap_or_else(|p| p.into_inner()).next;
+        loop {
+            let data = match self.client.get_data(&log_path(next)).await {
+                Ok((d, _)) => d,
+                Err(zk::Error::NoNode) => return Ok(()),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let applied = decode_log(&data)
+                .ok_or_else(|| StoreError::Storage(format!("log entry {next} does not decode")))
+                .and_then(|ops| {
+                    if ops.is_empty() {
+                        Ok(0)
+                    } else {
+                        self.mirror.commit(ops)
+                    }
+                });
+            let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = applied {
+                // The mirror no longer matches the log: stop taking writes.
+                tracing::error!(entry = next, error = %e, "NSDB log entry does not apply");
+                g.failed = Some(format!(
+                    "log entry {next} does not apply: {e}; restart the server"
+                ));
+                cv.notify_all();
+                return Err(e);
+            }
+            next += 1;
+            g.next = next;
+            cv.notify_all();
+        }
+    }
+}
+
+impl Store for ZkStore {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>> {
+        self.mirror.get(kind, id)
+    }
+
+    fn list(&self, kind: &str) -> Result<Vec<(String, Entry)>> {
+        self.mirror.list(kind)
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
+        if let Some(e) = &self
+            .follow
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failed
+        {
+            return Err(StoreError::Storage(e.clone()));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_commit(&ops) {
+                Ok(seq) => return self.applied(seq),
+                Err(
+                    e @ (StoreError::AlreadyExists { .. }
+                    | StoreError::NotFound { .. }
+                    | StoreError::VersionMismatch { .. }),
+                ) => {
+                    // The mirror may be behind another server's commit:
+                    // catch up, so the caller (or the next attempt) sees it.
+                    self.catch_up()?;
+                    let unconditional = ops
+                        .iter()
+                        .all(|o| matches!(o, Op::Put { .. } | Op::Table { .. }));
+                    if !unconditional || attempt >= 3 {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn revision(&self) -> Revision {
+        self.mirror.revision()
+    }
+
+    fn watch(&self, kind: Option<&str>, after: Revision) -> Result<Watch> {
+        self.mirror.watch(kind, after)
+    }
+
+    fn open_session(&self) -> SessionId {
+        self.mirror.open_session()
+    }
+
+    fn close_session(&self, session: SessionId) -> Result<()> {
+        self.mirror.close_session(session)
+    }
+
+    fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision> {
+        self.mirror.put_ephemeral(session, key, data)
+    }
+
+    fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision> {
+        self.mirror.delete_ephemeral(session, key)
+    }
+
+    fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)> {
+        self.mirror.get_ephemeral(key)
+    }
+
+    fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)> {
+        self.mirror.ephemeral_entries()
+    }
+
+    fn table_put(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+        owner: Option<SessionId>,
+    ) -> Result<Revision> {
+        match owner {
+            Some(_) => self.mirror.table_put(table, key, value, owner),
+            None => self.commit(vec![Op::Table {
+                table: table.into(),
+                key: key.into(),
+                value: Some(value.into()),
+            }]),
+        }
+    }
+
+    fn table_remove(&self, table: &str, key: &str) -> Result<Revision> {
+        let entries = self.mirror.table_entries(table);
+        let Some(e) = entries.iter().find(|e| e.key == key) else {
+            return Err(StoreError::NotFound {
+                kind: format!("table/{table}"),
+                id: key.into(),
+            });
+        };
+        match e.owner {
+            Some(_) => self.mirror.table_remove(table, key),
+            None => self.commit(vec![Op::Table {
+                table: table.into(),
+                key: key.into(),
+                value: None,
+            }]),
+        }
+    }
+
+    fn table_entries(&self, table: &str) -> Vec<TableEntry> {
+        self.mirror.table_entries(table)
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.mirror.table_names()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_entries_round_trip() {
+        let ops = vec![
+            Op::Create {
+                kind: "Port".into(),
+                id: "a/b".into(),
+                data: b"{}".to_vec(),
+            },
+            Op::Delete {
+                kind: "Port".into(),
+                id: "c".into(),
+                version: Some(3),
+            },
+            Op::Table {
+                table: "t".into(),
+                key: "k".into(),
+                value: Some("v".into()),
+            },
+            Op::Table {
+                table: "t".into(),
+                key: "k2".into(),
+                value: None,
+            },
+        ];
+        let back = decode_log(&encode_log(&ops)).unwrap();
+        assert_eq!(back.len(), 4);
+        assert!(matches!(&back[0], Op::Put { id, .. } if id == "a/b"));
+        assert!(matches!(&back[1], Op::Delete { version: None, .. }));
+        assert_eq!(back[2], ops[2]);
+        assert_eq!(back[3], ops[3]);
+        assert!(
+            decode_log(b"P\0\0\0\x09ab").is_none(),
+            "a cut entry is refused"
+        );
+    }
+
+    #[test]
+    fn names_escape_slashes() {
+        assert_eq!(obj_path("Port", "a/b%c"), "/objects/Port/a%2Fb%25c");
+    }
+}

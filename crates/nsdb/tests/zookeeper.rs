@@ -1,0 +1,235 @@
+//! The ZooKeeper backend against a real ZooKeeper server, started here by
+//! PID on loopback (Debian's `zookeeper` package: `scripts/test` and CI
+//! install it). Without it the test fails, unless MIDONET_SKIP_ZOOKEEPER=1.
+
+use nsdb::{Change, Op, Store, StoreError, ZkStore};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const JAR: &str = "/usr/share/java/zookeeper.jar";
+
+struct ZooKeeper {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    fn start() -> ZooKeeper {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("java")
+            .args(["-Xmx256m", "-cp", JAR])
+            .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("java runs ZooKeeper");
+        let zk = ZooKeeper {
+            child,
+            port,
+            _dir: dir,
+        };
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "ZooKeeper did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        zk
+    }
+
+    fn connect(&self, chroot: &str) -> ZkStore {
+        ZkStore::connect(&format!("127.0.0.1:{}{chroot}", self.port)).expect("connects")
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create(kind: &str, id: &str, data: &str) -> Op {
+    Op::Create {
+        kind: kind.into(),
+        id: id.into(),
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+fn update(kind: &str, id: &str, data: &str, version: u64) -> Op {
+    Op::Update {
+        kind: kind.into(),
+        id: id.into(),
+        data: data.as_bytes().to_vec(),
+        version: Some(version),
+    }
+}
+
+/// Waits until `f` holds, for what another server wrote.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(5), "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_servers_share_one_ensemble() {
+    if std::env::var("MIDONET_SKIP_ZOOKEEPER").as_deref() == Ok("1") {
+        eprintln!("skipped: MIDONET_SKIP_ZOOKEEPER=1 (never set in CI)");
+        return;
+    }
+    assert!(
+        std::path::Path::new(JAR).exists(),
+        "{JAR} is missing: apt-get install zookeeper (or MIDONET_SKIP_ZOOKEEPER=1)"
+    );
+    let zk = ZooKeeper::start();
+    let a = zk.connect("/t1");
+    let b = zk.connect("/t1");
+
+    // A commit through one server is read, and watched, through the other.
+    let mut watch = b.watch(Some("Bridge"), b.revision()).unwrap();
+    a.commit(vec![
+        create("Bridge", "b1", "one"),
+        create("Port", "p/1", "x"),
+    ])
+    .unwrap();
+    assert_eq!(
+        &*a.get("Bridge", "b1").unwrap().unwrap().data,
+        b"one",
+        "reads its own write"
+    );
+    eventually("b sees b1", || b.get("Bridge", "b1").unwrap().is_some());
+    let ev = watch.try_next().expect("b's watcher saw the commit");
+    assert_eq!((ev.kind.as_str(), ev.id.as_str()), ("Bridge", "b1"));
+    assert!(matches!(ev.change, Change::Put(ref e) if e.version == 1));
+    assert_eq!(
+        b.get("Port", "p/1").unwrap().unwrap().version,
+        1,
+        "ids with / survive"
+    );
+
+    // Compare-and-set is ZooKeeper's: of two updates at version 1, one wins.
+    let ra = a.commit(vec![update("Bridge", "b1", "from a", 1)]);
+    let rb = b.commit(vec![update("Bridge", "b1", "from b", 1)]);
+    assert!(ra.is_ok(), "{ra:?}");
+    assert!(
+        matches!(rb, Err(StoreError::VersionMismatch { .. })),
+        "{rb:?}"
+    );
+    // The loser caught up: it now sees the winner's write at version 2.
+    let e = b.get("Bridge", "b1").unwrap().unwrap();
+    assert_eq!((&*e.data, e.version), (&b"from a"[..], 2));
+    b.commit(vec![update("Bridge", "b1", "from b", 2)]).unwrap();
+    eventually("a sees b's update", || {
+        a.get("Bridge", "b1")
+            .unwrap()
+            .is_some_and(|e| e.version == 3)
+    });
+
+    // A create of what exists, through either server, is refused whole.
+    let r = b.commit(vec![
+        create("Bridge", "b2", "two"),
+        create("Bridge", "b1", "again"),
+    ]);
+    assert!(
+        matches!(r, Err(StoreError::AlreadyExists { ref id, .. }) if id == "b1"),
+        "{r:?}"
+    );
+    assert!(a.get("Bridge", "b2").unwrap().is_none() && b.get("Bridge", "b2").unwrap().is_none());
+
+    // Checks: at a version, and of absence.
+    let absent = Op::Check {
+        kind: "Bridge".into(),
+        id: "b9".into(),
+        version: None,
+    };
+    a.commit(vec![absent.clone(), create("Bridge", "b3", "three")])
+        .unwrap();
+    let r = a.commit(vec![
+        Op::Check {
+            kind: "Bridge".into(),
+            id: "b3".into(),
+            version: None,
+        },
+        create("Bridge", "b4", "four"),
+    ]);
+    assert!(r.is_err(), "b3 exists: {r:?}");
+    assert!(a.get("Bridge", "b4").unwrap().is_none());
+
+    // Unconditional puts and deletes, and persistent table rows.
+    a.commit(vec![Op::Put {
+        kind: "Bridge".into(),
+        id: "b3".into(),
+        data: b"3".to_vec(),
+    }])
+    .unwrap();
+    b.table_put("Router/r1/arp", "10.0.0.1", "aa:bb", None)
+        .unwrap();
+    eventually("a sees the table row", || {
+        a.table_entries("Router/r1/arp")
+            .iter()
+            .any(|e| e.key == "10.0.0.1" && e.value == "aa:bb" && e.owner.is_none())
+    });
+    a.commit(vec![Op::Delete {
+        kind: "Port".into(),
+        id: "p/1".into(),
+        version: Some(1),
+    }])
+    .unwrap();
+    eventually("b sees the delete", || {
+        b.get("Port", "p/1").unwrap().is_none()
+    });
+
+    // A server started later replays the log to the same state.
+    drop(a);
+    let c = zk.connect("/t1");
+    for (kind, id) in [("Bridge", "b1"), ("Bridge", "b3")] {
+        let (x, y) = (
+            b.get(kind, id).unwrap().unwrap(),
+            c.get(kind, id).unwrap().unwrap(),
+        );
+        assert_eq!((x.data, x.version), (y.data, y.version), "{kind} {id}");
+    }
+    assert!(c.get("Port", "p/1").unwrap().is_none());
+    assert_eq!(c.table_entries("Router/r1/arp").len(), 1);
+    // Another chroot is another cloud.
+    let other = zk.connect("/t2");
+    assert!(other.get("Bridge", "b1").unwrap().is_none());
+
+    // With the ensemble gone, a write fails within 15 s with a clear error,
+    // and reads go on from the mirror.
+    drop(zk);
+    let t = Instant::now();
+    let r = c.commit(vec![create("Bridge", "late", "x")]);
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(c.get("Bridge", "b1").unwrap().is_some());
+}
