@@ -106,7 +106,7 @@ start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
     local w=${2:-} ring=()
     [[ -z $w ]] && { [[ $1 == h1 ]] && w=${H1_WORKERS:-2} || w=1; }
     [[ $1 == h2 ]] && ring=(--rx-ring-ms 1)
-    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "http://$CTL_IP:8088" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
+    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "${AGENT_CLUSTER:-http://$CTL_IP:8088}" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
         >>"$E2E_STATE/agent-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/agent-$1.pid"
 }

@@ -211,6 +211,72 @@ impl LocalStore {
     }
 
     /// Queues a commit's disk side (nothing without a disk).
+    /// Sets (or, `None`, removes) an ephemeral key whatever session owns it:
+    /// a mirror's copy of state another store keeps. No event when nothing
+    /// changes.
+    pub(crate) fn mirror_ephemeral(&self, key: &str, v: Option<(SessionId, Arc<[u8]>)>) {
+        let mut g = self.lock();
+        if g.ephemeral.get(key) == v.as_ref() {
+            return;
+        }
+        let change = match v {
+            Some((s, data)) => {
+                g.ephemeral.insert(key.to_string(), (s, data.clone()));
+                Some(data)
+            }
+            None => {
+                g.ephemeral.remove(key);
+                None
+            }
+        };
+        g.revision += 1;
+        let rev = g.revision;
+        let ev = Event {
+            revision: rev,
+            kind: "state".into(),
+            id: key.to_string(),
+            change: match change {
+                Some(data) => Change::Put(Entry {
+                    data,
+                    version: 1,
+                    mod_revision: rev,
+                }),
+                None => Change::Deleted,
+            },
+        };
+        Self::publish(&mut g, ev);
+    }
+
+    /// Sets (or removes) the learned value of a table entry, as
+    /// [`LocalStore::mirror_ephemeral`] does for ephemeral keys.
+    pub(crate) fn mirror_learned(&self, table: &str, key: &str, v: Option<(String, SessionId)>) {
+        let mut g = self.lock();
+        let rows = g.tables.entry(table.to_string()).or_default();
+        if rows.get(key).and_then(|r| r.1.as_ref()) == v.as_ref() {
+            return;
+        }
+        let row = rows.entry(key.to_string()).or_default();
+        row.1 = v;
+        if row.0.is_none() && row.1.is_none() {
+            rows.remove(key);
+        }
+        Self::table_event(&mut g, table, key);
+    }
+
+    /// Every learned table entry: (table, key, value, owner).
+    pub(crate) fn learned_entries(&self) -> Vec<(String, String, String, SessionId)> {
+        let g = self.lock();
+        g.tables
+            .iter()
+            .flat_map(|(t, rows)| {
+                rows.iter().filter_map(move |(k, (_, l))| {
+                    l.as_ref()
+                        .map(|(v, s)| (t.clone(), k.clone(), v.clone(), *s))
+                })
+            })
+            .collect()
+    }
+
     fn stage(&self, g: &mut Inner, rev: Revision, staged: Staged) {
         if self.disk.is_some() {
             g.pending.push((rev, staged));

@@ -12,19 +12,30 @@
 //!   the commit's own `multi`, holding what it changed. Sequence numbers
 //!   are dense, so a server follows the log by reading `c-<next>` until
 //!   there is none, woken by a watch on `log` (and by its own commits).
+//! - `state/<key>` and `learned/<table>,<key>`: ephemeral state (host
+//!   alive, port active, NAT block leases) and learned table entries, as
+//!   ephemeral znodes of the owner's session. Every server watches both
+//!   (persistent recursive watches) into its mirror.
+//!
+//! **Sessions.** Each store session (one per connected agent) is a
+//! ZooKeeper session of its own, which the server opens for the agent.
+//! Its ephemeral znodes go when the agent disconnects (the server closes
+//! the session) or, when the server dies, once ZooKeeper expires the
+//! session ([`SESSION_TIMEOUT`]): an agent's state outlives its server by
+//! that long. The agent, reconnecting to another server, opens a new
+//! session and writes its state again.
 //!
 //! A commit returns once this server's mirror has applied it, so a writer
 //! reads its own writes. Revisions are the mirror's own, per server: a
 //! watcher that moves to another server reloads from a snapshot.
 //!
-//! Not yet shared between servers (each server keeps them in its mirror):
-//! sessions, ephemeral state and learned table entries. The log is never
-//! compacted: a server starting replays it from the first commit.
+//! Not done yet: the log is never compacted (a server starting replays it
+//! from the first commit), and a session does not move between servers.
 
 use crate::{
     Entry, LocalStore, Op, Result, Revision, SessionId, Store, StoreError, TableEntry, Watch,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -32,6 +43,10 @@ use zookeeper_client as zk;
 
 /// How long a call may wait for the ensemble before it fails.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long an agent's state outlives a server that died holding its session.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const EPHEMERAL: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
 const OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 const SEQUENTIAL: &zk::CreateOptions<'static> =
@@ -54,6 +69,12 @@ pub struct ZkStore {
     /// Serializes catching up: one reader of the log at a time.
     reading: Arc<tokio::sync::Mutex<()>>,
     kinds: Mutex<HashSet<String>>,
+    /// The ensemble's hosts and the chroot, for the sessions' own clients.
+    hosts: String,
+    chroot: String,
+    sessions: Mutex<HashMap<SessionId, zk::Client>>,
+    /// Ids for sessions that could not be opened: every use of one fails.
+    dead_sessions: std::sync::atomic::AtomicU64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -71,6 +92,24 @@ fn obj_path(kind: &str, id: &str) -> String {
 
 fn table_dir(table: &str) -> String {
     format!("/tables/{}", name(table))
+}
+
+fn state_path(key: &str) -> String {
+    format!("/state/{}", name(key))
+}
+
+fn learned_path(table: &str, key: &str) -> String {
+    format!(
+        "/learned/{},{}",
+        name(table).replace(',', "%2C"),
+        name(key).replace(',', "%2C")
+    )
+}
+
+fn unname(s: &str) -> String {
+    s.replace("%2C", ",")
+        .replace("%2F", "/")
+        .replace("%25", "%")
 }
 
 fn log_path(seq: u64) -> String {
@@ -176,8 +215,10 @@ impl ZkStore {
             Some(i) => (&connect[..i], connect[i..].to_string()),
             None => (connect, "/midonet".to_string()),
         };
-        let hosts = hosts.to_string();
+        let (hosts, chroot) = (hosts.to_string(), chroot);
+        let (h, root_path) = (hosts.clone(), chroot.clone());
         let client = run(&rt, async move {
+            let (hosts, chroot) = (h, root_path);
             let root = zk::Client::connector()
                 .with_session_timeout(Duration::from_secs(10))
                 .connect(&hosts)
@@ -190,7 +231,7 @@ impl ZkStore {
             let c = root
                 .chroot(chroot.clone())
                 .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
-            for dir in ["/objects", "/tables", "/log"] {
+            for dir in ["/objects", "/tables", "/log", "/state", "/learned"] {
                 match c.create(dir, &[], OPEN).await {
                     Ok(_) | Err(zk::Error::NodeExists) => {}
                     Err(e) => return Err(unavailable(e)),
@@ -205,10 +246,86 @@ impl ZkStore {
             follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
             reading: Arc::new(tokio::sync::Mutex::new(())),
             kinds: Mutex::new(HashSet::new()),
+            hosts,
+            chroot,
+            sessions: Mutex::new(HashMap::new()),
+            dead_sessions: std::sync::atomic::AtomicU64::new(u64::MAX / 2),
         };
         store.catch_up()?;
         store.spawn_follower();
+        let states = store.states();
+        run(&store.rt, async move {
+            states.relist().await;
+            Ok(())
+        })?;
+        store.rt.spawn(store.states().follow());
         Ok(store)
+    }
+
+    fn states(&self) -> States {
+        States {
+            client: self.client.clone(),
+            mirror: self.mirror.clone(),
+        }
+    }
+
+    fn session(&self, s: SessionId) -> Result<zk::Client> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&s)
+            .cloned()
+            .ok_or(StoreError::NoSession(s))
+    }
+
+    /// Writes an ephemeral znode of session `s`, replacing one another
+    /// session holds (the last writer wins, as in the embedded store).
+    fn put_owned(&self, s: SessionId, path: String, data: Vec<u8>) -> Result<()> {
+        let c = self.session(s)?;
+        run(&self.rt, async move {
+            match c.create(&path, &data, EPHEMERAL).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NodeExists) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            let stat = match c.get_data(&path).await {
+                Ok((_, stat)) => stat,
+                // Gone in between: create it after all.
+                Err(zk::Error::NoNode) => {
+                    return c
+                        .create(&path, &data, EPHEMERAL)
+                        .await
+                        .map(|_| ())
+                        .map_err(unavailable);
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+            if stat.ephemeral_owner as u64 == s {
+                return c
+                    .set_data(&path, &data, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(unavailable);
+            }
+            let mut m = c.new_multi_writer();
+            m.add_delete(&path, Some(stat.version))
+                .map_err(unavailable)?;
+            m.add_create(&path, &data, EPHEMERAL).map_err(unavailable)?;
+            m.commit()
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(zk::Error::from(e)))
+        })
+    }
+
+    fn delete_path(&self, path: String) -> Result<()> {
+        let c = self.client.clone();
+        run(&self.rt, async move {
+            match c.delete(&path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
     }
 
     fn follower(&self) -> Follower {
@@ -578,6 +695,98 @@ impl Follower {
     }
 }
 
+/// What copies `state` and `learned` into the mirror.
+struct States {
+    client: zk::Client,
+    mirror: Arc<LocalStore>,
+}
+
+impl States {
+    /// Applies one znode of `state` or `learned` as it now is.
+    async fn apply(&self, path: &str) {
+        let got = match self.client.get_data(path).await {
+            Ok((d, stat)) => Some((d, stat.ephemeral_owner as u64)),
+            Err(zk::Error::NoNode) => None,
+            Err(e) => {
+                tracing::warn!(path, error = %e, "reading NSDB state");
+                return;
+            }
+        };
+        self.set(path, got);
+    }
+
+    fn set(&self, path: &str, got: Option<(Vec<u8>, SessionId)>) {
+        if let Some(k) = path.strip_prefix("/state/") {
+            let key = unname(k);
+            self.mirror
+                .mirror_ephemeral(&key, got.map(|(d, s)| (s, Arc::from(d))));
+        } else if let Some(tk) = path.strip_prefix("/learned/")
+            && let Some((t, k)) = tk.split_once(',')
+        {
+            let v = got.map(|(d, s)| (String::from_utf8_lossy(&d).into_owned(), s));
+            self.mirror.mirror_learned(&unname(t), &unname(k), v);
+        }
+    }
+
+    /// Makes the mirror's state and learned entries what ZooKeeper holds.
+    async fn relist(&self) {
+        let mut seen = HashSet::new();
+        for dir in ["/state", "/learned"] {
+            let Ok(children) = self.client.list_children(dir).await else {
+                return;
+            };
+            for c in children {
+                let path = format!("{dir}/{c}");
+                self.apply(&path).await;
+                seen.insert(path);
+            }
+        }
+        for (k, _) in self.mirror.ephemeral_entries() {
+            if !seen.contains(&state_path(&k)) {
+                self.mirror.mirror_ephemeral(&k, None);
+            }
+        }
+        for (t, k, _, _) in self.mirror.learned_entries() {
+            if !seen.contains(&learned_path(&t, &k)) {
+                self.mirror.mirror_learned(&t, &k, None);
+            }
+        }
+    }
+
+    /// Follows both directories; relists after a reconnect (events in
+    /// between are lost) and every 30 s.
+    async fn follow(self) {
+        loop {
+            let (Ok(mut ws), Ok(mut wl)) = (
+                self.client
+                    .watch("/state", zk::AddWatchMode::PersistentRecursive)
+                    .await,
+                self.client
+                    .watch("/learned", zk::AddWatchMode::PersistentRecursive)
+                    .await,
+            ) else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            self.relist().await;
+            let tick = tokio::time::sleep(Duration::from_secs(30));
+            tokio::pin!(tick);
+            loop {
+                let ev = tokio::select! {
+                    ev = ws.changed() => ev,
+                    ev = wl.changed() => ev,
+                    _ = &mut tick => break,
+                };
+                match ev.event_type {
+                    zk::EventType::Session => break,
+                    zk::EventType::NodeDeleted => self.set(&ev.path, None),
+                    _ => self.apply(&ev.path).await,
+                }
+            }
+        }
+    }
+}
+
 impl Store for ZkStore {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>> {
         self.mirror.get(kind, id)
@@ -631,19 +840,82 @@ impl Store for ZkStore {
     }
 
     fn open_session(&self) -> SessionId {
-        self.mirror.open_session()
+        let (hosts, chroot) = (self.hosts.clone(), self.chroot.clone());
+        let opened = run(&self.rt, async move {
+            let c = zk::Client::connector()
+                .with_session_timeout(SESSION_TIMEOUT)
+                .connect(&format!("{hosts}{chroot}"))
+                .await
+                .map_err(unavailable)?;
+            Ok(c)
+        });
+        match opened {
+            Ok(c) => {
+                let id = c.session_id().0 as u64;
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, c);
+                id
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not open a ZooKeeper session");
+                self.dead_sessions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            }
+        }
     }
 
     fn close_session(&self, session: SessionId) -> Result<()> {
-        self.mirror.close_session(session)
+        // Dropping the session's last client closes it: ZooKeeper removes
+        // its znodes, and every server's watch removes them from its mirror.
+        let Some(c) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session)
+        else {
+            return Err(StoreError::NoSession(session));
+        };
+        drop(c);
+        for (k, _) in self.mirror.ephemeral_entries() {
+            if self
+                .mirror
+                .get_ephemeral(&k)
+                .is_some_and(|(s, _)| s == session)
+            {
+                self.mirror.mirror_ephemeral(&k, None);
+            }
+        }
+        for (t, k, _, s) in self.mirror.learned_entries() {
+            if s == session {
+                self.mirror.mirror_learned(&t, &k, None);
+            }
+        }
+        Ok(())
     }
 
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision> {
-        self.mirror.put_ephemeral(session, key, data)
+        self.put_owned(session, state_path(key), data.clone())?;
+        self.mirror
+            .mirror_ephemeral(key, Some((session, Arc::from(data))));
+        Ok(self.mirror.revision())
     }
 
     fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision> {
-        self.mirror.delete_ephemeral(session, key)
+        if !self
+            .mirror
+            .get_ephemeral(key)
+            .is_some_and(|(s, _)| s == session)
+        {
+            return Err(StoreError::NotFound {
+                kind: "state".into(),
+                id: key.into(),
+            });
+        }
+        self.delete_path(state_path(key))?;
+        self.mirror.mirror_ephemeral(key, None);
+        Ok(self.mirror.revision())
     }
 
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)> {
@@ -662,7 +934,12 @@ impl Store for ZkStore {
         owner: Option<SessionId>,
     ) -> Result<Revision> {
         match owner {
-            Some(_) => self.mirror.table_put(table, key, value, owner),
+            Some(s) => {
+                self.put_owned(s, learned_path(table, key), value.as_bytes().to_vec())?;
+                self.mirror
+                    .mirror_learned(table, key, Some((value.into(), s)));
+                Ok(self.mirror.revision())
+            }
             None => self.commit(vec![Op::Table {
                 table: table.into(),
                 key: key.into(),
@@ -679,14 +956,24 @@ impl Store for ZkStore {
                 id: key.into(),
             });
         };
-        match e.owner {
-            Some(_) => self.mirror.table_remove(table, key),
-            None => self.commit(vec![Op::Table {
+        if e.owner.is_some() {
+            self.delete_path(learned_path(table, key))?;
+            self.mirror.mirror_learned(table, key, None);
+        }
+        if entries.iter().any(|e| e.key == key && e.owner.is_none())
+            || self
+                .mirror
+                .table_entries(table)
+                .iter()
+                .any(|e| e.key == key)
+        {
+            return self.commit(vec![Op::Table {
                 table: table.into(),
                 key: key.into(),
                 value: None,
-            }]),
+            }]);
         }
+        Ok(self.mirror.revision())
     }
 
     fn table_entries(&self, table: &str) -> Vec<TableEntry> {

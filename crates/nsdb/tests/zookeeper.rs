@@ -204,6 +204,47 @@ fn two_servers_share_one_ensemble() {
         b.get("Port", "p/1").unwrap().is_none()
     });
 
+    // Ephemeral state and learned entries of an agent's session on one
+    // server are seen by the other; they go when the session closes.
+    let s = a.open_session();
+    a.put_ephemeral(s, "Host/h1/alive", b"1".to_vec()).unwrap();
+    a.table_put("Bridge/b1/mac", "aa:aa", "p1", Some(s))
+        .unwrap();
+    eventually("b sees h1 alive", || {
+        b.get_ephemeral("Host/h1/alive")
+            .is_some_and(|(o, d)| o == s && &*d == b"1")
+    });
+    eventually("b sees the learned entry", || {
+        b.table_entries("Bridge/b1/mac")
+            .iter()
+            .any(|e| e.key == "aa:aa" && e.value == "p1" && e.owner == Some(s))
+    });
+    // The last writer wins, also from another session on another server.
+    let s2 = b.open_session();
+    b.put_ephemeral(s2, "Port/p9/active", b"h2".to_vec())
+        .unwrap();
+    a.put_ephemeral(s, "Port/p9/active", b"h1".to_vec())
+        .unwrap();
+    eventually("b sees p9 moved to h1", || {
+        b.get_ephemeral("Port/p9/active")
+            .is_some_and(|(o, _)| o == s)
+    });
+    a.close_session(s).unwrap();
+    assert!(
+        a.get_ephemeral("Host/h1/alive").is_none(),
+        "gone at once where it closed"
+    );
+    eventually("b sees h1's state go", || {
+        b.get_ephemeral("Host/h1/alive").is_none()
+            && b.get_ephemeral("Port/p9/active").is_none()
+            && b.table_entries("Bridge/b1/mac").is_empty()
+    });
+    assert!(matches!(
+        a.put_ephemeral(s, "Host/h1/alive", b"1".to_vec()),
+        Err(StoreError::NoSession(_))
+    ));
+    b.close_session(s2).unwrap();
+
     // A server started later replays the log to the same state.
     drop(a);
     let c = zk.connect("/t1");

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Agents on two servers that share one ZooKeeper: h1's agent talks to server
+# A, h2's to server B. The topology is made through A; the VMs ping across
+# hosts (each host sees the other's state: alive, port bound and active,
+# through ZooKeeper); a filter set through B cuts the traffic at h1, whose
+# agent only talks to A. Needs root (namespaces); everything by PID.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export P=${P:-mnzk}
+export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
+source tests/e2e/lib.sh
+JAR=/usr/share/java/zookeeper.jar
+[[ $(id -u) == 0 ]] || { echo "FAIL agents on two servers: needs root" >&2; exit 1; }
+[[ -f $JAR ]] || { echo "FAIL agents on two servers: $JAR missing (apt-get install zookeeper)" >&2; exit 1; }
+trap "[[ \${E2E_KEEP:-0} == 1 ]] || e2e_down" EXIT
+fail() { echo "FAIL agents on two servers: $*"; for f in "$E2E_STATE"/*.log; do echo "--- $f"; tail -15 "$f"; done; exit 1; }
+e2e_down; e2e_underlay
+
+mkdir -p "$E2E_STATE/zk"
+printf 'tickTime=500\ndataDir=%s\nclientPort=2181\nclientPortAddress=%s\nadmin.enableServer=false\n' "$E2E_STATE/zk" $CTL_IP >"$E2E_STATE/zoo.cfg"
+ip netns exec "$(ns ctl)" java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$E2E_STATE" \
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$E2E_STATE/zoo.cfg" >"$E2E_STATE/zk.log" 2>&1 &
+echo $! >"$E2E_STATE/zk.pid"
+for _ in $(seq 300); do nsx ctl bash -c "exec 3<>/dev/tcp/$CTL_IP/2181" 2>/dev/null && break; sleep 0.1; done
+
+server() { # NAME REST_PORT TOPOLOGY_PORT NEUTRON_PORT
+    ip netns exec "$(ns ctl)" "$BIN" server --store zookeeper --zookeeper "$CTL_IP:2181/e2e" \
+        --listen $CTL_IP:$2 --topology-listen $CTL_IP:$3 --neutron-listen $CTL_IP:$4 \
+        --data-dir "$E2E_STATE/$1" >>"$E2E_STATE/server-$1.log" 2>&1 &
+    echo $! >"$E2E_STATE/server-$1.pid"
+    for _ in $(seq 100); do nsx ctl curl -sf "http://$CTL_IP:$2/midonet-api/system_state" >/dev/null && return 0; sleep 0.1; done
+    fail "server $1 did not start"
+}
+server a 8181 8088 9696
+server b 8182 8089 9697
+mido_b() { MIDO_API_URL=http://$CTL_IP:8182/midonet-api nsx ctl "$BIN" "$@"; }
+AGENT_CLUSTER=http://$CTL_IP:8088 start_agent h1 1
+AGENT_CLUSTER=http://$CTL_IP:8089 start_agent h2 1
+H1=$(host_id h1) && H2=$(host_id h2) || fail "agents did not register"
+# Each server lists both hosts alive: h2's liveness reached A through ZooKeeper.
+for _ in $(seq 100); do
+    [[ $(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))') == 2 ]] && break
+    sleep 0.1
+done
+alive=$(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))')
+[[ $alive == 2 ]] || fail "server A sees $alive of 2 hosts alive"
+
+Z=$(mido tunnel-zone create name=tz type=vxlan)
+mido tunnel-zone add-member "$Z" "$H1" 10.99.0.1 >/dev/null
+mido tunnel-zone add-member "$Z" "$H2" 10.99.0.2 >/dev/null
+B=$(mido bridge create name=net-zk)
+vm zv1 h1; vm zv2 h2
+nsx zv1 ip addr add 10.0.0.11/24 dev eth0
+nsx zv2 ip addr add 10.0.0.12/24 dev eth0
+P1=$(mido port create --bridge "$B"); P2=$(mido port create --bridge "$B")
+mido port bind "$P1" "$H1" zv1 >/dev/null || fail "bind on h1"
+mido port bind "$P2" "$H2" zv2 >/dev/null || fail "bind on h2"
+ok=0
+for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 && { ok=1; break; }; done
+[[ $ok == 1 ]] || fail "zv1 (h1, server A) cannot ping zv2 (h2, server B)"
+echo "ok   agents on two servers: VMs on h1 (server A) and h2 (server B) ping across hosts"
+
+# A filter made and set through B drops ICMP into zv1: h1's agent hears of
+# it from A.
+command -v ping >/dev/null || fail "ping missing"
+nsx zv2 ping -n -c 1 -W 1 10.0.0.11 >/dev/null 2>&1 || fail "zv2 cannot ping zv1 before the filter"
+C=$(mido_b chain create name=no-icmp) || fail "chain create through B"
+mido_b rule create --chain "$C" type=drop nw-proto=1 >/dev/null || fail "rule create through B"
+mido_b port update "$P1" outbound-filter-id="$C" >/dev/null || fail "port update through B"
+cut=0
+for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
+[[ $cut == 1 ]] || fail "a filter set through server B did not stop ICMP to zv1"
+echo "ok   agents on two servers: a filter set through server B stops traffic at h1's agent, which talks to A"
