@@ -903,10 +903,10 @@ impl Store for ZkStore {
     }
 
     fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision> {
-        if !self
+        if self
             .mirror
             .get_ephemeral(key)
-            .is_some_and(|(s, _)| s == session)
+            .is_none_or(|(s, _)| s != session)
         {
             return Err(StoreError::NotFound {
                 kind: "state".into(),
