@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Agents on two servers that share one ZooKeeper: h1's agent talks to server
-# A, h2's to server B. The topology is made through A; the VMs ping across
-# hosts (each host sees the other's state: alive, port bound and active,
-# through ZooKeeper); a filter set through B cuts the traffic at h1, whose
-# agent only talks to A. Needs root (namespaces); everything by PID.
+# A, h2's to server B (then A: `--cluster B,A`). The topology is made through
+# A; the VMs ping across hosts (each host sees the other's state: alive, port
+# bound and active, through ZooKeeper); a filter set through B cuts the
+# traffic at h1, whose agent only talks to A. Then B is killed: traffic goes
+# on, h2's agent moves to A, stays alive there once B's sessions expire, and
+# hears of changes made through A. Needs root (namespaces); all by PID.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export P=${P:-mnzk}
@@ -35,7 +37,7 @@ server a 8181 8088 9696
 server b 8182 8089 9697
 mido_b() { MIDO_API_URL=http://$CTL_IP:8182/midonet-api nsx ctl "$BIN" "$@"; }
 AGENT_CLUSTER=http://$CTL_IP:8088 start_agent h1 1
-AGENT_CLUSTER=http://$CTL_IP:8089 start_agent h2 1
+AGENT_CLUSTER=http://$CTL_IP:8089,http://$CTL_IP:8088 start_agent h2 1
 H1=$(host_id h1) && H2=$(host_id h2) || fail "agents did not register"
 # Each server lists both hosts alive: h2's liveness reached A through ZooKeeper.
 for _ in $(seq 100); do
@@ -71,3 +73,29 @@ cut=0
 for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
 [[ $cut == 1 ]] || fail "a filter set through server B did not stop ICMP to zv1"
 echo "ok   agents on two servers: a filter set through server B stops traffic at h1's agent, which talks to A"
+
+# Server B dies (kill -9): the pings between the VMs go on; h2's agent moves
+# to A and keeps its state there after ZooKeeper expires B's sessions (10 s).
+mido port update "$P1" outbound-filter-id=null >/dev/null 2>&1 || mido port update "$P1" outboundFilterId=null >/dev/null || fail "filter removal through A"
+for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 && break; sleep 0.05; done
+nsx zv1 ping -n -q -i 0.05 -w 16 10.0.0.12 >"$E2E_STATE/failover-ping.out" 2>&1 &
+PING=$!
+sleep 1
+kill -9 "$(cat "$E2E_STATE/server-b.pid")"
+sleep 13
+# A change through A after the move reaches h2: a filter on zv2's port.
+C2=$(mido chain create name=no-icmp-a) || fail "chain create through A"
+mido rule create --chain "$C2" type=drop nw-proto=1 >/dev/null || fail "rule create through A"
+wait $PING
+loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$E2E_STATE/failover-ping.out")
+[[ -n $loss ]] || fail "no ping summary: $(cat "$E2E_STATE/failover-ping.out")"
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= 1.0 else 1)' "$loss" ||
+    fail "traffic stopped while B died: $loss% of the pings lost"
+h2alive=$(mido host list -o json | python3 -c 'import json,sys; print([h["alive"] for h in json.load(sys.stdin) if h["name"]=="h2"][0])')
+[[ $h2alive == True ]] || fail "after B's sessions expired, A does not see h2 alive"
+mido port update "$P2" outbound-filter-id="$C2" >/dev/null || fail "port update through A"
+cut=0
+for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
+[[ $cut == 1 ]] || fail "after the move, a filter set through A did not reach h2's agent"
+grep -aq "watching the topology.*$CTL_IP:8088" "$E2E_STATE/agent-h2.log" || fail "h2's agent never watched through A"
+echo "ok   agents on two servers: server B killed; VM traffic went on ($loss% of pings lost), h2's agent moved to A, stayed alive after B's sessions expired, and applied a change made through A"

@@ -8,6 +8,7 @@
 //! Errors: 400, 404, 409 (the cluster's verdict) or 503 (no cluster), with
 //! `{"message": ...}`.
 
+use crate::servers::Servers;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,25 +19,31 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 struct Ctl {
-    cluster: String,
-    /// One channel for every request: a bind does not wait for a new
-    /// connection's handshake (it reconnects by itself when the server goes).
-    client: Option<topology_proto::TopologyClient<tonic::transport::Channel>>,
+    servers: Servers,
+    /// One channel per server, for every request: a bind does not wait for
+    /// a new connection's handshake (each reconnects by itself).
+    clients: Vec<Option<topology_proto::TopologyClient<tonic::transport::Channel>>>,
     me: Uuid,
 }
 
 /// Serves the control socket at `path` (a stale socket file is replaced).
-pub async fn serve(path: std::path::PathBuf, cluster: String, me: Uuid) -> std::io::Result<()> {
+pub async fn serve(path: std::path::PathBuf, servers: Servers, me: Uuid) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
-    let client = tonic::transport::Endpoint::from_shared(cluster.clone())
-        .ok()
-        .map(|e| topology_proto::TopologyClient::new(e.connect_lazy()));
+    let clients = servers
+        .urls()
+        .iter()
+        .map(|u| {
+            tonic::transport::Endpoint::from_shared(u.clone())
+                .ok()
+                .map(|e| topology_proto::TopologyClient::new(e.connect_lazy()))
+        })
+        .collect();
     let app = Router::new()
         .route("/binding/{port}", put(bind).delete(unbind))
         .with_state(Arc::new(Ctl {
-            cluster,
-            client,
+            servers,
+            clients,
             me,
         }));
     axum::serve(listener, app).await
@@ -94,20 +101,35 @@ async fn ask(c: &Ctl, port: &str, iface: &str) -> Result<(), Response> {
     let unreachable = || {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the cluster at {} is not reachable", c.cluster),
+            format!("the cluster at {} is not reachable", c.servers),
         )
-    };
-    let Some(mut client) = c.client.clone() else {
-        return Err(unreachable());
     };
     let req = topology_proto::v1::BindRequest {
         host_id: c.me.to_string(),
         port_id: port.to_string(),
         interface_name: iface.to_string(),
     };
-    match client.bind(req).await {
+    // The server in use first, then each other one once.
+    let mut answer = None;
+    for _ in 0..c.servers.len() {
+        let (at, _) = c.servers.current();
+        let Some(mut client) = c.clients.get(at).cloned().flatten() else {
+            c.servers.failed(at);
+            continue;
+        };
+        match client.bind(req.clone()).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => c.servers.failed(at),
+            r => {
+                answer = Some(r);
+                break;
+            }
+        }
+    }
+    let Some(answer) = answer else {
+        return Err(unreachable());
+    };
+    match answer {
         Ok(_) => Ok(()),
-        Err(s) if s.code() == tonic::Code::Unavailable => Err(unreachable()),
         Err(s) => {
             let status = match s.code() {
                 tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,

@@ -9,7 +9,8 @@ pub mod flowstate;
 pub mod health;
 pub mod host;
 pub mod nat_leases;
-pub mod worker;
+pub mod servers;
+mod worker;
 
 use cache::Cache;
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ use worker::{Control, Event, Worker};
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The topology service, `http://HOST:8088`.
+    /// The topology service, `http://HOST:8088`, or several servers' as a
+    /// comma-separated list: the agent moves to the next when one dies.
     pub cluster: String,
     pub host_name: String,
     pub state_dir: PathBuf,
@@ -149,9 +151,10 @@ pub async fn run(
             })
             .collect(),
     };
+    let servers = servers::Servers::parse(&cfg.cluster);
     let (lease_tx, lease_rx) = mpsc::unbounded_channel::<nat_leases::LeaseEvent>();
     let session = tokio::spawn(session_loop(
-        cfg.cluster.clone(),
+        servers.clone(),
         hello,
         sess_rx,
         lease_tx.clone(),
@@ -226,7 +229,7 @@ pub async fn run(
         })
     };
     let watch = tokio::spawn(watch_loop(
-        cfg.cluster.clone(),
+        servers.clone(),
         me,
         send.clone(),
         bind_tx,
@@ -250,9 +253,9 @@ pub async fn run(
     };
     let control = {
         let path = cfg.state_dir.join("agent.sock");
-        let cluster = cfg.cluster.clone();
+        let servers = servers.clone();
         tokio::spawn(async move {
-            if let Err(e) = control::serve(path.clone(), cluster, me).await {
+            if let Err(e) = control::serve(path.clone(), servers, me).await {
                 tracing::warn!(error = %e, socket = %path.display(), "no control socket");
             }
         })
@@ -285,7 +288,7 @@ async fn connect(url: &str) -> Option<topology_proto::TopologyClient<tonic::tran
 /// Keeps a session open, reconnecting with backoff, replaying state on each
 /// new session.
 async fn session_loop(
-    url: String,
+    servers: servers::Servers,
     hello: HostInfo,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     leases: mpsc::UnboundedSender<nat_leases::LeaseEvent>,
@@ -293,7 +296,9 @@ async fn session_loop(
     let mut current: rustc_hash::FxHashMap<String, Msg> = rustc_hash::FxHashMap::default();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(mut client) = connect(&url).await else {
+        let (at, url) = servers.current();
+        let Some(mut client) = connect(url).await else {
+            servers.failed(at);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
             // Keep collecting what to say while disconnected.
@@ -316,7 +321,8 @@ async fn session_loop(
         let mut replies = match client.session(stream).await {
             Ok(r) => r.into_inner(),
             Err(e) => {
-                tracing::warn!(error = %e, "session refused");
+                tracing::warn!(error = %e, server = url, "session refused");
+                servers.failed(at);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
@@ -535,7 +541,7 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
 /// Follows the topology, resuming from the last revision after a reconnect,
 /// and feeds the worker.
 async fn watch_loop(
-    url: String,
+    servers: servers::Servers,
     me: Uuid,
     send: impl Fn(Control),
     bind: mpsc::UnboundedSender<Vec<cache::Binding>>,
@@ -544,28 +550,39 @@ async fn watch_loop(
 ) {
     let mut cache = Cache::new(me);
     let mut backoff = Duration::from_millis(100);
+    // Revisions are each server's own: a watch resumes only where it was.
+    let mut watched: Option<usize> = None;
     loop {
-        let Some(mut client) = connect(&url).await else {
+        let (at, url) = servers.current();
+        let Some(mut client) = connect(url).await else {
+            servers.failed(at);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         };
         backoff = Duration::from_millis(100);
+        let after = if watched == Some(at) {
+            cache.revision
+        } else {
+            0
+        };
         let mut stream = match client
             .watch(WatchRequest {
-                after_revision: cache.revision,
+                after_revision: after,
                 host_id: me.to_string(),
             })
             .await
         {
             Ok(s) => s.into_inner(),
             Err(e) => {
-                tracing::warn!(error = %e, "watch refused");
+                tracing::warn!(error = %e, server = url, "watch refused");
+                servers.failed(at);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
         };
-        tracing::info!(after = cache.revision, "watching the topology");
+        watched = Some(at);
+        tracing::info!(after, server = url, "watching the topology");
         // topology.json lists every object: written a while after the first
         // change it lacks, not per batch. The while is a second, or a
         // hundred times what the last write took (a gateway's lists the

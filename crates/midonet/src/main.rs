@@ -74,7 +74,8 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// The cluster's topology service.
+    /// The cluster's topology service; several servers' as `URL,URL,…` (the
+    /// agent moves to the next when the one it uses dies).
     #[arg(long, default_value = "http://127.0.0.1:8088", env = "MIDONET_CLUSTER")]
     cluster: String,
     /// This host's name (default: the system host name).
