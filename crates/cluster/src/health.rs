@@ -5,6 +5,7 @@
 //! 169.254.255.1/30 bound to that agent's host (interface `hm-<router>`);
 //! the agent attaches a namespace to it and connects to the members from
 //! there. The agent reports members up and down; their status lands here.
+//! Of several servers on one ZooKeeper, the elected one does this.
 
 use crate::App;
 use crate::error::ApiError;
@@ -244,13 +245,21 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// A reconcile reads whole kinds: off the runtime's threads.
+/// A reconcile reads whole kinds: off the runtime's threads. Only the
+/// server that leads `health` reconciles (servers sharing a ZooKeeper
+/// elect one); the others ask again every second, so one takes over when
+/// the leader dies.
 async fn reconcile_off_runtime(app: &Arc<App>) -> Option<Checked> {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || reconcile_logged(&app))
-        .await
-        .ok()
-        .flatten()
+    tokio::task::spawn_blocking(move || {
+        if !app.topo.store.lead("health") {
+            return None;
+        }
+        reconcile_logged(&app)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]

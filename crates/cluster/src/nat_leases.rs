@@ -8,13 +8,8 @@ use nsdb::{SessionId, Store};
 use rand::Rng;
 use sim::{NAT_BLOCK_PORTS, nat_block_ports};
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
 use topology_proto::v1::{NatLease, NatLeaseReply};
 use uuid::Uuid;
-
-/// Serialises check-then-claim (ZooKeeper would use a create that fails on
-/// an existing node; the embedded store is one process).
-static CLAIMS: Mutex<()> = Mutex::new(());
 
 fn key(device: Uuid, ip: Ipv4Addr, block: u16) -> String {
     format!("NatBlock/{device}/{ip}/{block}")
@@ -46,7 +41,6 @@ pub fn handle(
         };
         return reply;
     };
-    let _g = CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
     let held_by = |b: u16| -> Option<(SessionId, String)> {
         store
             .get_ephemeral(&key(device, ip, b))
@@ -90,7 +84,10 @@ pub fn handle(
         if bh < l.port_lo as u16 || bl > l.port_hi as u16 || held_by(b).is_some() {
             continue;
         }
-        if claim(b).is_ok() {
+        // First writer wins in the store (an ephemeral create in
+        // ZooKeeper), so servers handing out blocks never give one twice.
+        if store.claim_ephemeral(session, &key(device, ip, b), me.clone().into_bytes()) == Ok(true)
+        {
             reply.granted = true;
             reply.block = b.into();
             return reply;

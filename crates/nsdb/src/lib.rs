@@ -170,7 +170,18 @@ pub trait Store: Send + Sync + 'static {
     fn close_session(&self, session: SessionId) -> Result<()>;
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision>;
     fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision>;
+    /// Writes an ephemeral key only if no session holds it (first writer
+    /// wins): `Ok(false)` when another holds it.
+    fn claim_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<bool>;
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)>;
+    /// Whether this process leads `role` (work one server does for the
+    /// cluster, such as a reconciler), becoming its leader when it has
+    /// none. Asked again before each round of that work: leadership moves
+    /// when its holder dies.
+    fn lead(&self, role: &str) -> bool {
+        let _ = role;
+        true
+    }
     /// Every ephemeral key, for a subscriber's snapshot.
     fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)>;
 

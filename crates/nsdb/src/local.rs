@@ -277,6 +277,40 @@ impl LocalStore {
             .collect()
     }
 
+    /// Writes an ephemeral key of `session`; with `vacant`, only if no
+    /// session holds it (`None` then). The revision of the write.
+    fn put_ephemeral_if(
+        &self,
+        session: SessionId,
+        key: &str,
+        data: Vec<u8>,
+        vacant: bool,
+    ) -> Result<Option<Revision>> {
+        let mut g = self.lock();
+        if !g.sessions.contains_key(&session) {
+            return Err(StoreError::NoSession(session));
+        }
+        if vacant && g.ephemeral.contains_key(key) {
+            return Ok(None);
+        }
+        let data: Arc<[u8]> = data.into();
+        g.ephemeral.insert(key.to_string(), (session, data.clone()));
+        g.revision += 1;
+        let rev = g.revision;
+        let ev = Event {
+            revision: rev,
+            kind: "state".into(),
+            id: key.to_string(),
+            change: Change::Put(Entry {
+                data,
+                version: 1,
+                mod_revision: rev,
+            }),
+        };
+        Self::publish(&mut g, ev);
+        Ok(Some(rev))
+    }
+
     fn stage(&self, g: &mut Inner, rev: Revision, staged: Staged) {
         if self.disk.is_some() {
             g.pending.push((rev, staged));
@@ -613,26 +647,13 @@ impl Store for LocalStore {
     }
 
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision> {
-        let mut g = self.lock();
-        if !g.sessions.contains_key(&session) {
-            return Err(StoreError::NoSession(session));
-        }
-        let data: Arc<[u8]> = data.into();
-        g.ephemeral.insert(key.to_string(), (session, data.clone()));
-        g.revision += 1;
-        let rev = g.revision;
-        let ev = Event {
-            revision: rev,
-            kind: "state".into(),
-            id: key.to_string(),
-            change: Change::Put(Entry {
-                data,
-                version: 1,
-                mod_revision: rev,
-            }),
-        };
-        Self::publish(&mut g, ev);
-        Ok(rev)
+        self.put_ephemeral_if(session, key, data, false)
+            .map(|r| r.unwrap_or_default())
+    }
+
+    fn claim_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<bool> {
+        self.put_ephemeral_if(session, key, data, true)
+            .map(|r| r.is_some())
     }
 
     fn delete_ephemeral(&self, session: SessionId, key: &str) -> Result<Revision> {

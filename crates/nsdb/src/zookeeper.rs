@@ -63,7 +63,10 @@ struct Follow {
 
 pub struct ZkStore {
     rt: tokio::runtime::Runtime,
-    client: zk::Client,
+    /// The server's own session; `None` only while dropping.
+    client: Option<zk::Client>,
+    /// The log and state followers, stopped on drop.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     mirror: Arc<LocalStore>,
     follow: Arc<(Mutex<Follow>, Condvar)>,
     /// Serializes catching up: one reader of the log at a time.
@@ -231,7 +234,9 @@ impl ZkStore {
             let c = root
                 .chroot(chroot.clone())
                 .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
-            for dir in ["/objects", "/tables", "/log", "/state", "/learned"] {
+            for dir in [
+                "/objects", "/tables", "/log", "/state", "/learned", "/leaders",
+            ] {
                 match c.create(dir, &[], OPEN).await {
                     Ok(_) | Err(zk::Error::NodeExists) => {}
                     Err(e) => return Err(unavailable(e)),
@@ -241,7 +246,8 @@ impl ZkStore {
         })?;
         let store = ZkStore {
             rt,
-            client,
+            client: Some(client),
+            tasks: Mutex::new(Vec::new()),
             mirror: Arc::new(LocalStore::in_memory()),
             follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
             reading: Arc::new(tokio::sync::Mutex::new(())),
@@ -258,13 +264,18 @@ impl ZkStore {
             states.relist().await;
             Ok(())
         })?;
-        store.rt.spawn(store.states().follow());
+        let states = store.rt.spawn(store.states().follow());
+        store
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(states);
         Ok(store)
     }
 
     fn states(&self) -> States {
         States {
-            client: self.client.clone(),
+            client: self.zk(),
             mirror: self.mirror.clone(),
         }
     }
@@ -319,7 +330,7 @@ impl ZkStore {
     }
 
     fn delete_path(&self, path: String) -> Result<()> {
-        let c = self.client.clone();
+        let c = self.zk();
         run(&self.rt, async move {
             match c.delete(&path, None).await {
                 Ok(()) | Err(zk::Error::NoNode) => Ok(()),
@@ -328,9 +339,13 @@ impl ZkStore {
         })
     }
 
+    fn zk(&self) -> zk::Client {
+        self.client.clone().expect("open until dropped")
+    }
+
     fn follower(&self) -> Follower {
         Follower {
-            client: self.client.clone(),
+            client: self.zk(),
             mirror: self.mirror.clone(),
             follow: self.follow.clone(),
             reading: self.reading.clone(),
@@ -347,7 +362,7 @@ impl ZkStore {
     /// each new commit, and a slow tick covers events lost in a reconnect.
     fn spawn_follower(&self) {
         let f = self.follower();
-        self.rt.spawn(async move {
+        let task = self.rt.spawn(async move {
             let mut watch = f
                 .client
                 .watch("/log", zk::AddWatchMode::Persistent)
@@ -372,6 +387,10 @@ impl ZkStore {
                 }
             }
         });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
     }
 
     fn ensure_kind(&self, kind: &str) -> Result<()> {
@@ -383,7 +402,7 @@ impl ZkStore {
         {
             return Ok(());
         }
-        let c = self.client.clone();
+        let c = self.zk();
         let path = format!("/objects/{}", name(kind));
         run(&self.rt, async move {
             match c.create(&path, &[], OPEN).await {
@@ -408,7 +427,7 @@ impl ZkStore {
         {
             return Ok(());
         }
-        let c = self.client.clone();
+        let c = self.zk();
         let path = table_dir(table);
         run(&self.rt, async move {
             match c.create(&path, &[], OPEN).await {
@@ -505,7 +524,7 @@ impl ZkStore {
             }
         }
         let log = encode_log(ops);
-        let c = self.client.clone();
+        let c = self.zk();
         let results = run(&self.rt, async move {
             let mut m = c.new_multi_writer();
             for (p, w) in &writes {
@@ -561,6 +580,28 @@ impl ZkStore {
             return Err(unavailable("the commit was not seen in the log in time"));
         }
         Ok(self.mirror.revision())
+    }
+}
+
+impl Drop for ZkStore {
+    /// Closes the server's sessions, so that what they hold (leadership,
+    /// agents' state) goes at once rather than when ZooKeeper expires them.
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        drop(self.client.take());
+        // The runtime sends the close requests; give it a moment.
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -918,8 +959,44 @@ impl Store for ZkStore {
         Ok(self.mirror.revision())
     }
 
+    fn claim_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<bool> {
+        let c = self.session(session)?;
+        let (path, bytes) = (state_path(key), data.clone());
+        let created = run(&self.rt, async move {
+            match c.create(&path, &bytes, EPHEMERAL).await {
+                Ok(_) => Ok(true),
+                Err(zk::Error::NodeExists) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })?;
+        if created {
+            self.mirror
+                .mirror_ephemeral(key, Some((session, Arc::from(data))));
+        }
+        Ok(created)
+    }
+
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)> {
         self.mirror.get_ephemeral(key)
+    }
+
+    /// An ephemeral znode `leaders/<role>` of this server's own session:
+    /// whoever creates it leads until its session ends.
+    fn lead(&self, role: &str) -> bool {
+        let c = self.zk();
+        let path = format!("/leaders/{}", name(role));
+        let me = c.session_id().0;
+        run(&self.rt, async move {
+            match c.create(&path, &[], EPHEMERAL).await {
+                Ok(_) => Ok(true),
+                Err(zk::Error::NodeExists) => match c.get_data(&path).await {
+                    Ok((_, stat)) => Ok(stat.ephemeral_owner == me),
+                    Err(_) => Ok(false),
+                },
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .unwrap_or(false)
     }
 
     fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)> {

@@ -245,8 +245,31 @@ fn two_servers_share_one_ensemble() {
     ));
     b.close_session(s2).unwrap();
 
+    // A claim is first-writer-wins across servers (SNAT port blocks).
+    let (sa, sb) = (a.open_session(), b.open_session());
+    assert_eq!(
+        a.claim_ephemeral(sa, "NatBlock/r/1.2.3.4/7", b"h1".to_vec()),
+        Ok(true)
+    );
+    assert_eq!(
+        b.claim_ephemeral(sb, "NatBlock/r/1.2.3.4/7", b"h2".to_vec()),
+        Ok(false)
+    );
+    eventually("b sees a's claim", || {
+        b.get_ephemeral("NatBlock/r/1.2.3.4/7")
+            .is_some_and(|(o, _)| o == sa)
+    });
+    a.close_session(sa).unwrap();
+    b.close_session(sb).unwrap();
+
+    // One server leads a role; another takes over when it goes.
+    assert!(a.lead("health"), "the first to ask leads");
+    assert!(a.lead("health"), "and goes on leading");
+    assert!(!b.lead("health"), "one leader at a time");
+
     // A server started later replays the log to the same state.
     drop(a);
+    eventually("b leads once a is gone", || b.lead("health"));
     let c = zk.connect("/t1");
     for (kind, id) in [("Bridge", "b1"), ("Bridge", "b3")] {
         let (x, y) = (
