@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Two `midonet server`s on one real ZooKeeper (Debian's package, started here
-# by PID on loopback): what one writes, through the MidoNet REST API and the
-# Neutron API, the other serves; a conflicting write is refused; a server
-# restarted on the ensemble has it all; with ZooKeeper gone, a write fails
-# with HTTP 503 within 15 s. Everything is stopped by PID on exit.
+# Two `midonet server`s on one real ZooKeeper ensemble of three (Debian's
+# package, started here by PID on loopback): what one writes, through the
+# MidoNet REST API and the Neutron API, the other serves; a server restarted
+# on the ensemble has it all; with one ZooKeeper member down, writes go on;
+# with two down (no quorum), a write fails with HTTP 503 within 15 s and
+# reads go on. Everything is stopped by PID on exit.
 set -euo pipefail
 BIN=${MIDONET_BIN:-$(dirname "$0")/../../target/debug/midonet}
 JAR=/usr/share/java/zookeeper.jar
@@ -15,17 +16,42 @@ trap cleanup EXIT
 fail() { echo "FAIL $*"; for f in "$D"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-ZP=$(port)
-mkdir -p "$D/zk"
-printf 'tickTime=500\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n' "$D/zk" "$ZP" >"$D/zoo.cfg"
-java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$D" org.apache.zookeeper.server.quorum.QuorumPeerMain "$D/zoo.cfg" >"$D/zk.log" 2>&1 &
-ZK_PID=$!; PIDS+=($ZK_PID)
-for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$ZP) 2>/dev/null && break; sleep 0.1; done
+declare -A ZK_PORT
+ZK_PIDS=(); ZK_CONNECT=""; SERVERS=""
+for i in 1 2 3; do
+    cp_=$(port); q=$(port); e=$(port)
+    ZK_CONNECT+="${ZK_CONNECT:+,}127.0.0.1:$cp_"; ZK_PORT[$i]=$cp_
+    SERVERS+="server.$i=127.0.0.1:$q:$e"$'\n'
+done
+for i in 1 2 3; do
+    mkdir -p "$D/zk$i"; echo $i >"$D/zk$i/myid"
+    printf 'tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=srvr\n%s' \
+        "$D/zk$i" "${ZK_PORT[$i]}" "$SERVERS" >"$D/zoo$i.cfg"
+    java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$D" org.apache.zookeeper.server.quorum.QuorumPeerMain "$D/zoo$i.cfg" >"$D/zk$i.log" 2>&1 &
+    ZK_PIDS[$i]=$!; PIDS+=($!)
+done
+# Up when a member answers as leader or follower (the ensemble has a quorum).
+zk_mode() { python3 - "$1" <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1); s.sendall(b"srvr")
+    data = b""
+    while chunk := s.recv(4096): data += chunk
+    print(next((l.split(":")[1].strip() for l in data.decode().splitlines() if l.startswith("Mode")), "down"))
+except OSError:
+    print("down")
+PY
+}
+for _ in $(seq 300); do
+    [[ $(zk_mode "${ZK_PORT[1]}") =~ leader|follower ]] && break
+    sleep 0.1
+done
+[[ $(zk_mode "${ZK_PORT[1]}") =~ leader|follower ]] || fail "the ZooKeeper ensemble did not form"
 
 declare -A REST NEUTRON SPID
 start() { # NAME
     local r n t; r=$(port); n=$(port); t=$(port)
-    "$BIN" server --store zookeeper --zookeeper "127.0.0.1:$ZP/cloud" --listen 127.0.0.1:$r \
+    "$BIN" server --store zookeeper --zookeeper "$ZK_CONNECT/cloud" --listen 127.0.0.1:$r \
         --neutron-listen 127.0.0.1:$n --topology-listen 127.0.0.1:$t --data-dir "$D/$1" >>"$D/$1.log" 2>&1 &
     SPID[$1]=$!; PIDS+=($!)
     REST[$1]=http://127.0.0.1:$r/midonet-api; NEUTRON[$1]=http://127.0.0.1:$n/v2.0
@@ -76,13 +102,27 @@ start s3
 [[ $(curl -sf "${NEUTRON[s3]}/networks/$N" | json 'd["network"]["name"]') == net-zk ]] || fail "s3 does not have the network"
 echo "ok   a server started on the ensemble later serves what the others wrote"
 
-# ZooKeeper gone: a write fails with 503 and a message within 15 s; reads go on.
-kill "$ZK_PID"; wait "$ZK_PID" 2>/dev/null || true
+# One member down: the other two are a quorum, and writes go on.
+kill "${ZK_PIDS[1]}"; wait "${ZK_PIDS[1]}" 2>/dev/null || true
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
+    -d '{"name":"quorum","tenantId":"t1"}' "${REST[s3]}/bridges")
+[[ $code == 201 ]] || fail "a write with two of three members up: HTTP $code"
+n=0
+for _ in $(seq 100); do
+    n=$(curl -sf "${REST[s2]}/bridges" | json 'sum(b["name"] == "quorum" for b in d)') && [[ $n == 1 ]] && break
+    sleep 0.05
+done
+[[ $n == 1 ]] || fail "s2 does not serve what s3 wrote with one member down"
+echo "ok   with one of three ZooKeeper members down, writes through one server reach the other"
+
+# Two members down, no quorum: a write fails with 503 and a message within
+# 15 s; reads go on from the mirror.
+kill "${ZK_PIDS[2]}"; wait "${ZK_PIDS[2]}" 2>/dev/null || true
 t0=$(date +%s)
 out=$(curl -s -m 30 -w '\n%{http_code}' -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
     -d '{"name":"late","tenantId":"t1"}' "${REST[s3]}/bridges")
 code=${out##*$'\n'}; dt=$(( $(date +%s) - t0 ))
-[[ $code == 503 && $dt -le 15 ]] || fail "write without ZooKeeper: HTTP $code after ${dt}s: ${out%$'\n'*}"
+[[ $code == 503 && $dt -le 15 ]] || fail "write without a quorum: HTTP $code after ${dt}s: ${out%$'\n'*}"
 grep -qi zookeeper <<<"$out" || fail "the 503 does not say what is unavailable: $out"
-curl -sf "${REST[s3]}/bridges/$B" >/dev/null || fail "reads stop without ZooKeeper"
-echo "ok   without ZooKeeper a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on"
+curl -sf "${REST[s3]}/bridges/$B" >/dev/null || fail "reads stop without a quorum"
+echo "ok   without a ZooKeeper quorum a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on"
