@@ -87,6 +87,28 @@ done
 [[ $seen == 1 ]] || fail "s1 does not list the subnet s2 made ($seen)"
 echo "ok   a Neutron network and subnet made through one server are listed by the other"
 
+# Port creates on that network through both servers at once: no address is
+# handed out twice (a create that raced the other server's gets a conflict).
+python3 - "${NEUTRON[s1]}" "${NEUTRON[s2]}" "$N" >"$D/ipam.out" <<'PY' || fail "IPAM across servers: $(cat "$D/ipam.out")"
+import http.client, json, sys, threading, urllib.parse
+eps, net = sys.argv[1:3], sys.argv[3]
+got, codes = [], []
+def worker(ep):
+    u = urllib.parse.urlsplit(ep)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    for _ in range(40):
+        c.request("POST", u.path + "/ports", json.dumps({"port": {"network_id": net}}), {"Content-Type": "application/json"})
+        r = c.getresponse(); body = r.read(); codes.append(r.status)
+        if r.status == 201:
+            got.append(json.loads(body)["port"]["fixed_ips"][0]["ip_address"])
+ts = [threading.Thread(target=worker, args=(e,)) for e in eps * 2]
+[t.start() for t in ts]; [t.join() for t in ts]
+dup = len(got) - len(set(got))
+print(f"{len(got)} ports made, {codes.count(409)} conflicts, other codes {sorted(set(codes) - {201, 409})}, {dup} addresses twice")
+sys.exit(0 if dup == 0 and len(got) >= 80 and set(codes) <= {201, 409} else 1)
+PY
+echo "ok   port creates through both servers at once never share an address ($(cat "$D/ipam.out"))"
+
 # A change through one server, then a delete through the other.
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
     -d '{"name":"renamed","tenantId":"t1"}' "${REST[s2]}/bridges/$B")

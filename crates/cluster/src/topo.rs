@@ -142,6 +142,7 @@ pub struct Writer<'a> {
     store: &'a dyn Store,
     counters: HashMap<&'static str, (Option<u64>, u64)>,
     tables: Vec<(String, String, Option<String>)>,
+    sequences: HashMap<String, (Option<u64>, String)>,
 }
 
 impl Writer<'_> {
@@ -149,6 +150,27 @@ impl Writer<'_> {
     /// same commit (a floating IP's ARP entry).
     pub fn table(&mut self, table: String, key: String, value: Option<String>) {
         self.tables.push((table, key, value));
+    }
+
+    /// Moves sequence `name` on, on the condition that it is still at
+    /// `expected` (its version when the caller read what it guards; `None`:
+    /// it did not exist). What was decided from a cached read (a network's
+    /// free addresses) then commits only if no other server changed it in
+    /// between; otherwise the write fails as a conflict. `mark` is stored
+    /// as its value, so the caller can tell its own move from another's.
+    /// Once per commit.
+    pub fn sequence(&mut self, name: String, expected: Option<u64>, mark: String) {
+        self.sequences.entry(name).or_insert((expected, mark));
+    }
+
+    /// Whether this write already moves sequence `name` on.
+    pub fn sequenced(&self, name: &str) -> bool {
+        self.sequences.contains_key(name)
+    }
+
+    /// The version of sequence `name` now (`None`: never moved).
+    pub fn sequence_version(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        Ok(self.store.get("Sequence", name)?.map(|e| e.version))
     }
 
     /// The next value of a durable counter (tunnel keys), committed with the write.
@@ -303,10 +325,12 @@ impl Topology {
                 store: &*self.store,
                 counters: HashMap::new(),
                 tables: Vec::new(),
+                sequences: HashMap::new(),
             };
             let out = f(&mut w)?;
             let counters = std::mem::take(&mut w.counters);
             let tables = std::mem::take(&mut w.tables);
+            let sequences = std::mem::take(&mut w.sequences);
             let changes = w.tx.into_changes();
             let seen = view.seen.into_inner();
             let mut ops = Vec::with_capacity(changes.len() + counters.len());
@@ -366,6 +390,22 @@ impl Topology {
                     None => Op::Create {
                         kind: "Counter".into(),
                         id: name.into(),
+                        data,
+                    },
+                });
+            }
+            for (name, (expected, mark)) in sequences {
+                let data = mark.into_bytes();
+                ops.push(match expected {
+                    Some(v) => Op::Update {
+                        kind: "Sequence".into(),
+                        id: name,
+                        data,
+                        version: Some(v),
+                    },
+                    None => Op::Create {
+                        kind: "Sequence".into(),
+                        id: name,
                         data,
                     },
                 });

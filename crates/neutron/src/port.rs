@@ -93,11 +93,26 @@ pub fn ports_of(app: &App, net: &NetworkRecord) -> Result<Vec<PortRecord>, Neutr
         .collect())
 }
 
-/// What a network's ports hold: addresses and MACs.
+/// What a network's ports hold: addresses and MACs, as of the version of
+/// the network's port sequence (see [`sequence`]).
 #[derive(Clone, Default)]
 pub struct Held {
     ips: HashSet<Ipv4Addr>,
     macs: HashSet<String>,
+    /// The sequence's version this was read at.
+    seq: Option<u64>,
+    /// The mark of this server's last move of the sequence: seeing it
+    /// there means nobody else moved it since.
+    mine: Option<String>,
+}
+
+/// The sequence every change to a network's ports moves on. A server's
+/// [`Held`] is good while the sequence is where it was read; each port
+/// write commits only if it still is, so two servers sharing a ZooKeeper
+/// never hand out one address twice (the later one gets a conflict and
+/// reads the network again).
+fn sequence(net: Uuid) -> String {
+    format!("neutron-network-ports/{net}")
 }
 
 /// Each network's [`Held`], kept by this server's Neutron writes (one at a
@@ -120,10 +135,34 @@ fn with_held<T>(
     net: &NetworkRecord,
     f: impl FnOnce(&Held) -> Result<T, NeutronError>,
 ) -> Result<T, NeutronError> {
-    if let Some(h) = held_map().as_ref().and_then(|m| m.get(&net.id)) {
-        return f(h);
+    let cur = app
+        .topo
+        .store
+        .get("Sequence", &sequence(net.id))
+        .map_err(cluster::error::ApiError::from)?;
+    let now = cur.as_ref().map(|e| e.version);
+    {
+        let mut g = held_map();
+        if let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net.id)) {
+            let moved_by_me = h
+                .mine
+                .as_deref()
+                .is_some_and(|m| cur.as_ref().is_some_and(|e| &*e.data == m.as_bytes()));
+            if moved_by_me {
+                h.seq = now;
+                h.mine = None;
+            }
+            if h.seq == now {
+                return f(h);
+            }
+        }
     }
-    let mut h = Held::default();
+    // Read after the sequence: a port written in between moves it on, and
+    // this server's next write then fails its check and reads again.
+    let mut h = Held {
+        seq: now,
+        ..Held::default()
+    };
     for p in ports_of(app, net)? {
         h.ips.extend(fixed_ips(&p).into_iter().map(|(_, a)| a));
         if let Some(m) = p.f("mac_address").as_str() {
@@ -135,19 +174,35 @@ fn with_held<T>(
     out
 }
 
-/// Records what port `r` holds (`add`) or gave back.
-fn hold(r: &PortRecord, add: bool) {
+/// Records what port `r` holds (`add`) or gave back, and moves its
+/// network's sequence on in the write, on the condition that it is where
+/// this server's [`Held`] read it (or, uncached, where it is now).
+fn hold(
+    w: &mut cluster::topo::Writer<'_>,
+    r: &PortRecord,
+    add: bool,
+) -> Result<(), cluster::error::ApiError> {
     let Some(net) = r
         .f("network_id")
         .as_str()
         .and_then(|s| s.parse::<Uuid>().ok())
     else {
-        return;
+        return Ok(());
     };
+    let mark = Uuid::new_v4().to_string();
     let mut g = held_map();
     let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net)) else {
-        return;
+        drop(g);
+        let now = w.sequence_version(&sequence(net))?;
+        w.sequence(sequence(net), now, mark);
+        return Ok(());
     };
+    if !w.sequenced(&sequence(net)) {
+        // On the version the addresses were chosen at: a retry of this
+        // write after another server's move fails again, as it must.
+        w.sequence(sequence(net), h.seq, mark.clone());
+        h.mine = Some(mark);
+    }
     let mac = r.f("mac_address").as_str().unwrap_or("").to_string();
     for (_, a) in fixed_ips(r) {
         if add {
@@ -161,6 +216,7 @@ fn hold(r: &PortRecord, add: bool) {
     } else {
         h.macs.remove(&mac);
     }
+    Ok(())
 }
 
 /// Whether a subnet still has ports holding its addresses.
@@ -342,7 +398,7 @@ pub fn remove_port(
     crate::security_group::port_filters(w, None, Some(r))?;
     w.tx.delete(Kind::Port, r.id)?;
     record::remove(w, Kind::NeutronPort, r.id);
-    hold(r, false);
+    hold(w, r, false)?;
     Ok(())
 }
 
@@ -468,7 +524,7 @@ pub fn write_port(
     crate::security_group::port_groups(app, w, &mut r.fields)?;
     crate::security_group::port_filters(w, Some(r), None)?;
     record::put_new(w, r);
-    hold(r, true);
+    hold(w, r, true)?;
     Ok(())
 }
 
