@@ -159,8 +159,13 @@ impl Writer<'_> {
     /// between; otherwise the write fails as a conflict. `mark` is stored
     /// as its value, so the caller can tell its own move from another's.
     /// Once per commit.
-    pub fn sequence(&mut self, name: String, expected: Option<u64>, mark: String) {
-        self.sequences.entry(name).or_insert((expected, mark));
+    /// Returns the mark the commit writes (the first one given).
+    pub fn sequence(&mut self, name: String, expected: Option<u64>, mark: String) -> String {
+        self.sequences
+            .entry(name)
+            .or_insert((expected, mark))
+            .1
+            .clone()
     }
 
     /// Whether this write already moves sequence `name` on.
@@ -168,9 +173,12 @@ impl Writer<'_> {
         self.sequences.contains_key(name)
     }
 
-    /// The version of sequence `name` now (`None`: never moved).
-    pub fn sequence_version(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        Ok(self.store.get("Sequence", name)?.map(|e| e.version))
+    /// Sequence `name` now: its version and mark (`None`: never moved).
+    pub fn sequence_now(&self, name: &str) -> Result<Option<(u64, Arc<[u8]>)>, ApiError> {
+        Ok(self
+            .store
+            .get("Sequence", name)?
+            .map(|e| (e.version, e.data)))
     }
 
     /// The next value of a durable counter (tunnel keys), committed with the write.

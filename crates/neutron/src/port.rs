@@ -139,23 +139,13 @@ fn with_held<T>(
         .topo
         .store
         .get("Sequence", &sequence(net.id))
-        .map_err(cluster::error::ApiError::from)?;
-    let now = cur.as_ref().map(|e| e.version);
+        .map_err(cluster::error::ApiError::from)?
+        .map(|e| (e.version, e.data));
+    let now = cur.as_ref().map(|c| c.0);
+    if let Some(h) = held_map().as_mut().and_then(|m| m.get_mut(&net.id))
+        && current(h, cur.as_ref())
     {
-        let mut g = held_map();
-        if let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net.id)) {
-            let moved_by_me = h
-                .mine
-                .as_deref()
-                .is_some_and(|m| cur.as_ref().is_some_and(|e| &*e.data == m.as_bytes()));
-            if moved_by_me {
-                h.seq = now;
-                h.mine = None;
-            }
-            if h.seq == now {
-                return f(h);
-            }
-        }
+        return f(h);
     }
     // Read after the sequence: a port written in between moves it on, and
     // this server's next write then fails its check and reads again.
@@ -174,6 +164,21 @@ fn with_held<T>(
     out
 }
 
+/// Brings `h` up to the sequence's current version `cur` when the move
+/// there was this server's own; whether `h` is then current.
+fn current(h: &mut Held, cur: Option<&(u64, std::sync::Arc<[u8]>)>) -> bool {
+    let now = cur.map(|c| c.0);
+    let mine = h
+        .mine
+        .as_deref()
+        .is_some_and(|m| cur.is_some_and(|c| &*c.1 == m.as_bytes()));
+    if mine {
+        h.seq = now;
+        h.mine = None;
+    }
+    h.seq == now
+}
+
 /// Records what port `r` holds (`add`) or gave back, and moves its
 /// network's sequence on in the write, on the condition that it is where
 /// this server's [`Held`] read it (or, uncached, where it is now).
@@ -189,19 +194,30 @@ fn hold(
     else {
         return Ok(());
     };
+    let name = sequence(net);
+    let cur = w.sequence_now(&name)?;
+    let now = cur.as_ref().map(|c| c.0);
     let mark = Uuid::new_v4().to_string();
     let mut g = held_map();
     let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net)) else {
         drop(g);
-        let now = w.sequence_version(&sequence(net))?;
-        w.sequence(sequence(net), now, mark);
+        w.sequence(name, now, mark);
         return Ok(());
     };
-    if !w.sequenced(&sequence(net)) {
-        // On the version the addresses were chosen at: a retry of this
-        // write after another server's move fails again, as it must.
-        w.sequence(sequence(net), h.seq, mark.clone());
+    let fresh = current(h, cur.as_ref());
+    if !add {
+        // A release decides nothing from the cache: it moves the sequence
+        // on from where it is, and a cache another server made stale goes.
+        let mark = w.sequence(name, now, mark);
+        if !fresh {
+            g.as_mut().map(|m| m.remove(&net));
+            return Ok(());
+        }
         h.mine = Some(mark);
+    } else {
+        // On the version the addresses were chosen at: if another server
+        // moved it since, this write fails (and so does any retry of it).
+        h.mine = Some(w.sequence(name, h.seq, mark));
     }
     let mac = r.f("mac_address").as_str().unwrap_or("").to_string();
     for (_, a) in fixed_ips(r) {
