@@ -136,6 +136,9 @@ impl Drop for InWrite {
     }
 }
 
+/// Where a sequence stands: its version and the mark of its last move.
+pub type SequenceAt = (u64, Arc<[u8]>);
+
 /// A write in progress: the model transaction plus store-level counters.
 pub struct Writer<'a> {
     pub tx: Tx<'a>,
@@ -174,7 +177,7 @@ impl Writer<'_> {
     }
 
     /// Sequence `name` now: its version and mark (`None`: never moved).
-    pub fn sequence_now(&self, name: &str) -> Result<Option<(u64, Arc<[u8]>)>, ApiError> {
+    pub fn sequence_now(&self, name: &str) -> Result<Option<SequenceAt>, ApiError> {
         Ok(self
             .store
             .get("Sequence", name)?

@@ -166,7 +166,7 @@ fn with_held<T>(
 
 /// Brings `h` up to the sequence's current version `cur` when the move
 /// there was this server's own; whether `h` is then current.
-fn current(h: &mut Held, cur: Option<&(u64, std::sync::Arc<[u8]>)>) -> bool {
+fn current(h: &mut Held, cur: Option<&cluster::topo::SequenceAt>) -> bool {
     let now = cur.map(|c| c.0);
     let mine = h
         .mine
