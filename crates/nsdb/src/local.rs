@@ -229,22 +229,7 @@ impl LocalStore {
                 None
             }
         };
-        g.revision += 1;
-        let rev = g.revision;
-        let ev = Event {
-            revision: rev,
-            kind: "state".into(),
-            id: key.to_string(),
-            change: match change {
-                Some(data) => Change::Put(Entry {
-                    data,
-                    version: 1,
-                    mod_revision: rev,
-                }),
-                None => Change::Deleted,
-            },
-        };
-        Self::publish(&mut g, ev);
+        Self::state_event(&mut g, key, change);
     }
 
     /// Sets (or removes) the learned value of a table entry, as
@@ -261,6 +246,37 @@ impl LocalStore {
             rows.remove(key);
         }
         Self::table_event(&mut g, table, key);
+    }
+
+    /// Whether a table entry has a persistent value (learned ones aside).
+    pub(crate) fn has_persistent(&self, table: &str, key: &str) -> bool {
+        self.lock()
+            .tables
+            .get(table)
+            .and_then(|t| t.get(key))
+            .is_some_and(|r| r.0.is_some())
+    }
+
+    /// Publishes an ephemeral key's new value (`None`: gone) at the next
+    /// revision, and returns that revision.
+    fn state_event(g: &mut Inner, key: &str, data: Option<Arc<[u8]>>) -> Revision {
+        g.revision += 1;
+        let rev = g.revision;
+        let ev = Event {
+            revision: rev,
+            kind: "state".into(),
+            id: key.to_string(),
+            change: match data {
+                Some(data) => Change::Put(Entry {
+                    data,
+                    version: 1,
+                    mod_revision: rev,
+                }),
+                None => Change::Deleted,
+            },
+        };
+        Self::publish(g, ev);
+        rev
     }
 
     /// Every learned table entry: (table, key, value, owner).
@@ -295,20 +311,7 @@ impl LocalStore {
         }
         let data: Arc<[u8]> = data.into();
         g.ephemeral.insert(key.to_string(), (session, data.clone()));
-        g.revision += 1;
-        let rev = g.revision;
-        let ev = Event {
-            revision: rev,
-            kind: "state".into(),
-            id: key.to_string(),
-            change: Change::Put(Entry {
-                data,
-                version: 1,
-                mod_revision: rev,
-            }),
-        };
-        Self::publish(&mut g, ev);
-        Ok(Some(rev))
+        Ok(Some(Self::state_event(&mut g, key, Some(data))))
     }
 
     fn stage(&self, g: &mut Inner, rev: Revision, staged: Staged) {
@@ -615,14 +618,7 @@ impl Store for LocalStore {
             .collect();
         for k in keys {
             g.ephemeral.remove(&k);
-            g.revision += 1;
-            let ev = Event {
-                revision: g.revision,
-                kind: "state".into(),
-                id: k,
-                change: Change::Deleted,
-            };
-            Self::publish(&mut g, ev);
+            Self::state_event(&mut g, &k, None);
         }
         let mut learned = Vec::new();
         for (t, rows) in g.tables.iter_mut() {
@@ -669,18 +665,7 @@ impl Store for LocalStore {
                 });
             }
         }
-        g.revision += 1;
-        let rev = g.revision;
-        Self::publish(
-            &mut g,
-            Event {
-                revision: rev,
-                kind: "state".into(),
-                id: key.into(),
-                change: Change::Deleted,
-            },
-        );
-        Ok(rev)
+        Ok(Self::state_event(&mut g, key, None))
     }
 
     fn get_ephemeral(&self, key: &str) -> Option<(SessionId, Arc<[u8]>)> {

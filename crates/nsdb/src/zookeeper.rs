@@ -394,41 +394,25 @@ impl ZkStore {
     }
 
     fn ensure_kind(&self, kind: &str) -> Result<()> {
-        if self
-            .kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(kind)
-        {
-            return Ok(());
-        }
-        let c = self.zk();
-        let path = format!("/objects/{}", name(kind));
-        run(&self.rt, async move {
-            match c.create(&path, &[], OPEN).await {
-                Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
-                Err(e) => Err(unavailable(e)),
-            }
-        })?;
-        self.kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(kind.to_string());
-        Ok(())
+        self.ensure_dir(kind.to_string(), format!("/objects/{}", name(kind)))
     }
 
     fn ensure_table(&self, table: &str) -> Result<()> {
-        let key = format!("table\0{table}");
-        if self
-            .kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
-        {
+        self.ensure_dir(format!("table\0{table}"), table_dir(table))
+    }
+
+    /// Creates the directory znode `path` once (`key` remembers it was).
+    fn ensure_dir(&self, key: String, path: String) -> Result<()> {
+        let known = |k: &str| {
+            self.kinds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(k)
+        };
+        if known(&key) {
             return Ok(());
         }
         let c = self.zk();
-        let path = table_dir(table);
         run(&self.rt, async move {
             match c.create(&path, &[], OPEN).await {
                 Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
@@ -500,12 +484,7 @@ impl ZkStore {
                 Op::Table { table, key, value } => {
                     self.ensure_table(table)?;
                     let p = format!("{}/{}", table_dir(table), name(key));
-                    let there = self
-                        .mirror
-                        .table_entries(table)
-                        .iter()
-                        .any(|e| e.key == *key && e.owner.is_none())
-                        || made.contains(&p);
+                    let there = self.mirror.has_persistent(table, key) || made.contains(&p);
                     match (value, there) {
                         (Some(v), true) => {
                             writes.push((p, Write::Set(v.clone().into_bytes(), None)))
