@@ -124,6 +124,9 @@ start s3
 [[ $(curl -sf "${NEUTRON[s3]}/networks/$N" | json 'd["network"]["name"]') == net-zk ]] || fail "s3 does not have the network"
 echo "ok   a server started on the ensemble later serves what the others wrote"
 
+# With the ensemble answering, reads carry no staleness warning.
+curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B" | grep -qi '^warning:' && fail "a read warns of staleness with ZooKeeper up"
+
 # One member down: the other two are a quorum, and writes go on.
 kill "${ZK_PIDS[1]}"; wait "${ZK_PIDS[1]}" 2>/dev/null || true
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
@@ -147,4 +150,12 @@ code=${out##*$'\n'}; dt=$(( $(date +%s) - t0 ))
 [[ $code == 503 && $dt -le 15 ]] || fail "write without a quorum: HTTP $code after ${dt}s: ${out%$'\n'*}"
 grep -qi zookeeper <<<"$out" || fail "the 503 does not say what is unavailable: $out"
 curl -sf "${REST[s3]}/bridges/$B" >/dev/null || fail "reads stop without a quorum"
-echo "ok   without a ZooKeeper quorum a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on"
+# Reads go on, and say they may be stale (REST and Neutron alike).
+warn=""
+for _ in $(seq 100); do
+    warn=$(curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B" | tr -d '\r' | grep -i '^warning:') && break
+    sleep 0.1
+done
+[[ $warn == *110*stale* ]] || fail "reads without a quorum do not say they may be stale ('$warn')"
+curl -sf -D - -o /dev/null "${NEUTRON[s3]}/networks/$N" | grep -qi '^warning: 110' || fail "Neutron reads without a quorum do not warn"
+echo "ok   without a ZooKeeper quorum a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on, marked '${warn#*: }'"

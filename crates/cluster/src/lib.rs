@@ -163,7 +163,27 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "MidoNet REST API v5 listening at http://{addr}/midonet-api");
-    axum::serve(listener, extra.merge(router(app)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        warn_if_stale(app.clone(), extra.merge(router(app))),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Marks every answer with `Warning: 110` (RFC 7234's "response is stale")
+/// while the NSDB says its reads may be stale (ZooKeeper not answering).
+pub fn warn_if_stale(app: Arc<App>, r: axum::Router) -> axum::Router {
+    r.layer(axum::middleware::map_response_with_state(
+        app,
+        |axum::extract::State(app): axum::extract::State<Arc<App>>,
+         mut resp: axum::response::Response| async move {
+            if let Some(why) = app.topo.store.stale()
+                && let Ok(v) = axum::http::HeaderValue::from_str(&format!("110 - \"{why}\""))
+            {
+                resp.headers_mut().insert(axum::http::header::WARNING, v);
+            }
+            resp
+        },
+    ))
 }

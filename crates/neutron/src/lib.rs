@@ -56,12 +56,12 @@ pub async fn serve(
     };
     tracing::info!(%addr, "Neutron API listening");
     // Only MidoNet's own endpoints (`plugin.rs`) choose ids.
-    let outside = router(app, tokens).layer(axum::middleware::map_request(
-        |mut r: axum::extract::Request| async move {
+    let outside = cluster::warn_if_stale(app.clone(), router(app, tokens)).layer(
+        axum::middleware::map_request(|mut r: axum::extract::Request| async move {
             r.headers_mut().remove(record::ASKED_ID);
             r
-        },
-    ));
+        }),
+    );
     if let Err(e) = axum::serve(listener, outside)
         .with_graceful_shutdown(shutdown)
         .await

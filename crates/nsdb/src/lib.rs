@@ -182,6 +182,11 @@ pub trait Store: Send + Sync + 'static {
         let _ = role;
         true
     }
+    /// Why reads may be stale (the store's servers not answering), or
+    /// `None` when they are current.
+    fn stale(&self) -> Option<String> {
+        None
+    }
     /// Every ephemeral key, for a subscriber's snapshot.
     fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)>;
 

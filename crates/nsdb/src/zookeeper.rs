@@ -43,6 +43,9 @@ use zookeeper_client as zk;
 
 /// How long a call may wait for the ensemble before it fails.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// Reads are called stale once the ensemble has not answered for this long
+/// (the log follower asks at least every second).
+const STALE_AFTER: Duration = Duration::from_secs(3);
 /// How long an agent's state outlives a server that died holding its session.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const EPHEMERAL: &zk::CreateOptions<'static> =
@@ -67,6 +70,9 @@ pub struct ZkStore {
     client: Option<zk::Client>,
     /// The log and state followers, stopped on drop.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When the ensemble last answered the log follower (every second at
+    /// least, when it is reachable).
+    answered: Arc<Mutex<std::time::Instant>>,
     mirror: Arc<LocalStore>,
     follow: Arc<(Mutex<Follow>, Condvar)>,
     /// Serializes catching up: one reader of the log at a time.
@@ -248,6 +254,7 @@ impl ZkStore {
             rt,
             client: Some(client),
             tasks: Mutex::new(Vec::new()),
+            answered: Arc::new(Mutex::new(std::time::Instant::now())),
             mirror: Arc::new(LocalStore::in_memory()),
             follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
             reading: Arc::new(tokio::sync::Mutex::new(())),
@@ -345,6 +352,7 @@ impl ZkStore {
 
     fn follower(&self) -> Follower {
         Follower {
+            answered: self.answered.clone(),
             client: self.zk(),
             mirror: self.mirror.clone(),
             follow: self.follow.clone(),
@@ -671,6 +679,8 @@ fn run<T: Send + 'static>(
 
 /// What applies the log to the mirror.
 struct Follower {
+    /// When the ensemble last answered the follower.
+    answered: Arc<Mutex<std::time::Instant>>,
     client: zk::Client,
     mirror: Arc<LocalStore>,
     follow: Arc<(Mutex<Follow>, Condvar)>,
@@ -686,7 +696,11 @@ impl Follower {
         loop {
             let data = match self.client.get_data(&log_path(next)).await {
                 Ok((d, _)) => d,
-                Err(zk::Error::NoNode) => return Ok(()),
+                Err(zk::Error::NoNode) => {
+                    *self.answered.lock().unwrap_or_else(|p| p.into_inner()) =
+                        std::time::Instant::now();
+                    return Ok(());
+                }
                 Err(e) => return Err(unavailable(e)),
             };
             let applied = decode_log(&data)
@@ -853,6 +867,20 @@ impl Store for ZkStore {
 
     fn revision(&self) -> Revision {
         self.mirror.revision()
+    }
+
+    fn stale(&self) -> Option<String> {
+        let quiet = self
+            .answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        (quiet > STALE_AFTER).then(|| {
+            format!(
+                "ZooKeeper has not answered for {} s: reads may be stale",
+                quiet.as_secs()
+            )
+        })
     }
 
     fn watch(&self, kind: Option<&str>, after: Revision) -> Result<Watch> {
