@@ -431,9 +431,14 @@ impl Topology {
             }
             match self.store.commit_staged(ops) {
                 Ok(rev) => return Ok((out, Some(rev))),
+                // Another server sharing the store wrote first (the tunnel
+                // key counter is every create's): read again and redo,
+                // after a short random pause so the two do not collide again.
                 Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
-                    if attempt < 3 =>
+                    if attempt < 8 =>
                 {
+                    let pause = rand::random_range(0..=attempt * 500);
+                    std::thread::sleep(std::time::Duration::from_micros(pause));
                     continue;
                 }
                 Err(e) => return Err(ApiError::from(e).into()),

@@ -164,6 +164,13 @@ fn with_held<T>(
     out
 }
 
+/// Whether a create failed because another server wrote what it read
+/// (a network's port sequence, the tunnel key counter) before its commit:
+/// a create names no version of its own, so it is safe to do again.
+fn lost_address_race(e: &NeutronError) -> bool {
+    e.status == StatusCode::CONFLICT && e.message.contains("changed concurrently")
+}
+
 /// Brings `h` up to the sequence's current version `cur` when the move
 /// there was this server's own; whether `h` is then current.
 fn current(h: &mut Held, cur: Option<&cluster::topo::SequenceAt>) -> bool {
@@ -554,7 +561,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    let done = blocking(move || {
+    let attempt = Arc::new(move || {
         let nid = m.get("network_id").and_then(Value::as_str).ok_or_else(|| {
             NeutronError::bad_request(
                 "Failed to parse request. Required attribute 'network_id' not specified",
@@ -572,8 +579,18 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
             write_port(&app, w, &mut r, &net)?;
             Ok(r)
         })
-    })
-    .await;
+    });
+    // Another server took an address of this network (or a tunnel key)
+    // meanwhile: choose again, on what the store holds now.
+    let mut tries = 0;
+    let done = loop {
+        tries += 1;
+        let f = attempt.clone();
+        match blocking(move || f()).await {
+            Err(e) if tries < 5 && lost_address_race(&e) => continue,
+            done => break done,
+        }
+    };
     record::answer(StatusCode::CREATED, done)
 }
 
