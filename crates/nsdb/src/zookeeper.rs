@@ -609,13 +609,7 @@ fn refused(ops: &[Op], path: Option<&str>, e: zk::Error) -> StoreError {
         .and_then(|p| {
             let mut it = p.trim_start_matches('/').splitn(3, '/');
             let _ = it.next();
-            Some((it.next()?.to_string(), it.next()?.to_string()))
-        })
-        .map(|(k, i)| {
-            (
-                k.replace("%2F", "/").replace("%25", "%"),
-                i.replace("%2F", "/").replace("%25", "%"),
-            )
+            Some((unname(it.next()?), unname(it.next()?)))
         })
         .unwrap_or_default();
     let expected = ops.iter().find_map(|o| match o {
