@@ -36,7 +36,7 @@ for n in ${SCALE_N:-100 1000 10000}; do
     start_server
     start_agent h1 1
     H1=$(host_id h1)
-    for _ in $(seq 100); do mido host list -o json | grep -q "$H1" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -q "$H1" <<<"$(mido host list -o json)" && break; sleep 0.1; done
     Z=$(mido tunnel-zone create name=tz type=vxlan)
     mido tunnel-zone add-member "$Z" "$H1" 10.99.0.1
     out=$(nsx ctl python3 tests/scale/tenants.py "$API" "$n" --threads 4)

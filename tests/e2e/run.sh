@@ -265,8 +265,8 @@ SCRIPT
         nsx $v busybox udhcpc -i eth0 -n -q -t 10 -T 1 -s "$E2E_STATE/nudhcpc.sh" >/dev/null 2>&1 ||
             { echo "$v got no lease"; return 1; }
     done
-    nsx nvm1 ip -4 addr show dev eth0 | grep -q "inet $ipn1/24" || { echo "nvm1 lacks its fixed IP $ipn1"; return 1; }
-    nsx nvm2 ip -4 addr show dev eth0 | grep -q "inet $ipn2/24" || { echo "nvm2 lacks its fixed IP $ipn2"; return 1; }
+    grep -q "inet $ipn1/24" <<<"$(nsx nvm1 ip -4 addr show dev eth0)" || { echo "nvm1 lacks its fixed IP $ipn1"; return 1; }
+    grep -q "inet $ipn2/24" <<<"$(nsx nvm2 ip -4 addr show dev eth0)" || { echo "nvm2 lacks its fixed IP $ipn2"; return 1; }
     pings nvm1 "$ipn2" || return 1
     # Deleting a port in Neutron cuts its traffic.
     neutron DELETE "ports/$pn2" || return 1
@@ -334,8 +334,8 @@ SCRIPT
     for v in cvm1 cvm2; do
         nsx $v busybox udhcpc -i eth0 -n -q -t 10 -T 1 -s "$E2E_STATE/cudhcpc.sh" >/dev/null 2>&1 || { echo "$v got no lease"; return 1; }
     done
-    nsx cvm1 ip -4 addr show dev eth0 | grep -q "inet $ip1/24" || why+="cvm1 lacks its fixed IP $ip1; "
-    nsx cvm2 ip -4 route | grep -q "default via 10.70.0.1" || why+="cvm2 has no default route from DHCP; "
+    grep -q "inet $ip1/24" <<<"$(nsx cvm1 ip -4 addr show dev eth0)" || why+="cvm1 lacks its fixed IP $ip1; "
+    grep -q "default via 10.70.0.1" <<<"$(nsx cvm2 ip -4 route)" || why+="cvm2 has no default route from DHCP; "
     pings cvm1 "$ip2" >/dev/null || why+="the VMs do not ping each other (default group); "
     # Out through the tenant router's SNAT and the edge router's uplink.
     wait_ping cvm2 192.0.2.9 5 || why+="cvm2 does not reach the outside; "
@@ -402,7 +402,7 @@ t_neutron_projects() {
     [[ $code == 404 ]] || why+="B's port on A's network answered $code; "
     code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' "http://$CTL_IP:9696/v2.0/networks")
     [[ $code == 401 ]] || why+="no token answered $code; "
-    NTOKEN=e2e-a neutron GET "networks/$a" | grep -q '"a-private"' || why+="A lost its network; "
+    grep -q '"a-private"' <<<"$(NTOKEN=e2e-a neutron GET "networks/$a")" || why+="A lost its network; "
     echo "${why:-B saw and changed nothing of the network of A; no token 401}"
     [[ -z $why ]]
 }
@@ -1084,11 +1084,11 @@ t_health_monitor() {
         local next=""
         for i in $(seq 75); do
             next=$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$P-hm-" | grep -v "^$first$" | head -1)
-            [[ -n $next ]] && ! ip netns list 2>/dev/null | grep -q "^$first" && break
+            [[ -n $next ]] && ! grep -q "^$first" <<<"$(ip netns list 2>/dev/null)" && break
             sleep 0.2
         done
         [[ -n $next ]] || why+="no other agent took the checks over from $owner; "
-        ip netns list 2>/dev/null | grep -q "^$first" && why+="the stopped agent left its namespace; "
+        grep -q "^$first" <<<"$(ip netns list 2>/dev/null)" && why+="the stopped agent left its namespace; "
         echo "checks moved from $owner ($first) to $next"
         # Back in service (its VMs need it); the checks still work.
         start_agent "$owner"

@@ -128,7 +128,7 @@ start s3
 echo "ok   a server started on the ensemble later serves what the others wrote"
 
 # With the ensemble answering, reads carry no staleness warning.
-curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B" | grep -qi '^warning:' && fail "a read warns of staleness with ZooKeeper up"
+grep -qi '^warning:' <<<"$(curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B")" && fail "a read warns of staleness with ZooKeeper up"
 
 # One member down: the other two are a quorum, and writes go on.
 kill "${ZK_PIDS[1]}"; wait "${ZK_PIDS[1]}" 2>/dev/null || true
@@ -160,5 +160,5 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ $warn == *110*stale* ]] || fail "reads without a quorum do not say they may be stale ('$warn')"
-curl -sf -D - -o /dev/null "${NEUTRON[s3]}/networks/$N" | grep -qi '^warning: 110' || fail "Neutron reads without a quorum do not warn"
+grep -qi '^warning: 110' <<<"$(curl -sf -D - -o /dev/null "${NEUTRON[s3]}/networks/$N")" || fail "Neutron reads without a quorum do not warn"
 echo "ok   without a ZooKeeper quorum a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on, marked '${warn#*: }'"
