@@ -59,31 +59,38 @@ def main():
     else:
         sys.exit(f"change_latency.py: no change of kind {what!r} (rule, route, port)")
     starts = what == "port"  # the change makes the replies start
-    changes = []  # (kind, time the API answered)
+    changes = []  # (kind, time the request went, time the API answered)
     for _ in range(n):
+        sent = time.time()
         loc = call("POST", path, body)
         if what == "port":
             call("POST", f"{api}/hosts/{host}/ports",
                  {"portId": loc.rstrip("/").rsplit("/", 1)[1], "interfaceName": iface})
-        changes.append(("add", time.time()))
+        changes.append(("add", sent, time.time()))
         time.sleep(0.6)
+        sent = time.time()
         call("DELETE", loc)
-        changes.append(("delete", time.time()))
+        changes.append(("delete", sent, time.time()))
         time.sleep(0.6)
     time.sleep(0.3)
     ts = replies(log)
     ms = []
-    for i, (kind, t) in enumerate(changes):
+    for i, (kind, sent, t) in enumerate(changes):
+        # A change's window ends where the next one's request went: the next
+        # change may take effect before its answer is back here.
         end = changes[i + 1][1] if i + 1 < len(changes) else float("inf")
-        after = [x for x in ts if t <= x < end]
         if (kind == "add") != starts:
             # Replies still arriving after the change: the last one marks its effect.
+            after = [x for x in ts if t <= x < end]
             ms.append(max(0.0, (after[-1] - t) * 1000) if after else 0.0)
         else:
+            # Replies start again: the first one marks its effect (which may
+            # come before the answer: 0).
+            after = [x for x in ts if sent <= x < end]
             if not after:
                 print(json.dumps({"error": f"no reply after a {kind}"}))
                 sys.exit(1)
-            ms.append((after[0] - t) * 1000)
+            ms.append(max(0.0, (after[0] - t) * 1000))
     s = sorted(ms)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]
     print(json.dumps({"samples": len(s), "p50_ms": round(pick(0.5), 1), "p99_ms": round(pick(0.99), 1),
