@@ -786,6 +786,8 @@ impl Store for LocalStore {
 
 #[cfg(test)]
 mod tests {
+    //! What only this backend does (durability, flushes); the behaviour
+    //! every backend shares is in `tests/conformance.rs`.
     use super::*;
 
     fn put(kind: &str, id: &str, data: &str) -> Op {
@@ -794,93 +796,6 @@ mod tests {
             id: id.into(),
             data: data.as_bytes().to_vec(),
         }
-    }
-
-    #[test]
-    fn transactions_are_all_or_nothing_with_cas() {
-        let s = LocalStore::in_memory();
-        s.commit(vec![put("Bridge", "a", "1"), put("Bridge", "b", "2")])
-            .unwrap();
-        let a = s.get("Bridge", "a").unwrap().unwrap();
-        assert_eq!(a.version, 1);
-        let r = s.commit(vec![
-            Op::Update {
-                kind: "Bridge".into(),
-                id: "a".into(),
-                data: b"x".to_vec(),
-                version: Some(1),
-            },
-            Op::Update {
-                kind: "Bridge".into(),
-                id: "b".into(),
-                data: b"y".to_vec(),
-                version: Some(7),
-            },
-        ]);
-        assert!(matches!(r, Err(StoreError::VersionMismatch { .. })));
-        assert_eq!(
-            &*s.get("Bridge", "a").unwrap().unwrap().data,
-            b"1",
-            "nothing applied"
-        );
-        assert!(matches!(
-            s.commit(vec![put("Bridge", "a", "z")]),
-            Err(StoreError::AlreadyExists { .. })
-        ));
-        s.commit(vec![Op::Delete {
-            kind: "Bridge".into(),
-            id: "a".into(),
-            version: Some(1),
-        }])
-        .unwrap();
-        assert_eq!(s.list("Bridge").unwrap().len(), 1);
-        assert!(s.list("Bridg").unwrap().is_empty());
-    }
-
-    #[test]
-    fn watch_resumes_from_a_revision() {
-        let s = LocalStore::in_memory();
-        let r1 = s.commit(vec![put("Port", "1", "a")]).unwrap();
-        s.commit(vec![put("Port", "2", "b")]).unwrap();
-        s.commit(vec![put("Router", "9", "r")]).unwrap();
-        let mut w = s.watch(Some("Port"), r1).unwrap();
-        let e = w.try_next().unwrap();
-        assert_eq!((e.id.as_str(), e.revision), ("2", r1 + 1));
-        assert!(w.try_next().is_none(), "router change filtered out");
-        s.commit(vec![Op::Delete {
-            kind: "Port".into(),
-            id: "1".into(),
-            version: None,
-        }])
-        .unwrap();
-        assert_eq!(w.try_next().unwrap().change, Change::Deleted);
-    }
-
-    #[test]
-    fn sessions_own_ephemeral_keys_and_learned_entries() {
-        let s = LocalStore::in_memory();
-        let sess = s.open_session();
-        s.put_ephemeral(sess, "Host/h1/alive", b"1".to_vec())
-            .unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "persistent-port", None)
-            .unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:01", "learned-port", Some(sess))
-            .unwrap();
-        s.table_put("mac/b1", "aa:bb:cc:00:00:02", "p2", Some(sess))
-            .unwrap();
-        assert_eq!(
-            s.table_entries("mac/b1")[0].value,
-            "learned-port",
-            "learned overrides persistent"
-        );
-        let mut w = s.watch(None, s.revision()).unwrap();
-        s.close_session(sess).unwrap();
-        assert!(s.get_ephemeral("Host/h1/alive").is_none());
-        let rows = s.table_entries("mac/b1");
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].value, "persistent-port");
-        assert_eq!(w.try_next().unwrap().kind, "state");
-        assert!(s.put_ephemeral(sess, "x", vec![]).is_err());
     }
 
     #[test]

@@ -815,6 +815,35 @@ impl States {
     }
 }
 
+impl ZkStore {
+    /// A version mismatch names the version found, read from the mirror
+    /// once it has caught up (ZooKeeper's answer does not carry it).
+    fn with_found(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::VersionMismatch {
+                kind,
+                id,
+                expected,
+                found: None,
+            } => {
+                let found = self
+                    .mirror
+                    .get(&kind, &id)
+                    .ok()
+                    .flatten()
+                    .map(|e| e.version);
+                StoreError::VersionMismatch {
+                    kind,
+                    id,
+                    expected,
+                    found,
+                }
+            }
+            e => e,
+        }
+    }
+}
+
 impl Store for ZkStore {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>> {
         self.mirror.get(kind, id)
@@ -851,7 +880,7 @@ impl Store for ZkStore {
                         .iter()
                         .all(|o| matches!(o, Op::Put { .. } | Op::Table { .. }));
                     if !unconditional || attempt >= 3 {
-                        return Err(e);
+                        return Err(self.with_found(e));
                     }
                 }
                 Err(e) => return Err(e),
@@ -920,6 +949,7 @@ impl Store for ZkStore {
             return Err(StoreError::NoSession(session));
         };
         drop(c);
+        let mut owned = Vec::new();
         for (k, _) in self.mirror.ephemeral_entries() {
             if self
                 .mirror
@@ -927,14 +957,33 @@ impl Store for ZkStore {
                 .is_some_and(|(s, _)| s == session)
             {
                 self.mirror.mirror_ephemeral(&k, None);
+                owned.push(state_path(&k));
             }
         }
         for (t, k, _, s) in self.mirror.learned_entries() {
             if s == session {
                 self.mirror.mirror_learned(&t, &k, None);
+                owned.push(learned_path(&t, &k));
             }
         }
-        Ok(())
+        // The close goes out in the background: once this returns, the
+        // session's znodes are gone in ZooKeeper too (a claim of a freed
+        // key must not find it still held).
+        let main = self.zk();
+        run(&self.rt, async move {
+            for path in owned {
+                loop {
+                    match main.check_stat(&path).await {
+                        Ok(Some(st)) if st.ephemeral_owner as u64 == session => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Ok(_) => break,
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision> {

@@ -2,110 +2,17 @@
 //! PID on loopback (Debian's `zookeeper` package: `scripts/test` and CI
 //! install it). Without it the test fails, unless MIDONET_SKIP_ZOOKEEPER=1.
 
-use nsdb::{Change, Op, Store, StoreError, ZkStore};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use nsdb::{Change, Op, Store, StoreError};
 use std::time::{Duration, Instant};
-
-const JAR: &str = "/usr/share/java/zookeeper.jar";
-
-struct ZooKeeper {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl ZooKeeper {
-    fn start() -> ZooKeeper {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = dir.path().join("zoo.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("java")
-            .args(["-Xmx256m", "-cp", JAR])
-            .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("java runs ZooKeeper");
-        let zk = ZooKeeper {
-            child,
-            port,
-            _dir: dir,
-        };
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "ZooKeeper did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        zk
-    }
-
-    fn connect(&self, chroot: &str) -> ZkStore {
-        ZkStore::connect(&format!("127.0.0.1:{}{chroot}", self.port)).expect("connects")
-    }
-}
-
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn create(kind: &str, id: &str, data: &str) -> Op {
-    Op::Create {
-        kind: kind.into(),
-        id: id.into(),
-        data: data.as_bytes().to_vec(),
-    }
-}
-
-fn update(kind: &str, id: &str, data: &str, version: u64) -> Op {
-    Op::Update {
-        kind: kind.into(),
-        id: id.into(),
-        data: data.as_bytes().to_vec(),
-        version: Some(version),
-    }
-}
-
-/// Waits until `f` holds, for what another server wrote.
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(5), "never: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use support::{ZooKeeper, create, eventually, update};
 
 #[test]
 fn two_servers_share_one_ensemble() {
-    if std::env::var("MIDONET_SKIP_ZOOKEEPER").as_deref() == Ok("1") {
-        eprintln!("skipped: MIDONET_SKIP_ZOOKEEPER=1 (never set in CI)");
+    if !support::zookeeper_wanted() {
         return;
     }
-    assert!(
-        std::path::Path::new(JAR).exists(),
-        "{JAR} is missing: apt-get install zookeeper (or MIDONET_SKIP_ZOOKEEPER=1)"
-    );
     let zk = ZooKeeper::start();
     let a = zk.connect("/t1");
     let b = zk.connect("/t1");
