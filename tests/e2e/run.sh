@@ -958,15 +958,28 @@ for _ in range(n):
 print(" ".join("%s=%d" % kv for kv in sorted(seen.items())))
 PY
 cat >"$E2E_STATE/tcp_reuse.py" <<'PY'
-import socket, sys
+import socket, sys, time
 # From each of N source ports: a connection to the first VIP, then one to
 # the second; counts the ports whose both connections were answered.
 a, b, port, n, first = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def bound(sport):
+    # The previous connection from the port may still be closing (the
+    # kernel refuses the bind until it is): a short wait, as a client would.
+    for _ in range(100):
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", sport)); return s
+        except OSError:
+            s.close(); time.sleep(0.02)
+    raise SystemExit("source port %d stayed in use" % sport)
 def ask(dst, sport):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.settimeout(3); s.bind(("0.0.0.0", sport))
+    s = bound(sport); s.settimeout(3)
     try:
-        s.connect((dst, port)); return s.recv(16).decode() or "empty"
+        s.connect((dst, port)); name = s.recv(16).decode() or "empty"
+        # The server closes first: the client's end is gone at once.
+        while s.recv(16):
+            pass
+        return name
     except OSError:
         return "failed"
     finally:

@@ -2,16 +2,20 @@
 # Two `midonet server`s on one real ZooKeeper ensemble of three (Debian's
 # package, started here by PID on loopback): what one writes, through the
 # MidoNet REST API and the Neutron API, the other serves; a server restarted
-# on the ensemble has it all; with one ZooKeeper member down, writes go on;
-# with two down (no quorum), a write fails with HTTP 503 within 15 s and
-# reads go on. Everything is stopped by PID on exit.
+# on the ensemble has it all; kill -9 of the ZooKeeper leader, and of a
+# server, during concurrent writes: writes go on, every acknowledged one is
+# there; with one ZooKeeper member down, writes go on; with two down (no
+# quorum), a write fails with HTTP 503 within 15 s and reads go on; with the
+# quorum back, writes succeed within 30 s; `midonet nsdb export` of the
+# ensemble, imported into an embedded store, serves the same cloud.
+# Everything is stopped by PID on exit.
 set -euo pipefail
 BIN=${MIDONET_BIN:-$(dirname "$0")/../../target/debug/midonet}
 JAR=/usr/share/java/zookeeper.jar
 [[ -f $JAR ]] || { echo "zookeeper: $JAR missing (apt-get install zookeeper)" >&2; exit 1; }
 D=$(mktemp -d /tmp/midonet-zk.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$D"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [[ ${ZK_KEEP:-0} == 1 ]] && echo "kept $D" || rm -rf "$D"; }
 trap cleanup EXIT
 fail() { echo "FAIL $*"; for f in "$D"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -127,6 +131,85 @@ start s3
 [[ $(curl -sf "${NEUTRON[s3]}/networks/$N" | json 'd["network"]["name"]') == net-zk ]] || fail "s3 does not have the network"
 echo "ok   a server started on the ensemble later serves what the others wrote"
 
+# Concurrent REST writes (bridges) through the given servers: prints, as
+# JSON, the ids acknowledged (201) and the HTTP codes of the rest (0: no
+# answer, as from a killed server).
+cat >"$D/writer.py" <<'PY'
+import http.client, json, sys, threading, urllib.parse
+n, eps = int(sys.argv[1]), sys.argv[2:]
+acked, codes, lock = [], [], threading.Lock()
+def worker(ep, t):
+    u = urllib.parse.urlsplit(ep)
+    for i in range(n):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            c.request("POST", u.path + "/bridges", json.dumps({"name": f"w{t}-{i}", "tenantId": "t1"}),
+                      {"Content-Type": "application/vnd.org.midonet.Bridge-v4+json"})
+            r = c.getresponse(); r.read()
+            code, loc = r.status, r.getheader("Location") or ""
+        except OSError:
+            code, loc = 0, ""
+        finally:
+            c.close()
+        with lock:
+            codes.append(code)
+            if code == 201:
+                acked.append(loc.rstrip("/").rsplit("/", 1)[1])
+ts = [threading.Thread(target=worker, args=(e, t)) for t, e in enumerate(eps)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps({"acked": acked, "codes": codes}))
+PY
+# Every acknowledged bridge of a writer's output FILE is served by SERVER.
+all_present() { # FILE SERVER
+    python3 - "$1" "${REST[$2]}" <<'PY'
+import json, sys, urllib.request
+d = json.load(open(sys.argv[1]))
+have = {b["id"] for b in json.load(urllib.request.urlopen(sys.argv[2] + "/bridges", timeout=30))}
+missing = [i for i in d["acked"] if i not in have]
+print(f"{len(d['acked'])} acknowledged, {len(missing)} missing")
+sys.exit(1 if missing else 0)
+PY
+}
+zk_start() { # MEMBER: (again) by PID, on its own data
+    java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$D" org.apache.zookeeper.server.quorum.QuorumPeerMain "$D/zoo$1.cfg" >>"$D/zk$1.log" 2>&1 &
+    ZK_PIDS[$1]=$!; PIDS+=($!)
+}
+zk_serving() { # MEMBER: until it is the leader or a follower again
+    for _ in $(seq 600); do [[ $(zk_mode "${ZK_PORT[$1]}") =~ leader|follower ]] && return 0; sleep 0.1; done
+    fail "ZooKeeper member $1 did not rejoin"
+}
+
+# kill -9 of the ZooKeeper leader during writes through two servers: the
+# writes go on (at most 10 % refused, each a clean 503), and every one
+# acknowledged is there.
+leader=""
+for i in 1 2 3; do [[ $(zk_mode "${ZK_PORT[$i]}") == leader ]] && leader=$i; done
+[[ -n $leader ]] || fail "no ZooKeeper leader"
+python3 "$D/writer.py" 60 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w1.json" &
+wp=$!
+sleep 1
+kill -9 "${ZK_PIDS[$leader]}"; wait "${ZK_PIDS[$leader]}" 2>/dev/null || true
+wait $wp || fail "the writer failed"
+read -r total refused other < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["codes"]; print(len(c), sum(x != 201 for x in c), sorted(set(c) - {201, 503}))' "$D/w1.json")
+(( refused * 10 <= total )) || fail "with the ZooKeeper leader killed, $refused of $total writes refused"
+[[ $other == "[]" ]] || fail "with the ZooKeeper leader killed, writes answered $other (not 201 or 503)"
+sleep 1
+present=$(all_present "$D/w1.json" s3) || fail "after the leader's kill: $present"
+echo "ok   kill -9 of the ZooKeeper leader (member $leader) during $total writes through two servers: $refused refused with 503, $present"
+zk_start "$leader"; zk_serving "$leader"
+
+# kill -9 of a server during writes through it and another: every write
+# acknowledged by either is there (the dead one's in-flight ones get no
+# answer); the server comes back.
+python3 "$D/writer.py" 100 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w2.json" &
+wp=$!
+sleep 1
+kill -9 "${SPID[s2]}"; wait "${SPID[s2]}" 2>/dev/null || true
+wait $wp || fail "the writer failed"
+present=$(all_present "$D/w2.json" s3) || fail "after a server's kill: $present"
+echo "ok   kill -9 of a server during concurrent writes: $present"
+start s2
+
 # With the ensemble answering, reads carry no staleness warning.
 grep -qi '^warning:' <<<"$(curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B")" && fail "a read warns of staleness with ZooKeeper up"
 
@@ -162,3 +245,30 @@ done
 [[ $warn == *110*stale* ]] || fail "reads without a quorum do not say they may be stale ('$warn')"
 grep -qi '^warning: 110' <<<"$(curl -sf -D - -o /dev/null "${NEUTRON[s3]}/networks/$N")" || fail "Neutron reads without a quorum do not warn"
 echo "ok   without a ZooKeeper quorum a write gets HTTP 503 in ${dt}s ($(head -1 <<<"$out" | cut -c1-100)); reads go on, marked '${warn#*: }'"
+
+# The quorum back: writes succeed again within 30 s.
+zk_start 1; zk_start 2
+t0=$(date +%s); code=""
+while (( $(date +%s) - t0 < 30 )); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
+        -d '{"name":"back","tenantId":"t1"}' "${REST[s3]}/bridges") && [[ $code == 201 ]] && break
+    sleep 0.5
+done
+[[ $code == 201 ]] || fail "30 s after the quorum came back, a write still gets HTTP $code"
+echo "ok   with the quorum back, a write succeeds after $(( $(date +%s) - t0 )) s"
+
+# `midonet nsdb export` of the live ensemble, imported into an embedded
+# store: a server on it serves the same cloud.
+"$BIN" nsdb --store zookeeper --zookeeper "$ZK_CONNECT/cloud" export "$D/cloud.jsonl" 2>"$D/export.log" || fail "export: $(cat "$D/export.log")"
+"$BIN" nsdb --data-dir "$D/moved" import "$D/cloud.jsonl" 2>"$D/import.log" || fail "import: $(cat "$D/import.log")"
+"$BIN" nsdb --data-dir "$D/moved" import "$D/cloud.jsonl" 2>"$D/again.log" && fail "a second import into the same store was taken"
+grep -q "not empty" "$D/again.log" || fail "a second import's refusal does not say why: $(cat "$D/again.log")"
+r=$(port); n=$(port); t=$(port)
+"$BIN" server --data-dir "$D/moved" --listen 127.0.0.1:$r --neutron-listen 127.0.0.1:$n --topology-listen 127.0.0.1:$t >>"$D/moved.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$r/midonet-api/system_state" >/dev/null && break; sleep 0.1; done
+[[ $(curl -sf "http://127.0.0.1:$r/midonet-api/bridges/$B" | json 'd["name"]') == renamed ]] || fail "the embedded copy lacks the bridge"
+[[ $(curl -sf "http://127.0.0.1:$n/v2.0/networks/$N" | json 'd["network"]["name"]') == net-zk ]] || fail "the embedded copy lacks the network"
+REST[moved]=http://127.0.0.1:$r/midonet-api
+present=$(all_present "$D/w1.json" moved) || fail "the embedded copy: $present"
+echo "ok   the ensemble exported ($(cat "$D/export.log")) and imported into an embedded store serves the same cloud"

@@ -25,15 +25,15 @@ enum Command {
     Server(ServerArgs),
     /// Run an agent (midolman) for this host.
     Agent(AgentArgs),
+    /// Move the NSDB between backends: `export` and `import`.
+    Nsdb(NsdbArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
 
+/// Where the NSDB is: the server's options, also `midonet nsdb`'s.
 #[derive(Args)]
-struct ServerArgs {
-    /// Address the REST API listens on.
-    #[arg(long, default_value = "0.0.0.0:8181", env = "MIDONET_LISTEN")]
-    listen: SocketAddr,
+struct StoreArgs {
     /// Where the embedded NSDB keeps its data.
     #[arg(long, default_value = "/var/lib/midonet", env = "MIDONET_DATA_DIR")]
     data_dir: PathBuf,
@@ -45,6 +45,49 @@ struct ServerArgs {
     /// (chroot `/midonet` when none is given).
     #[arg(long, env = "MIDONET_ZOOKEEPER", default_value = "127.0.0.1:2181")]
     zookeeper: String,
+}
+
+impl StoreArgs {
+    fn open(&self) -> anyhow::Result<Arc<dyn nsdb::Store>> {
+        Ok(match self.store.as_str() {
+            "memory" => Arc::new(nsdb::LocalStore::in_memory()),
+            "zookeeper" => Arc::new(
+                nsdb::ZkStore::connect(&self.zookeeper)
+                    .with_context(|| format!("connecting to ZooKeeper at {}", self.zookeeper))?,
+            ),
+            _ => Arc::new(
+                nsdb::LocalStore::open(&self.data_dir)
+                    .with_context(|| format!("opening the NSDB in {}", self.data_dir.display()))?,
+            ),
+        })
+    }
+}
+
+#[derive(Args)]
+struct NsdbArgs {
+    #[command(subcommand)]
+    action: NsdbAction,
+    #[command(flatten)]
+    nsdb: StoreArgs,
+}
+
+#[derive(Subcommand)]
+enum NsdbAction {
+    /// Writes every object and persistent table row, as JSON lines, to FILE
+    /// (`-`: standard output). Run it with the servers stopped for the
+    /// embedded store; ZooKeeper may be exported live.
+    Export { file: PathBuf },
+    /// Commits an export into an empty store (FILE, or `-`: standard input).
+    Import { file: PathBuf },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address the REST API listens on.
+    #[arg(long, default_value = "0.0.0.0:8181", env = "MIDONET_LISTEN")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    nsdb: StoreArgs,
     /// Authentication: `none` accepts everyone (MidoNet's default); `static` checks --users.
     #[arg(long, default_value = "none", value_parser = ["none", "static"])]
     auth: String,
@@ -181,8 +224,54 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(1)
             }
         },
+        Command::Nsdb(n) => match run_nsdb(n) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midonet nsdb: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        },
         Command::Client(c) => cli::run(c),
     }
+}
+
+fn run_nsdb(n: NsdbArgs) -> anyhow::Result<()> {
+    use std::io::{BufReader, BufWriter};
+    let store = n.nsdb.open()?;
+    let dash = |f: &PathBuf| f.as_os_str() == "-";
+    match n.action {
+        NsdbAction::Export { file } => {
+            let mut out: Box<dyn std::io::Write> = if dash(&file) {
+                Box::new(BufWriter::new(std::io::stdout().lock()))
+            } else {
+                Box::new(BufWriter::new(
+                    std::fs::File::create(&file)
+                        .with_context(|| format!("creating {}", file.display()))?,
+                ))
+            };
+            let sum = nsdb::transfer::export(&*store, &mut out)?;
+            eprintln!(
+                "exported {} objects and {} table rows at revision {}",
+                sum.objects, sum.rows, sum.revision
+            );
+        }
+        NsdbAction::Import { file } => {
+            let mut input: Box<dyn std::io::BufRead> = if dash(&file) {
+                Box::new(BufReader::new(std::io::stdin().lock()))
+            } else {
+                Box::new(BufReader::new(
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("opening {}", file.display()))?,
+                ))
+            };
+            let sum = nsdb::transfer::import(&*store, &mut input)?;
+            eprintln!(
+                "imported {} objects and {} table rows; the store is at revision {}",
+                sum.objects, sum.rows, sum.revision
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_server(s: ServerArgs) -> anyhow::Result<()> {
@@ -200,18 +289,8 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         }
         _ => cluster::AuthMode::None,
     };
-    let store: Arc<dyn nsdb::Store> = match s.store.as_str() {
-        "memory" => Arc::new(nsdb::LocalStore::in_memory()),
-        "zookeeper" => Arc::new(
-            nsdb::ZkStore::connect(&s.zookeeper)
-                .with_context(|| format!("connecting to ZooKeeper at {}", s.zookeeper))?,
-        ),
-        _ => Arc::new(
-            nsdb::LocalStore::open(&s.data_dir)
-                .with_context(|| format!("opening the NSDB in {}", s.data_dir.display()))?,
-        ),
-    };
-    tracing::info!(store = %s.store, data_dir = %s.data_dir.display(), revision = store.revision(), "NSDB open");
+    let store = s.nsdb.open()?;
+    tracing::info!(store = %s.nsdb.store, data_dir = %s.nsdb.data_dir.display(), revision = store.revision(), "NSDB open");
     let tokens = neutron::Tokens::parse(&s.neutron_tokens)
         .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?;
     let app = Arc::new(cluster::App::new(store, auth, s.listen.to_string()));
@@ -236,7 +315,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                     format!("http://{topo_addr}")
                 },
                 host_name: system_host_name(),
-                state_dir: s.data_dir.join("agent"),
+                state_dir: s.nsdb.data_dir.join("agent"),
                 vxlan_port: 6677,
                 workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
                 rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),

@@ -11,6 +11,7 @@
 //! and [`ZkStore`], a ZooKeeper ensemble shared by several servers.
 
 mod local;
+pub mod transfer;
 mod zookeeper;
 
 pub use local::LocalStore;
@@ -201,4 +202,8 @@ pub trait Store: Send + Sync + 'static {
     fn table_remove(&self, table: &str, key: &str) -> Result<Revision>;
     fn table_entries(&self, table: &str) -> Vec<TableEntry>;
     fn table_names(&self) -> Vec<String>;
+    /// A table's persistent rows (the API's, learned ones left out), by key.
+    fn persistent_entries(&self, table: &str) -> Vec<(String, String)>;
+    /// The kinds that hold objects, sorted (for a whole-store export).
+    fn kinds(&self) -> Vec<String>;
 }

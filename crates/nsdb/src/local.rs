@@ -761,6 +761,32 @@ impl Store for LocalStore {
         Ok(rev)
     }
 
+    fn persistent_entries(&self, table: &str) -> Vec<(String, String)> {
+        let g = self.lock();
+        g.tables
+            .get(table)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, (p, _))| Some((k.clone(), p.clone()?)))
+            .collect()
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        let g = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        // One step per kind: the map is ordered by (kind, id).
+        let mut next = g.objects.keys().next().map(|(k, _)| k.clone());
+        while let Some(kind) = next {
+            next = g
+                .objects
+                .range((kind.clone() + "\0", String::new())..)
+                .next()
+                .map(|((k, _), _)| k.clone());
+            out.push(kind);
+        }
+        out
+    }
+
     fn table_entries(&self, table: &str) -> Vec<TableEntry> {
         let g = self.lock();
         let Some(rows) = g.tables.get(table) else {

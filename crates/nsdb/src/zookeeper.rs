@@ -65,9 +65,11 @@ struct Follow {
 }
 
 pub struct ZkStore {
-    rt: tokio::runtime::Runtime,
-    /// The server's own session; `None` only while dropping.
-    client: Option<zk::Client>,
+    /// `None` only while dropping (shut down without blocking: a store may
+    /// be dropped on another runtime's thread).
+    rt: Option<tokio::runtime::Runtime>,
+    /// The server's own session, renewed when it expires.
+    link: Link,
     /// The log and state followers, stopped on drop.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When the ensemble last answered the log follower (every second at
@@ -84,6 +86,78 @@ pub struct ZkStore {
     sessions: Mutex<HashMap<SessionId, zk::Client>>,
     /// Ids for sessions that could not be opened: every use of one fails.
     dead_sessions: std::sync::atomic::AtomicU64,
+}
+
+/// The store's own ZooKeeper session, shared by its tasks. When it expires
+/// (the ensemble unreachable or without a quorum for longer than the
+/// session timeout), [`renew`] opens a new one; every user reads the
+/// current one. `None` once the store is dropping.
+#[derive(Clone, Default)]
+struct Link(Arc<Mutex<Option<zk::Client>>>);
+
+impl Link {
+    fn get(&self) -> Option<zk::Client> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Opens the store's session on `hosts` and makes its layout under `chroot`.
+async fn open_main(hosts: &str, chroot: &str) -> Result<zk::Client> {
+    let root = zk::Client::connector()
+        .with_session_timeout(SESSION_TIMEOUT)
+        .connect(hosts)
+        .await
+        .map_err(unavailable)?;
+    match root.mkdir(chroot, OPEN).await {
+        Ok(()) | Err(zk::Error::NodeExists) => {}
+        Err(e) => return Err(unavailable(e)),
+    }
+    let c = root
+        .chroot(chroot.to_string())
+        .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
+    for dir in [
+        "/objects", "/tables", "/log", "/state", "/learned", "/leaders",
+    ] {
+        match c.create(dir, &[], OPEN).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(c)
+}
+
+/// Replaces the store's session whenever it ends, until the store drops.
+async fn renew(link: Link, hosts: String, chroot: String) {
+    loop {
+        let Some(c) = link.get() else { return };
+        let mut state = c.state_watcher();
+        // No clone kept while waiting: the store's drop closes the session.
+        drop(c);
+        while !state.peek_state().is_terminated() {
+            state.changed().await;
+        }
+        if link.get().is_none() {
+            return;
+        }
+        tracing::warn!(state = ?state.peek_state(), "the NSDB's ZooKeeper session ended; opening a new one");
+        loop {
+            match open_main(&hosts, &chroot).await {
+                Ok(c) => {
+                    let mut g = link.0.lock().unwrap_or_else(|p| p.into_inner());
+                    if g.is_none() {
+                        return;
+                    }
+                    tracing::info!(session = ?c.session_id(), "new NSDB ZooKeeper session");
+                    *g = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "opening a ZooKeeper session");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -226,34 +300,13 @@ impl ZkStore {
         };
         let (hosts, chroot) = (hosts.to_string(), chroot);
         let (h, root_path) = (hosts.clone(), chroot.clone());
-        let client = run(&rt, async move {
-            let (hosts, chroot) = (h, root_path);
-            let root = zk::Client::connector()
-                .with_session_timeout(Duration::from_secs(10))
-                .connect(&hosts)
-                .await
-                .map_err(unavailable)?;
-            match root.mkdir(&chroot, OPEN).await {
-                Ok(()) | Err(zk::Error::NodeExists) => {}
-                Err(e) => return Err(unavailable(e)),
-            }
-            let c = root
-                .chroot(chroot.clone())
-                .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
-            for dir in [
-                "/objects", "/tables", "/log", "/state", "/learned", "/leaders",
-            ] {
-                match c.create(dir, &[], OPEN).await {
-                    Ok(_) | Err(zk::Error::NodeExists) => {}
-                    Err(e) => return Err(unavailable(e)),
-                }
-            }
-            Ok(c)
-        })?;
+        let client = run(&rt, async move { open_main(&h, &root_path).await })?;
+        let link = Link(Arc::new(Mutex::new(Some(client))));
+        let renewal = rt.spawn(renew(link.clone(), hosts.clone(), chroot.clone()));
         let store = ZkStore {
-            rt,
-            client: Some(client),
-            tasks: Mutex::new(Vec::new()),
+            rt: Some(rt),
+            link,
+            tasks: Mutex::new(vec![renewal]),
             answered: Arc::new(Mutex::new(std::time::Instant::now())),
             mirror: Arc::new(LocalStore::in_memory()),
             follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
@@ -267,11 +320,11 @@ impl ZkStore {
         store.catch_up()?;
         store.spawn_follower();
         let states = store.states();
-        run(&store.rt, async move {
+        run(store.rt(), async move {
             states.relist().await;
             Ok(())
         })?;
-        let states = store.rt.spawn(store.states().follow());
+        let states = store.rt().spawn(store.states().follow());
         store
             .tasks
             .lock()
@@ -280,9 +333,13 @@ impl ZkStore {
         Ok(store)
     }
 
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("open until dropped")
+    }
+
     fn states(&self) -> States {
         States {
-            client: self.zk(),
+            link: self.link.clone(),
             mirror: self.mirror.clone(),
         }
     }
@@ -300,7 +357,7 @@ impl ZkStore {
     /// session holds (the last writer wins, as in the embedded store).
     fn put_owned(&self, s: SessionId, path: String, data: Vec<u8>) -> Result<()> {
         let c = self.session(s)?;
-        run(&self.rt, async move {
+        run(self.rt(), async move {
             match c.create(&path, &data, EPHEMERAL).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {}
@@ -338,7 +395,7 @@ impl ZkStore {
 
     fn delete_path(&self, path: String) -> Result<()> {
         let c = self.zk();
-        run(&self.rt, async move {
+        run(self.rt(), async move {
             match c.delete(&path, None).await {
                 Ok(()) | Err(zk::Error::NoNode) => Ok(()),
                 Err(e) => Err(unavailable(e)),
@@ -347,13 +404,13 @@ impl ZkStore {
     }
 
     fn zk(&self) -> zk::Client {
-        self.client.clone().expect("open until dropped")
+        self.link.get().expect("open until dropped")
     }
 
     fn follower(&self) -> Follower {
         Follower {
             answered: self.answered.clone(),
-            client: self.zk(),
+            link: self.link.clone(),
             mirror: self.mirror.clone(),
             follow: self.follow.clone(),
             reading: self.reading.clone(),
@@ -363,32 +420,40 @@ impl ZkStore {
     /// Applies every commit in the log so far.
     fn catch_up(&self) -> Result<()> {
         let f = self.follower();
-        run(&self.rt, async move { f.drain().await })
+        run(self.rt(), async move { f.drain().await })
     }
 
     /// Follows the log: a persistent watch on `log` wakes the follower for
     /// each new commit, and a slow tick covers events lost in a reconnect.
     fn spawn_follower(&self) {
         let f = self.follower();
-        let task = self.rt.spawn(async move {
-            let mut watch = f
-                .client
-                .watch("/log", zk::AddWatchMode::Persistent)
-                .await
-                .ok();
+        let task = self.rt().spawn(async move {
+            // The watch, and the session it was set on.
+            let mut watch: Option<(zk::PersistentWatcher, zk::SessionId)> = None;
             loop {
+                let Some(client) = f.link.get() else { return };
+                if watch
+                    .as_ref()
+                    .is_none_or(|(_, on)| *on != client.session_id())
+                {
+                    watch = client
+                        .watch("/log", zk::AddWatchMode::Persistent)
+                        .await
+                        .ok()
+                        .map(|w| (w, client.session_id()));
+                }
+                drop(client);
                 match &mut watch {
-                    Some(w) => {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), w.changed()).await;
+                    Some((w, _)) => {
+                        if let Ok(ev) =
+                            tokio::time::timeout(Duration::from_secs(1), w.changed()).await
+                            && ev.session_state.is_terminated()
+                        {
+                            // Its last event: the next session watches anew.
+                            watch = None;
+                        }
                     }
-                    None => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        watch = f
-                            .client
-                            .watch("/log", zk::AddWatchMode::Persistent)
-                            .await
-                            .ok();
-                    }
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
                 if let Err(e) = f.drain().await {
                     tracing::warn!(error = %e, "following the NSDB log");
@@ -421,7 +486,7 @@ impl ZkStore {
             return Ok(());
         }
         let c = self.zk();
-        run(&self.rt, async move {
+        run(self.rt(), async move {
             match c.create(&path, &[], OPEN).await {
                 Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
                 Err(e) => Err(unavailable(e)),
@@ -512,7 +577,7 @@ impl ZkStore {
         }
         let log = encode_log(ops);
         let c = self.zk();
-        let results = run(&self.rt, async move {
+        let results = run(self.rt(), async move {
             let mut m = c.new_multi_writer();
             for (p, w) in &writes {
                 let added = match w {
@@ -552,7 +617,7 @@ impl ZkStore {
     /// Waits until the mirror has applied log entry `seq`.
     fn applied(&self, seq: u64) -> Result<Revision> {
         let f = self.follower();
-        self.rt.spawn(async move {
+        self.rt().spawn(async move {
             let _ = f.drain().await;
         });
         let (lock, cv) = &*self.follow;
@@ -586,9 +651,12 @@ impl Drop for ZkStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        drop(self.client.take());
+        drop(self.link.0.lock().unwrap_or_else(|p| p.into_inner()).take());
         // The runtime sends the close requests; give it a moment.
         std::thread::sleep(Duration::from_millis(100));
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -675,7 +743,7 @@ fn run<T: Send + 'static>(
 struct Follower {
     /// When the ensemble last answered the follower.
     answered: Arc<Mutex<std::time::Instant>>,
-    client: zk::Client,
+    link: Link,
     mirror: Arc<LocalStore>,
     follow: Arc<(Mutex<Follow>, Condvar)>,
     reading: Arc<tokio::sync::Mutex<()>>,
@@ -687,8 +755,12 @@ impl Follower {
         let _one = self.reading.lock().await;
         let (lock, cv) = &*self.follow;
         let mut next = lock.lock().unwrap_or_else(|p| p.into_inner()).next;
+        let client = self
+            .link
+            .get()
+            .ok_or_else(|| unavailable("the store is closing"))?;
         loop {
-            let data = match self.client.get_data(&log_path(next)).await {
+            let data = match client.get_data(&log_path(next)).await {
                 Ok((d, _)) => d,
                 Err(zk::Error::NoNode) => {
                     *self.answered.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -725,14 +797,17 @@ impl Follower {
 
 /// What copies `state` and `learned` into the mirror.
 struct States {
-    client: zk::Client,
+    link: Link,
     mirror: Arc<LocalStore>,
 }
 
 impl States {
     /// Applies one znode of `state` or `learned` as it now is.
     async fn apply(&self, path: &str) {
-        let got = match self.client.get_data(path).await {
+        let Some(client) = self.link.get() else {
+            return;
+        };
+        let got = match client.get_data(path).await {
             Ok((d, stat)) => Some((d, stat.ephemeral_owner as u64)),
             Err(zk::Error::NoNode) => None,
             Err(e) => {
@@ -758,9 +833,12 @@ impl States {
 
     /// Makes the mirror's state and learned entries what ZooKeeper holds.
     async fn relist(&self) {
+        let Some(client) = self.link.get() else {
+            return;
+        };
         let mut seen = HashSet::new();
         for dir in ["/state", "/learned"] {
-            let Ok(children) = self.client.list_children(dir).await else {
+            let Ok(children) = client.list_children(dir).await else {
                 return;
             };
             for c in children {
@@ -785,11 +863,14 @@ impl States {
     /// between are lost) and every 30 s.
     async fn follow(self) {
         loop {
+            let Some(client) = self.link.get() else {
+                return;
+            };
             let (Ok(mut ws), Ok(mut wl)) = (
-                self.client
+                client
                     .watch("/state", zk::AddWatchMode::PersistentRecursive)
                     .await,
-                self.client
+                client
                     .watch("/learned", zk::AddWatchMode::PersistentRecursive)
                     .await,
             ) else {
@@ -912,7 +993,7 @@ impl Store for ZkStore {
 
     fn open_session(&self) -> SessionId {
         let (hosts, chroot) = (self.hosts.clone(), self.chroot.clone());
-        let opened = run(&self.rt, async move {
+        let opened = run(self.rt(), async move {
             let c = zk::Client::connector()
                 .with_session_timeout(SESSION_TIMEOUT)
                 .connect(&format!("{hosts}{chroot}"))
@@ -970,7 +1051,7 @@ impl Store for ZkStore {
         // session's znodes are gone in ZooKeeper too (a claim of a freed
         // key must not find it still held).
         let main = self.zk();
-        run(&self.rt, async move {
+        run(self.rt(), async move {
             for path in owned {
                 loop {
                     match main.check_stat(&path).await {
@@ -1012,7 +1093,7 @@ impl Store for ZkStore {
     fn claim_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<bool> {
         let c = self.session(session)?;
         let (path, bytes) = (state_path(key), data.clone());
-        let created = run(&self.rt, async move {
+        let created = run(self.rt(), async move {
             match c.create(&path, &bytes, EPHEMERAL).await {
                 Ok(_) => Ok(true),
                 Err(zk::Error::NodeExists) => Ok(false),
@@ -1036,7 +1117,7 @@ impl Store for ZkStore {
         let c = self.zk();
         let path = format!("/leaders/{}", name(role));
         let me = c.session_id().0;
-        run(&self.rt, async move {
+        run(self.rt(), async move {
             match c.create(&path, &[], EPHEMERAL).await {
                 Ok(_) => Ok(true),
                 Err(zk::Error::NodeExists) => match c.get_data(&path).await {
@@ -1109,6 +1190,14 @@ impl Store for ZkStore {
 
     fn table_names(&self) -> Vec<String> {
         self.mirror.table_names()
+    }
+
+    fn persistent_entries(&self, table: &str) -> Vec<(String, String)> {
+        self.mirror.persistent_entries(table)
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.mirror.kinds()
     }
 }
 

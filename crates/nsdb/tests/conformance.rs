@@ -112,6 +112,7 @@ fn objects_are_versioned_and_commits_all_or_nothing(s: &dyn Store) {
     ids.sort();
     assert_eq!(ids, ["b"]);
     assert!(s.list("Bridg").unwrap().is_empty());
+    assert_eq!(s.kinds(), ["Bridge", "Port"]);
     assert_eq!(s.list("Port").unwrap()[0].0, "p/1");
     assert_eq!(s.get("Port", "p/1").unwrap().unwrap().version, 1);
 }
@@ -243,6 +244,14 @@ fn sessions_own_ephemeral_keys_and_learned_entries(s: &dyn Store) {
         "learned overrides persistent"
     );
     assert_eq!(row("aa:bb:cc:00:00:02").unwrap().owner, Some(sess));
+    assert_eq!(
+        s.persistent_entries("mac/b1"),
+        [(
+            "aa:bb:cc:00:00:01".to_string(),
+            "persistent-port".to_string()
+        )],
+        "the API's row stays under the learned one"
+    );
     // A key deleted by its session is gone; the rest go with the session.
     s.put_ephemeral(sess, "Port/p1/active", b"h1".to_vec())
         .unwrap();
@@ -320,4 +329,41 @@ fn zookeeper() {
         n += 1;
         Box::new(zk.connect(&format!("/conformance-{n}")))
     });
+
+    // `midonet nsdb export` / `import`: embedded to ZooKeeper and back.
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = LocalStore::open(dir.path()).unwrap();
+    let ops: Vec<Op> = (0..500)
+        .map(|i| {
+            create(
+                "Port",
+                &format!("p{i}"),
+                &format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(4000)),
+            )
+        })
+        .collect();
+    embedded.commit(ops).unwrap();
+    embedded
+        .table_put("arp/r", "10.0.0.1", "aa:bb", None)
+        .unwrap();
+    let mut file = Vec::new();
+    nsdb::transfer::export(&embedded, &mut file).unwrap();
+    let cloud = zk.connect("/moved");
+    let got = nsdb::transfer::import(&cloud, &mut &file[..]).unwrap();
+    assert_eq!(
+        (got.objects, got.rows),
+        (500, 1),
+        "2 MB in commits under 1 MB"
+    );
+    let fresh = zk.connect("/moved");
+    assert_eq!(fresh.list("Port").unwrap().len(), 500);
+    assert_eq!(fresh.persistent_entries("arp/r").len(), 1);
+    let mut back = Vec::new();
+    nsdb::transfer::export(&fresh, &mut back).unwrap();
+    let again = LocalStore::in_memory();
+    nsdb::transfer::import(&again, &mut &back[..]).unwrap();
+    assert_eq!(
+        again.get("Port", "p7").unwrap().unwrap().data,
+        embedded.get("Port", "p7").unwrap().unwrap().data
+    );
 }
