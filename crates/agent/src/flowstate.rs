@@ -2,12 +2,18 @@
 //! wrote, pushed in-band to the other hosts that will see the connection's
 //! packets (the owners of its egress ports and of the members of stateful
 //! port groups), so a reply or an asymmetric return path finds its state.
+//! What a simulation learned (ARP, MAC and IP-to-MAC entries) goes to every
+//! peer the same way: a host waiting for an ARP answer that arrived at
+//! another host gets it even while the cluster is down.
 
 use sim::{ConnKey, NatBinding, NatKey, NatKind, StateWrite, Topology};
 use std::net::Ipv4Addr;
 use uuid::Uuid;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};
-use wire::flowstate::{ConnEntry, FLAG_LAST, FLAG_REQUEST, FlowStateRepr, NatEntry, UDP_PORT};
+use wire::flowstate::{
+    ConnEntry, FLAG_LAST, FLAG_REQUEST, FlowStateRepr, LearnedEntry, LearnedKind, NatEntry,
+    UDP_PORT,
+};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr, Protocol};
 use wire::{UdpPacket, UdpRepr};
 
@@ -42,8 +48,19 @@ fn kind_of(c: u8) -> Option<NatKind> {
 /// Entries per message: a frame stays under the tunnel's inner MTU.
 const PER_MESSAGE: usize = 30;
 
-fn entries(writes: &[StateWrite]) -> (Vec<ConnEntry>, Vec<NatEntry>) {
-    let (mut ct, mut nat) = (Vec::new(), Vec::new());
+/// The entries of a message: connection state, and what was learned.
+type Entries = (Vec<ConnEntry>, Vec<NatEntry>, Vec<LearnedEntry>);
+
+fn entries(writes: &[StateWrite]) -> Entries {
+    let (mut ct, mut nat, mut learned) = (Vec::new(), Vec::new(), Vec::new());
+    let entry = |kind, vlan, device: Uuid, mac: Mac, ip, port: Option<Uuid>| LearnedEntry {
+        kind,
+        vlan,
+        device: *device.as_bytes(),
+        mac: mac.0,
+        ip,
+        port: port.map_or([0; 16], |p| *p.as_bytes()),
+    };
     for w in writes {
         match *w {
             StateWrite::ConnTrack(k) => ct.push(ConnEntry {
@@ -65,16 +82,43 @@ fn entries(writes: &[StateWrite]) -> (Vec<ConnEntry>, Vec<NatEntry>) {
                 to_ip: b.ip,
                 to_port: b.port,
             }),
-            _ => {}
+            StateWrite::ArpLearned { router, ip, mac } => {
+                learned.push(entry(LearnedKind::Arp, 0, router, mac, ip, None))
+            }
+            StateWrite::MacLearned {
+                bridge,
+                vlan,
+                mac,
+                port,
+            } => learned.push(entry(
+                LearnedKind::Mac,
+                vlan,
+                bridge,
+                mac,
+                Ipv4Addr::UNSPECIFIED,
+                Some(port),
+            )),
+            StateWrite::Ip4Mac { bridge, ip, mac } => {
+                learned.push(entry(LearnedKind::Ip4Mac, 0, bridge, mac, ip, None))
+            }
         }
     }
-    (ct, nat)
+    (ct, nat, learned)
+}
+
+/// Whether a write is something a simulation learned (shared with every
+/// peer, see [`encode`]).
+pub fn is_learned(w: &StateWrite) -> bool {
+    matches!(
+        w,
+        StateWrite::ArpLearned { .. } | StateWrite::MacLearned { .. } | StateWrite::Ip4Mac { .. }
+    )
 }
 
 /// The state among `writes` worth sharing, as a frame; `None` if there is none.
 pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
-    let (conntrack, nat) = entries(writes);
-    if conntrack.is_empty() && nat.is_empty() {
+    let (conntrack, nat, learned) = entries(writes);
+    if conntrack.is_empty() && nat.is_empty() && learned.is_empty() {
         return None;
     }
     Some(frame(&FlowStateRepr {
@@ -82,6 +126,7 @@ pub fn encode(sender: Uuid, writes: &[StateWrite]) -> Option<Vec<u8>> {
         sender: *sender.as_bytes(),
         conntrack,
         nat,
+        learned,
     }))
 }
 
@@ -104,12 +149,13 @@ pub fn for_each_message<E>(
 ) -> Result<(), E> {
     let mut batch = Vec::with_capacity(PER_MESSAGE);
     let message = |batch: &[StateWrite], last: bool| {
-        let (conntrack, nat) = entries(batch);
+        let (conntrack, nat, _) = entries(batch);
         frame(&FlowStateRepr {
             flags: if last { FLAG_LAST } else { 0 },
             sender: *sender.as_bytes(),
             conntrack,
             nat,
+            learned: Vec::new(),
         })
     };
     for w in writes.filter(|w| matches!(w, StateWrite::ConnTrack(_) | StateWrite::Nat(..))) {
@@ -182,7 +228,7 @@ pub fn decode(frame: &[u8]) -> Option<Message> {
         return None;
     }
     let r = FlowStateRepr::parse(udp.payload()).ok()?;
-    let mut writes = Vec::with_capacity(r.conntrack.len() + r.nat.len());
+    let mut writes = Vec::with_capacity(r.conntrack.len() + r.nat.len() + r.learned.len());
     for c in r.conntrack {
         writes.push(StateWrite::ConnTrack(ConnKey {
             src: c.src,
@@ -210,6 +256,27 @@ pub fn decode(frame: &[u8]) -> Option<Message> {
                 port: n.to_port,
             },
         ));
+    }
+    for l in r.learned {
+        let (device, mac) = (Uuid::from_bytes(l.device), Mac(l.mac));
+        writes.push(match l.kind {
+            LearnedKind::Arp => StateWrite::ArpLearned {
+                router: device,
+                ip: l.ip,
+                mac,
+            },
+            LearnedKind::Mac => StateWrite::MacLearned {
+                bridge: device,
+                vlan: l.vlan,
+                mac,
+                port: Uuid::from_bytes(l.port),
+            },
+            LearnedKind::Ip4Mac => StateWrite::Ip4Mac {
+                bridge: device,
+                ip: l.ip,
+                mac,
+            },
+        });
     }
     Some(Message {
         sender: Uuid::from_bytes(r.sender),
@@ -320,16 +387,31 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 9),
             mac: Mac([2, 0, 0, 0, 0, 9]),
         };
+        let mac = StateWrite::MacLearned {
+            bridge: dev,
+            vlan: 7,
+            mac: Mac([2, 0, 0, 0, 0, 8]),
+            port: Uuid::new_v4(),
+        };
+        let ip4mac = StateWrite::Ip4Mac {
+            bridge: dev,
+            ip: Ipv4Addr::new(10, 0, 0, 8),
+            mac: Mac([2, 0, 0, 0, 0, 8]),
+        };
         let frame = encode(me, &[ct.clone(), learned.clone(), nat.clone()]).unwrap();
         let m = decode(&frame).unwrap();
         assert_eq!(m.sender, me);
         assert_eq!(
             m.writes,
-            vec![ct.clone(), nat.clone()],
-            "only connection state travels"
+            vec![ct.clone(), nat.clone(), learned.clone()],
+            "connection state, then what was learned"
         );
         assert!(!m.request && !m.last);
-        assert!(encode(me, &[learned]).is_none());
+        let only_learned = [learned, mac, ip4mac];
+        let m = decode(&encode(me, &only_learned).unwrap()).unwrap();
+        assert_eq!(m.writes, only_learned);
+        assert!(only_learned.iter().all(is_learned) && !is_learned(&ct));
+        assert!(encode(me, &[]).is_none());
         assert!(decode(&frame[..40]).is_none());
         let req = decode(&encode_request(me)).unwrap();
         assert!(req.request && req.writes.is_empty());

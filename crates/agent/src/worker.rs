@@ -586,6 +586,24 @@ impl Worker {
                 }
             }
         }
+        // What it learned goes to every peer in-band as well as to the
+        // cluster: a host whose packet waits for this ARP answer gets it
+        // even while the cluster is down.
+        let shared: Vec<StateWrite> = out
+            .writes
+            .iter()
+            .filter(|w| crate::flowstate::is_learned(w))
+            .cloned()
+            .collect();
+        if let Some(msg) = crate::flowstate::encode(self.me, &shared) {
+            for (h, ip) in &self.peers {
+                if *h != self.me {
+                    self.dp
+                        .tunnel(*ip, datapath::FLOW_STATE_KEY, &msg, Offload::NONE);
+                    self.dp.stats.flow_state_tx += 1;
+                }
+            }
+        }
         for e in &out.emits {
             self.deliver(&e.output, &e.frame, Offload::NONE, None);
         }
@@ -881,6 +899,13 @@ impl Worker {
                     }
                     self.apply_state(&m.writes, self.now());
                     self.to_siblings(&m.writes);
+                    // Packets parked for an ARP answer another host got.
+                    if m.writes
+                        .iter()
+                        .any(|w| matches!(w, StateWrite::ArpLearned { .. }))
+                    {
+                        self.retry(|w| matches!(w, Missing::Arp { .. }));
+                    }
                 }
                 None => self.dp.stats.malformed += 1,
             }

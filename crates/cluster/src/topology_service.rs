@@ -271,8 +271,26 @@ impl topology_proto::Topology for TopologyService {
             let store = app.topo.store.clone();
             let session = store.open_session();
             let mut host: Option<Uuid> = None;
-            while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { break };
+            let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.next() => m,
+                    _ = check.tick() => {
+                        if store.session_ended(session) {
+                            // The agent reconnects and states its host and
+                            // ports again, on a new session.
+                            tracing::warn!(host = ?host, "an agent's NSDB session expired; asking it to reconnect");
+                            let _ = tx
+                                .send(Err(Status::unavailable(
+                                    "the NSDB ended this session (expired in an outage): reconnect",
+                                )))
+                                .await;
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Some(Ok(msg)) = msg else { break };
                 let result = match msg.msg {
                     Some(Msg::Hello(h)) => register(&app, session, &h).map(|id| {
                         host = Some(id);

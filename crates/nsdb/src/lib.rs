@@ -183,6 +183,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = role;
         true
     }
+    /// Whether the store ended `session` by itself (ZooKeeper expired it
+    /// in an outage longer than its timeout): its ephemeral state is gone,
+    /// and whoever holds it opens a new one and states it again.
+    fn session_ended(&self, session: SessionId) -> bool {
+        let _ = session;
+        false
+    }
     /// Why reads may be stale (the store's servers not answering), or
     /// `None` when they are current.
     fn stale(&self) -> Option<String> {

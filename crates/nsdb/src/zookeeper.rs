@@ -1067,6 +1067,12 @@ impl Store for ZkStore {
         })
     }
 
+    fn session_ended(&self, session: SessionId) -> bool {
+        self.session(session)
+            .map(|c| c.state().is_terminated())
+            .unwrap_or(false)
+    }
+
     fn put_ephemeral(&self, session: SessionId, key: &str, data: Vec<u8>) -> Result<Revision> {
         self.put_owned(session, state_path(key), data.clone())?;
         self.mirror

@@ -7,12 +7,22 @@
 //! it holds; the answer comes in messages of bounded size, the last flagged
 //! `LAST`.
 //!
+//! It also carries what a simulation learned (a router's ARP entry, a
+//! bridge's MAC-to-port or IP-to-MAC entry) to the other hosts, so a host
+//! whose packet waits for an ARP answer another host received gets it
+//! without the cluster (which may be down).
+//!
 //! Layout (network byte order): magic `MNFS`, version, flags, conntrack
-//! count (u16), NAT count (u16), 2 reserved bytes, sender host id (16), then
-//! the entries. Conntrack entry (32 bytes): device id (16), src (4), dst (4),
-//! sport (2), dport (2), proto (1), 3 reserved. NAT entry (40 bytes): kind
-//! (1), proto (1), 2 reserved, device id (16), src (4), dst (4), sport (2),
-//! dport (2), translated address (4), translated port (2), 2 reserved.
+//! count (u16), NAT count (u16), learned count (u16), sender host id (16),
+//! then the entries. Conntrack entry (32 bytes): device id (16), src (4),
+//! dst (4), sport (2), dport (2), proto (1), 3 reserved. NAT entry (40
+//! bytes): kind (1), proto (1), 2 reserved, device id (16), src (4), dst
+//! (4), sport (2), dport (2), translated address (4), translated port (2), 2
+//! reserved. Learned entry (48 bytes): kind (1: ARP, 2: MAC, 3: IP-to-MAC),
+//! 1 reserved, VLAN (2), device id (16: router or bridge), MAC (6), 2
+//! reserved, IPv4 address (4), port id (16; zero but for a MAC entry).
+//! The learned count sits where version 1 had 2 reserved bytes: a receiver
+//! that does not know it reads the rest unchanged.
 
 use crate::{Error, Result, be16, put16};
 use std::net::Ipv4Addr;
@@ -22,6 +32,7 @@ pub const VERSION: u8 = 1;
 const HEADER: usize = 28;
 const CT_LEN: usize = 32;
 const NAT_LEN: usize = 40;
+const LEARNED_LEN: usize = 48;
 /// Flags: a request for the receiver's state; the last message of an answer.
 pub const FLAG_REQUEST: u8 = 0x01;
 pub const FLAG_LAST: u8 = 0x02;
@@ -52,12 +63,34 @@ pub struct NatEntry {
     pub to_port: u16,
 }
 
+/// What kind of learned entry: the layout's kind byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LearnedKind {
+    /// A router's ARP entry: `ip` is at `mac`.
+    Arp = 1,
+    /// A bridge's `mac` is behind `port` in `vlan`.
+    Mac = 2,
+    /// A bridge's `ip` is at `mac` (a gratuitous ARP).
+    Ip4Mac = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnedEntry {
+    pub kind: LearnedKind,
+    pub vlan: u16,
+    pub device: [u8; 16],
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub port: [u8; 16],
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct FlowStateRepr {
     pub flags: u8,
     pub sender: [u8; 16],
     pub conntrack: Vec<ConnEntry>,
     pub nat: Vec<NatEntry>,
+    pub learned: Vec<LearnedEntry>,
 }
 
 fn ip(b: &[u8], at: usize) -> Ipv4Addr {
@@ -75,8 +108,12 @@ impl FlowStateRepr {
         if b.len() < HEADER || b[0..4] != MAGIC || b[4] != VERSION {
             return Err(Error);
         }
-        let (nc, nn) = (usize::from(be16(b, 6)), usize::from(be16(b, 8)));
-        if b.len() < HEADER + nc * CT_LEN + nn * NAT_LEN {
+        let (nc, nn, nl) = (
+            usize::from(be16(b, 6)),
+            usize::from(be16(b, 8)),
+            usize::from(be16(b, 10)),
+        );
+        if b.len() < HEADER + nc * CT_LEN + nn * NAT_LEN + nl * LEARNED_LEN {
             return Err(Error);
         }
         let mut r = FlowStateRepr {
@@ -113,11 +150,33 @@ impl FlowStateRepr {
             });
             at += NAT_LEN;
         }
+        for _ in 0..nl {
+            let kind = match b[at] {
+                1 => LearnedKind::Arp,
+                2 => LearnedKind::Mac,
+                3 => LearnedKind::Ip4Mac,
+                _ => return Err(Error),
+            };
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&b[at + 20..at + 26]);
+            r.learned.push(LearnedEntry {
+                kind,
+                vlan: be16(b, at + 2),
+                device: id(b, at + 4),
+                mac,
+                ip: ip(b, at + 28),
+                port: id(b, at + 32),
+            });
+            at += LEARNED_LEN;
+        }
         Ok(r)
     }
 
     pub fn buffer_len(&self) -> usize {
-        HEADER + self.conntrack.len() * CT_LEN + self.nat.len() * NAT_LEN
+        HEADER
+            + self.conntrack.len() * CT_LEN
+            + self.nat.len() * NAT_LEN
+            + self.learned.len() * LEARNED_LEN
     }
 
     pub fn emit(&self) -> Vec<u8> {
@@ -127,6 +186,7 @@ impl FlowStateRepr {
         b[5] = self.flags;
         put16(&mut b, 6, self.conntrack.len() as u16);
         put16(&mut b, 8, self.nat.len() as u16);
+        put16(&mut b, 10, self.learned.len() as u16);
         b[12..28].copy_from_slice(&self.sender);
         let mut at = HEADER;
         for c in &self.conntrack {
@@ -149,6 +209,15 @@ impl FlowStateRepr {
             b[at + 32..at + 36].copy_from_slice(&n.to_ip.octets());
             put16(&mut b, at + 36, n.to_port);
             at += NAT_LEN;
+        }
+        for l in &self.learned {
+            b[at] = l.kind as u8;
+            put16(&mut b, at + 2, l.vlan);
+            b[at + 4..at + 20].copy_from_slice(&l.device);
+            b[at + 20..at + 26].copy_from_slice(&l.mac);
+            b[at + 28..at + 32].copy_from_slice(&l.ip.octets());
+            b[at + 32..at + 48].copy_from_slice(&l.port);
+            at += LEARNED_LEN;
         }
         b
     }
@@ -181,6 +250,7 @@ mod tests {
                 to_ip: Ipv4Addr::new(10, 0, 1, 5),
                 to_port: 40000,
             }],
+            learned: Vec::new(),
         }
     }
 
@@ -202,6 +272,48 @@ mod tests {
         };
         assert_eq!(last.emit()[5], FLAG_LAST);
         assert_eq!(FlowStateRepr::parse(&last.emit()).unwrap(), last);
+    }
+
+    #[test]
+    fn learned_entries_byte_exact() {
+        let m = FlowStateRepr {
+            learned: vec![
+                LearnedEntry {
+                    kind: LearnedKind::Arp,
+                    vlan: 0,
+                    device: [3; 16],
+                    mac: [2, 0, 0, 0, 0, 0x22],
+                    ip: Ipv4Addr::new(192, 168, 20, 21),
+                    port: [0; 16],
+                },
+                LearnedEntry {
+                    kind: LearnedKind::Mac,
+                    vlan: 10,
+                    device: [4; 16],
+                    mac: [2, 0, 0, 0, 0, 0x11],
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    port: [5; 16],
+                },
+            ],
+            ..sample()
+        };
+        let b = m.emit();
+        assert_eq!(b.len(), 28 + 32 + 40 + 2 * 48);
+        assert_eq!(&b[10..12], &[0, 2], "the learned count");
+        let l = 100;
+        assert_eq!(&b[l..l + 4], &[1, 0, 0, 0]);
+        assert_eq!(&b[l + 4..l + 20], &[3; 16]);
+        assert_eq!(
+            &b[l + 20..l + 32],
+            &[2, 0, 0, 0, 0, 0x22, 0, 0, 192, 168, 20, 21]
+        );
+        assert_eq!(&b[l + 48..l + 52], &[2, 0, 0, 10]);
+        assert_eq!(&b[l + 48 + 32..l + 96], &[5; 16]);
+        assert_eq!(FlowStateRepr::parse(&b).unwrap(), m);
+        let mut bad = b.clone();
+        bad[l] = 7;
+        assert!(FlowStateRepr::parse(&bad).is_err(), "unknown learned kind");
+        assert!(FlowStateRepr::parse(&b[..b.len() - 1]).is_err());
     }
 
     #[test]
