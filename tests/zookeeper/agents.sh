@@ -5,7 +5,9 @@
 # bound and active, through ZooKeeper); a filter set through B cuts the
 # traffic at h1, whose agent only talks to A. Then B is killed: traffic goes
 # on, h2's agent moves to A, stays alive there once B's sessions expire, and
-# hears of changes made through A. Needs root (namespaces); all by PID.
+# hears of changes made through A. ZooKeeper down for longer than a
+# session: traffic goes on, and afterwards the agents are alive again and
+# hear of changes. Needs root (namespaces); all by PID.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export P=${P:-mnzk}
@@ -99,3 +101,36 @@ for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 || 
 [[ $cut == 1 ]] || fail "after the move, a filter set through A did not reach h2's agent"
 grep -aq "watching the topology.*$CTL_IP:8088" "$E2E_STATE/agent-h2.log" || fail "h2's agent never watched through A"
 echo "ok   agents on two servers: server B killed; VM traffic went on ($loss% of pings lost), h2's agent moved to A, stayed alive after B's sessions expired, and applied a change made through A"
+
+# ZooKeeper down for longer than a session's timeout (kill -9, 13 s): the
+# VMs' traffic goes on; the sessions expire. With ZooKeeper back (the same
+# data), the server opens a new session of its own and has its agents
+# reconnect: both hosts are alive again once ZooKeeper has expired the old
+# sessions, and a change through the server still reaches the agents.
+mido port update "$P2" outbound-filter-id=null >/dev/null || fail "filter removal through A"
+for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 && break; sleep 0.05; done
+nsx zv1 ping -n -q -i 0.05 -w 15 10.0.0.12 >"$E2E_STATE/outage-ping.out" 2>&1 &
+PING=$!
+sleep 1
+stop_pid "$E2E_STATE/zk.pid" KILL
+sleep 13
+ip netns exec "$(ns ctl)" java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$E2E_STATE" \
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$E2E_STATE/zoo.cfg" >>"$E2E_STATE/zk.log" 2>&1 &
+echo $! >"$E2E_STATE/zk.pid"
+wait $PING
+loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$E2E_STATE/outage-ping.out")
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 100) <= 1.0 else 1)' "$loss" ||
+    fail "traffic stopped while ZooKeeper was down: ${loss:-all}% of the pings lost"
+sleep 12   # ZooKeeper, back, expires the sessions nobody resumed
+alive=0
+for _ in $(seq 100); do
+    alive=$(mido host list -o json 2>/dev/null | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))' 2>/dev/null) && [[ $alive == 2 ]] && break
+    sleep 0.2
+done
+[[ $alive == 2 ]] || fail "after the ZooKeeper outage, server A sees $alive of 2 hosts alive"
+mido port update "$P1" outbound-filter-id="$C2" >/dev/null || fail "a write through A after the outage"
+cut=0
+for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
+[[ $cut == 1 ]] || fail "after the ZooKeeper outage, a filter set through A did not reach h1's agent"
+grep -aq "NSDB session expired" "$E2E_STATE/server-a.log" || fail "server A never asked an agent to reconnect"
+echo "ok   ZooKeeper down 13 s: VM traffic went on ($loss% of pings lost); with it back, the agents' expired sessions were renewed (both hosts alive) and a change reached them"
