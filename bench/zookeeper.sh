@@ -14,8 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/zookeeper.sh: needs root (network namespaces)" >&2; exit 1; }
-JAR=/usr/share/java/zookeeper.jar
-[[ -f $JAR ]] || { echo "bench/zookeeper.sh: $JAR missing (apt-get install zookeeper)" >&2; exit 1; }
 cargo build --release -q -p midonet --bin midonet
 export P=mnzkb BIN=$PWD/target/release/midonet
 source tests/e2e/lib.sh
@@ -24,25 +22,8 @@ json() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]);
 for k in sys.argv[2].split("."): d = d[k]
 print(d)' "$1" "$2"; }
 
-ensemble() { # starts three members in the operator's namespace, by PID
-    local i servers=""
-    for i in 1 2 3; do servers+="server.$i=$CTL_IP:$((2887 + i)):$((3887 + i))"$'\n'; done
-    for i in 1 2 3; do
-        mkdir -p "$E2E_STATE/zk$i"; echo $i >"$E2E_STATE/zk$i/myid"
-        printf 'tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir=%s\nclientPort=%s\nclientPortAddress=%s\nadmin.enableServer=false\n%s' \
-            "$E2E_STATE/zk$i" $((2180 + i)) $CTL_IP "$servers" >"$E2E_STATE/zoo$i.cfg"
-        ip netns exec "$(ns ctl)" java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$E2E_STATE" \
-            org.apache.zookeeper.server.quorum.QuorumPeerMain "$E2E_STATE/zoo$i.cfg" >"$E2E_STATE/zk$i.log" 2>&1 &
-        echo $! >"$E2E_STATE/zk$i.pid"
-    done
-    local ok=0
-    for _ in $(seq 300); do
-        # A write through a throwaway client proves the quorum.
-        nsx ctl "$BIN" nsdb --store zookeeper --zookeeper "$CTL_IP:2181,$CTL_IP:2182,$CTL_IP:2183/probe" export - >/dev/null 2>&1 && { ok=1; break; }
-        sleep 0.2
-    done
-    [[ $ok == 1 ]] || { echo "the ensemble did not form" >&2; exit 1; }
-}
+ZK_DIR=$E2E_STATE ZK_HOST=$CTL_IP ZK_BASE_PORT=2180 ZK_EXEC="ip netns exec $(ns ctl)"
+source tests/zookeeper/ensemble.sh
 server() { # NAME REST TOPOLOGY NEUTRON STORE-ARGS...
     local name=$1 r=$2 t=$3 n=$4; shift 4
     ip netns exec "$(ns ctl)" "$BIN" server --listen $CTL_IP:$r --topology-listen $CTL_IP:$t --neutron-listen $CTL_IP:$n \
@@ -80,8 +61,8 @@ declare -A R
 for store in embedded zookeeper; do
     e2e_down; e2e_underlay
     if [[ $store == zookeeper ]]; then
-        ensemble
-        zkargs=(--store zookeeper --zookeeper "$CTL_IP:2181,$CTL_IP:2182,$CTL_IP:2183/bench")
+        zk_ensemble
+        zkargs=(--store zookeeper --zookeeper "$ZK_CONNECT/bench")
         server a 8181 8088 9696 "${zkargs[@]}"
         server b 8182 8089 9697 "${zkargs[@]}"
     else

@@ -5,30 +5,30 @@
 # bound and active, through ZooKeeper); a filter set through B cuts the
 # traffic at h1, whose agent only talks to A. Then B is killed: traffic goes
 # on, h2's agent moves to A, stays alive there once B's sessions expire, and
-# hears of changes made through A. ZooKeeper down for longer than a
-# session: traffic goes on, and afterwards the agents are alive again and
-# hear of changes. Needs root (namespaces); all by PID.
+# hears of changes made through A. On a ZooKeeper ensemble of three: kill -9
+# of its leader during writes and traffic; two members down for longer than
+# a session: traffic goes on, a write gets 503, and with the quorum back
+# writes succeed, the agents are alive again and hear of changes. Needs root
+# (namespaces); all by PID.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export P=${P:-mnzk}
 export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
 source tests/e2e/lib.sh
-JAR=/usr/share/java/zookeeper.jar
 [[ $(id -u) == 0 ]] || { echo "FAIL agents on two servers: needs root" >&2; exit 1; }
-[[ -f $JAR ]] || { echo "FAIL agents on two servers: $JAR missing (apt-get install zookeeper)" >&2; exit 1; }
+[[ -f /usr/share/java/zookeeper.jar ]] || { echo "FAIL agents on two servers: /usr/share/java/zookeeper.jar missing (apt-get install zookeeper)" >&2; exit 1; }
 trap "[[ \${E2E_KEEP:-0} == 1 ]] || e2e_down" EXIT
 fail() { echo "FAIL agents on two servers: $*"; for f in "$E2E_STATE"/*.log; do echo "--- $f"; tail -15 "$f"; done; exit 1; }
 e2e_down; e2e_underlay
 
-mkdir -p "$E2E_STATE/zk"
-printf 'tickTime=500\ndataDir=%s\nclientPort=2181\nclientPortAddress=%s\nadmin.enableServer=false\n' "$E2E_STATE/zk" $CTL_IP >"$E2E_STATE/zoo.cfg"
-ip netns exec "$(ns ctl)" java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$E2E_STATE" \
-    org.apache.zookeeper.server.quorum.QuorumPeerMain "$E2E_STATE/zoo.cfg" >"$E2E_STATE/zk.log" 2>&1 &
-echo $! >"$E2E_STATE/zk.pid"
-for _ in $(seq 300); do nsx ctl bash -c "exec 3<>/dev/tcp/$CTL_IP/2181" 2>/dev/null && break; sleep 0.1; done
+# Three ZooKeeper members in the operator's namespace (pid files in the
+# state dir: e2e_down stops them by PID).
+ZK_DIR=$E2E_STATE ZK_HOST=$CTL_IP ZK_BASE_PORT=2180 ZK_EXEC="ip netns exec $(ns ctl)"
+source tests/zookeeper/ensemble.sh
+zk_ensemble || fail "the ZooKeeper ensemble did not form"
 
 server() { # NAME REST_PORT TOPOLOGY_PORT NEUTRON_PORT
-    ip netns exec "$(ns ctl)" "$BIN" server --store zookeeper --zookeeper "$CTL_IP:2181/e2e" \
+    ip netns exec "$(ns ctl)" "$BIN" server --store zookeeper --zookeeper "$ZK_CONNECT/e2e" \
         --listen $CTL_IP:$2 --topology-listen $CTL_IP:$3 --neutron-listen $CTL_IP:$4 \
         --data-dir "$E2E_STATE/$1" >>"$E2E_STATE/server-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/server-$1.pid"
@@ -102,25 +102,63 @@ for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 || 
 grep -aq "watching the topology.*$CTL_IP:8088" "$E2E_STATE/agent-h2.log" || fail "h2's agent never watched through A"
 echo "ok   agents on two servers: server B killed; VM traffic went on ($loss% of pings lost), h2's agent moved to A, stayed alive after B's sessions expired, and applied a change made through A"
 
-# ZooKeeper down for longer than a session's timeout (kill -9, 13 s): the
-# VMs' traffic goes on; the sessions expire. With ZooKeeper back (the same
-# data), the server opens a new session of its own and has its agents
-# reconnect: both hosts are alive again once ZooKeeper has expired the old
-# sessions, and a change through the server still reaches the agents.
+# kill -9 of the ZooKeeper leader during REST writes through both servers
+# (B started again) and traffic: the writes go on (at most 10 % refused,
+# each a clean 503), every acknowledged one is there, and the VMs' pings
+# (200 at 20 ms) are not disturbed.
 mido port update "$P2" outbound-filter-id=null >/dev/null || fail "filter removal through A"
 for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 && break; sleep 0.05; done
-nsx zv1 ping -n -q -i 0.05 -w 15 10.0.0.12 >"$E2E_STATE/outage-ping.out" 2>&1 &
+server b 8182 8089 9697
+REST_A=http://$CTL_IP:8181/midonet-api REST_B=http://$CTL_IP:8182/midonet-api
+nsx zv1 ping -n -q -i 0.02 -c 200 -W 1 10.0.0.12 >"$E2E_STATE/leader-ping.out" 2>&1 &
+PING=$!
+nsx ctl python3 tests/zookeeper/writer.py 40 "$REST_A" "$REST_B" "$REST_A" "$REST_B" >"$E2E_STATE/leader-writes.json" &
+WP=$!
+sleep 1
+leader=$(zk_leader) || fail "no ZooKeeper leader"
+zk_kill "$leader"
+wait $WP || fail "the writer failed"
+wait $PING
+answered=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$E2E_STATE/leader-ping.out")
+(( ${answered:-0} >= 195 )) || fail "the leader's kill disturbed traffic: ${answered:-0} of 200 pings answered"
+read -r total refused other < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["codes"]; print(len(c), sum(x != 201 for x in c), sorted(set(c) - {201, 503}))' "$E2E_STATE/leader-writes.json")
+(( refused * 10 <= total )) || fail "with the ZooKeeper leader killed, $refused of $total writes refused"
+[[ $other == "[]" ]] || fail "with the ZooKeeper leader killed, writes answered $other (not 201 or 503)"
+present=$(nsx ctl python3 tests/zookeeper/writer.py --present "$E2E_STATE/leader-writes.json" "$REST_B") ||
+    fail "after the leader's kill: $present"
+echo "ok   kill -9 of the ZooKeeper leader (member $leader) during writes through two servers and traffic: $answered of 200 pings answered; $present"
+zk_start "$leader"; zk_serving "$leader" || fail "ZooKeeper member $leader did not rejoin"
+
+# Two of three ZooKeeper members down for 13 s, longer than a session's
+# timeout: a write fails cleanly within 15 s, the VMs' traffic goes on, the
+# sessions expire. With the quorum back, writes succeed within 30 s; the
+# server opens a new session of its own and has its agents reconnect: both
+# hosts are alive again once ZooKeeper has expired the old sessions, and a
+# change through the server still reaches the agents.
+nsx zv1 ping -n -q -i 0.05 -w 17 10.0.0.12 >"$E2E_STATE/outage-ping.out" 2>&1 &
 PING=$!
 sleep 1
-stop_pid "$E2E_STATE/zk.pid" KILL
-sleep 13
-ip netns exec "$(ns ctl)" java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$E2E_STATE" \
-    org.apache.zookeeper.server.quorum.QuorumPeerMain "$E2E_STATE/zoo.cfg" >>"$E2E_STATE/zk.log" 2>&1 &
-echo $! >"$E2E_STATE/zk.pid"
+down=(); for i in 1 2 3; do [[ $i != "$leader" ]] && down+=($i); done
+zk_kill "${down[0]}"; zk_kill "${down[1]}"
+t0=$(date +%s)
+out=$(nsx ctl curl -s -m 30 -w '\n%{http_code}' -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
+    -d '{"name":"late","tenantId":"t1"}' "$REST_A/bridges")
+code=${out##*$'\n'}; dt=$(( $(date +%s) - t0 ))
+[[ $code == 503 && $dt -le 15 ]] || fail "a write without a quorum: HTTP $code after ${dt}s"
+sleep $(( 13 - dt > 0 ? 13 - dt : 0 ))
+zk_start "${down[0]}"; zk_start "${down[1]}"
+t0=$(date +%s); code=""
+while (( $(date +%s) - t0 < 30 )); do
+    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -m 5 -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
+        -d '{"name":"back","tenantId":"t1"}' "$REST_A/bridges") && [[ $code == 201 ]] && break
+    sleep 0.5
+done
+[[ $code == 201 ]] || fail "30 s after the quorum came back, a write still gets HTTP $code"
+back=$(( $(date +%s) - t0 ))
 wait $PING
 loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$E2E_STATE/outage-ping.out")
 python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 100) <= 1.0 else 1)' "$loss" ||
-    fail "traffic stopped while ZooKeeper was down: ${loss:-all}% of the pings lost"
+    fail "traffic stopped without a ZooKeeper quorum: ${loss:-all}% of the pings lost"
 sleep 12   # ZooKeeper, back, expires the sessions nobody resumed
 alive=0
 for _ in $(seq 100); do
@@ -133,4 +171,4 @@ cut=0
 for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
 [[ $cut == 1 ]] || fail "after the ZooKeeper outage, a filter set through A did not reach h1's agent"
 grep -aq "NSDB session expired" "$E2E_STATE/server-a.log" || fail "server A never asked an agent to reconnect"
-echo "ok   ZooKeeper down 13 s: VM traffic went on ($loss% of pings lost); with it back, the agents' expired sessions were renewed (both hosts alive) and a change reached them"
+echo "ok   two of three ZooKeeper members down 13 s: a write got 503 in ${dt}s, VM traffic went on ($loss% of pings lost); with the quorum back writes succeeded after ${back}s, the agents' expired sessions were renewed (both hosts alive) and a change reached them"

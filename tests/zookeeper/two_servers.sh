@@ -11,46 +11,17 @@
 # Everything is stopped by PID on exit.
 set -euo pipefail
 BIN=${MIDONET_BIN:-$(dirname "$0")/../../target/debug/midonet}
-JAR=/usr/share/java/zookeeper.jar
-[[ -f $JAR ]] || { echo "zookeeper: $JAR missing (apt-get install zookeeper)" >&2; exit 1; }
 D=$(mktemp -d /tmp/midonet-zk.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [[ ${ZK_KEEP:-0} == 1 ]] && echo "kept $D" || rm -rf "$D"; }
+cleanup() { zk_stop_all 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; [[ ${ZK_KEEP:-0} == 1 ]] && echo "kept $D" || rm -rf "$D"; }
 trap cleanup EXIT
 fail() { echo "FAIL $*"; for f in "$D"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-declare -A ZK_PORT
-ZK_PIDS=(); ZK_CONNECT=""; SERVERS=""
-for i in 1 2 3; do
-    cp_=$(port); q=$(port); e=$(port)
-    ZK_CONNECT+="${ZK_CONNECT:+,}127.0.0.1:$cp_"; ZK_PORT[$i]=$cp_
-    SERVERS+="server.$i=127.0.0.1:$q:$e"$'\n'
-done
-for i in 1 2 3; do
-    mkdir -p "$D/zk$i"; echo $i >"$D/zk$i/myid"
-    printf 'tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=srvr\n%s' \
-        "$D/zk$i" "${ZK_PORT[$i]}" "$SERVERS" >"$D/zoo$i.cfg"
-    java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$D" org.apache.zookeeper.server.quorum.QuorumPeerMain "$D/zoo$i.cfg" >"$D/zk$i.log" 2>&1 &
-    ZK_PIDS[$i]=$!; PIDS+=($!)
-done
-# Up when a member answers as leader or follower (the ensemble has a quorum).
-zk_mode() { python3 - "$1" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1); s.sendall(b"srvr")
-    data = b""
-    while chunk := s.recv(4096): data += chunk
-    print(next((l.split(":")[1].strip() for l in data.decode().splitlines() if l.startswith("Mode")), "down"))
-except OSError:
-    print("down")
-PY
-}
-for _ in $(seq 300); do
-    [[ $(zk_mode "${ZK_PORT[1]}") =~ leader|follower ]] && break
-    sleep 0.1
-done
-[[ $(zk_mode "${ZK_PORT[1]}") =~ leader|follower ]] || fail "the ZooKeeper ensemble did not form"
+ZK_DIR=$D ZK_HOST=127.0.0.1
+source "$(dirname "$0")/ensemble.sh"
+zk_ensemble || fail "the ZooKeeper ensemble did not form"
+PIDS+=("${ZK_PIDS[@]}")
 
 declare -A REST NEUTRON SPID
 start() { # NAME
@@ -131,64 +102,17 @@ start s3
 [[ $(curl -sf "${NEUTRON[s3]}/networks/$N" | json 'd["network"]["name"]') == net-zk ]] || fail "s3 does not have the network"
 echo "ok   a server started on the ensemble later serves what the others wrote"
 
-# Concurrent REST writes (bridges) through the given servers: prints, as
-# JSON, the ids acknowledged (201) and the HTTP codes of the rest (0: no
-# answer, as from a killed server).
-cat >"$D/writer.py" <<'PY'
-import http.client, json, sys, threading, urllib.parse
-n, eps = int(sys.argv[1]), sys.argv[2:]
-acked, codes, lock = [], [], threading.Lock()
-def worker(ep, t):
-    u = urllib.parse.urlsplit(ep)
-    for i in range(n):
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        try:
-            c.request("POST", u.path + "/bridges", json.dumps({"name": f"w{t}-{i}", "tenantId": "t1"}),
-                      {"Content-Type": "application/vnd.org.midonet.Bridge-v4+json"})
-            r = c.getresponse(); r.read()
-            code, loc = r.status, r.getheader("Location") or ""
-        except OSError:
-            code, loc = 0, ""
-        finally:
-            c.close()
-        with lock:
-            codes.append(code)
-            if code == 201:
-                acked.append(loc.rstrip("/").rsplit("/", 1)[1])
-ts = [threading.Thread(target=worker, args=(e, t)) for t, e in enumerate(eps)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(json.dumps({"acked": acked, "codes": codes}))
-PY
-# Every acknowledged bridge of a writer's output FILE is served by SERVER.
-all_present() { # FILE SERVER
-    python3 - "$1" "${REST[$2]}" <<'PY'
-import json, sys, urllib.request
-d = json.load(open(sys.argv[1]))
-have = {b["id"] for b in json.load(urllib.request.urlopen(sys.argv[2] + "/bridges", timeout=30))}
-missing = [i for i in d["acked"] if i not in have]
-print(f"{len(d['acked'])} acknowledged, {len(missing)} missing")
-sys.exit(1 if missing else 0)
-PY
-}
-zk_start() { # MEMBER: (again) by PID, on its own data
-    java -Xmx256m -cp "$JAR" -Dzookeeper.log.dir="$D" org.apache.zookeeper.server.quorum.QuorumPeerMain "$D/zoo$1.cfg" >>"$D/zk$1.log" 2>&1 &
-    ZK_PIDS[$1]=$!; PIDS+=($!)
-}
-zk_serving() { # MEMBER: until it is the leader or a follower again
-    for _ in $(seq 600); do [[ $(zk_mode "${ZK_PORT[$1]}") =~ leader|follower ]] && return 0; sleep 0.1; done
-    fail "ZooKeeper member $1 did not rejoin"
-}
+WRITER=$(dirname "$0")/writer.py
+all_present() { python3 "$WRITER" --present "$1" "${REST[$2]}"; } # FILE SERVER
 
 # kill -9 of the ZooKeeper leader during writes through two servers: the
 # writes go on (at most 10 % refused, each a clean 503), and every one
 # acknowledged is there.
-leader=""
-for i in 1 2 3; do [[ $(zk_mode "${ZK_PORT[$i]}") == leader ]] && leader=$i; done
-[[ -n $leader ]] || fail "no ZooKeeper leader"
-python3 "$D/writer.py" 60 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w1.json" &
+leader=$(zk_leader) || fail "no ZooKeeper leader"
+python3 "$WRITER" 60 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w1.json" &
 wp=$!
 sleep 1
-kill -9 "${ZK_PIDS[$leader]}"; wait "${ZK_PIDS[$leader]}" 2>/dev/null || true
+zk_kill "$leader"
 wait $wp || fail "the writer failed"
 read -r total refused other < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["codes"]; print(len(c), sum(x != 201 for x in c), sorted(set(c) - {201, 503}))' "$D/w1.json")
 (( refused * 10 <= total )) || fail "with the ZooKeeper leader killed, $refused of $total writes refused"
@@ -196,12 +120,12 @@ read -r total refused other < <(python3 -c 'import json,sys; c=json.load(open(sy
 sleep 1
 present=$(all_present "$D/w1.json" s3) || fail "after the leader's kill: $present"
 echo "ok   kill -9 of the ZooKeeper leader (member $leader) during $total writes through two servers: $refused refused with 503, $present"
-zk_start "$leader"; zk_serving "$leader"
+zk_start "$leader"; zk_serving "$leader" || fail "ZooKeeper member $leader did not rejoin"
 
 # kill -9 of a server during writes through it and another: every write
 # acknowledged by either is there (the dead one's in-flight ones get no
 # answer); the server comes back.
-python3 "$D/writer.py" 100 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w2.json" &
+python3 "$WRITER" 100 "${REST[s2]}" "${REST[s3]}" "${REST[s2]}" "${REST[s3]}" >"$D/w2.json" &
 wp=$!
 sleep 1
 kill -9 "${SPID[s2]}"; wait "${SPID[s2]}" 2>/dev/null || true
@@ -214,7 +138,7 @@ start s2
 grep -qi '^warning:' <<<"$(curl -sf -D - -o /dev/null "${REST[s3]}/bridges/$B")" && fail "a read warns of staleness with ZooKeeper up"
 
 # One member down: the other two are a quorum, and writes go on.
-kill "${ZK_PIDS[1]}"; wait "${ZK_PIDS[1]}" 2>/dev/null || true
+zk_kill 1 TERM
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
     -d '{"name":"quorum","tenantId":"t1"}' "${REST[s3]}/bridges")
 [[ $code == 201 ]] || fail "a write with two of three members up: HTTP $code"
@@ -228,7 +152,7 @@ echo "ok   with one of three ZooKeeper members down, writes through one server r
 
 # Two members down, no quorum: a write fails with 503 and a message within
 # 15 s; reads go on from the mirror.
-kill "${ZK_PIDS[2]}"; wait "${ZK_PIDS[2]}" 2>/dev/null || true
+zk_kill 2 TERM
 t0=$(date +%s)
 out=$(curl -s -m 30 -w '\n%{http_code}' -X POST -H 'Content-Type: application/vnd.org.midonet.Bridge-v4+json' \
     -d '{"name":"late","tenantId":"t1"}' "${REST[s3]}/bridges")
