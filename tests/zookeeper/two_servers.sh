@@ -62,6 +62,18 @@ done
 [[ $seen == 1 ]] || fail "s1 does not list the subnet s2 made ($seen)"
 echo "ok   a Neutron network and subnet made through one server are listed by the other"
 
+# A quota counts what both servers made: with room for two more networks,
+# one through s1 and one through s2 fit, a third through either is refused.
+P=$(curl -sf "${NEUTRON[s1]}/networks/$N" | json 'd["network"]["project_id"]')
+have=$(curl -sf "${NEUTRON[s1]}/networks" | json "sum(n['project_id'] == '$P' for n in d['networks'])")
+curl -sf -X PUT -H 'Content-Type: application/json' -d "{\"quota\":{\"network\":$((have + 2))}}" "${NEUTRON[s1]}/quotas/$P" >/dev/null ||
+    fail "setting a network quota"
+net_code() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"network":{"name":"q"}}' "${NEUTRON[$1]}/networks"; }
+c1=$(net_code s1); sleep 0.2; c2=$(net_code s2); sleep 0.2; c3=$(net_code s1); c4=$(net_code s2)
+[[ "$c1 $c2 $c3 $c4" == "201 201 409 409" ]] || fail "a network quota across servers: creates answered $c1 $c2 $c3 $c4 (want 201 201 409 409)"
+curl -sf -X DELETE "${NEUTRON[s1]}/quotas/$P" >/dev/null || fail "resetting the quota"
+echo "ok   a Neutron quota counts what both servers made (the third network over it is refused through either)"
+
 # Port creates on that network through both servers at once: no address is
 # handed out twice, and a create that raced the other server's is done
 # again by its server rather than refused.

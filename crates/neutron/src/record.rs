@@ -342,12 +342,17 @@ pub fn write<R>(
 }
 
 /// The ids of each kind's records per project, for quotas: read once per
-/// kind, then kept by this server's Neutron writes (idempotent, so a retried
-/// transaction counts once) and dropped whole when a write fails.
-type Owned = std::collections::HashMap<
-    model::Kind,
-    std::collections::HashMap<String, std::collections::HashSet<Uuid>>,
->;
+/// kind, then kept current from a store watch of that kind (every server's
+/// writes, so quotas count what other servers on one ZooKeeper ensemble
+/// made) and by this server's own writes at once (idempotent, so a retried
+/// transaction or the watch's copy counts once). Dropped whole when a
+/// write fails.
+struct Counted {
+    per: std::collections::HashMap<String, std::collections::HashSet<Uuid>>,
+    watch: nsdb::Watch,
+}
+
+type Owned = std::collections::HashMap<model::Kind, Counted>;
 static OWNED: std::sync::Mutex<Option<Owned>> = std::sync::Mutex::new(None);
 
 fn owned() -> std::sync::MutexGuard<'static, Option<Owned>> {
@@ -366,34 +371,60 @@ pub fn forget_owned() {
     *owned() = None;
 }
 
+/// Applies what the watch saw since the last count.
+fn follow<R: Record>(c: &mut Counted) {
+    while let Some(ev) = c.watch.try_next() {
+        let Ok(id) = ev.id.parse::<Uuid>() else {
+            continue;
+        };
+        for s in c.per.values_mut() {
+            s.remove(&id);
+        }
+        if let nsdb::Change::Put(e) = &ev.change
+            && let Ok(r) = serde_json::from_slice::<R>(&e.data)
+        {
+            c.per.entry(project_of(&r)).or_default().insert(id);
+        }
+    }
+}
+
 /// How many `R`s project `p` has.
 pub fn used<R: Record>(app: &App, p: &str) -> Result<usize, NeutronError> {
-    if let Some(m) = owned().as_ref().and_then(|o| o.get(&R::KIND)) {
-        return Ok(m.get(p).map_or(0, |s| s.len()));
+    if let Some(c) = owned().as_mut().and_then(|o| o.get_mut(&R::KIND)) {
+        follow::<R>(c);
+        return Ok(c.per.get(p).map_or(0, |s| s.len()));
     }
+    // Watched from before the listing: what changes in between is applied
+    // again, in order, at the next count.
+    let store = &app.topo.store;
+    let watch = store
+        .watch(Some(R::KIND.name()), store.revision())
+        .map_err(|e| NeutronError::from(cluster::error::ApiError::from(e)))?;
     let mut per: std::collections::HashMap<String, std::collections::HashSet<Uuid>> =
         Default::default();
     for r in app.topo.all::<R>()? {
         per.entry(project_of(&r)).or_default().insert(r.id());
     }
     let n = per.get(p).map_or(0, |s| s.len());
-    owned().get_or_insert_default().insert(R::KIND, per);
+    owned()
+        .get_or_insert_default()
+        .insert(R::KIND, Counted { per, watch });
     Ok(n)
 }
 
 /// Writes a new record (and counts it).
 pub fn put_new<R: Record>(w: &mut cluster::topo::Writer<'_>, r: &R) {
     w.tx.put(r);
-    if let Some(m) = owned().as_mut().and_then(|o| o.get_mut(&R::KIND)) {
-        m.entry(project_of(r)).or_default().insert(r.id());
+    if let Some(c) = owned().as_mut().and_then(|o| o.get_mut(&R::KIND)) {
+        c.per.entry(project_of(r)).or_default().insert(r.id());
     }
 }
 
 /// Removes a record (and its count).
 pub fn remove(w: &mut cluster::topo::Writer<'_>, kind: model::Kind, id: Uuid) {
     w.tx.remove(kind, id);
-    if let Some(m) = owned().as_mut().and_then(|o| o.get_mut(&kind)) {
-        for s in m.values_mut() {
+    if let Some(c) = owned().as_mut().and_then(|o| o.get_mut(&kind)) {
+        for s in c.per.values_mut() {
             s.remove(&id);
         }
     }

@@ -500,8 +500,8 @@ impl ZkStore {
     }
 
     /// One attempt at a commit: the ops as one `multi` plus its log entry.
-    /// Returns the log sequence number.
-    fn try_commit(&self, ops: &[Op]) -> Result<u64> {
+    /// Returns the log sequence number and the entry.
+    fn try_commit(&self, ops: &[Op]) -> Result<(u64, Vec<u8>)> {
         // What the ops are checked against: ZooKeeper decides, the mirror
         // only says whether an unconditional put creates or replaces.
         let mut writes: Vec<(String, Write)> = Vec::new();
@@ -576,6 +576,7 @@ impl ZkStore {
             }
         }
         let log = encode_log(ops);
+        let entry = log.clone();
         let c = self.zk();
         let results = run(self.rt(), async move {
             let mut m = c.new_multi_writer();
@@ -607,6 +608,7 @@ impl ZkStore {
                 .rsplit("c-")
                 .next()
                 .and_then(|s| s.parse().ok())
+                .map(|seq| (seq, entry))
                 .ok_or_else(|| StoreError::Storage(format!("unexpected log entry {path}"))),
             _ => Err(StoreError::Storage(
                 "ZooKeeper returned no log entry".into(),
@@ -614,23 +616,12 @@ impl ZkStore {
         }
     }
 
-    /// Waits until the mirror has applied log entry `seq`.
-    fn applied(&self, seq: u64) -> Result<Revision> {
+    /// Applies this server's own log entry `seq` to the mirror, after the
+    /// entries before it (other servers'), which are read from ZooKeeper.
+    /// Its own is applied from memory: no read back of what it just wrote.
+    fn applied(&self, seq: u64, entry: Vec<u8>) -> Result<Revision> {
         let f = self.follower();
-        self.rt().spawn(async move {
-            let _ = f.drain().await;
-        });
-        let (lock, cv) = &*self.follow;
-        let g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (g, timeout) = cv
-            .wait_timeout_while(g, ANSWER_WITHIN, |g| g.next <= seq && g.failed.is_none())
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = &g.failed {
-            return Err(StoreError::Storage(e.clone()));
-        }
-        if timeout.timed_out() {
-            return Err(unavailable("the commit was not seen in the log in time"));
-        }
+        run(self.rt(), async move { f.apply_own(seq, &entry).await })?;
         Ok(self.mirror.revision())
     }
 }
@@ -753,45 +744,91 @@ impl Follower {
     /// Reads and applies log entries from the next one until there is none.
     async fn drain(&self) -> Result<()> {
         let _one = self.reading.lock().await;
-        let (lock, cv) = &*self.follow;
-        let mut next = lock.lock().unwrap_or_else(|p| p.into_inner()).next;
-        let client = self
-            .link
-            .get()
-            .ok_or_else(|| unavailable("the store is closing"))?;
+        let client = self.client()?;
         loop {
-            let data = match client.get_data(&log_path(next)).await {
-                Ok((d, _)) => d,
-                Err(zk::Error::NoNode) => {
-                    *self.answered.lock().unwrap_or_else(|p| p.into_inner()) =
-                        std::time::Instant::now();
-                    return Ok(());
-                }
-                Err(e) => return Err(unavailable(e)),
-            };
-            let applied = decode_log(&data)
-                .ok_or_else(|| StoreError::Storage(format!("log entry {next} does not decode")))
-                .and_then(|ops| {
-                    if ops.is_empty() {
-                        Ok(0)
-                    } else {
-                        self.mirror.commit(ops)
-                    }
-                });
-            let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = applied {
-                // The mirror no longer matches the log: stop taking writes.
-                tracing::error!(entry = next, error = %e, "NSDB log entry does not apply");
-                g.failed = Some(format!(
-                    "log entry {next} does not apply: {e}; restart the server"
-                ));
-                cv.notify_all();
-                return Err(e);
+            let next = self.next();
+            match self.read(&client, next).await? {
+                Some(data) => self.apply(next, &data)?,
+                None => return Ok(()),
             }
-            next += 1;
-            g.next = next;
-            cv.notify_all();
         }
+    }
+
+    /// Applies entry `seq`, which this server wrote (`data`), once every
+    /// entry before it is applied; nothing if the follower was quicker.
+    async fn apply_own(&self, seq: u64, data: &[u8]) -> Result<()> {
+        let _one = self.reading.lock().await;
+        let client = self.client()?;
+        loop {
+            let next = self.next();
+            if next > seq {
+                return Ok(());
+            }
+            if next == seq {
+                return self.apply(seq, data);
+            }
+            match self.read(&client, next).await? {
+                Some(d) => self.apply(next, &d)?,
+                // Before ours, so it exists: not visible here yet.
+                None => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    fn client(&self) -> Result<zk::Client> {
+        self.link
+            .get()
+            .ok_or_else(|| unavailable("the store is closing"))
+    }
+
+    fn next(&self) -> u64 {
+        self.follow.0.lock().unwrap_or_else(|p| p.into_inner()).next
+    }
+
+    /// Log entry `seq`, or `None` when there is none (yet).
+    async fn read(&self, client: &zk::Client, seq: u64) -> Result<Option<Vec<u8>>> {
+        match client.get_data(&log_path(seq)).await {
+            Ok((d, _)) => {
+                self.answered();
+                Ok(Some(d))
+            }
+            Err(zk::Error::NoNode) => {
+                self.answered();
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn answered(&self) {
+        *self.answered.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Applies log entry `seq` to the mirror; the next is `seq + 1`.
+    fn apply(&self, seq: u64, data: &[u8]) -> Result<()> {
+        let applied = decode_log(data)
+            .ok_or_else(|| StoreError::Storage(format!("log entry {seq} does not decode")))
+            .and_then(|ops| {
+                if ops.is_empty() {
+                    Ok(0)
+                } else {
+                    self.mirror.commit(ops)
+                }
+            });
+        let (lock, cv) = &*self.follow;
+        let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = applied {
+            // The mirror no longer matches the log: stop taking writes.
+            tracing::error!(entry = seq, error = %e, "NSDB log entry does not apply");
+            g.failed = Some(format!(
+                "log entry {seq} does not apply: {e}; restart the server"
+            ));
+            cv.notify_all();
+            return Err(e);
+        }
+        g.next = seq + 1;
+        cv.notify_all();
+        Ok(())
     }
 }
 
@@ -948,7 +985,7 @@ impl Store for ZkStore {
         loop {
             attempt += 1;
             match self.try_commit(&ops) {
-                Ok(seq) => return self.applied(seq),
+                Ok((seq, entry)) => return self.applied(seq, entry),
                 Err(
                     e @ (StoreError::AlreadyExists { .. }
                     | StoreError::NotFound { .. }
