@@ -38,15 +38,22 @@ server() { # NAME REST_PORT TOPOLOGY_PORT NEUTRON_PORT
 server a 8181 8088 9696
 server b 8182 8089 9697
 mido_b() { MIDO_API_URL=http://$CTL_IP:8182/midonet-api nsx ctl "$BIN" "$@"; }
+# Succeeds once VM's pings of IP stop (a filter took effect), within 12 s.
+cut_within() { # VM IP
+    local _
+    for _ in $(seq 50); do nsx "$1" ping -n -c 1 -W 0.2 "$2" >/dev/null 2>&1 || return 0; sleep 0.05; done
+    return 1
+}
+alive_hosts() { mido host list -o json 2>/dev/null | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))' 2>/dev/null; }
 AGENT_CLUSTER=http://$CTL_IP:8088 start_agent h1 1
 AGENT_CLUSTER=http://$CTL_IP:8089,http://$CTL_IP:8088 start_agent h2 1
 H1=$(host_id h1) && H2=$(host_id h2) || fail "agents did not register"
 # Each server lists both hosts alive: h2's liveness reached A through ZooKeeper.
 for _ in $(seq 100); do
-    [[ $(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))') == 2 ]] && break
+    [[ $(alive_hosts) == 2 ]] && break
     sleep 0.1
 done
-alive=$(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))')
+alive=$(alive_hosts)
 [[ $alive == 2 ]] || fail "server A sees $alive of 2 hosts alive"
 
 Z=$(mido tunnel-zone create name=tz type=vxlan)
@@ -114,9 +121,7 @@ python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= 2.5 else 1)' "$loss"
 h2alive=$(mido host list -o json | python3 -c 'import json,sys; print([h["alive"] for h in json.load(sys.stdin) if h["name"]=="h2"][0])')
 [[ $h2alive == True ]] || fail "after B's sessions expired, A does not see h2 alive"
 mido port update "$P2" outbound-filter-id="$C2" >/dev/null || fail "port update through A"
-cut=0
-for _ in $(seq 50); do nsx zv1 ping -n -c 1 -W 0.2 10.0.0.12 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
-[[ $cut == 1 ]] || fail "after the move, a filter set through A did not reach h2's agent"
+cut_within zv1 10.0.0.12 || fail "after the move, a filter set through A did not reach h2's agent"
 grep -aq "watching the topology.*$CTL_IP:8088" "$E2E_STATE/agent-h2.log" || fail "h2's agent never watched through A"
 echo "ok   agents on two servers: server B killed; VM traffic went on ($loss% of pings lost), h2's agent moved to A, stayed alive after B's sessions expired, and applied a change made through A"
 
@@ -180,13 +185,11 @@ python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 100) <= 1.0 else 1)' 
 sleep 12   # ZooKeeper, back, expires the sessions nobody resumed
 alive=0
 for _ in $(seq 100); do
-    alive=$(mido host list -o json 2>/dev/null | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))' 2>/dev/null) && [[ $alive == 2 ]] && break
+    alive=$(alive_hosts) && [[ $alive == 2 ]] && break
     sleep 0.2
 done
 [[ $alive == 2 ]] || fail "after the ZooKeeper outage, server A sees $alive of 2 hosts alive"
 mido port update "$P1" outbound-filter-id="$C2" >/dev/null || fail "a write through A after the outage"
-cut=0
-for _ in $(seq 50); do nsx zv2 ping -n -c 1 -W 0.2 10.0.0.11 >/dev/null 2>&1 || { cut=1; break; }; sleep 0.05; done
-[[ $cut == 1 ]] || fail "after the ZooKeeper outage, a filter set through A did not reach h1's agent"
+cut_within zv2 10.0.0.11 || fail "after the ZooKeeper outage, a filter set through A did not reach h1's agent"
 grep -aq "NSDB session expired" "$E2E_STATE/server-a.log" || fail "server A never asked an agent to reconnect"
 echo "ok   two of three ZooKeeper members down 13 s: a write got 503 in ${dt}s, VM traffic went on ($loss% of pings lost); with the quorum back writes succeeded after ${back}s, the agents' expired sessions were renewed (both hosts alive) and a change reached them"
