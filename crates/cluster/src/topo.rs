@@ -139,11 +139,23 @@ impl Drop for InWrite {
 /// Where a sequence stands: its version and the mark of its last move.
 pub type SequenceAt = (u64, Arc<[u8]>);
 
+/// Values of a durable counter this server reserves at once: a create takes
+/// one from its server's block, and only every `COUNTER_BLOCK`th moves the
+/// stored counter, so servers sharing one store do not all contend for it.
+const COUNTER_BLOCK: u64 = 64;
+
+/// Per counter, this server's reserved values still free: next, end.
+type Blocks = Mutex<HashMap<&'static str, (u64, u64)>>;
+
 /// A write in progress: the model transaction plus store-level counters.
 pub struct Writer<'a> {
     pub tx: Tx<'a>,
     store: &'a dyn Store,
+    blocks: &'a Blocks,
+    /// Counters this write moves on: version read, value written.
     counters: HashMap<&'static str, (Option<u64>, u64)>,
+    /// Blocks the counters' moves reserve, this server's once committed.
+    reserved: Vec<(&'static str, u64, u64)>,
     tables: Vec<(String, String, Option<String>)>,
     sequences: HashMap<String, (Option<u64>, String)>,
 }
@@ -184,8 +196,27 @@ impl Writer<'_> {
             .map(|e| (e.version, e.data)))
     }
 
-    /// The next value of a durable counter (tunnel keys), committed with the write.
+    /// The next value of a durable counter (tunnel keys): from this
+    /// server's block, else from a new block the write reserves (the stored
+    /// counter moved on by [`COUNTER_BLOCK`], committed with the write).
+    /// Values are unique, not dense: a failed write's, or a restarted
+    /// server's unused ones, are skipped.
     pub fn next(&mut self, name: &'static str) -> Result<u64, ApiError> {
+        if let Some(i) = self.reserved.iter().position(|(n, ..)| *n == name) {
+            let (_, next, end) = &mut self.reserved[i];
+            if *next < *end {
+                *next += 1;
+                return Ok(*next - 1);
+            }
+        } else {
+            let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((next, end)) = blocks.get_mut(name)
+                && *next < *end
+            {
+                *next += 1;
+                return Ok(*next - 1);
+            }
+        }
         if !self.counters.contains_key(name) {
             let cur = self.store.get("Counter", name)?;
             let (ver, val) = match cur {
@@ -198,8 +229,12 @@ impl Writer<'_> {
             self.counters.insert(name, (ver, val));
         }
         let c = self.counters.get_mut(name).expect("inserted above");
-        c.1 += 1;
-        Ok(c.1)
+        // The block is (c + 1 ..= c + COUNTER_BLOCK): this takes the first.
+        let first = c.1 + 1;
+        c.1 += COUNTER_BLOCK;
+        self.reserved.retain(|(n, ..)| *n != name);
+        self.reserved.push((name, first + 1, c.1 + 1));
+        Ok(first)
     }
 }
 
@@ -209,6 +244,7 @@ pub struct Topology {
     /// writers in other servers sharing the store.
     write_lock: Mutex<()>,
     index: Mutex<RefIndex>,
+    blocks: Blocks,
 }
 
 impl Topology {
@@ -217,6 +253,7 @@ impl Topology {
             index: Mutex::new(RefIndex::load(&*store)),
             store,
             write_lock: Mutex::new(()),
+            blocks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -334,12 +371,15 @@ impl Topology {
             let mut w = Writer {
                 tx: Tx::new(&view),
                 store: &*self.store,
+                blocks: &self.blocks,
                 counters: HashMap::new(),
+                reserved: Vec::new(),
                 tables: Vec::new(),
                 sequences: HashMap::new(),
             };
             let out = f(&mut w)?;
             let counters = std::mem::take(&mut w.counters);
+            let reserved = std::mem::take(&mut w.reserved);
             let tables = std::mem::take(&mut w.tables);
             let sequences = std::mem::take(&mut w.sequences);
             let changes = w.tx.into_changes();
@@ -430,7 +470,13 @@ impl Topology {
                 return Ok((out, None));
             }
             match self.store.commit_staged(ops) {
-                Ok(rev) => return Ok((out, Some(rev))),
+                Ok(rev) => {
+                    let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+                    for (name, next, end) in reserved {
+                        blocks.insert(name, (next, end));
+                    }
+                    return Ok((out, Some(rev)));
+                }
                 // Another server sharing the store wrote first (the tunnel
                 // key counter is every create's): read again and redo,
                 // after a short random pause so the two do not collide again.
@@ -444,5 +490,39 @@ impl Topology {
                 Err(e) => return Err(ApiError::from(e).into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two servers on one store take tunnel keys from blocks of their own:
+    /// never one key twice, and the stored counter moves once a block.
+    #[test]
+    fn counter_blocks_are_unique_across_servers() {
+        let store: Arc<dyn Store> = Arc::new(nsdb::LocalStore::in_memory());
+        let (a, b) = (Topology::new(store.clone()), Topology::new(store.clone()));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300 {
+            let t = if i % 3 == 0 { &a } else { &b };
+            let k = t.write(|w| w.next("tunnel_key")).unwrap();
+            assert!(seen.insert(k), "tunnel key {k} twice");
+        }
+        let counter = store.get("Counter", "tunnel_key").unwrap().unwrap();
+        let stored: u64 = std::str::from_utf8(&counter.data).unwrap().parse().unwrap();
+        assert_eq!(stored % COUNTER_BLOCK, 0);
+        assert!(seen.iter().all(|k| *k <= stored));
+        // 100 from a, 200 from b: 2 and 4 blocks.
+        assert_eq!(counter.version, 6, "one counter write per block");
+        // A write that fails keeps nothing of a block it reserved.
+        let c = Topology::new(store.clone());
+        let r: Result<u64, ApiError> = c.write(|w| {
+            w.next("tunnel_key")?;
+            Err(ApiError::new(400, "refused"))
+        });
+        assert!(r.is_err());
+        let k = c.write(|w| w.next("tunnel_key")).unwrap();
+        assert!(seen.insert(k) && k > stored);
     }
 }
