@@ -1194,7 +1194,7 @@ t_cluster_down_new_flow() {
     # talked: h1's router asks for vm32 (h2), which has sent nothing yet; the
     # answer arrives at h2, whose agent shares the ARP entry in-band.
     local why="" i
-    vm vm32 h2 02:00:00:00:00:32; vm_ip vm32 192.168.20.32/24 192.168.20.1
+    vm vm32 h2 02:00:00:00:00:3a; vm_ip vm32 192.168.20.32/24 192.168.20.1
     local before; before=$(grep -c "port bound" "$E2E_STATE/agent-h2.log" || true)
     bind vm32 "$BB" "$H2" >/dev/null || return 1
     for i in $(seq 50); do

@@ -589,13 +589,18 @@ impl Worker {
         // What it learned goes to every peer in-band as well as to the
         // cluster: a host whose packet waits for this ARP answer gets it
         // even while the cluster is down.
-        let shared: Vec<StateWrite> = out
-            .writes
-            .iter()
-            .filter(|w| crate::flowstate::is_learned(w))
-            .cloned()
-            .collect();
-        if let Some(msg) = crate::flowstate::encode(self.me, &shared) {
+        // (Most simulations learn nothing: no allocation for those.)
+        let learned = |w: &&StateWrite| crate::flowstate::is_learned(w);
+        if out.writes.iter().any(|w| learned(&w))
+            && let Some(msg) = crate::flowstate::encode(
+                self.me,
+                &out.writes
+                    .iter()
+                    .filter(learned)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        {
             for (h, ip) in &self.peers {
                 if *h != self.me {
                     self.dp

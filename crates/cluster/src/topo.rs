@@ -202,20 +202,19 @@ impl Writer<'_> {
     /// Values are unique, not dense: a failed write's, or a restarted
     /// server's unused ones, are skipped.
     pub fn next(&mut self, name: &'static str) -> Result<u64, ApiError> {
-        if let Some(i) = self.reserved.iter().position(|(n, ..)| *n == name) {
-            let (_, next, end) = &mut self.reserved[i];
-            if *next < *end {
-                *next += 1;
-                return Ok(*next - 1);
+        // A block this write reserved comes first (the server's is not
+        // its own until the write commits).
+        let taken = match self.reserved.iter_mut().find(|(n, ..)| *n == name) {
+            Some((_, next, end)) => take(next, *end),
+            None => {
+                let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+                blocks
+                    .get_mut(name)
+                    .and_then(|(next, end)| take(next, *end))
             }
-        } else {
-            let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((next, end)) = blocks.get_mut(name)
-                && *next < *end
-            {
-                *next += 1;
-                return Ok(*next - 1);
-            }
+        };
+        if let Some(v) = taken {
+            return Ok(v);
         }
         if !self.counters.contains_key(name) {
             let cur = self.store.get("Counter", name)?;
@@ -236,6 +235,14 @@ impl Writer<'_> {
         self.reserved.push((name, first + 1, c.1 + 1));
         Ok(first)
     }
+}
+
+/// The next free value of a block `next..end`, if any.
+fn take(next: &mut u64, end: u64) -> Option<u64> {
+    (*next < end).then(|| {
+        *next += 1;
+        *next - 1
+    })
 }
 
 pub struct Topology {

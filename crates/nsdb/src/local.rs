@@ -825,7 +825,9 @@ mod tests {
     }
 
     #[test]
-    fn table_entries_commit_with_objects() {
+    fn table_entries_survive_reopen() {
+        // Committed with an object, as the conformance suite checks; here,
+        // that the row is on disk.
         let dir = tempfile::tempdir().unwrap();
         let entry = |value: Option<&str>| Op::Table {
             table: "ip4mac/b".into(),
@@ -834,35 +836,11 @@ mod tests {
         };
         {
             let s = LocalStore::open(dir.path()).unwrap();
-            // A failed check takes the entry down with it.
-            let refused = s.commit(vec![
+            s.commit(vec![
+                put("Chain", "c", "{}"),
                 entry(Some("aa:aa:aa:aa:aa:01")),
-                Op::Check {
-                    kind: "Chain".into(),
-                    id: "c".into(),
-                    version: Some(1),
-                },
-            ]);
-            assert!(matches!(refused, Err(StoreError::VersionMismatch { .. })));
-            assert!(s.table_entries("ip4mac/b").is_empty());
-            let mut w = s.watch(None, s.revision()).unwrap();
-            let rev = s
-                .commit(vec![
-                    put("Chain", "c", "{}"),
-                    entry(Some("aa:aa:aa:aa:aa:01")),
-                ])
-                .unwrap();
-            let revs: Vec<_> = std::iter::from_fn(|| w.try_next())
-                .map(|e| (e.kind, e.revision))
-                .collect();
-            assert_eq!(
-                revs,
-                [
-                    ("Chain".to_string(), rev),
-                    ("table/ip4mac/b".to_string(), rev)
-                ],
-                "one revision for the commit's object and entry"
-            );
+            ])
+            .unwrap();
         }
         let s = LocalStore::open(dir.path()).unwrap();
         assert_eq!(s.table_entries("ip4mac/b")[0].value, "aa:aa:aa:aa:aa:01");

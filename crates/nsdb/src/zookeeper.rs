@@ -37,7 +37,7 @@ use crate::{
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zookeeper_client as zk;
 
@@ -76,7 +76,7 @@ pub struct ZkStore {
     /// least, when it is reachable).
     answered: Arc<Mutex<std::time::Instant>>,
     mirror: Arc<LocalStore>,
-    follow: Arc<(Mutex<Follow>, Condvar)>,
+    follow: Arc<Mutex<Follow>>,
     /// Serializes catching up: one reader of the log at a time.
     reading: Arc<tokio::sync::Mutex<()>>,
     kinds: Mutex<HashSet<String>>,
@@ -309,7 +309,7 @@ impl ZkStore {
             tasks: Mutex::new(vec![renewal]),
             answered: Arc::new(Mutex::new(std::time::Instant::now())),
             mirror: Arc::new(LocalStore::in_memory()),
-            follow: Arc::new((Mutex::new(Follow::default()), Condvar::new())),
+            follow: Arc::new(Mutex::new(Follow::default())),
             reading: Arc::new(tokio::sync::Mutex::new(())),
             kinds: Mutex::new(HashSet::new()),
             hosts,
@@ -736,7 +736,7 @@ struct Follower {
     answered: Arc<Mutex<std::time::Instant>>,
     link: Link,
     mirror: Arc<LocalStore>,
-    follow: Arc<(Mutex<Follow>, Condvar)>,
+    follow: Arc<Mutex<Follow>>,
     reading: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -782,7 +782,7 @@ impl Follower {
     }
 
     fn next(&self) -> u64 {
-        self.follow.0.lock().unwrap_or_else(|p| p.into_inner()).next
+        self.follow.lock().unwrap_or_else(|p| p.into_inner()).next
     }
 
     /// Log entry `seq`, or `None` when there is none (yet).
@@ -815,19 +815,16 @@ impl Follower {
                     self.mirror.commit(ops)
                 }
             });
-        let (lock, cv) = &*self.follow;
-        let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = applied {
             // The mirror no longer matches the log: stop taking writes.
             tracing::error!(entry = seq, error = %e, "NSDB log entry does not apply");
             g.failed = Some(format!(
                 "log entry {seq} does not apply: {e}; restart the server"
             ));
-            cv.notify_all();
             return Err(e);
         }
         g.next = seq + 1;
-        cv.notify_all();
         Ok(())
     }
 }
@@ -972,13 +969,7 @@ impl Store for ZkStore {
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
-        if let Some(e) = &self
-            .follow
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .failed
-        {
+        if let Some(e) = &self.follow.lock().unwrap_or_else(|p| p.into_inner()).failed {
             return Err(StoreError::Storage(e.clone()));
         }
         let mut attempt = 0;
