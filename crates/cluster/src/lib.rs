@@ -2,6 +2,7 @@
 //! with the unmodified `midonetclient` 5.2.0 and its `midonet-cli`.
 
 pub mod auth;
+pub mod batch;
 pub mod error;
 pub mod health;
 pub mod host_view;

@@ -1,6 +1,7 @@
 //! The topology over the NSDB: typed reads, and writes as one store
 //! transaction built with the model's reference rules.
 
+use crate::batch::{Batches, Staged, Ticket};
 use crate::error::ApiError;
 use model::refs::{Change, Tx, View};
 use model::schema::{Obj, REFS, Referrers, Variant};
@@ -11,12 +12,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// A view of the store that remembers the version of everything it read, so
-/// the commit can be conditional on nothing having changed underneath.
+/// A view of the store, with this server's staged writes over it, that
+/// remembers the version of everything it read, so the commit can be
+/// conditional on nothing having changed underneath.
 struct TopoView<'a> {
     store: &'a dyn Store,
+    batches: &'a Batches,
     seen: RefCell<HashMap<(Kind, Uuid), Option<u64>>>,
-    index: &'a Referrers,
+    index: RefCell<&'a mut RefIndex>,
 }
 
 /// The model's references reversed ([`Referrers`]), kept current from the
@@ -67,26 +70,52 @@ impl RefIndex {
 
 impl View for TopoView<'_> {
     fn read(&self, kind: Kind, id: Uuid) -> Option<Vec<u8>> {
-        let e = self.store.get(kind.name(), &id.to_string()).ok().flatten();
+        let e = self
+            .batches
+            .get(kind.name(), &id.to_string())
+            .ok()
+            .flatten();
         self.seen
             .borrow_mut()
-            .insert((kind, id), e.as_ref().map(|e| e.version));
-        e.map(|e| e.data.to_vec())
+            .insert((kind, id), e.as_ref().map(|e| e.1));
+        e.map(|e| e.0.to_vec())
     }
     fn read_all(&self, kind: Kind) -> Vec<Vec<u8>> {
-        let rows = self.store.list(kind.name()).unwrap_or_default();
+        // Staged first: a batch is in the store before its staged values go.
+        let staged: HashMap<String, Staged> =
+            self.batches.staged_of(kind.name()).into_iter().collect();
+        let mut rows: std::collections::BTreeMap<String, Staged> = self
+            .store
+            .list(kind.name())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, e)| (id, Some((e.data, e.version))))
+            .collect();
+        rows.extend(staged);
         let mut seen = self.seen.borrow_mut();
         rows.into_iter()
-            .map(|(id, e)| {
+            .filter_map(|(id, e)| {
+                let (data, version) = e?;
                 if let Ok(id) = id.parse() {
-                    seen.insert((kind, id), Some(e.version));
+                    seen.insert((kind, id), Some(version));
                 }
-                e.data.to_vec()
+                Some(data.to_vec())
             })
             .collect()
     }
     fn referrers(&self, row: usize, id: Uuid) -> Option<Vec<Uuid>> {
-        Some(self.index.of(row, id).collect())
+        // Staged objects of the referring kind may name it too (a superset
+        // will do); read before the index catches up, for the same reason.
+        let mut ids: Vec<Uuid> = self
+            .batches
+            .staged_of(REFS[row].from.name())
+            .into_iter()
+            .filter_map(|(i, _)| i.parse().ok())
+            .collect();
+        ids.extend(self.index.borrow_mut().catch_up().of(row, id));
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids)
     }
 }
 
@@ -95,28 +124,24 @@ thread_local! {
     static IN_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// The newest revision staged and not yet waited for, and its store.
-type Owed = (nsdb::Revision, Option<Arc<dyn Store>>);
+/// Writes staged and not yet waited for: their batches.
+type Owed = Vec<(Ticket, Arc<Batches>)>;
 
 thread_local! {
-    /// Inside [`durably`]: the newest revision this thread's writes have
-    /// staged and not yet waited for, and the store to wait on.
+    /// Inside [`durably`]: the batches of this thread's staged writes.
     static DURABLY: RefCell<Option<Owed>> = const { RefCell::new(None) };
 }
 
-/// Runs `f`, whose topology writes return once applied rather than once
-/// durable, then waits for all of them together. A caller that serializes
-/// its writes under a lock of its own takes that lock inside `f`, so the
-/// next caller's write proceeds while this one's fsync runs and concurrent
-/// writes share one.
+/// Runs `f`, whose topology writes return once staged rather than once
+/// committed, then waits for all of them together (the first error). A
+/// caller that serializes its writes under a lock of its own takes that
+/// lock inside `f`, so the next caller's write is translated while this
+/// one's commit is on its way, and concurrent writes share one commit.
 pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), StoreError>) {
-    let outer = DURABLY.replace(Some((0, None)));
+    let outer = DURABLY.replace(Some(Vec::new()));
     let out = f();
-    let owed = DURABLY.replace(outer);
-    let synced = match owed {
-        Some((rev, Some(store))) => store.sync(rev),
-        _ => Ok(()),
-    };
+    let owed = DURABLY.replace(outer).unwrap_or_default();
+    let synced = owed.iter().try_for_each(|(t, b)| b.wait(*t));
     (out, synced)
 }
 
@@ -144,13 +169,15 @@ pub type SequenceAt = (u64, Arc<[u8]>);
 /// stored counter, so servers sharing one store do not all contend for it.
 const COUNTER_BLOCK: u64 = 64;
 
-/// Per counter, this server's reserved values still free: next, end.
-type Blocks = Mutex<HashMap<&'static str, (u64, u64)>>;
+/// Per counter, this server's reserved values still free: next, end; and
+/// the staging epoch they were reserved in (a refused batch's go).
+type Blocks = Mutex<(u64, HashMap<&'static str, (u64, u64)>)>;
 
 /// A write in progress: the model transaction plus store-level counters.
 pub struct Writer<'a> {
     pub tx: Tx<'a>,
-    store: &'a dyn Store,
+    batches: &'a Batches,
+    epoch: u64,
     blocks: &'a Blocks,
     /// Counters this write moves on: version read, value written.
     counters: HashMap<&'static str, (Option<u64>, u64)>,
@@ -190,10 +217,7 @@ impl Writer<'_> {
 
     /// Sequence `name` now: its version and mark (`None`: never moved).
     pub fn sequence_now(&self, name: &str) -> Result<Option<SequenceAt>, ApiError> {
-        Ok(self
-            .store
-            .get("Sequence", name)?
-            .map(|e| (e.version, e.data)))
+        Ok(self.batches.get("Sequence", name)?.map(|(d, v)| (v, d)))
     }
 
     /// The next value of a durable counter (tunnel keys): from this
@@ -208,7 +232,12 @@ impl Writer<'_> {
             Some((_, next, end)) => take(next, *end),
             None => {
                 let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+                if blocks.0 != self.epoch {
+                    // Reserved by a batch that may have been refused.
+                    *blocks = (self.epoch, HashMap::new());
+                }
                 blocks
+                    .1
                     .get_mut(name)
                     .and_then(|(next, end)| take(next, *end))
             }
@@ -217,11 +246,11 @@ impl Writer<'_> {
             return Ok(v);
         }
         if !self.counters.contains_key(name) {
-            let cur = self.store.get("Counter", name)?;
+            let cur = self.batches.get("Counter", name)?;
             let (ver, val) = match cur {
-                Some(e) => {
-                    let s = std::str::from_utf8(&e.data).unwrap_or("0");
-                    (Some(e.version), s.parse::<u64>().unwrap_or(0))
+                Some((data, version)) => {
+                    let s = std::str::from_utf8(&data).unwrap_or("0");
+                    (Some(version), s.parse::<u64>().unwrap_or(0))
                 }
                 None => (None, 0),
             };
@@ -247,21 +276,35 @@ fn take(next: &mut u64, end: u64) -> Option<u64> {
 
 pub struct Topology {
     pub store: Arc<dyn Store>,
-    /// One writer at a time in this server; the CAS checks guard against
-    /// writers in other servers sharing the store.
+    /// One writer translating at a time in this server; the CAS checks
+    /// guard against writers in other servers sharing the store.
     write_lock: Mutex<()>,
     index: Mutex<RefIndex>,
     blocks: Blocks,
+    batches: Arc<Batches>,
 }
 
 impl Topology {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Topology {
             index: Mutex::new(RefIndex::load(&*store)),
+            batches: Arc::new(Batches::new(store.clone())),
             store,
             write_lock: Mutex::new(()),
-            blocks: Mutex::new(HashMap::new()),
+            blocks: Mutex::new((0, HashMap::new())),
         }
+    }
+
+    /// An object as the next write would read it: with this server's
+    /// staged writes applied. Its version and bytes.
+    pub fn staged_get(&self, kind: &str, id: &str) -> Result<Option<SequenceAt>, ApiError> {
+        Ok(self.batches.get(kind, id)?.map(|(d, v)| (v, d)))
+    }
+
+    /// Returns once every write staged so far is in the store (or
+    /// refused), for a read that must see them (a cache rebuilt).
+    pub fn settle(&self) {
+        self.batches.settle();
     }
 
     /// The objects of kind `T` naming `id` in their field `field` (a
@@ -278,7 +321,8 @@ impl Topology {
         let mut out = Vec::new();
         if IN_WRITE.get() {
             // Inside this thread's own write the index is held: read the
-            // kind (a hook's rare path).
+            // kind (a hook's rare path), with every staged write in it.
+            self.batches.settle();
             for (_, e) in self.store.list(T::KIND.name())? {
                 if let Some(o) = Obj::decode(T::KIND, &e.data).filter(names) {
                     out.extend(T::of(&o).cloned());
@@ -341,43 +385,58 @@ impl Topology {
     /// whose refusals the store's errors do not spell).
     pub fn write_as<R, E: From<ApiError>>(
         &self,
-        f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let (out, rev) = self.stage(f)?;
-        if let Some(rev) = rev {
-            let owed = DURABLY.with_borrow_mut(|d| {
-                d.as_mut().map(|owed| {
-                    owed.0 = owed.0.max(rev);
-                    owed.1 = Some(self.store.clone());
-                })
-            });
-            if owed.is_none() {
-                self.store.sync(rev).map_err(ApiError::from)?;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The write itself, under this server's write lock: applied (visible)
-    /// but not yet durable; the revision to wait for, if it wrote.
-    fn stage<R, E: From<ApiError>>(
-        &self,
         mut f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
-    ) -> Result<(R, Option<nsdb::Revision>), E> {
-        let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        let _w = InWrite::enter();
+    ) -> Result<R, E> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let (out, ticket) = self.stage(&mut f)?;
+            let Some(t) = ticket else { return Ok(out) };
+            let owed = DURABLY
+                .with_borrow_mut(|d| d.as_mut().map(|owed| owed.push((t, self.batches.clone()))));
+            if owed.is_some() {
+                return Ok(out);
+            }
+            match self.batches.wait(t) {
+                Ok(()) => return Ok(out),
+                // Another server sharing the store wrote first (the tunnel
+                // key counter is every create's), or a batch this one was
+                // built on did: read again and redo, after a short random
+                // pause so the two do not collide again.
+                Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
+                    if attempt < 8 =>
+                {
+                    let pause = rand::random_range(0..=attempt * 500);
+                    std::thread::sleep(std::time::Duration::from_micros(pause));
+                }
+                Err(e) => return Err(ApiError::from(e).into()),
+            }
+        }
+    }
+
+    /// The write itself, translated under this server's write lock against
+    /// the store and the writes staged before it, and staged in the open
+    /// batch: the batch to wait for, if it wrote.
+    fn stage<R, E: From<ApiError>>(
+        &self,
+        mut f: impl FnMut(&mut Writer<'_>) -> Result<R, E>,
+    ) -> Result<(R, Option<Ticket>), E> {
+        let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let _w = InWrite::enter();
+        loop {
+            let epoch = self.batches.epoch();
+            index.catch_up();
             let view = TopoView {
                 store: &*self.store,
+                batches: &self.batches,
                 seen: RefCell::new(HashMap::new()),
-                index: index.catch_up(),
+                index: RefCell::new(&mut *index),
             };
             let mut w = Writer {
                 tx: Tx::new(&view),
-                store: &*self.store,
+                batches: &self.batches,
+                epoch,
                 blocks: &self.blocks,
                 counters: HashMap::new(),
                 reserved: Vec::new(),
@@ -417,11 +476,11 @@ impl Topology {
                             Some(v) => *v,
                             // Removed without being read (a cascade by id): skip it if already gone.
                             None => match self
-                                .store
+                                .batches
                                 .get(kind.name(), &id.to_string())
                                 .map_err(ApiError::from)?
                             {
-                                Some(e) => Some(e.version),
+                                Some((_, version)) => Some(version),
                                 None => continue,
                             },
                         };
@@ -476,25 +535,20 @@ impl Topology {
             if ops.is_empty() {
                 return Ok((out, None));
             }
-            match self.store.commit_staged(ops) {
-                Ok(rev) => {
+            match self.batches.stage(epoch, ops).map_err(ApiError::from)? {
+                Some(t) => {
                     let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-                    for (name, next, end) in reserved {
-                        blocks.insert(name, (next, end));
+                    if blocks.0 != epoch {
+                        *blocks = (epoch, HashMap::new());
                     }
-                    return Ok((out, Some(rev)));
+                    for (name, next, end) in reserved {
+                        blocks.1.insert(name, (next, end));
+                    }
+                    return Ok((out, Some(t)));
                 }
-                // Another server sharing the store wrote first (the tunnel
-                // key counter is every create's): read again and redo,
-                // after a short random pause so the two do not collide again.
-                Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
-                    if attempt < 8 =>
-                {
-                    let pause = rand::random_range(0..=attempt * 500);
-                    std::thread::sleep(std::time::Duration::from_micros(pause));
-                    continue;
-                }
-                Err(e) => return Err(ApiError::from(e).into()),
+                // What it read was dropped (a refused batch), or the batch
+                // was full: translate again.
+                None => continue,
             }
         }
     }

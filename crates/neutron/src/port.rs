@@ -135,20 +135,21 @@ fn with_held<T>(
     net: &NetworkRecord,
     f: impl FnOnce(&Held) -> Result<T, NeutronError>,
 ) -> Result<T, NeutronError> {
-    let cur = app
-        .topo
-        .store
-        .get("Sequence", &sequence(net.id))
-        .map_err(cluster::error::ApiError::from)?
-        .map(|e| (e.version, e.data));
-    let now = cur.as_ref().map(|c| c.0);
+    // As the next write sees it: with this server's writes still on their
+    // way to the store.
+    let cur = app.topo.staged_get("Sequence", &sequence(net.id))?;
     if let Some(h) = held_map().as_mut().and_then(|m| m.get_mut(&net.id))
         && current(h, cur.as_ref())
     {
         return f(h);
     }
-    // Read after the sequence: a port written in between moves it on, and
-    // this server's next write then fails its check and reads again.
+    // The ports are read from the store: once this server's staged writes
+    // are in it. Read after the sequence: a port written in between moves
+    // it on, and this server's next write then fails its check and reads
+    // again.
+    app.topo.settle();
+    let cur = app.topo.staged_get("Sequence", &sequence(net.id))?;
+    let now = cur.as_ref().map(|c| c.0);
     let mut h = Held {
         seq: now,
         ..Held::default()

@@ -505,16 +505,22 @@ impl ZkStore {
         // What the ops are checked against: ZooKeeper decides, the mirror
         // only says whether an unconditional put creates or replaces.
         let mut writes: Vec<(String, Write)> = Vec::new();
+        // Made or removed by an earlier op of this commit (a batch of
+        // several writes may remove what a later one makes again).
         let mut made: HashSet<String> = HashSet::new();
-        let exists = |kind: &str, id: &str, made: &HashSet<String>, path: &str| {
-            made.contains(path) || self.mirror.get(kind, id).ok().flatten().is_some()
-        };
+        let mut gone: HashSet<String> = HashSet::new();
+        let exists =
+            |kind: &str, id: &str, made: &HashSet<String>, gone: &HashSet<String>, path: &str| {
+                made.contains(path)
+                    || (!gone.contains(path) && self.mirror.get(kind, id).ok().flatten().is_some())
+            };
         for op in ops {
             match op {
                 Op::Create { kind, id, data } => {
                     self.ensure_kind(kind)?;
                     let p = obj_path(kind, id);
                     made.insert(p.clone());
+                    gone.remove(&p);
                     writes.push((p, Write::Create(data.clone())));
                 }
                 Op::Update {
@@ -529,17 +535,19 @@ impl ZkStore {
                 Op::Put { kind, id, data } => {
                     self.ensure_kind(kind)?;
                     let p = obj_path(kind, id);
-                    let w = if exists(kind, id, &made, &p) {
+                    let w = if exists(kind, id, &made, &gone, &p) {
                         Write::Set(data.clone(), None)
                     } else {
                         Write::Create(data.clone())
                     };
                     made.insert(p.clone());
+                    gone.remove(&p);
                     writes.push((p, w));
                 }
                 Op::Delete { kind, id, version } => {
                     let p = obj_path(kind, id);
                     made.remove(&p);
+                    gone.insert(p.clone());
                     writes.push((p, Write::Delete(version.map(zk_version))));
                 }
                 Op::Check { kind, id, version } => {
@@ -557,17 +565,20 @@ impl ZkStore {
                 Op::Table { table, key, value } => {
                     self.ensure_table(table)?;
                     let p = format!("{}/{}", table_dir(table), name(key));
-                    let there = self.mirror.has_persistent(table, key) || made.contains(&p);
+                    let there = made.contains(&p)
+                        || (!gone.contains(&p) && self.mirror.has_persistent(table, key));
                     match (value, there) {
                         (Some(v), true) => {
                             writes.push((p, Write::Set(v.clone().into_bytes(), None)))
                         }
                         (Some(v), false) => {
                             made.insert(p.clone());
+                            gone.remove(&p);
                             writes.push((p, Write::Create(v.clone().into_bytes())));
                         }
                         (None, true) => {
                             made.remove(&p);
+                            gone.insert(p.clone());
                             writes.push((p, Write::Delete(None)));
                         }
                         (None, false) => {}

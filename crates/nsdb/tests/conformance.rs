@@ -292,6 +292,44 @@ fn claims_are_first_wins(s: &dyn Store) {
     s.close_session(b).unwrap();
     assert!(s.lead("health"), "a lone server leads");
 }
+/// One commit may write a key several times, each op on what the ones
+/// before left (a batch of several writers' transactions is one commit).
+fn ops_of_one_commit_build_on_each_other(s: &dyn Store) {
+    s.commit(vec![create("Port", "p", "0")]).unwrap();
+    s.table_put("arp/r", "10.0.0.9", "aa:01", None).unwrap();
+    let entry = |value: Option<&str>| Op::Table {
+        table: "arp/r".into(),
+        key: "10.0.0.9".into(),
+        value: value.map(str::to_string),
+    };
+    let put = |id: &str, data: &str| Op::Put {
+        kind: "Port".into(),
+        id: id.into(),
+        data: data.as_bytes().to_vec(),
+    };
+    s.commit(vec![
+        create("Port", "q", "1"),
+        update("Port", "q", "2", 1),
+        delete("Port", "p", Some(1)),
+        put("p", "again"),
+        entry(None),
+        entry(Some("aa:02")),
+    ])
+    .unwrap();
+    let q = s.get("Port", "q").unwrap().unwrap();
+    assert_eq!((&*q.data, q.version), (&b"2"[..], 2));
+    let p = s.get("Port", "p").unwrap().unwrap();
+    assert_eq!((&*p.data, p.version), (&b"again"[..], 1), "made anew");
+    assert_eq!(s.table_entries("arp/r")[0].value, "aa:02");
+    s.commit(vec![
+        entry(None),
+        delete("Port", "q", Some(2)),
+        put("q", "3"),
+    ])
+    .unwrap();
+    assert!(s.table_entries("arp/r").is_empty());
+    assert_eq!(s.get("Port", "q").unwrap().unwrap().version, 1);
+}
 
 /// The whole suite on stores from `fresh` (each check gets its own).
 fn suite(fresh: &mut dyn FnMut() -> Box<dyn Store>) {
@@ -301,6 +339,7 @@ fn suite(fresh: &mut dyn FnMut() -> Box<dyn Store>) {
     table_entries_commit_with_objects(&*fresh());
     sessions_own_ephemeral_keys_and_learned_entries(&*fresh());
     claims_are_first_wins(&*fresh());
+    ops_of_one_commit_build_on_each_other(&*fresh());
 }
 
 #[test]
