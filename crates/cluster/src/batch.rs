@@ -41,6 +41,7 @@ struct State {
     open: u64,
     ops: Vec<Op>,
     bytes: usize,
+    writes: usize,
     /// Whether the batch before the open one is being committed.
     sending: bool,
     /// Every batch up to this one has finished.
@@ -141,6 +142,7 @@ impl Batches {
         }
         g.ops.extend(ops);
         g.bytes += bytes;
+        g.writes += 1;
         Ok(Some(Ticket(batch)))
     }
 
@@ -174,11 +176,19 @@ impl Batches {
     fn commit_open<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let batch = g.open;
         let ops = std::mem::take(&mut g.ops);
+        let writes = std::mem::take(&mut g.writes);
         g.bytes = 0;
         g.open += 1;
         g.sending = true;
         drop(g);
+        let t = std::time::Instant::now();
         let r = self.store.commit(ops);
+        tracing::debug!(
+            batch,
+            writes,
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "NSDB batch"
+        );
         let mut g = self.lock();
         g.sending = false;
         g.done = batch;
@@ -193,6 +203,7 @@ impl Batches {
                     g.failed.insert(next, e);
                     g.ops.clear();
                     g.bytes = 0;
+                    g.writes = 0;
                     g.done = next;
                     g.open += 1;
                 }

@@ -133,16 +133,47 @@ thread_local! {
 }
 
 /// Runs `f`, whose topology writes return once staged rather than once
-/// committed, then waits for all of them together (the first error). A
-/// caller that serializes its writes under a lock of its own takes that
-/// lock inside `f`, so the next caller's write is translated while this
-/// one's commit is on its way, and concurrent writes share one commit.
-pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), StoreError>) {
+/// committed, then waits for all of them together. A caller that serializes
+/// its writes under a lock of its own takes that lock inside `f`, so the
+/// next caller's write is translated while this one's commit is on its way,
+/// and concurrent writes share one commit.
+pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), Unsynced>) {
     let outer = DURABLY.replace(Some(Vec::new()));
     let out = f();
     let owed = DURABLY.replace(outer).unwrap_or_default();
-    let synced = owed.iter().try_for_each(|(t, b)| b.wait(*t));
+    let mut first = None;
+    let mut committed = false;
+    for (t, b) in &owed {
+        match b.wait(*t) {
+            Ok(()) => committed = true,
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    let synced = match first {
+        None => Ok(()),
+        Some(error) => Err(Unsynced {
+            redo: !committed
+                && matches!(
+                    error,
+                    StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. }
+                ),
+            error,
+        }),
+    };
     (out, synced)
+}
+
+/// Why the writes of a [`durably`] did not all commit.
+#[derive(Debug)]
+pub struct Unsynced {
+    /// The first refusal.
+    pub error: StoreError,
+    /// Every write was refused for a conflict with a write sharing the
+    /// store: none of them is there, and doing the work again on what the
+    /// store now holds is how the conflict is resolved.
+    pub redo: bool,
 }
 
 /// Marks the thread as writing while it lives.
@@ -160,9 +191,6 @@ impl Drop for InWrite {
         IN_WRITE.set(false);
     }
 }
-
-/// Where a sequence stands: its version and the mark of its last move.
-pub type SequenceAt = (u64, Arc<[u8]>);
 
 /// Values of a durable counter this server reserves at once: a create takes
 /// one from its server's block, and only every `COUNTER_BLOCK`th moves the
@@ -184,7 +212,8 @@ pub struct Writer<'a> {
     /// Blocks the counters' moves reserve, this server's once committed.
     reserved: Vec<(&'static str, u64, u64)>,
     tables: Vec<(String, String, Option<String>)>,
-    sequences: HashMap<String, (Option<u64>, String)>,
+    /// Claims this write takes (`Some(owner)`) or gives back (`None`).
+    claims: Vec<(String, Option<String>)>,
 }
 
 impl Writer<'_> {
@@ -194,30 +223,18 @@ impl Writer<'_> {
         self.tables.push((table, key, value));
     }
 
-    /// Moves sequence `name` on, on the condition that it is still at
-    /// `expected` (its version when the caller read what it guards; `None`:
-    /// it did not exist). What was decided from a cached read (a network's
-    /// free addresses) then commits only if no other server changed it in
-    /// between; otherwise the write fails as a conflict. `mark` is stored
-    /// as its value, so the caller can tell its own move from another's.
-    /// Once per commit.
-    /// Returns the mark the commit writes (the first one given).
-    pub fn sequence(&mut self, name: String, expected: Option<u64>, mark: String) -> String {
-        self.sequences
-            .entry(name)
-            .or_insert((expected, mark))
-            .1
-            .clone()
+    /// Claims `id` for `owner` (a network's address for a port): the
+    /// commit fails as a conflict if another write, of this server or of
+    /// one sharing the store, holds it. Two writes conflict only when they
+    /// take the same thing, so servers sharing one network's addresses do
+    /// not contend on one key.
+    pub fn claim(&mut self, id: String, owner: String) {
+        self.claims.push((id, Some(owner)));
     }
 
-    /// Whether this write already moves sequence `name` on.
-    pub fn sequenced(&self, name: &str) -> bool {
-        self.sequences.contains_key(name)
-    }
-
-    /// Sequence `name` now: its version and mark (`None`: never moved).
-    pub fn sequence_now(&self, name: &str) -> Result<Option<SequenceAt>, ApiError> {
-        Ok(self.batches.get("Sequence", name)?.map(|(d, v)| (v, d)))
+    /// Gives claim `id` back (nothing if nobody holds it).
+    pub fn release(&mut self, id: String) {
+        self.claims.push((id, None));
     }
 
     /// The next value of a durable counter (tunnel keys): from this
@@ -293,12 +310,6 @@ impl Topology {
             write_lock: Mutex::new(()),
             blocks: Mutex::new((0, HashMap::new())),
         }
-    }
-
-    /// An object as the next write would read it: with this server's
-    /// staged writes applied. Its version and bytes.
-    pub fn staged_get(&self, kind: &str, id: &str) -> Result<Option<SequenceAt>, ApiError> {
-        Ok(self.batches.get(kind, id)?.map(|(d, v)| (v, d)))
     }
 
     /// Returns once every write staged so far is in the store (or
@@ -441,13 +452,13 @@ impl Topology {
                 counters: HashMap::new(),
                 reserved: Vec::new(),
                 tables: Vec::new(),
-                sequences: HashMap::new(),
+                claims: Vec::new(),
             };
             let out = f(&mut w)?;
             let counters = std::mem::take(&mut w.counters);
             let reserved = std::mem::take(&mut w.reserved);
             let tables = std::mem::take(&mut w.tables);
-            let sequences = std::mem::take(&mut w.sequences);
+            let claims = std::mem::take(&mut w.claims);
             let changes = w.tx.into_changes();
             let seen = view.seen.into_inner();
             let mut ops = Vec::with_capacity(changes.len() + counters.len());
@@ -511,21 +522,24 @@ impl Topology {
                     },
                 });
             }
-            for (name, (expected, mark)) in sequences {
-                let data = mark.into_bytes();
-                ops.push(match expected {
-                    Some(v) => Op::Update {
-                        kind: "Sequence".into(),
-                        id: name,
-                        data,
-                        version: Some(v),
-                    },
-                    None => Op::Create {
-                        kind: "Sequence".into(),
-                        id: name,
-                        data,
-                    },
-                });
+            for (id, owner) in claims {
+                match owner {
+                    Some(owner) => ops.push(Op::Create {
+                        kind: "Claim".into(),
+                        id,
+                        data: owner.into_bytes(),
+                    }),
+                    None => {
+                        let held = self.batches.get("Claim", &id).map_err(ApiError::from)?;
+                        if let Some((_, version)) = held {
+                            ops.push(Op::Delete {
+                                kind: "Claim".into(),
+                                id,
+                                version: Some(version),
+                            });
+                        }
+                    }
+                }
             }
             ops.extend(tables.into_iter().map(|(table, key, value)| Op::Table {
                 table,

@@ -198,7 +198,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
                 Ok(())
             })
             .map_err(NeutronError::from)?;
-        Ok(records)
+        Ok(records.clone())
     })
     .await;
     record::created(bulk, done)
@@ -220,7 +220,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     };
     let done = blocking(move || {
         let mut r = find::<NetworkRecord>(&app, &id)?;
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             r.fields.insert(k, v);
         }
         touched(&mut r);

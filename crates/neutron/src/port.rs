@@ -93,26 +93,26 @@ pub fn ports_of(app: &App, net: &NetworkRecord) -> Result<Vec<PortRecord>, Neutr
         .collect())
 }
 
-/// What a network's ports hold: addresses and MACs, as of the version of
-/// the network's port sequence (see [`sequence`]).
+/// What a network's ports hold: addresses and MACs, as this server last
+/// read them plus what its own writes took and gave back since.
 #[derive(Clone, Default)]
 pub struct Held {
     ips: HashSet<Ipv4Addr>,
     macs: HashSet<String>,
-    /// The sequence's version this was read at.
-    seq: Option<u64>,
-    /// The mark of this server's last move of the sequence: seeing it
-    /// there means nobody else moved it since.
-    mine: Option<String>,
 }
 
-/// The sequence every change to a network's ports moves on. A server's
-/// [`Held`] is good while the sequence is where it was read; each port
-/// write commits only if it still is, so two servers sharing a ZooKeeper
-/// never hand out one address twice (the later one gets a conflict and
-/// reads the network again).
-fn sequence(net: Uuid) -> String {
-    format!("neutron-network-ports/{net}")
+/// The claims a port's address and MAC take on its network: a port's write
+/// commits only if nobody holds them, so two servers sharing a ZooKeeper
+/// never hand out one address twice. A server whose [`Held`] missed
+/// another's port gets a conflict, reads the network again and redoes the
+/// create (see `record::blocking`); creates of different addresses never
+/// conflict.
+fn ip_claim(net: Uuid, ip: Ipv4Addr) -> String {
+    format!("neutron-ip/{net}/{ip}")
+}
+
+fn mac_claim(net: Uuid, mac: &str) -> String {
+    format!("neutron-mac/{net}/{mac}")
 }
 
 /// Each network's [`Held`], kept by this server's Neutron writes (one at a
@@ -129,31 +129,24 @@ pub fn forget_held() {
     *held_map() = None;
 }
 
-/// Runs `f` over what `net`'s ports hold (read once, then kept).
+/// Runs `f` over what `net`'s ports hold (read once, then kept). A cache
+/// can hold what another server's ports gave back since: where `f` finds
+/// something taken (a conflict), it runs again on the network read anew.
 fn with_held<T>(
     app: &App,
     net: &NetworkRecord,
-    f: impl FnOnce(&Held) -> Result<T, NeutronError>,
+    mut f: impl FnMut(&Held) -> Result<T, NeutronError>,
 ) -> Result<T, NeutronError> {
-    // As the next write sees it: with this server's writes still on their
-    // way to the store.
-    let cur = app.topo.staged_get("Sequence", &sequence(net.id))?;
-    if let Some(h) = held_map().as_mut().and_then(|m| m.get_mut(&net.id))
-        && current(h, cur.as_ref())
-    {
-        return f(h);
+    if let Some(h) = held_map().as_ref().and_then(|m| m.get(&net.id)) {
+        match f(h) {
+            Err(e) if e.status == StatusCode::CONFLICT => {}
+            done => return done,
+        }
     }
     // The ports are read from the store: once this server's staged writes
-    // are in it. Read after the sequence: a port written in between moves
-    // it on, and this server's next write then fails its check and reads
-    // again.
+    // are in it.
     app.topo.settle();
-    let cur = app.topo.staged_get("Sequence", &sequence(net.id))?;
-    let now = cur.as_ref().map(|c| c.0);
-    let mut h = Held {
-        seq: now,
-        ..Held::default()
-    };
+    let mut h = Held::default();
     for p in ports_of(app, net)? {
         h.ips.extend(fixed_ips(&p).into_iter().map(|(_, a)| a));
         if let Some(m) = p.f("mac_address").as_str() {
@@ -165,31 +158,8 @@ fn with_held<T>(
     out
 }
 
-/// Whether a create failed because another server wrote what it read
-/// (a network's port sequence, the tunnel key counter) before its commit:
-/// a create names no version of its own, so it is safe to do again.
-fn lost_address_race(e: &NeutronError) -> bool {
-    e.status == StatusCode::CONFLICT && e.message.contains("changed concurrently")
-}
-
-/// Brings `h` up to the sequence's current version `cur` when the move
-/// there was this server's own; whether `h` is then current.
-fn current(h: &mut Held, cur: Option<&cluster::topo::SequenceAt>) -> bool {
-    let now = cur.map(|c| c.0);
-    let mine = h
-        .mine
-        .as_deref()
-        .is_some_and(|m| cur.is_some_and(|c| &*c.1 == m.as_bytes()));
-    if mine {
-        h.seq = now;
-        h.mine = None;
-    }
-    h.seq == now
-}
-
-/// Records what port `r` holds (`add`) or gave back, and moves its
-/// network's sequence on in the write, on the condition that it is where
-/// this server's [`Held`] read it (or, uncached, where it is now).
+/// Takes (`add`) or gives back the claims of port `r`'s addresses and MAC,
+/// and notes them in this server's [`Held`] of its network.
 fn hold(
     w: &mut cluster::topo::Writer<'_>,
     r: &PortRecord,
@@ -202,33 +172,22 @@ fn hold(
     else {
         return Ok(());
     };
-    let name = sequence(net);
-    let cur = w.sequence_now(&name)?;
-    let now = cur.as_ref().map(|c| c.0);
-    let mark = Uuid::new_v4().to_string();
+    let mac = r.f("mac_address").as_str().unwrap_or("").to_string();
+    let ips = fixed_ips(r);
+    let mut claims: Vec<String> = ips.iter().map(|(_, a)| ip_claim(net, *a)).collect();
+    claims.push(mac_claim(net, &mac));
+    for c in claims {
+        if add {
+            w.claim(c, r.id.to_string());
+        } else {
+            w.release(c);
+        }
+    }
     let mut g = held_map();
     let Some(h) = g.as_mut().and_then(|m| m.get_mut(&net)) else {
-        drop(g);
-        w.sequence(name, now, mark);
         return Ok(());
     };
-    let fresh = current(h, cur.as_ref());
-    if !add {
-        // A release decides nothing from the cache: it moves the sequence
-        // on from where it is, and a cache another server made stale goes.
-        let mark = w.sequence(name, now, mark);
-        if !fresh {
-            g.as_mut().map(|m| m.remove(&net));
-            return Ok(());
-        }
-        h.mine = Some(mark);
-    } else {
-        // On the version the addresses were chosen at: if another server
-        // moved it since, this write fails (and so does any retry of it).
-        h.mine = Some(w.sequence(name, h.seq, mark));
-    }
-    let mac = r.f("mac_address").as_str().unwrap_or("").to_string();
-    for (_, a) in fixed_ips(r) {
+    for (_, a) in ips {
         if add {
             h.ips.insert(a);
         } else {
@@ -309,25 +268,40 @@ fn allocate(
                 }
                 ip
             }
-            None => pools_of(s)
-                .into_iter()
-                .flat_map(|(a, b)| a..=b)
-                .map(Ipv4Addr::from)
-                .find(|a| !used(*a))
-                .ok_or_else(|| {
-                    NeutronError::conflict(
-                        "IpAddressGenerationFailure",
-                        format!(
-                            "No more IP addresses available on network {}.",
-                            s.f("network_id").as_str().unwrap_or("")
-                        ),
-                    )
-                })?,
+            None => first_free(s, &used).ok_or_else(|| {
+                NeutronError::conflict(
+                    "IpAddressGenerationFailure",
+                    format!(
+                        "No more IP addresses available on network {}.",
+                        s.f("network_id").as_str().unwrap_or("")
+                    ),
+                )
+            })?,
         };
         mine.push(ip);
         out.push((s.id, ip));
     }
     Ok(out)
+}
+
+/// How many of a subnet's first free addresses a create that lost a race
+/// chooses from at random (as Neutron's own IPAM does), so that it does
+/// not race the other server for the next one again.
+const SPREAD: usize = 32;
+
+/// The subnet's first free address; or, redoing a create that lost a race
+/// with another server, one of its first [`SPREAD`] free ones.
+fn first_free(s: &SubnetRecord, used: &impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
+    let mut free = pools_of(s)
+        .into_iter()
+        .flat_map(|(a, b)| a..=b)
+        .map(Ipv4Addr::from)
+        .filter(|a| !used(*a));
+    if !record::redoing() {
+        return free.next();
+    }
+    let window: Vec<Ipv4Addr> = free.take(SPREAD).collect();
+    (!window.is_empty()).then(|| window[rand::random_range(0..window.len())])
 }
 
 /// A MAC in Neutron's range, `fa:16:3e:xx:xx:xx`.
@@ -562,7 +536,9 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    let attempt = Arc::new(move || {
+    // Another server taking an address of this network (or a tunnel key)
+    // meanwhile makes `blocking` choose again, on what the store holds now.
+    let done = blocking(move || {
         let nid = m.get("network_id").and_then(Value::as_str).ok_or_else(|| {
             NeutronError::bad_request(
                 "Failed to parse request. Required attribute 'network_id' not specified",
@@ -580,18 +556,8 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
             write_port(&app, w, &mut r, &net)?;
             Ok(r)
         })
-    });
-    // Another server took an address of this network (or a tunnel key)
-    // meanwhile: choose again, on what the store holds now.
-    let mut tries = 0;
-    let done = loop {
-        tries += 1;
-        let f = attempt.clone();
-        match blocking(move || f()).await {
-            Err(e) if tries < 5 && lost_address_race(&e) => continue,
-            done => break done,
-        }
-    };
+    })
+    .await;
     record::answer(StatusCode::CREATED, done)
 }
 
@@ -612,7 +578,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     let done = blocking(move || {
         let old = find::<PortRecord>(&app, &id)?;
         let mut r = old.clone();
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             r.fields.insert(k, v);
         }
         binding(&app, &mut r.fields)?;

@@ -192,7 +192,7 @@ pub async fn update(state: Shared, Path(p): Path<String>, body: axum::body::Byte
         let mut q = app.topo.get::<QuotaRecord>(id)?.unwrap_or_else(|| {
             QuotaRecord::new(id, Map::from_iter([("project_id".to_string(), json!(p))]))
         });
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             let n = v
                 .as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))

@@ -153,28 +153,58 @@ fn forget_noted() {
     forget_owned();
 }
 
+thread_local! {
+    /// Whether this thread is doing a write again that lost a race.
+    static REDOING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the write in progress is being done again after it lost a race
+/// with another server (IPAM then spreads its choice).
+pub fn redoing() -> bool {
+    REDOING.get()
+}
+
+/// Times a Neutron write is done again after it lost a race with another
+/// server sharing the store.
+const REDOS: u32 = 12;
+
 /// Runs a Neutron write off the async runtime (each commit is fsynced),
-/// one at a time.
+/// one at a time. A write whose commit lost to another server's (both
+/// moved a network's address sequence) is done again on what the store
+/// now holds, as the topology layer does for a write of its own.
 pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, NeutronError> + Send + 'static,
+    mut f: impl FnMut() -> Result<T, NeutronError> + Send + 'static,
 ) -> Result<T, NeutronError> {
     let serialized = move || {
-        // The fsync waits outside the one-at-a-time lock: the next call
-        // translates while this one's commit reaches the disk.
-        let (done, synced) = cluster::topo::durably(|| {
-            let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
-            let done = f();
-            if done.is_err() {
-                // What a failed write noted as held or counted may not be.
-                forget_noted();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // The commit is waited for outside the one-at-a-time lock: the
+            // next call translates while this one's is on its way.
+            REDOING.set(attempt > 1);
+            let (done, synced) = cluster::topo::durably(|| {
+                let _one = WRITES.lock().unwrap_or_else(|p| p.into_inner());
+                let done = f();
+                if done.is_err() {
+                    // What a failed write noted as held or counted may not be.
+                    forget_noted();
+                }
+                done
+            });
+            REDOING.set(false);
+            match synced {
+                Ok(()) => return done,
+                Err(u) => {
+                    forget_noted();
+                    tracing::debug!(attempt, redo = u.redo, error = %u.error, "Neutron write refused");
+                    if !(u.redo && attempt < REDOS) {
+                        return Err(cluster::error::ApiError::from(u.error).into());
+                    }
+                    let pause = rand::random_range(0..=attempt * 1000);
+                    std::thread::sleep(std::time::Duration::from_micros(pause.into()));
+                }
             }
-            done
-        });
-        if let Err(e) = synced {
-            forget_noted();
-            return Err(cluster::error::ApiError::from(e).into());
         }
-        done
     };
     tokio::task::spawn_blocking(serialized).await.map_err(|e| {
         NeutronError::new(

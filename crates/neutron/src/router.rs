@@ -626,7 +626,7 @@ pub async fn add_interface(
     let done = blocking(move || {
         let r = find::<RouterRecord>(&app, &id)?;
         let project = r.f("project_id").as_str().unwrap_or("").to_string();
-        let (mut p, s, net, old) = match (subnet, port) {
+        let (mut p, s, net, old) = match (subnet.clone(), port.clone()) {
             (Some(sid), _) => {
                 let s = find::<SubnetRecord>(&app, &sid)?;
                 let gw = ip(s.f("gateway_ip")).ok_or_else(|| {
@@ -716,7 +716,7 @@ pub async fn remove_interface(
     };
     let done = blocking(move || {
         let r = find::<RouterRecord>(&app, &id)?;
-        let (p, s) = match (subnet, port) {
+        let (p, s) = match (subnet.clone(), port.clone()) {
             (Some(sid), _) => {
                 let s = find::<SubnetRecord>(&app, &sid)?;
                 let p = interfaces_on(&app, r.id, &s)?.into_iter().next().ok_or_else(|| {

@@ -607,7 +607,7 @@ pub async fn create_group(state: Shared, headers: HeaderMap, body: axum::body::B
             }
         }
         let id = record::asked_id(&headers).unwrap_or_else(Uuid::new_v4);
-        let mut g = new_group(id, &p, set);
+        let mut g = new_group(id, &p, set.clone());
         let rules = default_rules(id, &p, false);
         app.topo
             .write(|w| {
@@ -657,7 +657,7 @@ pub async fn update_group(
     };
     let done = blocking(move || {
         let mut g = find::<GroupRecord>(&app, &id)?;
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             g.fields.insert(k, v);
         }
         touched(&mut g);

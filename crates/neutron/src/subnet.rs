@@ -397,7 +397,7 @@ pub async fn create(state: Shared, headers: HeaderMap, body: axum::body::Bytes) 
         }
     }
     let done = blocking(move || {
-        let mut records = records;
+        let mut records = records.clone();
         crate::quota::check_each::<SubnetRecord>(&app, "subnet", &records)?;
         let mut nets: Vec<NetworkRecord> = Vec::new();
         for i in 0..records.len() {
@@ -465,7 +465,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     let done = blocking(move || {
         let mut r = find::<SubnetRecord>(&app, &id)?;
         let pools_given = set.contains_key("allocation_pools");
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             r.fields.insert(k, v);
         }
         if !pools_given {

@@ -280,7 +280,7 @@ pub async fn update(state: Shared, Path(id): Path<String>, body: axum::body::Byt
     let done = blocking(move || {
         let mut r = find::<SubnetPoolRecord>(&app, &id)?;
         let before = prefixes(&r);
-        for (k, v) in set {
+        for (k, v) in set.clone() {
             r.fields.insert(k, v);
         }
         complete(&mut r.fields)?;

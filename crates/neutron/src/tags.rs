@@ -56,7 +56,7 @@ fn body_tags(body: &[u8]) -> Result<Vec<String>, NeutronError> {
 async fn change<R: Record + Send + 'static>(
     app: Arc<App>,
     id: String,
-    f: impl FnOnce(&mut Vec<String>) -> Result<(), NeutronError> + Send + 'static,
+    mut f: impl FnMut(&mut Vec<String>) -> Result<(), NeutronError> + Send + 'static,
 ) -> Result<Vec<String>, NeutronError> {
     blocking(move || {
         let mut r = find::<R>(&app, &id)?;
@@ -110,7 +110,7 @@ async fn replace<R: Record + Send + 'static>(
     listed(
         StatusCode::OK,
         change::<R>(state.0, id, move |t| {
-            *t = new;
+            *t = new.clone();
             t.dedup();
             Ok(())
         })
@@ -130,7 +130,7 @@ async fn add_all<R: Record + Send + 'static>(
     listed(
         StatusCode::CREATED,
         change::<R>(state.0, id, move |t| {
-            for n in new {
+            for n in new.clone() {
                 if !t.contains(&n) {
                     t.push(n);
                 }
@@ -172,7 +172,7 @@ async fn add<R: Record + Send + 'static>(
         StatusCode::CREATED,
         change::<R>(state.0, id, move |t| {
             if !t.contains(&tag) {
-                t.push(tag);
+                t.push(tag.clone());
             }
             Ok(())
         })
