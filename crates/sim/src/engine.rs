@@ -15,7 +15,10 @@ use wire::{ArpOp, ArpPacket, ArpRepr, EthernetFrame};
 
 /// Ingress into more ports than this is a loop (MidoNet: 12).
 pub const MAX_HOPS: u32 = 12;
-/// Nested chain jumps beyond this are refused.
+/// Chains nested deeper than this by jumps: the packet is dropped, never
+/// let through by skipping the rest. (A chain already run in this
+/// evaluation is skipped, as MidoNet does: so a cycle ends, and each chain
+/// runs at most once per packet.)
 const MAX_JUMP_DEPTH: usize = 32;
 
 /// A source of randomness, passed in so simulations are reproducible.
@@ -299,6 +302,12 @@ impl<'a, 'o> Sim<'a, 'o> {
     }
 
     fn redirect(&mut self, port: Id, ingress: bool) -> Verdict {
+        // Egress to egress recurses without an ingress: counted here too,
+        // so a port whose own outbound filter redirects to it is a loop.
+        self.hops += 1;
+        if self.hops > MAX_HOPS {
+            return Verdict::ErrorDrop(DropReason::LoopDetected);
+        }
         self.note(Some(port), || {
             format!(
                 "redirected to port {} ({})",
@@ -935,7 +944,7 @@ impl<'a, 'o> Sim<'a, 'o> {
     pub fn run_chains(&mut self, chains: &[Id]) -> Result<ChainVerdict, Missing> {
         for c in chains {
             let mut visited: Vec<Id> = Vec::new();
-            match self.run_chain(*c, &mut visited)? {
+            match self.run_chain(*c, &mut visited, 1)? {
                 ChainVerdict::Accept | ChainVerdict::Continue | ChainVerdict::Return => {}
                 v => return Ok(v),
             }
@@ -943,10 +952,25 @@ impl<'a, 'o> Sim<'a, 'o> {
         Ok(ChainVerdict::Accept)
     }
 
-    fn run_chain(&mut self, id: Id, visited: &mut Vec<Id>) -> Result<ChainVerdict, Missing> {
+    /// Runs chain `id`, `depth` jumps deep (the first chain is 1 deep).
+    fn run_chain(
+        &mut self,
+        id: Id,
+        visited: &mut Vec<Id>,
+        depth: usize,
+    ) -> Result<ChainVerdict, Missing> {
         let chain = self.topo.chains.get(&id).ok_or(Missing::Chain(id))?;
-        if visited.contains(&id) || visited.len() >= MAX_JUMP_DEPTH {
+        if visited.contains(&id) {
             return Ok(ChainVerdict::Continue);
+        }
+        if depth > MAX_JUMP_DEPTH {
+            self.note(Some(id), || {
+                format!(
+                    "chain {} is more than {MAX_JUMP_DEPTH} jumps deep: dropped",
+                    chain.name
+                )
+            });
+            return Ok(ChainVerdict::Drop(id));
         }
         visited.push(id);
         self.tag(Tag::Device(id));
@@ -966,7 +990,7 @@ impl<'a, 'o> Sim<'a, 'o> {
                 RuleKind::Reject => ChainVerdict::Reject(id),
                 RuleKind::Return => ChainVerdict::Return,
                 RuleKind::Trace => ChainVerdict::Continue,
-                RuleKind::Jump(target) => match self.run_chain(*target, visited)? {
+                RuleKind::Jump(target) => match self.run_chain(*target, visited, depth + 1)? {
                     ChainVerdict::Continue | ChainVerdict::Return => ChainVerdict::Continue,
                     v => v,
                 },

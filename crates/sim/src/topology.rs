@@ -768,7 +768,7 @@ fn pool(s: &impl Source, p: &model::Pool) -> Pool {
             id: m.id,
             ip: m.address.unwrap_or(Ipv4Addr::UNSPECIFIED),
             port: m.protocol_port as u16,
-            weight: m.weight.unwrap_or(1).max(0) as u32,
+            weight: m.weight.unwrap_or(1).clamp(0, i64::from(u32::MAX)) as u32,
             admin_up: m.admin_state_up,
             active: m.status.as_deref() != Some("INACTIVE"),
         })

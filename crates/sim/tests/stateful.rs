@@ -871,3 +871,144 @@ fn security_groups_on_one_bridge_port() {
         "new inbound refused"
     );
 }
+
+// Configurations the REST API accepts that once crashed or subverted an
+// agent with one packet: each is harmless now.
+
+#[test]
+fn a_port_redirecting_to_itself_on_egress_is_a_loop_not_a_crash() {
+    let mut n = Net::new();
+    let b = n.bridge();
+    let (p1, p2) = (n.vm_port(b), n.vm_port(b));
+    let c = n.chain();
+    n.rule(
+        c,
+        json!({"type": "l2_transform", "flowAction": "redirect", "targetPortId": p2, "ingress": false}),
+    );
+    n.set_port(p2, |p| p.outbound_filter_id = Some(c));
+    let mut r = Run::new(&n);
+    r.learn(b, mac(2), p2);
+    let o = r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2));
+    assert_eq!(o.verdict, Verdict::ErrorDrop(DropReason::LoopDetected));
+}
+
+#[test]
+fn nat_over_the_whole_address_space_or_a_slash_8_is_quick_and_sound() {
+    for (from, to) in [
+        ("0.0.0.0", "255.255.255.255"),
+        ("10.0.0.0", "10.255.255.255"),
+    ] {
+        for leasing in [false, true] {
+            let mut e = edge();
+            e.n.rule(e.outbound, json!({"type": "snat", "flowAction": "accept", "outPorts": [e.up],
+                "natTargets": [{"addressFrom": from, "addressTo": to, "portFrom": 1024, "portTo": 65535}]}));
+            let mut r = ready(&e);
+            r.state.nat_leasing = leasing;
+            let t = std::time::Instant::now();
+            for sport in 0..200u16 {
+                let f = tcp(
+                    mac(1),
+                    mac(0xa1),
+                    "10.0.1.5",
+                    "203.0.113.9",
+                    1000 + sport,
+                    80,
+                );
+                let o = r.send(e.vm, &f);
+                match (leasing, &o.verdict) {
+                    (_, Verdict::Forward) => {}
+                    // Leasing asks for a block on some address of the range.
+                    (true, Verdict::NotYet(Missing::NatBlock { device, ip, .. })) => {
+                        assert!(ip >= &self::ip(from) && ip <= &self::ip(to));
+                        // The lease: the next block of that address.
+                        let held = r.state.nat_blocks.entry((*device, *ip)).or_default();
+                        held.push(100 + held.len() as u16);
+                    }
+                    (_, v) => panic!("{from}-{to} leasing {leasing}: {v:?}"),
+                }
+            }
+            // Generous for a debug build; a walk of the range took 0.29 s
+            // per connection.
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "{:?}",
+                t.elapsed()
+            );
+            if leasing {
+                // Blocks are filled before new ones are asked for: 200
+                // connections in 64-port blocks need at most 4 (plus the
+                // first ask of each).
+                let blocks: usize = r.state.nat_blocks.values().map(Vec::len).sum();
+                assert!(blocks <= 8, "{blocks} blocks for 200 connections");
+            }
+        }
+    }
+}
+
+#[test]
+fn member_weights_summing_past_32_bits_still_balance() {
+    let mut e = edge();
+    balanced(
+        &mut e,
+        &[("10.0.1.5", 4_000_000_000), ("10.0.1.6", 4_000_000_000)],
+    );
+    let mut r = ready(&e);
+    r.arp(e.r, "10.0.1.5", mac(5));
+    r.arp(e.r, "10.0.1.6", mac(6));
+    let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
+    for sport in 0..400u16 {
+        let f = tcp(
+            mac(9),
+            mac(0xb1),
+            "203.0.113.9",
+            "203.0.113.80",
+            10000 + sport,
+            80,
+        );
+        let o = r.send(e.up, &f);
+        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
+        *hits.entry(l4_of(&deliver(&o, &f)[0].1).2).or_default() += 1;
+    }
+    assert!(hits.values().all(|n| *n > 120), "{hits:?}");
+}
+
+#[test]
+fn many_sibling_jumps_skip_no_rule_and_deep_jumps_drop() {
+    let mut n = Net::new();
+    let b = n.bridge();
+    let (p1, p2) = (n.vm_port(b), n.vm_port(b));
+    let top = n.chain();
+    // 40 security-group-like chains jumped to in turn; the last drops UDP.
+    for i in 0..40 {
+        let c = n.chain();
+        if i == 39 {
+            n.rule(c, json!({"type": "drop", "nwProto": 17}));
+        }
+        n.rule(top, json!({"type": "jump", "jumpChainId": c}));
+    }
+    n.set_bridge(b, |x| x.inbound_filter_id = Some(top));
+    let mut r = Run::new(&n);
+    r.learn(b, mac(2), p2);
+    let o = r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2));
+    assert!(
+        o.verdict.is_drop(),
+        "the 40th jump's drop applies: {:?}",
+        o.verdict
+    );
+    // A chain of jumps 40 deep: dropped, not accepted half-way.
+    let mut n = Net::new();
+    let b = n.bridge();
+    let (p1, p2) = (n.vm_port(b), n.vm_port(b));
+    let top = n.chain();
+    let mut at = top;
+    for _ in 0..40 {
+        let c = n.chain();
+        n.rule(at, json!({"type": "jump", "jumpChainId": c}));
+        at = c;
+    }
+    n.set_bridge(b, |x| x.inbound_filter_id = Some(top));
+    let mut r = Run::new(&n);
+    r.learn(b, mac(2), p2);
+    let o = r.sim(p1, &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 2));
+    assert!(o.verdict.is_drop(), "{:?}", o.verdict);
+}
