@@ -115,7 +115,7 @@ fn create_port(app: &App, router: Uuid, host: Uuid) -> Result<Uuid, ApiError> {
             port_type: PortType::Router,
             device_id: router,
             admin_state_up: true,
-            tunnel_key: w.next("tunnel_key")?,
+            tunnel_key: w.tunnel_key()?,
             host_id: Some(host),
             interface_name: Some(health_interface(router)),
             network_address: Some(HEALTH_NET),

@@ -62,7 +62,7 @@ pub fn router_port(
         port_type: PortType::Router,
         device_id: router,
         admin_state_up: true,
-        tunnel_key: w.next("tunnel_key")?,
+        tunnel_key: w.tunnel_key()?,
         port_address: Some(addr),
         network_address: Some(net),
         network_length: Some(len),
@@ -129,7 +129,7 @@ pub fn bridge_port(
         port_type: PortType::Bridge,
         device_id: bridge,
         admin_state_up,
-        tunnel_key: w.next("tunnel_key")?,
+        tunnel_key: w.tunnel_key()?,
         vlan_id: Some(0),
         ..Default::default()
     };

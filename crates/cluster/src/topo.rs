@@ -197,6 +197,15 @@ impl Drop for InWrite {
 /// stored counter, so servers sharing one store do not all contend for it.
 const COUNTER_BLOCK: u64 = 64;
 
+/// Tunnel keys go on the wire as 24-bit VXLAN VNIs: 1 ..= 0xFFFFFE (0 is
+/// never handed out; 0xFFFFFF carries flow state between agents).
+pub const TUNNEL_KEYS: u64 = 0xFF_FFFE;
+
+/// Per tunnel-key cycle past the first (the counter wrapped the key space),
+/// the keys in use by ports when the cycle began: skipped, so a key is
+/// reused only once its port is gone.
+type UsedKeys = Mutex<Option<(u64, std::collections::HashSet<u64>)>>;
+
 /// Per counter, this server's reserved values still free: next, end; and
 /// the staging epoch they were reserved in (a refused batch's go).
 type Blocks = Mutex<(u64, HashMap<&'static str, (u64, u64)>)>;
@@ -207,6 +216,7 @@ pub struct Writer<'a> {
     batches: &'a Batches,
     epoch: u64,
     blocks: &'a Blocks,
+    used_keys: &'a UsedKeys,
     /// Counters this write moves on: version read, value written.
     counters: HashMap<&'static str, (Option<u64>, u64)>,
     /// Blocks the counters' moves reserve, this server's once committed.
@@ -235,6 +245,36 @@ impl Writer<'_> {
     /// Gives claim `id` back (nothing if nobody holds it).
     pub fn release(&mut self, id: String) {
         self.claims.push((id, None));
+    }
+
+    /// A new port's tunnel key, within the 24 bits of a VNI. The counter
+    /// runs on past the key space; from its second cycle on, keys still held
+    /// by ports are skipped (read once per cycle: the keys of the previous
+    /// cycles are all held by ports made before it began, and this cycle's
+    /// come from blocks no other server has).
+    pub fn tunnel_key(&mut self) -> Result<u64, ApiError> {
+        for _ in 0..=TUNNEL_KEYS {
+            let v = self.next("tunnel_key")?;
+            let cycle = (v - 1) / TUNNEL_KEYS;
+            let key = (v - 1) % TUNNEL_KEYS + 1;
+            if cycle == 0 {
+                return Ok(key);
+            }
+            let mut used = self.used_keys.lock().unwrap_or_else(|p| p.into_inner());
+            if used.as_ref().is_none_or(|(c, _)| *c != cycle) {
+                let held = self
+                    .tx
+                    .all::<model::Port>()?
+                    .iter()
+                    .map(|p| p.tunnel_key)
+                    .collect();
+                *used = Some((cycle, held));
+            }
+            if !used.as_ref().is_some_and(|(_, held)| held.contains(&key)) {
+                return Ok(key);
+            }
+        }
+        Err(ApiError::conflict("every tunnel key is held by a port"))
     }
 
     /// The next value of a durable counter (tunnel keys): from this
@@ -298,6 +338,7 @@ pub struct Topology {
     write_lock: Mutex<()>,
     index: Mutex<RefIndex>,
     blocks: Blocks,
+    used_keys: UsedKeys,
     batches: Arc<Batches>,
 }
 
@@ -309,6 +350,7 @@ impl Topology {
             store,
             write_lock: Mutex::new(()),
             blocks: Mutex::new((0, HashMap::new())),
+            used_keys: Mutex::new(None),
         }
     }
 
@@ -449,6 +491,7 @@ impl Topology {
                 batches: &self.batches,
                 epoch,
                 blocks: &self.blocks,
+                used_keys: &self.used_keys,
                 counters: HashMap::new(),
                 reserved: Vec::new(),
                 tables: Vec::new(),
@@ -599,5 +642,43 @@ mod tests {
         assert!(r.is_err());
         let k = c.write(|w| w.next("tunnel_key")).unwrap();
         assert!(seen.insert(k) && k > stored);
+    }
+
+    /// Tunnel keys stay within a VNI's 24 bits and never take the flow
+    /// state's 0xFFFFFF; past the end of the key space they start again
+    /// from 1, skipping keys ports still hold.
+    #[test]
+    fn tunnel_keys_wrap_within_24_bits_around_held_ones() {
+        let store: Arc<dyn Store> = Arc::new(nsdb::LocalStore::in_memory());
+        let t = Topology::new(store.clone());
+        t.write(|w| {
+            for (key, id) in [(1u64, 1u128), (3, 2)] {
+                w.tx.put(&model::Port {
+                    id: Uuid::from_u128(id),
+                    tunnel_key: key,
+                    ..model::Port::default()
+                });
+            }
+            Ok::<_, ApiError>(())
+        })
+        .unwrap();
+        // Three keys from the end of the space.
+        let near = (TUNNEL_KEYS - 3).to_string().into_bytes();
+        store
+            .commit(vec![Op::Put {
+                kind: "Counter".into(),
+                id: "tunnel_key".into(),
+                data: near,
+            }])
+            .unwrap();
+        let keys: Vec<u64> = (0..6)
+            .map(|_| t.write(|w| w.tunnel_key()).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [TUNNEL_KEYS - 2, TUNNEL_KEYS - 1, TUNNEL_KEYS, 2, 4, 5]
+        );
+        // 0xFFFFFF is the agents' flow-state VNI.
+        assert!(keys.iter().all(|k| *k < 0xFF_FFFF));
     }
 }

@@ -207,7 +207,7 @@ impl Resource for Port {
         self.previous_host_id = None;
         self.active = false;
         self.insertion_ids.clear();
-        self.tunnel_key = w.next("tunnel_key")?;
+        self.tunnel_key = w.tunnel_key()?;
         match self.port_type {
             PortType::Bridge => {
                 self.vlan_id.get_or_insert(0);
