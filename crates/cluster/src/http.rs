@@ -233,14 +233,43 @@ fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Params)
     }
 }
 
+/// The largest request body read; a larger one is answered 413 unread.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes: refused by its
+/// declared length before a byte of it is read, or once it passes the limit.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || ApiError::new(413, format!("the request body is over {MAX_BODY} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => Ok(b),
+        Err(e)
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body could not be read: {e}"
+        ))),
+    }
+}
+
 /// Serves one API request. Never panics outward: a handler panic is a 500.
+/// The body is read only once the caller is authenticated.
 pub async fn serve(
     app: &App,
     method: Method,
     path: &str,
     query: Option<&str>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
     let Some(rest) = path.strip_prefix(&app.root) else {
         return error_response(&ApiError::not_found(format!(
@@ -263,18 +292,22 @@ pub async fn serve(
         params,
         query: parse_query(query),
         headers,
-        body,
+        body: axum::body::Bytes::new(),
         base,
     };
 
-    match crate::auth::check(app, route, &req) {
+    let caller = match crate::auth::check(app, route, &req) {
         Err(e) => return error_response(&e),
-        Ok(Some(caller)) => {
-            if let Err(e) = crate::tenancy::guard(app, &caller, rest, &mut req) {
-                return error_response(&e);
-            }
-        }
-        Ok(None) => {}
+        Ok(c) => c,
+    };
+    req.body = match read_body(&req.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
+    if let Some(caller) = caller
+        && let Err(e) = crate::tenancy::guard(app, &caller, rest, &mut req)
+    {
+        return error_response(&e);
     }
     let offered = route.ty.map(|t| {
         if route.list {

@@ -134,10 +134,6 @@ pub fn root_document(_app: &App, req: &http::Req) -> Result<http::Resp, error::A
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, 16 << 20).await {
-        Ok(b) => b,
-        Err(_) => axum::body::Bytes::new(),
-    };
     let path = parts.uri.path().to_string();
     http::serve(
         &app,
