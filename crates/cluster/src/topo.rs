@@ -154,15 +154,21 @@ pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), Unsynced>) {
     let synced = match first {
         None => Ok(()),
         Some(error) => Err(Unsynced {
-            redo: !committed
-                && matches!(
-                    error,
-                    StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. }
-                ),
+            redo: !committed && lost_race(&error),
             error,
         }),
     };
     (out, synced)
+}
+
+/// Whether a refused commit lost to another write sharing the store (it
+/// wrote first what this one read or creates): done again on what the store
+/// now holds, it can succeed.
+pub fn lost_race(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. }
+    )
 }
 
 /// Why the writes of a [`durably`] did not all commit.
@@ -456,9 +462,7 @@ impl Topology {
                 // key counter is every create's), or a batch this one was
                 // built on did: read again and redo, after a short random
                 // pause so the two do not collide again.
-                Err(StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. })
-                    if attempt < 8 =>
-                {
+                Err(e) if lost_race(&e) && attempt < 8 => {
                     let pause = rand::random_range(0..=attempt * 500);
                     std::thread::sleep(std::time::Duration::from_micros(pause));
                 }

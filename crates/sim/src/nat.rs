@@ -313,9 +313,10 @@ impl Sim<'_, '_> {
             );
             candidates.sort_unstable();
         }
+        let held = candidates.len();
         for n in 0..ips.min(ADDRESSES_LOOKED_AT) {
             let ip = Ipv4Addr::from(ip_lo + ((first + n) % ips) as u32);
-            if !candidates.contains(&ip) {
+            if !candidates[..held].contains(&ip) {
                 candidates.push(ip);
             }
         }

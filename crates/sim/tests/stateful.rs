@@ -486,6 +486,28 @@ fn balanced(e: &mut Edge, members: &[(&str, i64)]) -> Vec<model::PoolMember> {
     members
 }
 
+/// `n` new connections from the outside to the plain VIP, each forwarded
+/// to a member's port 8080: how many each member got.
+fn vip_hits(r: &mut Run, e: &Edge, n: u16) -> HashMap<std::net::Ipv4Addr, u32> {
+    let mut hits = HashMap::new();
+    for sport in 0..n {
+        let f = tcp(
+            mac(9),
+            mac(0xb1),
+            "203.0.113.9",
+            "203.0.113.80",
+            10000 + sport,
+            80,
+        );
+        let o = r.send(e.up, &f);
+        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
+        let (_, _, d, dp) = l4_of(&deliver(&o, &f)[0].1);
+        assert_eq!(dp, 8080);
+        *hits.entry(d).or_default() += 1;
+    }
+    hits
+}
+
 #[test]
 fn load_balancer_weights_stickiness_and_draining() {
     let mut e = edge();
@@ -501,22 +523,7 @@ fn load_balancer_weights_stickiness_and_draining() {
     );
     let lb = e.n.o.load_balancers[0].id;
     assert!(o.tags.contains(&Tag::Device(lb)), "{:?}", o.tags);
-    let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
-    for sport in 0..2600u16 {
-        let f = tcp(
-            mac(9),
-            mac(0xb1),
-            "203.0.113.9",
-            "203.0.113.80",
-            10000 + sport,
-            80,
-        );
-        let o = r.send(e.up, &f);
-        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
-        let (_, _, d, dp) = l4_of(&deliver(&o, &f)[0].1);
-        assert_eq!(dp, 8080);
-        *hits.entry(d).or_default() += 1;
-    }
+    let hits = vip_hits(&mut r, &e, 2600);
     let share = |a: &str| f64::from(hits[&ip(a)]) / 2600.0;
     // Weights 1/3/9 of 13: expect 7.7 %, 23 %, 69 % (within 4 points).
     assert!((share("10.0.1.5") - 1.0 / 13.0).abs() < 0.04, "{hits:?}");
@@ -955,20 +962,7 @@ fn member_weights_summing_past_32_bits_still_balance() {
     let mut r = ready(&e);
     r.arp(e.r, "10.0.1.5", mac(5));
     r.arp(e.r, "10.0.1.6", mac(6));
-    let mut hits: HashMap<std::net::Ipv4Addr, u32> = HashMap::new();
-    for sport in 0..400u16 {
-        let f = tcp(
-            mac(9),
-            mac(0xb1),
-            "203.0.113.9",
-            "203.0.113.80",
-            10000 + sport,
-            80,
-        );
-        let o = r.send(e.up, &f);
-        assert_eq!(o.verdict, Verdict::Forward, "{:?}", o.trace);
-        *hits.entry(l4_of(&deliver(&o, &f)[0].1).2).or_default() += 1;
-    }
+    let hits = vip_hits(&mut r, &e, 400);
     assert!(hits.values().all(|n| *n > 120), "{hits:?}");
 }
 
