@@ -1,8 +1,13 @@
 """The unmodified midonetclient 5.2.0 library against `midonet server`."""
+import os
+import subprocess
+import tempfile
+
 import midoshim
 import pytest
 import webob.exc
 from midonetclient.api import MidonetApi
+from pyutil import BIN  # conftest puts tests/ on the path
 
 
 def api_for(server, user="admin", password="admin"):
@@ -242,8 +247,19 @@ def test_system_state_and_tenants(server):
     assert [t.get_id() for t in api.get_tenants()] == ["t9"]
 
 
+def users_file(*users):
+    """A users file made by `midonet user add`, one (name, password, extra args) each."""
+    path = os.path.join(tempfile.mkdtemp(prefix="midonet-users-"), "users")
+    for name, password, *extra in users:
+        subprocess.run([BIN, "user", "add", "--file", path, name] + list(extra),
+                       input=password + "\n", text=True, check=True)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert "secret" not in open(path).read(), "passwords are stored hashed"
+    return path
+
+
 def test_static_auth_login_and_one_retry_on_401(make_server):
-    s = make_server("--auth", "static", "--users", "admin:secret").start()
+    s = make_server("--auth", "static", "--users-file", users_file(("admin", "secret"))).start()
     with pytest.raises(webob.exc.HTTPUnauthorized):
         api_for(s, "admin", "wrong").get_routers()
     api = api_for(s, "admin", "secret")

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: u16,
     pub message: String,
     pub violations: Vec<Violation>,
+    /// Seconds to wait before asking again (a `Retry-After` header).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status,
             message: message.into(),
             violations: Vec::new(),
+            retry_after: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -46,6 +49,7 @@ impl From<model::Invalid> for ApiError {
             status: 400,
             message: format!("Validation error: {e}"),
             violations: e.0,
+            retry_after: None,
         }
     }
 }

@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn the_lowest_alive_host_gets_the_checks_and_keeps_them_until_it_dies() {
         let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
-        let app = App::new(store.clone(), AuthMode::None, "localhost".into());
+        let app = App::new(store.clone(), AuthMode::None);
         let (r, lb, hm) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         put(
             &app,

@@ -18,8 +18,8 @@ pub struct Req {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: axum::body::Bytes,
-    /// `http://host:port/midonet-api`, from the request's Host header, so every
-    /// link is reachable the way the client reached us.
+    /// `http://host:port/midonet-api`, from the listener's external URL or
+    /// the address the request arrived on (never the client's Host header).
     pub base: String,
 }
 
@@ -127,6 +127,11 @@ fn error_response(e: &ApiError) -> Response {
     *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_MEDIA));
+    if let Some(s) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     if e.status == 401 {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -255,10 +260,26 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
         {
             Err(too_large())
         }
+        Err(e) if caused_by::<crate::listen::BodyTimeout>(&e) => Err(ApiError::new(
+            408,
+            format!("the request body was not sent in time: {e}"),
+        )),
         Err(e) => Err(ApiError::bad_request(format!(
             "the request body could not be read: {e}"
         ))),
     }
+}
+
+/// Whether an error of type `T` is in `e`'s chain of sources.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if e.is::<T>() {
+            return true;
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// Serves one API request. Never panics outward: a handler panic is a 500.
@@ -282,11 +303,7 @@ pub async fn serve(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(&app.default_host);
-    let base = format!("http://{host}{}", app.root);
+    let base = format!("{}{}", crate::listen::origin(&headers), app.root);
     let mut req = Req {
         method,
         params,

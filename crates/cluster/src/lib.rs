@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod host_view;
 pub mod http;
+pub mod listen;
 pub mod media;
 pub mod nat_leases;
 pub mod openapi;
@@ -15,6 +16,7 @@ pub mod resources;
 pub mod rest;
 pub mod routes;
 pub mod tenancy;
+pub mod tls;
 pub mod topo;
 pub mod topology_service;
 
@@ -33,19 +35,16 @@ pub struct App {
     pub auth: auth::Auth,
     /// The API root path, `/midonet-api`.
     pub root: String,
-    /// Used for links when a request has no Host header.
-    pub default_host: String,
     /// Per-host topology views whose agents disconnected, to resume.
     pub parked: Arc<host_view::Parked>,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn nsdb::Store>, auth: AuthMode, default_host: String) -> Self {
+    pub fn new(store: Arc<dyn nsdb::Store>, auth: AuthMode) -> Self {
         App {
             topo: Topology::new(store),
             auth: auth::Auth::new(auth),
             root: "/midonet-api".into(),
-            default_host,
             parked: Arc::default(),
         }
     }
@@ -156,15 +155,18 @@ pub async fn serve(
     app: Arc<App>,
     addr: SocketAddr,
     extra: axum::Router,
+    cfg: listen::Listener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "MidoNet REST API v5 listening at http://{addr}/midonet-api");
-    axum::serve(
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "MidoNet REST API v5 listening at {scheme}://{addr}/midonet-api");
+    listen::serve(
         listener,
         warn_if_stale(app.clone(), extra.merge(router(app))),
+        cfg,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }
 

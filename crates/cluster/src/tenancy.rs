@@ -1,10 +1,10 @@
 //! Projects in the MidoNet API: a caller whose token is scoped to a project
-//! (`--auth static --users user:password:project`) and is not its admin
+//! (a `--users-file` line `name:hash:project`) and is not its admin
 //! sees and changes only that project's devices and what hangs off them
 //! (a bridge's ports and DHCP, a router's ports and routes, a chain's
 //! rules), as a tenant did through MidoNet's Keystone auth. Someone else's
-//! object is not found; the infrastructure (hosts, tunnel zones, VTEPs,
-//! load balancers, BGP) is for operators only.
+//! object is forbidden (403); the infrastructure (hosts, tunnel zones,
+//! VTEPs, load balancers, BGP) is for operators only.
 
 use crate::App;
 use crate::auth::Caller;
@@ -78,6 +78,10 @@ fn kind_of(app: &App, id: Uuid) -> Option<Kind> {
         .find(|k| matches!(app.topo.store.get(k.name(), &id.to_string()), Ok(Some(_))))
 }
 
+fn not_yours(kind: Kind, id: Uuid) -> ApiError {
+    ApiError::new(403, format!("{kind} {id} is not in the token's project"))
+}
+
 fn forbidden() -> ApiError {
     ApiError::new(403, "this needs an admin: the token is scoped to a project")
 }
@@ -85,9 +89,9 @@ fn forbidden() -> ApiError {
 /// Refuses what `caller` may not do (a 404 for another project's object),
 /// and keeps its lists and creates to its project.
 pub fn guard(app: &App, caller: &Caller, path: &str, req: &mut Req) -> Result<(), ApiError> {
-    if caller.admin {
+    let Some(project) = caller.scope() else {
         return Ok(());
-    }
+    };
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some(first) = parts.first() else {
         // The API's root document.
@@ -103,8 +107,8 @@ pub fn guard(app: &App, caller: &Caller, path: &str, req: &mut Req) -> Result<()
     match parts.get(1).map(|s| s.parse::<Uuid>()) {
         Some(Ok(id)) => match owner(app, *kind, id)? {
             None => {}
-            Some(Some(p)) if p == caller.project => {}
-            Some(_) => return Err(ApiError::not_found(format!("{kind} {id} not found"))),
+            Some(Some(p)) if p == project => {}
+            Some(_) => return Err(not_yours(*kind, id)),
         },
         Some(Err(_)) => {}
         None => {
@@ -112,7 +116,7 @@ pub fn guard(app: &App, caller: &Caller, path: &str, req: &mut Req) -> Result<()
                 return Err(forbidden());
             }
             if req.method == Method::GET {
-                req.query.insert("tenant_id".into(), caller.project.clone());
+                req.query.insert("tenant_id".into(), project.to_string());
             }
         }
     }
@@ -124,18 +128,15 @@ pub fn guard(app: &App, caller: &Caller, path: &str, req: &mut Req) -> Result<()
     };
     if let Some(m) = body.as_object_mut() {
         if let Some(t) = m.get("tenantId").and_then(Value::as_str)
-            && t != caller.project
+            && t != project
         {
             return Err(ApiError::new(
                 403,
-                format!(
-                    "tenantId \"{t}\": the token is scoped to project \"{}\"",
-                    caller.project
-                ),
+                format!("tenantId \"{t}\": the token is scoped to project \"{project}\""),
             ));
         }
         if parts.len() == 1 && OWNING.contains(first) {
-            m.insert("tenantId".into(), Value::String(caller.project.clone()));
+            m.insert("tenantId".into(), Value::String(project.to_string()));
         }
         // What the body names must be the project's too.
         for (k, v) in m.iter() {
@@ -146,9 +147,10 @@ pub fn guard(app: &App, caller: &Caller, path: &str, req: &mut Req) -> Result<()
                 continue;
             }
             if let Some(kind) = kind_of(app, id)
-                && owner(app, kind, id)?.flatten().as_deref() != Some(caller.project.as_str())
+                && owner(app, kind, id)?.flatten().as_deref() != Some(project)
             {
-                return Err(ApiError::not_found(format!("{k}: {kind} {id} not found")));
+                let e = not_yours(kind, id);
+                return Err(ApiError::new(403, format!("{k}: {}", e.message)));
             }
         }
     }

@@ -358,7 +358,7 @@ fn media_types() {
 
 #[test]
 fn static_auth_requires_a_valid_token() {
-    let users = cluster::auth::parse_users("admin:pw").unwrap();
+    let users = users("admin:pw");
     let s = start(cluster::AuthMode::Static {
         users,
         ttl: std::time::Duration::from_secs(60),

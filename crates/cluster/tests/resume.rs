@@ -29,7 +29,7 @@ async fn next(s: &mut tonic::Streaming<Update>) -> Update {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_agent_resumes_without_a_snapshot() {
     let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
-    let app = Arc::new(App::new(store, AuthMode::None, "localhost".into()));
+    let app = Arc::new(App::new(store, AuthMode::None));
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()

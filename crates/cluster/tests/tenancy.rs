@@ -41,7 +41,7 @@ fn names(r: &Reply) -> Vec<String> {
 
 #[test]
 fn a_project_sees_and_changes_only_its_own() {
-    let users = cluster::auth::parse_users("root:pw,alice:pa:proj-a,bob:pb:proj-b").unwrap();
+    let users = users("root:pw,alice:pa:proj-a,bob:pb:proj-b,rita:pr:proj-a:reader");
     let s = start(cluster::AuthMode::Static {
         users,
         ttl: std::time::Duration::from_secs(60),
@@ -75,10 +75,10 @@ fn a_project_sees_and_changes_only_its_own() {
         ("PUT", Some(r#"{"name": "mine"}"#)),
     ] {
         let r = as_(&b, m, &url(&format!("bridges/{id}")), body);
-        assert_eq!(r.status, 404, "B's {m} of A's bridge: {}", r.raw);
+        assert_eq!(r.status, 403, "B's {m} of A's bridge: {}", r.raw);
     }
     let r = as_(&b, "POST", &url(&format!("bridges/{id}/ports")), Some("{}"));
-    assert_eq!(r.status, 404, "B adds no port to A's bridge");
+    assert_eq!(r.status, 403, "B adds no port to A's bridge");
     let r = as_(
         &b,
         "POST",
@@ -97,11 +97,31 @@ fn a_project_sees_and_changes_only_its_own() {
             r#"{{"name": "b-br", "inboundFilterId": "{chain_id}"}}"#
         )),
     );
-    assert_eq!(r.status, 404, "A's chain is not B's to use: {}", r.raw);
+    assert_eq!(r.status, 403, "A's chain is not B's to use: {}", r.raw);
     assert_eq!(
         as_(&b, "GET", &url("hosts"), None).status,
         403,
         "hosts are for operators"
+    );
+
+    // A reader of A's project reads A's objects and changes none.
+    let rita = login(&s.base, "rita", "pr");
+    assert_eq!(
+        names(&as_(&rita, "GET", &url("bridges"), None)),
+        vec!["a-br"]
+    );
+    for (m, path, body) in [
+        ("PUT", format!("bridges/{id}"), Some(r#"{"name": "x"}"#)),
+        ("DELETE", format!("bridges/{id}"), None),
+        ("POST", "bridges".to_string(), Some(r#"{"name": "r-br"}"#)),
+    ] {
+        let r = as_(&rita, m, &url(&path), body);
+        assert_eq!(r.status, 403, "a reader's {m} {path}: {}", r.raw);
+    }
+    assert_eq!(
+        as_(&a, "GET", &url(&format!("bridges/{id}")), None).body["name"],
+        "a-br",
+        "the reader changed nothing"
     );
 
     let all = names(&as_(&root, "GET", &url("bridges"), None));
@@ -119,10 +139,39 @@ fn get_with(r: &Reply, token: &str) -> Value {
 }
 
 #[test]
-fn user_specs() {
-    let u = cluster::auth::parse_users("root:pw,alice:pa:proj-a,carol:pc:proj-c:admin").unwrap();
-    assert!(u["root"].admin && u["root"].project.is_none());
-    assert!(!u["alice"].admin && u["alice"].project.as_deref() == Some("proj-a"));
-    assert!(u["carol"].admin);
-    assert!(cluster::auth::parse_users("nopassword").is_err());
+fn failed_logins_slow_the_name_down() {
+    let s = start(cluster::AuthMode::Static {
+        users: users("root:pw,alice:pa"),
+        ttl: std::time::Duration::from_secs(60),
+    });
+    let try_ = |user: &str, pw: &str| {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        call(
+            "POST",
+            &format!("{}/login", s.base),
+            &[("Authorization", &format!("Basic {basic}"))],
+            None,
+        )
+    };
+    let codes: Vec<u16> = (0..8).map(|_| try_("root", "guess").status).collect();
+    assert_eq!(
+        &codes[..5],
+        &[401; 5],
+        "the first failures are answered 401"
+    );
+    assert!(codes[5..].iter().all(|c| *c == 429), "then 429: {codes:?}");
+    let r = try_("root", "pw");
+    assert_eq!(r.status, 429, "even the right password waits: {}", r.raw);
+    assert!(r.body["message"].as_str().unwrap().contains("try again"));
+    assert_eq!(
+        try_("alice", "pa").status,
+        200,
+        "another name is not slowed"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(
+        try_("root", "pw").status,
+        200,
+        "after the wait the login works"
+    );
 }

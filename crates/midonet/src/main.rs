@@ -27,6 +27,8 @@ enum Command {
     Agent(AgentArgs),
     /// Move the NSDB between backends: `export` and `import`.
     Nsdb(NsdbArgs),
+    /// Users of `midonet server --auth static`: `add` to a users file.
+    User(UserArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -82,20 +84,76 @@ enum NsdbAction {
 }
 
 #[derive(Args)]
+struct UserArgs {
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Adds (or replaces) a user in a users file, created with mode 0600;
+    /// the password is the first line of standard input, stored hashed.
+    Add {
+        /// The users file (`midonet server --users-file`).
+        #[arg(long)]
+        file: PathBuf,
+        name: String,
+        /// The project the user is confined to (none: every project).
+        #[arg(long)]
+        project: Option<String>,
+        /// `admin`, `member` or `reader` (default: admin without a
+        /// project, member with one).
+        #[arg(long, value_parser = ["admin", "member", "reader"])]
+        role: Option<String>,
+    },
+}
+
+#[derive(Args)]
 struct ServerArgs {
     /// Address the REST API listens on.
     #[arg(long, default_value = "0.0.0.0:8181", env = "MIDONET_LISTEN")]
     listen: SocketAddr,
     #[command(flatten)]
     nsdb: StoreArgs,
-    /// Authentication: `none` accepts everyone (MidoNet's default); `static` checks --users.
+    /// Authentication: `none` accepts everyone (MidoNet's default); `static`
+    /// checks the users of --users-file.
     #[arg(long, default_value = "none", value_parser = ["none", "static"])]
     auth: String,
-    /// Users for `--auth static`, as `user:password[:project[:role]][,...]`: a
-    /// user with a project (and a role other than `admin`) sees only its
-    /// project's objects.
-    #[arg(long, env = "MIDONET_USERS", default_value = "")]
-    users: String,
+    /// Users for `--auth static`: a file only its owner may read (mode
+    /// 0600) of `name:argon2-hash[:project[:role]]` lines, made with
+    /// `midonet user add`. A user with a project (and a role other than
+    /// `admin`) sees only its project's objects; role `reader` only reads.
+    #[arg(long, env = "MIDONET_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// TLS on the REST, Neutron and topology listeners: the server's
+    /// certificate chain (PEM). Plain HTTP is then refused.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs agents' certificates: with it the topology
+    /// service admits only agents with such a certificate, each as the host
+    /// its certificate names.
+    #[arg(long, requires = "tls_cert")]
+    agent_ca: Option<PathBuf>,
+    /// The URL clients reach the REST API by (`https://api.example:8181`),
+    /// for the links of its answers; default: the address a request
+    /// arrived on. The client's Host header is never used.
+    #[arg(long, env = "MIDONET_EXTERNAL_URL", value_parser = parse_url)]
+    external_url: Option<String>,
+    /// The same for the Neutron API.
+    #[arg(long, env = "MIDONET_NEUTRON_EXTERNAL_URL", value_parser = parse_url)]
+    neutron_external_url: Option<String>,
+    /// Connections each HTTP listener serves at once; more are closed.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's head (and a TLS handshake).
+    #[arg(long, default_value_t = 20)]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = 60)]
+    body_timeout: u64,
     /// Lifetime of a login token, in seconds.
     #[arg(long, default_value_t = 3600)]
     token_ttl: u64,
@@ -224,6 +282,13 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(1)
             }
         },
+        Command::User(u) => match run_user(u) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midonet user: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        },
         Command::Nsdb(n) => match run_nsdb(n) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -274,14 +339,121 @@ fn run_nsdb(n: NsdbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A base URL: `http://` or `https://` and an authority.
+fn parse_url(s: &str) -> Result<String, String> {
+    let s = s.trim_end_matches('/');
+    match s.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() && !rest.contains('/') => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!(
+            "\"{s}\" is not http(s)://host[:port] (no path: the API's paths follow)"
+        )),
+    }
+}
+
+/// The users of a users file that only its owner may read.
+fn read_users(
+    path: &std::path::Path,
+) -> anyhow::Result<std::collections::HashMap<String, cluster::auth::User>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("--users-file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "--users-file {}: mode {mode:o} lets others read the password hashes; chmod 600 it",
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let users = cluster::auth::parse_users(&text)
+        .map_err(|e| anyhow::anyhow!("--users-file {}: {e}", path.display()))?;
+    if users.is_empty() {
+        anyhow::bail!(
+            "--users-file {} lists no user; add one with `midonet user add`",
+            path.display()
+        );
+    }
+    Ok(users)
+}
+
+fn run_user(u: UserArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let UserAction::Add {
+        file,
+        name,
+        project,
+        role,
+    } = u.action;
+    if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+        anyhow::bail!("user name \"{name}\": it may hold no ':' or white space");
+    }
+    if project.as_deref().is_some_and(|p| p.contains(':')) {
+        anyhow::bail!("a project may hold no ':'");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (e.g. `echo \"$PW\" | midonet user add ...`)");
+    }
+    let old = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let mut line = format!("{name}:{}", cluster::auth::hash_password(password));
+    match (&project, &role) {
+        (None, None) => {}
+        (p, r) => {
+            line += &format!(
+                ":{}:{}",
+                p.as_deref().unwrap_or(""),
+                r.as_deref()
+                    .unwrap_or(if p.is_some() { "member" } else { "admin" })
+            )
+        }
+    }
+    let mut text: String = old
+        .lines()
+        .filter(|l| l.split(':').next() != Some(name.as_str()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text += &line;
+    text.push('\n');
+    cluster::auth::parse_users(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // Written beside it and renamed: a crash leaves the old file or the new.
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("replacing {}", file.display()))?;
+    eprintln!("{}: user \"{name}\" added", file.display());
+    Ok(())
+}
+
 fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     init_logging();
     let auth = match s.auth.as_str() {
         "static" => {
-            let users = cluster::auth::parse_users(&s.users).map_err(anyhow::Error::msg)?;
-            if users.is_empty() {
-                anyhow::bail!("--auth static needs --users user:password[,...]");
-            }
+            let Some(path) = &s.users_file else {
+                anyhow::bail!(
+                    "--auth static needs --users-file (make one with `midonet user add`)"
+                );
+            };
+            let users = read_users(path)?;
             cluster::AuthMode::Static {
                 users,
                 ttl: Duration::from_secs(s.token_ttl),
@@ -293,7 +465,34 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(store = %s.nsdb.store, data_dir = %s.nsdb.data_dir.display(), revision = store.revision(), "NSDB open");
     let tokens = neutron::Tokens::parse(&s.neutron_tokens)
         .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?;
-    let app = Arc::new(cluster::App::new(store, auth, s.listen.to_string()));
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => Some(cluster::tls::acceptor(c, k)?),
+        _ => {
+            tracing::warn!(
+                "TLS is off (no --tls-cert): the APIs and the topology service speak plain HTTP; fine on loopback, not across a network"
+            );
+            None
+        }
+    };
+    if matches!(auth, cluster::AuthMode::None) {
+        tracing::warn!("--auth none: every caller is an administrator");
+    }
+    let limits = cluster::listen::Limits {
+        max_connections: s.max_connections,
+        header_timeout: Duration::from_secs(s.header_timeout),
+        body_timeout: Duration::from_secs(s.body_timeout),
+    };
+    let rest_cfg = cluster::listen::Listener {
+        limits: limits.clone(),
+        tls: tls.clone(),
+        external_url: s.external_url.clone(),
+    };
+    let neutron_cfg = cluster::listen::Listener {
+        limits,
+        tls,
+        external_url: s.neutron_external_url.clone(),
+    };
+    let app = Arc::new(cluster::App::new(store, auth));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -305,7 +504,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         let topo_addr = s.topology_listen;
         let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
         let health = tokio::spawn(cluster::health::run(app.clone()));
-        let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, tokens, stopped(stop_rx.clone())));
+        let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, tokens, neutron_cfg, stopped(stop_rx.clone())));
         let agent = s.agent.then(|| {
             let cfg = agent::Config {
                 // Reach our own topology service where it listens.
@@ -324,7 +523,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });
         let plugin = neutron::plugin_router(app.clone());
-        let mut rest = tokio::spawn(cluster::serve(app, s.listen, plugin, stopped(stop_rx.clone())));
+        let mut rest = tokio::spawn(cluster::serve(app, s.listen, plugin, rest_cfg, stopped(stop_rx.clone())));
         let mut topo = topo;
         // Stop on Ctrl-C, or when a listener fails (its error is the result).
         let failed: Option<anyhow::Error> = tokio::select! {

@@ -45,6 +45,7 @@ pub async fn serve(
     app: Arc<App>,
     addr: std::net::SocketAddr,
     tokens: Tokens,
+    cfg: cluster::listen::Listener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -62,10 +63,7 @@ pub async fn serve(
             r
         }),
     );
-    if let Err(e) = axum::serve(listener, outside)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    if let Err(e) = cluster::listen::serve(listener, outside, cfg, shutdown).await {
         tracing::error!(error = %e, "Neutron API stopped");
     }
 }
@@ -182,14 +180,11 @@ pub(crate) fn reply(status: StatusCode, body: Value) -> Response {
 /// The version document the SDK reads first: its `self` link's path is
 /// where every later call goes.
 async fn versions(headers: HeaderMap) -> Response {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:9696");
+    let origin = cluster::listen::origin(&headers);
     reply(
         StatusCode::OK,
         json!({"versions": [{"id": "v2.0", "status": "CURRENT",
-            "links": [{"href": format!("http://{host}/v2.0/"), "rel": "self"}]}]}),
+            "links": [{"href": format!("{origin}/v2.0/"), "rel": "self"}]}]}),
     )
 }
 

@@ -99,12 +99,7 @@ async fn index(State((app, _)): State<PluginState>, headers: HeaderMap) -> Respo
     if let Err(e) = admitted(&app, &headers) {
         return e.into_response();
     }
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(&app.default_host)
-        .to_string();
-    let base = format!("http://{host}/midonet-api/neutron");
+    let base = format!("{}/midonet-api/neutron", cluster::listen::origin(&headers));
     let mut m = Map::new();
     m.insert("uri".into(), json!(base));
     for (coll, _, key) in COLLECTIONS {
@@ -131,7 +126,7 @@ async fn index(State((app, _)): State<PluginState>, headers: HeaderMap) -> Respo
 fn admitted(app: &App, headers: &HeaderMap) -> Result<(), NeutronError> {
     match cluster::auth::token_caller(app, headers) {
         Ok(None) => Ok(()),
-        Ok(Some(c)) if c.admin => Ok(()),
+        Ok(Some(c)) if c.role == cluster::auth::Role::Admin => Ok(()),
         Ok(Some(_)) => Err(NeutronError::new(
             StatusCode::FORBIDDEN,
             "PolicyNotAuthorized",

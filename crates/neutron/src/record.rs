@@ -304,10 +304,7 @@ pub fn list<R: Record>(app: &App, headers: &HeaderMap, raw: Option<String>) -> R
         && v.len() > limit
     {
         v.truncate(limit);
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost:9696");
+        let origin = cluster::listen::origin(headers);
         let mut query: Vec<String> = q
             .rest
             .iter()
@@ -319,7 +316,7 @@ pub fn list<R: Record>(app: &App, headers: &HeaderMap, raw: Option<String>) -> R
         let path = R::PLURAL.replace('_', "-");
         body.insert(
             format!("{}_links", R::PLURAL),
-            json!([{"rel": "next", "href": format!("http://{host}/v2.0/{path}?{}", query.join("&"))}]),
+            json!([{"rel": "next", "href": format!("{origin}/v2.0/{path}?{}", query.join("&"))}]),
         );
     }
     if q.page_reverse {

@@ -12,6 +12,12 @@ pub struct TestServer {
 }
 
 pub fn start(auth: AuthMode) -> TestServer {
+    start_with(auth, cluster::listen::Listener::default())
+}
+
+/// A server whose listener has `cfg`'s limits, TLS and external URL.
+pub fn start_with(auth: AuthMode, cfg: cluster::listen::Listener) -> TestServer {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -22,10 +28,15 @@ pub fn start(auth: AuthMode) -> TestServer {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Arc::new(App::new(store, auth, addr.to_string()));
-    rt.spawn(async move { axum::serve(listener, cluster::router(app)).await });
+    let app = Arc::new(App::new(store, auth));
+    rt.spawn(cluster::listen::serve(
+        listener,
+        cluster::router(app),
+        cfg,
+        std::future::pending(),
+    ));
     TestServer {
-        base: format!("http://{addr}/midonet-api"),
+        base: format!("{scheme}://{addr}/midonet-api"),
         _rt: rt,
     }
 }
@@ -106,4 +117,19 @@ pub fn create(url: &str, body: &str) -> String {
     let g = get(&loc);
     assert_eq!(g.status, 200);
     g.body["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Users from `name:password[:project[:role]],…`, as a users file with
+/// their passwords hashed would give them.
+pub fn users(spec: &str) -> std::collections::HashMap<String, cluster::auth::User> {
+    let file: String = spec
+        .split(',')
+        .map(|u| {
+            let mut f: Vec<&str> = u.split(':').collect();
+            let hash = cluster::auth::hash_password(f[1]);
+            f[1] = &hash;
+            f.join(":") + "\n"
+        })
+        .collect();
+    cluster::auth::parse_users(&file).unwrap()
 }
