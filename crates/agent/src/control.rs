@@ -22,7 +22,7 @@ struct Ctl {
     servers: Servers,
     /// One channel per server, for every request: a bind does not wait for
     /// a new connection's handshake (each reconnects by itself).
-    clients: Vec<Option<topology_proto::TopologyClient<tonic::transport::Channel>>>,
+    clients: Vec<Option<crate::channel::Client>>,
     me: Uuid,
 }
 
@@ -33,11 +33,7 @@ pub async fn serve(path: std::path::PathBuf, servers: Servers, me: Uuid) -> std:
     let clients = servers
         .urls()
         .iter()
-        .map(|u| {
-            tonic::transport::Endpoint::from_shared(u.clone())
-                .ok()
-                .map(|e| topology_proto::TopologyClient::new(e.connect_lazy()))
-        })
+        .map(|u| crate::channel::lazy(u, &servers.tls).ok())
         .collect();
     let app = Router::new()
         .route("/binding/{port}", put(bind).delete(unbind))

@@ -4,6 +4,7 @@
 //! thread (simulate the first packet, install the flow, tunnel to peers).
 
 pub mod cache;
+pub mod channel;
 pub mod control;
 pub mod flowstate;
 pub mod health;
@@ -39,6 +40,8 @@ pub struct Config {
     pub rx_ring_ms: Option<u32>,
     /// Prefix of the network namespaces the agent creates (health checks).
     pub netns_prefix: String,
+    /// TLS to the cluster (`https://` URLs): the CA and this host's certificate.
+    pub tls: channel::Tls,
 }
 
 pub const DEFAULT_NETNS_PREFIX: &str = "midonet-hm-";
@@ -51,6 +54,8 @@ pub enum AgentError {
     Tunnel(u16, std::io::Error),
     #[error("datapath: {0}")]
     Datapath(std::io::Error),
+    #[error("{0}")]
+    Cluster(channel::ChannelError),
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -151,7 +156,11 @@ pub async fn run(
             })
             .collect(),
     };
-    let servers = servers::Servers::parse(&cfg.cluster);
+    let servers = servers::Servers::parse(&cfg.cluster).with_tls(cfg.tls.clone());
+    // A URL that cannot work with this TLS setting is a configuration error.
+    for u in servers.urls() {
+        channel::lazy(u, &servers.tls).map_err(AgentError::Cluster)?;
+    }
     let (lease_tx, lease_rx) = mpsc::unbounded_channel::<nat_leases::LeaseEvent>();
     let session = tokio::spawn(session_loop(
         servers.clone(),
@@ -275,16 +284,6 @@ pub async fn run(
     Ok(())
 }
 
-async fn connect(url: &str) -> Option<topology_proto::TopologyClient<tonic::transport::Channel>> {
-    match topology_proto::TopologyClient::connect(url.to_string()).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::debug!(error = %e, "cluster not reachable yet");
-            None
-        }
-    }
-}
-
 /// Keeps a session open, reconnecting with backoff, replaying state on each
 /// new session.
 async fn session_loop(
@@ -297,7 +296,7 @@ async fn session_loop(
     let mut backoff = Duration::from_millis(100);
     loop {
         let (at, url) = servers.current();
-        let Some(mut client) = connect(url).await else {
+        let Some(mut client) = servers.connect(url).await else {
             servers.failed(at);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -554,7 +553,7 @@ async fn watch_loop(
     let mut watched: Option<usize> = None;
     loop {
         let (at, url) = servers.current();
-        let Some(mut client) = connect(url).await else {
+        let Some(mut client) = servers.connect(url).await else {
             servers.failed(at);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Servers {
     urls: Arc<[String]>,
     current: Arc<AtomicUsize>,
+    /// TLS for every server (`https://` URLs), when configured.
+    pub tls: crate::channel::Tls,
 }
 
 impl Servers {
@@ -24,6 +26,24 @@ impl Servers {
         Servers {
             urls: urls.into(),
             current: Arc::new(AtomicUsize::new(0)),
+            tls: None,
+        }
+    }
+
+    /// The same servers, reached over TLS with `cfg`.
+    pub fn with_tls(mut self, cfg: crate::channel::Tls) -> Servers {
+        self.tls = cfg;
+        self
+    }
+
+    /// A connected channel to the server `url`.
+    pub async fn connect(&self, url: &str) -> Option<crate::channel::Client> {
+        match crate::channel::connect(url, &self.tls).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster not reachable yet");
+                None
+            }
         }
     }
 

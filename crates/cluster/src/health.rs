@@ -20,7 +20,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The host that runs health checks: the alive host with the lowest id.
-fn leader(app: &App) -> Option<Uuid> {
+pub(crate) fn leader(app: &App) -> Option<Uuid> {
     app.topo
         .store
         .ephemeral_entries()

@@ -16,7 +16,6 @@ pub mod resources;
 pub mod rest;
 pub mod routes;
 pub mod tenancy;
-pub mod tls;
 pub mod topo;
 pub mod topology_service;
 

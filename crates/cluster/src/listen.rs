@@ -33,7 +33,7 @@ pub struct Limits {
 #[derive(Clone, Default)]
 pub struct Listener {
     pub limits: Limits,
-    pub tls: Option<crate::tls::Acceptor>,
+    pub tls: Option<tls::Acceptor>,
     /// `scheme://host[:port]` for links; default: how the connection
     /// arrived (the listener's scheme and the local address).
     pub external_url: Option<String>,

@@ -79,6 +79,21 @@ pub(crate) fn frame(out: &mut Vec<Update>, revision: u64) {
     });
 }
 
+/// How long a watcher may leave the stream unread before it is cut off
+/// (it reconnects and resumes from its revision).
+const SLOW_READER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends `u`, unless the receiver is gone or reads nothing for [`SLOW_READER`].
+async fn send(tx: &mpsc::Sender<Result<Update, Status>>, u: Update) -> bool {
+    match tokio::time::timeout(SLOW_READER, tx.send(Ok(u))).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            tracing::warn!("a watcher read nothing for {SLOW_READER:?}: its watch is cut off");
+            false
+        }
+    }
+}
+
 /// Sends `initial`, then the watch's changes (filtered by `view`), until
 /// the receiver or the watch goes.
 async fn forward(
@@ -92,7 +107,7 @@ async fn forward(
         last.batch_end = true;
     }
     for u in initial {
-        if tx.send(Ok(u)).await.is_err() {
+        if !send(tx, u).await {
             return;
         }
     }
@@ -140,7 +155,7 @@ async fn forward(
             last.batch_end = true;
         }
         for u in out {
-            if tx.send(Ok(u)).await.is_err() {
+            if !send(tx, u).await {
                 return;
             }
         }
@@ -158,6 +173,24 @@ fn snapshot_and_watch(store: &dyn Store) -> Result<(Vec<Update>, nsdb::Watch), S
     Ok((snapshot(store, rev), w))
 }
 
+impl TopologyService {
+    /// Whether the agent `who` may act for `host`: one registered under a
+    /// name its certificate holds (an unregistered host has nothing yet).
+    fn may_act_for(&self, who: &AgentIdentity, host: Uuid) -> Result<(), Status> {
+        let known = self
+            .app
+            .topo
+            .get::<Host>(host)
+            .map_err(|e| store_status(e.message))?;
+        match known.and_then(|h| h.name) {
+            Some(n) if !who.names(&n) => Err(Status::permission_denied(format!(
+                "host {host} is \"{n}\": this agent's certificate does not name it"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl topology_proto::Topology for TopologyService {
     type WatchStream = Stream_<Update>;
@@ -168,6 +201,7 @@ impl topology_proto::Topology for TopologyService {
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let store = self.app.topo.store.clone();
+        let who = req.extensions().get::<AgentIdentity>().cloned();
         let req = req.into_inner();
         let host =
             match req.host_id.as_str() {
@@ -176,6 +210,15 @@ impl topology_proto::Topology for TopologyService {
                     Status::invalid_argument(format!("host id \"{h}\" is not a UUID"))
                 })?),
             };
+        if let Some(who) = &who {
+            // An agent sees its own host's view, never the whole topology.
+            let Some(h) = host else {
+                return Err(Status::permission_denied(
+                    "with mutual TLS a watch is a host's: give its host id",
+                ));
+            };
+            self.may_act_for(who, h)?;
+        }
         // A host's filtered watch resumes from the view its last watch left
         // (if this server still has it and it covers the agent's revision);
         // otherwise it starts from a snapshot.
@@ -226,12 +269,16 @@ impl topology_proto::Topology for TopologyService {
         &self,
         req: Request<topology_proto::v1::BindRequest>,
     ) -> Result<Response<topology_proto::v1::BindReply>, Status> {
+        let req_who = req.extensions().get::<AgentIdentity>().cloned();
         let r = req.into_inner();
         let id = |what: &str, s: &str| {
             Uuid::parse_str(s)
                 .map_err(|_| Status::invalid_argument(format!("{what}: not a UUID: {s:?}")))
         };
         let (host, port) = (id("host", &r.host_id)?, id("port", &r.port_id)?);
+        if let Some(who) = req_who.as_ref() {
+            self.may_act_for(who, host)?;
+        }
         let app = self.app.clone();
         let done = tokio::task::spawn_blocking(move || {
             if r.interface_name.is_empty() {
@@ -264,6 +311,7 @@ impl topology_proto::Topology for TopologyService {
         &self,
         req: Request<Streaming<HostMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = req.extensions().get::<AgentIdentity>().cloned();
         let mut inbound = req.into_inner();
         let app = self.app.clone();
         let (tx, rx) = mpsc::channel::<Result<SessionEvent, Status>>(16);
@@ -291,48 +339,28 @@ impl topology_proto::Topology for TopologyService {
                     }
                 };
                 let Some(Ok(msg)) = msg else { break };
-                let result = match msg.msg {
-                    Some(Msg::Hello(h)) => register(&app, session, &h).map(|id| {
-                        host = Some(id);
-                        Some(SessionEvent {
-                            registered: true,
-                            message: format!("host {id} registered"),
-                            lease: None,
+                let result = match (msg.msg, host) {
+                    (Some(Msg::Hello(h)), _) => {
+                        register(&app, session, &h, who.as_ref()).map(|id| {
+                            host = Some(id);
+                            Some(SessionEvent {
+                                registered: true,
+                                message: format!("host {id} registered"),
+                                lease: None,
+                            })
                         })
-                    }),
-                    Some(Msg::Port(p)) => {
-                        let key = format!("Port/{}/active", p.port_id);
-                        let r = if p.active {
-                            let v = serde_json::json!({"hostId": host, "tunnelKey": p.tunnel_key});
-                            store
-                                .put_ephemeral(session, &key, v.to_string().into_bytes())
-                                .map(|_| ())
-                        } else {
-                            store.delete_ephemeral(session, &key).map(|_| ()).or(Ok(()))
-                        };
-                        r.map(|_| None).map_err(|e| e.to_string())
                     }
-                    Some(Msg::Table(t)) => {
-                        let r = if t.remove {
-                            store.table_remove(&t.table, &t.key).map(|_| ()).or(Ok(()))
-                        } else {
-                            store
-                                .table_put(&t.table, &t.key, &t.value, Some(session))
-                                .map(|_| ())
-                        };
-                        r.map(|_| None).map_err(|e| e.to_string())
-                    }
-                    Some(Msg::Lease(l)) => Ok(Some(SessionEvent {
-                        lease: Some(crate::nat_leases::handle(&*store, session, host, &l)),
+                    (Some(_), None) => Err(Status::failed_precondition(
+                        "the session's first message must be the host's hello",
+                    )),
+                    (Some(Msg::Port(p)), Some(h)) => port_state(&app, session, h, &p).map(|_| None),
+                    (Some(Msg::Table(t)), Some(h)) => learned(&app, session, h, &t).map(|_| None),
+                    (Some(Msg::Lease(l)), Some(h)) => Ok(Some(SessionEvent {
+                        lease: Some(lease(&app, session, h, &l)),
                         ..Default::default()
                     })),
-                    Some(Msg::Member(m)) => match Uuid::parse_str(&m.member_id) {
-                        Ok(id) => crate::health::set_member_status(&app, id, m.up)
-                            .map(|_| None)
-                            .map_err(|e| e.message),
-                        Err(_) => Err(format!("member id \"{}\" is not a UUID", m.member_id)),
-                    },
-                    None => Ok(None),
+                    (Some(Msg::Member(m)), Some(h)) => member_status(&app, h, &m).map(|_| None),
+                    (None, _) => Ok(None),
                 };
                 match result {
                     Ok(Some(ev)) => {
@@ -342,7 +370,8 @@ impl topology_proto::Topology for TopologyService {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                        tracing::warn!(host = ?host, error = %e.message(), "an agent session is ended");
+                        let _ = tx.send(Err(e)).await;
                         break;
                     }
                 }
@@ -359,10 +388,184 @@ impl topology_proto::Topology for TopologyService {
     }
 }
 
+/// A session's write that is not the host's to make: refused, logged, and
+/// the session goes on (an agent may race a change it has not seen yet).
+fn refused(host: Uuid, what: std::fmt::Arguments<'_>) -> Result<(), Status> {
+    tracing::warn!(%host, "refused from an agent's session: {what}");
+    Ok(())
+}
+
+fn uuid(what: &str, s: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(s)
+        .map_err(|_| Status::invalid_argument(format!("{what} \"{s}\" is not a UUID")))
+}
+
+fn store_status(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+/// A port's state from `host`: only a port bound to it may be active.
+fn port_state(
+    app: &App,
+    session: nsdb::SessionId,
+    host: Uuid,
+    p: &topology_proto::v1::PortState,
+) -> Result<(), Status> {
+    let id = uuid("port id", &p.port_id)?;
+    let key = format!("Port/{id}/active");
+    if !p.active {
+        // Only this session's own key goes (the store checks).
+        let _ = app.topo.store.delete_ephemeral(session, &key);
+        return Ok(());
+    }
+    let bound = app
+        .topo
+        .get::<model::Port>(id)
+        .map_err(|e| store_status(e.message))?;
+    if bound.as_ref().and_then(|p| p.host_id) != Some(host) {
+        return refused(
+            host,
+            format_args!("port {id} active, but it is not bound to this host"),
+        );
+    }
+    let v = serde_json::json!({"hostId": host, "tunnelKey": p.tunnel_key});
+    app.topo
+        .store
+        .put_ephemeral(session, &key, v.to_string().into_bytes())
+        .map(|_| ())
+        .map_err(store_status)
+}
+
+/// A learned entry from `host`: in a table of a device that exists (a MAC
+/// only on a port of that bridge bound to this host); a removal only of
+/// this session's own entry.
+fn learned(
+    app: &App,
+    session: nsdb::SessionId,
+    host: Uuid,
+    t: &topology_proto::v1::TableEntry,
+) -> Result<(), Status> {
+    let store = &app.topo.store;
+    if t.remove {
+        let own = store
+            .table_entries(&t.table)
+            .iter()
+            .any(|e| e.key == t.key && e.owner == Some(session));
+        if own {
+            let _ = store.table_remove(&t.table, &t.key);
+        }
+        return Ok(());
+    }
+    let get = |e: crate::error::ApiError| store_status(e.message);
+    let mut parts = t.table.split('/');
+    let ok = match (
+        parts.next(),
+        parts.next().map(Uuid::parse_str),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("mac"), Some(Ok(bridge)), Some(vlan), None) if vlan.parse::<u16>().is_ok() => {
+            let port = Uuid::parse_str(&t.value).ok();
+            let port = match port {
+                Some(p) => app.topo.get::<model::Port>(p).map_err(get)?,
+                None => None,
+            };
+            port.is_some_and(|p| p.device_id == bridge && p.host_id == Some(host))
+        }
+        (Some("arp"), Some(Ok(router)), None, _) => app
+            .topo
+            .get::<model::Router>(router)
+            .map_err(get)?
+            .is_some(),
+        (Some("ip4mac"), Some(Ok(bridge)), None, _) => app
+            .topo
+            .get::<model::Bridge>(bridge)
+            .map_err(get)?
+            .is_some(),
+        _ => false,
+    };
+    if !ok {
+        return refused(host, format_args!("entry {} in table {}", t.key, t.table));
+    }
+    store
+        .table_put(&t.table, &t.key, &t.value, Some(session))
+        .map(|_| ())
+        .map_err(store_status)
+}
+
+/// A NAT block lease for `host`, on a router that exists.
+fn lease(
+    app: &App,
+    session: nsdb::SessionId,
+    host: Uuid,
+    l: &topology_proto::v1::NatLease,
+) -> topology_proto::v1::NatLeaseReply {
+    let router = Uuid::parse_str(&l.device_id).ok();
+    let exists = router.is_some_and(|r| matches!(app.topo.get::<model::Router>(r), Ok(Some(_))));
+    if !l.release && router.is_some() && !exists {
+        return topology_proto::v1::NatLeaseReply {
+            request_id: l.request_id,
+            device_id: l.device_id.clone(),
+            ip: l.ip.clone(),
+            message: format!("router {} does not exist", l.device_id),
+            ..Default::default()
+        };
+    }
+    crate::nat_leases::handle(&*app.topo.store, session, Some(host), l)
+}
+
+/// A pool member's health from `host`: only the health-check leader's counts.
+fn member_status(
+    app: &App,
+    host: Uuid,
+    m: &topology_proto::v1::MemberStatus,
+) -> Result<(), Status> {
+    let id = uuid("member id", &m.member_id)?;
+    if crate::health::leader(app) != Some(host) {
+        return refused(
+            host,
+            format_args!("member {id} status from a host that does not run health checks"),
+        );
+    }
+    crate::health::set_member_status(app, id, m.up).map_err(|e| match e.status {
+        404 => Status::not_found(e.message),
+        _ => store_status(e.message),
+    })
+}
+
 /// Creates or refreshes the Host object and marks it alive in `session`.
-fn register(app: &App, session: nsdb::SessionId, h: &HostInfo) -> Result<Uuid, String> {
-    let id = Uuid::parse_str(&h.host_id)
-        .map_err(|_| format!("host id \"{}\" is not a UUID", h.host_id))?;
+/// With mutual TLS the agent's certificate must name the host, and a host
+/// registered under another name is not taken over.
+fn register(
+    app: &App,
+    session: nsdb::SessionId,
+    h: &HostInfo,
+    who: Option<&AgentIdentity>,
+) -> Result<Uuid, Status> {
+    let id = uuid("host id", &h.host_id)?;
+    if id.is_nil() {
+        return Err(Status::invalid_argument("the nil UUID is not a host id"));
+    }
+    if let Some(who) = who {
+        if !who.names(&h.name) {
+            return Err(Status::permission_denied(format!(
+                "this agent's certificate does not name host \"{}\"",
+                h.name
+            )));
+        }
+        let known = app
+            .topo
+            .get::<Host>(id)
+            .map_err(|e| store_status(e.message))?;
+        if let Some(n) = known.and_then(|k| k.name)
+            && n != h.name
+        {
+            return Err(Status::permission_denied(format!(
+                "host {id} is registered as \"{n}\", not \"{}\"",
+                h.name
+            )));
+        }
+    }
     let interfaces: Vec<HostInterface> = h
         .interfaces
         .iter()
@@ -393,24 +596,156 @@ fn register(app: &App, session: nsdb::SessionId, h: &HostInfo) -> Result<Uuid, S
             w.tx.put(&host);
             Ok(())
         })
-        .map_err(|e| e.message)?;
+        .map_err(|e| store_status(e.message))?;
     app.topo
         .store
         .put_ephemeral(session, &format!("Host/{id}/alive"), b"1".to_vec())
-        .map_err(|e| e.to_string())?;
+        .map_err(store_status)?;
     tracing::info!(host = %id, name = %h.name, "agent registered");
     Ok(id)
 }
 
-/// Serves the topology service on `addr` until `shutdown` resolves.
+/// The agent at the other end of a mutual-TLS connection: the certificate
+/// it showed (chained to `--agent-ca`; rustls checked that).
+#[derive(Clone, Debug)]
+pub struct AgentIdentity {
+    cert: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+}
+
+impl AgentIdentity {
+    /// Whether the certificate names `host` (a DNS name or an address in
+    /// its subject alternative names).
+    pub fn names(&self, host: &str) -> bool {
+        tls::names(&self.cert, host)
+    }
+}
+
+/// A TLS connection from an agent, with who it is.
+struct AgentConn {
+    io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    who: AgentIdentity,
+}
+
+impl tonic::transport::server::Connected for AgentConn {
+    type ConnectInfo = AgentIdentity;
+    fn connect_info(&self) -> AgentIdentity {
+        self.who.clone()
+    }
+}
+
+impl tokio::io::AsyncRead for AgentConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for AgentConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// TLS connections from agents: handshakes run beside the accept loop (a
+/// slow one holds up no other) and must finish within 10 s; only those
+/// that showed a certificate of the agents' CA come out.
+fn agent_connections(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl Stream<Item = Result<AgentConn, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an agent connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (acceptor, conn_tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let hs =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                let io = match hs.await {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "an agent connection was refused in the TLS handshake");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let Some(cert) = io.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+                    return;
+                };
+                let who = AgentIdentity {
+                    cert: cert.clone().into_owned(),
+                };
+                let _ = conn_tx.send(Ok(AgentConn { io, who })).await;
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listening: {0}")]
+    Listen(std::io::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the topology service on `addr` until `shutdown` resolves; with
+/// `tls` (a configuration that requires client certificates), only to
+/// agents with a certificate, each confined to the host it names.
 pub async fn serve(
     app: Arc<App>,
     addr: std::net::SocketAddr,
+    tls: Option<tokio_rustls::rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    tracing::info!(%addr, "topology service listening");
-    tonic::transport::Server::builder()
-        .add_service(topology_proto::TopologyServer::new(TopologyService { app }))
-        .serve_with_shutdown(addr, shutdown)
-        .await
+) -> Result<(), ServeError> {
+    let server = tonic::transport::Server::builder()
+        .add_service(topology_proto::TopologyServer::new(TopologyService { app }));
+    match tls {
+        None => {
+            tracing::info!(%addr, "topology service listening (plain: any agent may connect)");
+            Ok(server.serve_with_shutdown(addr, shutdown).await?)
+        }
+        Some(mut cfg) => {
+            cfg.alpn_protocols = vec![b"h2".to_vec()];
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(ServeError::Listen)?;
+            tracing::info!(%addr, "topology service listening (mutual TLS: agents need a certificate of --agent-ca)");
+            let incoming =
+                agent_connections(listener, tokio_rustls::TlsAcceptor::from(Arc::new(cfg)));
+            Ok(server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?)
+        }
+    }
 }

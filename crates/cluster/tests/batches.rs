@@ -30,6 +30,7 @@ async fn batches_end_on_commit_boundaries() {
     tokio::spawn(cluster::topology_service::serve(
         app.clone(),
         addr,
+        None,
         std::future::pending(),
     ));
     let me = Uuid::new_v4();

@@ -180,7 +180,7 @@ fn with_tls_the_api_speaks_https_only() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let cfg = Listener {
-        tls: Some(cluster::tls::acceptor(&cert, &key).unwrap()),
+        tls: Some(tls::acceptor(&cert, &key).unwrap()),
         ..Listener::default()
     };
     let s = start_with(cluster::AuthMode::None, cfg);
@@ -195,7 +195,7 @@ fn with_tls_the_api_speaks_https_only() {
         "plain HTTP is refused: {plain}"
     );
 
-    let roots = cluster::tls::roots(&cert).unwrap();
+    let roots = tls::roots(&cert).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

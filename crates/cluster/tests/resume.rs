@@ -37,6 +37,7 @@ async fn a_reconnecting_agent_resumes_without_a_snapshot() {
     tokio::spawn(cluster::topology_service::serve(
         app.clone(),
         addr,
+        None,
         std::future::pending(),
     ));
     let me = Uuid::new_v4();

@@ -179,6 +179,17 @@ struct AgentArgs {
     /// agent moves to the next when the one it uses dies).
     #[arg(long, default_value = "http://127.0.0.1:8088", env = "MIDONET_CLUSTER")]
     cluster: String,
+    /// The CA (PEM) the cluster's certificate must chain to; with
+    /// --tls-cert/--tls-key the agent reaches `https://` servers by mutual TLS.
+    #[arg(long, env = "MIDONET_CA")]
+    ca: Option<PathBuf>,
+    /// This host's certificate (PEM), signed by the server's --agent-ca; it
+    /// must name the host (--host-name).
+    #[arg(long, env = "MIDONET_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MIDONET_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// This host's name (default: the system host name).
     #[arg(long, env = "MIDONET_HOST_NAME")]
     host_name: Option<String>,
@@ -230,6 +241,11 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         workers: a.workers,
         rx_ring_ms: a.rx_ring_ms,
         netns_prefix: a.netns_prefix,
+        tls: match (&a.ca, &a.tls_cert, &a.tls_key) {
+            (Some(ca), Some(c), Some(k)) => Some(Arc::new(tls::client_config(ca, c, k)?)),
+            (None, None, None) => None,
+            _ => anyhow::bail!("TLS to the cluster needs all of --ca, --tls-cert and --tls-key"),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -466,7 +482,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     let tokens = neutron::Tokens::parse(&s.neutron_tokens)
         .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?;
     let tls = match (&s.tls_cert, &s.tls_key) {
-        (Some(c), Some(k)) => Some(cluster::tls::acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
         _ => {
             tracing::warn!(
                 "TLS is off (no --tls-cert): the APIs and the topology service speak plain HTTP; fine on loopback, not across a network"
@@ -481,6 +497,22 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
         max_connections: s.max_connections,
         header_timeout: Duration::from_secs(s.header_timeout),
         body_timeout: Duration::from_secs(s.body_timeout),
+    };
+    let agent_tls = match (&s.agent_ca, &s.tls_cert, &s.tls_key) {
+        (Some(ca), Some(c), Some(k)) => {
+            if s.agent {
+                anyhow::bail!(
+                    "--agent with --agent-ca: run the agent as its own `midonet agent` with its certificate"
+                );
+            }
+            Some(tls::server_config(c, k, Some(ca), &[b"h2"])?)
+        }
+        _ => {
+            tracing::warn!(
+                "no --agent-ca: the topology service admits any agent, as any host (a trusted underlay only)"
+            );
+            None
+        }
     };
     let rest_cfg = cluster::listen::Listener {
         limits: limits.clone(),
@@ -502,7 +534,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|v| *v).await;
         };
         let topo_addr = s.topology_listen;
-        let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, stopped(stop_rx.clone())));
+        let topo = tokio::spawn(cluster::topology_service::serve(app.clone(), topo_addr, agent_tls, stopped(stop_rx.clone())));
         let health = tokio::spawn(cluster::health::run(app.clone()));
         let neutron = tokio::spawn(neutron::serve(app.clone(), s.neutron_listen, tokens, neutron_cfg, stopped(stop_rx.clone())));
         let agent = s.agent.then(|| {
@@ -519,6 +551,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
                 rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),
                 netns_prefix: agent::DEFAULT_NETNS_PREFIX.into(),
+                tls: None,
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))
         });

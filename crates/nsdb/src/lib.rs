@@ -120,17 +120,72 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Events a watch may leave unread: past it the store drops the watch,
+/// which then ends once its reader has drained it (a slow reader is cut
+/// off and resumes from its revision, instead of being buffered forever).
+pub const WATCH_BACKLOG: usize = 65_536;
+
 /// A subscription to committed changes, in revision order.
 pub struct Watch {
-    pub rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    unread: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The store's end of a [`Watch`].
+pub(crate) struct WatchTx {
+    tx: mpsc::UnboundedSender<Event>,
+    unread: Arc<std::sync::atomic::AtomicUsize>,
+    backlog: usize,
+}
+
+impl WatchTx {
+    /// Queues `ev`; false once the reader is gone or too far behind.
+    pub(crate) fn send(&self, ev: Event) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.unread.fetch_add(1, Ordering::Relaxed) >= self.backlog {
+            tracing::warn!(
+                backlog = self.backlog,
+                "a watcher left too many changes unread: its watch is cut off"
+            );
+            return false;
+        }
+        self.tx.send(ev).is_ok()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A watch and its sending end, cut off past `backlog` unread events.
+pub(crate) fn watch_channel(backlog: usize) -> (WatchTx, Watch) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    (
+        WatchTx {
+            tx,
+            unread: unread.clone(),
+            backlog,
+        },
+        Watch { rx, unread },
+    )
 }
 
 impl Watch {
+    fn took(&self, ev: Option<Event>) -> Option<Event> {
+        if ev.is_some() {
+            self.unread
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ev
+    }
     pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        self.took(ev)
     }
     pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        let ev = self.rx.try_recv().ok();
+        self.took(ev)
     }
 }
 
@@ -213,4 +268,36 @@ pub trait Store: Send + Sync + 'static {
     fn persistent_entries(&self, table: &str) -> Vec<(String, String)>;
     /// The kinds that hold objects, sorted (for a whole-store export).
     fn kinds(&self) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_left_unread_past_its_backlog_is_cut_off() {
+        let ev = |revision| Event {
+            revision,
+            kind: "Bridge".into(),
+            id: "b".into(),
+            change: Change::Deleted,
+        };
+        let (tx, mut w) = watch_channel(3);
+        assert!(tx.send(ev(1)) && tx.send(ev(2)));
+        assert_eq!(w.try_next().map(|e| e.revision), Some(1));
+        // Reading frees room: three unread fit again, a fourth does not.
+        assert!(tx.send(ev(3)) && tx.send(ev(4)));
+        assert!(
+            !tx.send(ev(5)),
+            "the fourth unread event cuts the watch off"
+        );
+        drop(tx); // what the store does with a watcher refused an event
+        let rest: Vec<_> = std::iter::from_fn(|| w.try_next().map(|e| e.revision)).collect();
+        assert_eq!(
+            rest,
+            vec![2, 3, 4],
+            "what was queued is still read, then the watch ends"
+        );
+        assert!(w.rx.is_closed());
+    }
 }

@@ -36,7 +36,7 @@ struct Staged {
 
 struct Watcher {
     kind: Option<String>,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: crate::WatchTx,
 }
 
 #[derive(Default)]
@@ -334,7 +334,7 @@ impl LocalStore {
             if w.kind.as_deref().is_some_and(|k| k != ev.kind) {
                 return !w.tx.is_closed();
             }
-            w.tx.send(ev.clone()).is_ok()
+            w.tx.send(ev.clone())
         });
         if inner.log.len() >= LOG_CAP
             && let Some(old) = inner.log.pop_front()
@@ -584,17 +584,19 @@ impl Store for LocalStore {
                 oldest: g.log_floor,
             });
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        // The replay of the log is not counted against the backlog: it is
+        // bounded by the log.
+        let (tx, watch) = crate::watch_channel(crate::WATCH_BACKLOG + g.log.len());
         for ev in g.log.iter().filter(|e| e.revision > after) {
             if kind.is_none_or(|k| k == ev.kind) {
-                let _ = tx.send(ev.clone());
+                tx.send(ev.clone());
             }
         }
         g.watchers.push(Watcher {
             kind: kind.map(str::to_string),
             tx,
         });
-        Ok(Watch { rx })
+        Ok(watch)
     }
 
     fn open_session(&self) -> SessionId {

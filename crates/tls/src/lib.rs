@@ -1,13 +1,14 @@
-//! TLS for the server's listeners (rustls with the `ring` provider): the
+//! TLS (rustls with the `ring` provider) for the server's listeners: the
 //! REST and Neutron APIs with `--tls-cert`/`--tls-key`; the topology service
 //! also with `--agent-ca`, then every agent must show a certificate signed
-//! by that CA.
+//! by that CA. And the agent's side: the CA it trusts the server by, and its
+//! own certificate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio_rustls::rustls;
+pub use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub type Acceptor = tokio_rustls::TlsAcceptor;
 
@@ -41,6 +42,13 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(v)
 }
 
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|error| TlsError::Pem {
+        path: path.into(),
+        error,
+    })
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -67,10 +75,7 @@ pub fn server_config(
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsError> {
     let chain = certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Pem {
-        path: key.into(),
-        error,
-    })?;
+    let key = self::key(key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
@@ -101,4 +106,25 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<Acceptor, TlsError> {
         None,
         &[b"http/1.1"],
     )?)))
+}
+
+/// An agent's configuration: the CA the server's certificate must chain to,
+/// and the agent's own certificate and key (its host name is in it).
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(certs(cert)?, self::key(key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Whether the certificate `cert` names `host` (a DNS name, or an address
+/// in its subject alternative names).
+pub fn names(cert: &CertificateDer<'_>, host: &str) -> bool {
+    let Ok(name) = ServerName::try_from(host) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
 }
