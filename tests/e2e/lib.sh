@@ -9,11 +9,52 @@
 : "${E2E_STATE:=/tmp/midonet-e2e.$P}"
 CTL_IP=10.99.0.100
 declare -A HOST_IP=([h1]=10.99.0.1 [h2]=10.99.0.2)
-API=http://$CTL_IP:8181/midonet-api
+# E2E_SECURE=1: the server with TLS on every listener and `--auth static`,
+# agents by mutual TLS with certificates of their own (made by e2e_pki).
+: "${E2E_SECURE:=0}"
+PKI=$E2E_STATE/pki
+if [[ $E2E_SECURE == 1 ]]; then
+    SCHEME=https
+    E2E_PASSWORD=${E2E_PASSWORD:-e2e-$RANDOM$RANDOM}
+    export MIDO_CA=$PKI/ca.pem MIDO_USER=admin MIDO_PASSWORD=$E2E_PASSWORD
+else
+    SCHEME=http
+fi
+API=$SCHEME://$CTL_IP:8181/midonet-api
+NEUTRON=$SCHEME://$CTL_IP:9696/v2.0
 
 ns() { printf '%s-%s' "$P" "$1"; }
 nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 mido() { MIDO_API_URL=$API nsx ctl "$BIN" "$@"; }
+# curl in the cluster's namespace, trusting the testbed's CA.
+ccurl() { if [[ $E2E_SECURE == 1 ]]; then nsx ctl curl --cacert "$PKI/ca.pem" "$@"; else nsx ctl curl "$@"; fi; }
+# rest METHOD PATH [BODY]: a REST API v5 call as the admin (logged in).
+rest() {
+    local auth=()
+    if [[ $E2E_SECURE == 1 ]]; then
+        local t; t=$(ccurl -sf -X POST -u "admin:$E2E_PASSWORD" "$API/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || return 1
+        auth=(-H "X-Auth-Token: $t")
+    fi
+    ccurl -sf -X "$1" -H 'Content-Type: application/json' "${auth[@]}" ${3:+-d "$3"} "$API/$2"
+}
+
+# A CA, the server's certificate (for its underlay address), one per
+# hypervisor (naming the host, as its agent registers) and the users file.
+e2e_pki() {
+    [[ $E2E_SECURE == 1 ]] || return 0
+    command -v openssl >/dev/null || { echo "e2e: E2E_SECURE=1 needs openssl" >&2; return 1; }
+    mkdir -p "$PKI"
+    local q=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${q[@]}" -days 2 -subj /CN=midonet-e2e-ca -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null || return 1
+    local leaf
+    for leaf in "server:IP:$CTL_IP" "h1:DNS:h1" "h2:DNS:h2" "h3:DNS:h3"; do
+        local n=${leaf%%:*} san=${leaf#*:}
+        openssl req "${q[@]}" -subj "/CN=$n" -addext "subjectAltName=$san" -keyout "$PKI/$n.key" -out "$PKI/$n.csr" 2>/dev/null || return 1
+        openssl x509 -req -in "$PKI/$n.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 2 \
+            -copy_extensions copy -out "$PKI/$n.pem" 2>/dev/null || return 1
+    done
+    echo "$E2E_PASSWORD" | "$BIN" user add --file "$PKI/users" admin 2>/dev/null
+}
 
 mkns() {
     ip netns add "$(ns "$1")"
@@ -60,6 +101,7 @@ e2e_underlay() {
     done
     nsx ctl ip addr add $CTL_IP/24 dev ul0
     for h in h1 h2; do nsx "$h" ip addr add "${HOST_IP[$h]}/24" dev ul0; done
+    e2e_pki
 }
 
 # vm NAME HOST [MAC]: a VM namespace, eth0 <-> veth NAME in HOST, as the
@@ -80,13 +122,17 @@ vm() {
 # Daemons start through `ip netns exec` directly (not a shell function run in
 # the background), so $! is the daemon itself: a kill by PID reaches it.
 start_server() {
-    ip netns exec "$(ns ctl)" "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" \
+    local secure=()
+    [[ $E2E_SECURE == 1 ]] && secure=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --agent-ca "$PKI/ca.pem"
+                                      --auth static --users-file "$PKI/users")
+    ip netns exec "$(ns ctl)" "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" "${secure[@]}" \
         >>"$E2E_STATE/server.log" 2>&1 &
     local pid=$! i
     echo $pid >"$E2E_STATE/server.pid"
     for i in $(seq 100); do
         kill -0 $pid 2>/dev/null || break   # it exited (address in use?)
-        nsx ctl curl -sf "$API/system_state" >/dev/null 2>&1 && return 0
+        # Any HTTP answer (401 under auth) means it serves.
+        [[ $(ccurl -s -o /dev/null -w '%{http_code}' "$API/system_state" 2>/dev/null) != 000 ]] && return 0
         sleep 0.1
     done
     echo "server did not start" >&2; return 1
@@ -106,7 +152,9 @@ start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
     local w=${2:-} ring=()
     [[ -z $w ]] && { [[ $1 == h1 ]] && w=${H1_WORKERS:-2} || w=1; }
     [[ $1 == h2 ]] && ring=(--rx-ring-ms 1)
-    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "${AGENT_CLUSTER:-http://$CTL_IP:8088}" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
+    local tls=()
+    [[ $E2E_SECURE == 1 ]] && tls=(--ca "$PKI/ca.pem" --tls-cert "$PKI/$1.pem" --tls-key "$PKI/$1.key")
+    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "${AGENT_CLUSTER:-$SCHEME://$CTL_IP:8088}" "${tls[@]}" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
         >>"$E2E_STATE/agent-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/agent-$1.pid"
 }

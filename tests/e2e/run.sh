@@ -7,6 +7,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export P=${P:-mne2e}
 export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
+# The suite runs as a real deployment would: TLS everywhere, users, agents
+# with certificates (E2E_SECURE=0 runs it plain, as the demo does).
+export E2E_SECURE=${E2E_SECURE:-1}
 TAPRELAY=${TAPRELAY:-$(dirname "$BIN")/taprelay}
 source tests/e2e/lib.sh
 
@@ -15,7 +18,7 @@ if [[ $(id -u) != 0 ]]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-for c in ip ping ethtool busybox iperf3 tcpdump python3 curl; do
+for c in ip ping ethtool busybox iperf3 tcpdump python3 curl openssl; do
     command -v "$c" >/dev/null || { echo "e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
@@ -32,7 +35,7 @@ check() { # NAME COMMAND...: passes if the command succeeds
 }
 pings() { nsx "$1" ping -n -c "${3:-3}" -i 0.1 -W 1 "$2"; }
 # A Neutron call as NTOKEN's caller (the admin by default): METHOD PATH [BODY].
-neutron() { nsx ctl curl -sf -X "$1" -H 'Content-Type: application/json' -H "X-Auth-Token: ${NTOKEN:-e2e-admin}" ${3:+-d "$3"} "http://$CTL_IP:9696/v2.0/$2"; }
+neutron() { ccurl -sf -X "$1" -H 'Content-Type: application/json' -H "X-Auth-Token: ${NTOKEN:-e2e-admin}" ${3:+-d "$3"} "$NEUTRON/$2"; }
 no_ping() { ! nsx "$1" ping -n -c 2 -i 0.2 -W 1 "$2"; }
 wait_ping() { # VM IP SECONDS: until a ping answers
     local i
@@ -81,8 +84,7 @@ mido dhcp create --bridge "$BB" subnet-prefix=192.168.20.0 subnet-length=24 defa
     server-addr=192.168.20.2 'dns-server-addrs=["192.168.20.53"]' interfaceMTU=1400 \
     'opt121Routes=[{"destinationPrefix":"172.16.0.0","destinationLength":12,"gatewayAddr":"192.168.20.1"}]' >/dev/null
 SUB=192.168.20.0_24
-MIDO_API_URL=$API nsx ctl curl -sf -X POST -H 'Content-Type: application/json' \
-    -d '{"macAddr":"02:00:00:00:00:15","ipAddr":"192.168.20.50","name":"vm5"}' "$API/bridges/$BB/dhcp/$SUB/hosts" >/dev/null
+rest POST "bridges/$BB/dhcp/$SUB/hosts" '{"macAddr":"02:00:00:00:00:15","ipAddr":"192.168.20.50","name":"vm5"}' >/dev/null
 declare -A PORT
 bind() { # VM BRIDGE HOST
     PORT[$1]=$(mido port create --bridge "$2")
@@ -242,7 +244,7 @@ t_neutron_vms() {
     # Built only through the Neutron API: a network, a subnet, a port per
     # VM; the VMs take the ports' MACs, are bound with mm-ctl on two hosts,
     # get their fixed IPs by DHCP and ping each other.
-    local N=http://$CTL_IP:9696/v2.0 net sub pn1 pn2 macn1 macn2 ipn1 ipn2 v
+    local net sub pn1 pn2 macn1 macn2 ipn1 ipn2 v
     ln -sf "$BIN" "$E2E_STATE/mm-ctl"
     field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
     net=$(neutron POST networks '{"network": {"name": "nvm"}}' | field '["network"]["id"]') || return 1
@@ -294,7 +296,7 @@ t_neutron_cloud() {
     # to the outside), a tenant network behind a tenant router with its
     # gateway on the public network, two VMs on two hosts (one bound with
     # `midonet port bind`, one with mm-ctl).
-    local N=http://$CTL_IP:9696/v2.0 up pub tnet tsub edge t1 upp pc1 pc2 ip1 ip2 sg fip why="" t0 t
+    local up pub tnet tsub edge t1 upp pc1 pc2 ip1 ip2 sg fip why="" t0 t
     ln -sf "$BIN" "$E2E_STATE/mm-ctl"
     field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
     mkns next
@@ -391,16 +393,16 @@ t_neutron_projects() {
     grep -q '"networks"' <<<"$seen" || why+="no network list for B; "
     grep -q "$a" <<<"$seen" && why+="B lists A's network; "
     for m in GET DELETE; do
-        code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X $m -H 'X-Auth-Token: e2e-b' "http://$CTL_IP:9696/v2.0/networks/$a")
+        code=$(ccurl -s -o /dev/null -w '%{http_code}' -X $m -H 'X-Auth-Token: e2e-b' "$NEUTRON/networks/$a")
         [[ $code == 404 ]] || why+="B's $m of A's network answered $code; "
     done
-    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
-        -d '{"network": {"name": "mine"}}' "http://$CTL_IP:9696/v2.0/networks/$a")
+    code=$(ccurl -s -o /dev/null -w '%{http_code}' -X PUT -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
+        -d '{"network": {"name": "mine"}}' "$NEUTRON/networks/$a")
     [[ $code == 404 ]] || why+="B's rename answered $code; "
-    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
-        -d "{\"port\": {\"network_id\": \"$a\"}}" "http://$CTL_IP:9696/v2.0/ports")
+    code=$(ccurl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Auth-Token: e2e-b' -H 'Content-Type: application/json' \
+        -d "{\"port\": {\"network_id\": \"$a\"}}" "$NEUTRON/ports")
     [[ $code == 404 ]] || why+="B's port on A's network answered $code; "
-    code=$(nsx ctl curl -s -o /dev/null -w '%{http_code}' "http://$CTL_IP:9696/v2.0/networks")
+    code=$(ccurl -s -o /dev/null -w '%{http_code}' "$NEUTRON/networks")
     [[ $code == 401 ]] || why+="no token answered $code; "
     grep -q '"a-private"' <<<"$(NTOKEN=e2e-a neutron GET "networks/$a")" || why+="A lost its network; "
     echo "${why:-B saw and changed nothing of the network of A; no token 401}"
@@ -409,8 +411,10 @@ t_neutron_projects() {
 check "Neutron projects: project B cannot see or change project A's network" t_neutron_projects
 
 t_bad_input() {
-    # Malformed frames from a VM and a VXLAN datagram with an unknown key:
-    # counted and dropped, and forwarding goes on.
+    # Malformed frames from a VM and a VXLAN datagram with an unknown key
+    # (from h2, a tunnel-zone member): counted and dropped, and forwarding
+    # goes on. A datagram from the cluster's address, which is no member's,
+    # is dropped before it is read, and counted.
     nsx vm1 python3 - <<'PY'
 import socket
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -420,18 +424,26 @@ s.send(dst + src + b"\x08\x00" + b"\x45\x00\x00")          # truncated IPv4 head
 s.send(dst + src + b"\x08\x00" + b"\x46" + b"\x00" * 30)   # header length beyond the packet
 s.send(dst + src + b"\x08\x06" + b"\x00\x01")              # truncated ARP
 PY
-    nsx ctl python3 -c '
-import socket
+    local before; before=$(cat "$E2E_STATE/agent-h1/stats.json")
+    local send='
+import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(bytes([8, 0, 0, 0, 0x0a, 0xbc, 0xde, 0]) + b"\xff" * 60, ("10.99.0.1", 6677))
 s.sendto(b"junk", ("10.99.0.1", 6677))'
+    nsx h2 python3 -c "$send"
+    nsx ctl python3 -c "$send"
     sleep 1.5
     local st; st=$(cat "$E2E_STATE/agent-h1/stats.json")
     echo "stats: $st"
-    python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s["malformed"] >= 3 and s["unknown_tunnel_key"] >= 1 else 1)' "$st" &&
+    python3 -c '
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+d = {k: b[k] - a.get(k, 0) for k in b}
+print("new:", {k: v for k, v in d.items() if v})
+sys.exit(0 if d["malformed"] >= 4 and d["unknown_tunnel_key"] >= 1 and d["tunnel_not_member"] >= 2 else 1)' "$before" "$st" &&
         pings vm1 192.168.10.21 2
 }
-check "malformed frames and unknown tunnel keys are counted and dropped" t_bad_input
+check "malformed frames, unknown tunnel keys and tunnel datagrams from non-members are counted and dropped" t_bad_input
 
 t_iperf() {
     nsx vm3 iperf3 -s -1 -D -B 192.168.10.21 --pidfile "$E2E_STATE/iperf3.pid" >/dev/null 2>&1

@@ -24,12 +24,16 @@ import sys
 import time
 import urllib.request
 
+import restauth
+
+AUTH = {}
+
 
 def call(method, url, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
+                                 headers={"Content-Type": "application/json", **AUTH})
+    with urllib.request.urlopen(req, timeout=10, context=restauth.context()) as r:
         return r.headers.get("Location")
 
 
@@ -46,6 +50,7 @@ def replies(log):
 
 def main():
     api, what, target, log, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    AUTH.update(restauth.headers(api))
     if what == "rule":
         path, body = f"{api}/chains/{target}/rules", {"type": "drop", "dlType": 2048, "nwProto": 1, "position": 1}
     elif what == "route":

@@ -17,6 +17,8 @@ import threading
 import time
 import urllib.parse
 
+import restauth
+
 
 class Api:
     """One keep-alive connection."""
@@ -24,12 +26,19 @@ class Api:
     def __init__(self, base):
         u = urllib.parse.urlparse(base)
         self.host, self.port, self.root = u.hostname, u.port or 80, u.path.rstrip("/")
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.tls = restauth.context() if u.scheme == "https" else None
+        self.auth = restauth.headers(base)
+        self.conn = self.connect()
         self.requests = 0
+
+    def connect(self):
+        if self.tls is not None or self.port == 443:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=30)
 
     def call(self, method, path, body=None):
         data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self.auth}
         for attempt in range(3):
             try:
                 self.conn.request(method, self.root + path, data, headers)
@@ -38,7 +47,7 @@ class Api:
                 break
             except (http.client.HTTPException, OSError):
                 self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                self.conn = self.connect()
                 if attempt == 2:
                     raise
         self.requests += 1

@@ -477,6 +477,8 @@ fn write_stats(path: &std::path::Path, all: &[datapath::Stats]) {
         ("no_route_to_host", s.no_route_to_host),
         ("tunnel_rx", s.tunnel_rx),
         ("tunnel_tx", s.tunnel_tx),
+        ("tunnel_not_member", s.tunnel_not_member),
+        ("worker_panics", s.worker_panics),
         ("send_errors", s.send_errors),
         ("bad_offload", s.bad_offload),
         ("gso_split", s.gso_split),

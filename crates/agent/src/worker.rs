@@ -8,7 +8,7 @@ use datapath::{
     Datapath, FlowTable, Offload, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
     wait_readable,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sim::{
     Action, Delta, Input, Missing, Outcome, Output, StateTables, StateWrite, Tag, Topology,
     Verdict, XorShift, simulate,
@@ -44,6 +44,9 @@ pub enum Control {
     /// Forget every flow and learned entry (the benchmark's cold start).
     Flush,
     Shutdown,
+    /// A test's stand-in for a bug: the worker panics handling it.
+    #[cfg(test)]
+    Panic,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +93,15 @@ struct Parked {
     deadline: u64,
 }
 
+/// What one turn of a worker's loop reuses from the last.
+#[derive(Default)]
+struct Turn {
+    ready: Vec<bool>,
+    fds: Vec<std::os::fd::RawFd>,
+    order: Vec<u32>,
+    last_tick: u64,
+}
+
 pub struct Worker {
     me: Uuid,
     /// Where this worker keeps its connection state across restarts.
@@ -110,11 +122,14 @@ pub struct Worker {
     next_port_no: u32,
     dp: UserspaceDatapath,
     peers: FxHashMap<Uuid, Ipv4Addr>,
+    /// The tunnel-zone members' addresses: the only senders accepted on
+    /// the VXLAN socket.
+    members: FxHashSet<Ipv4Addr>,
     waiting: Vec<Parked>,
     /// A flow hit's actions (reused, so a hit allocates nothing).
     hit_actions: Vec<Action>,
     /// SNAT port blocks asked for and not answered yet.
-    lease_pending: rustc_hash::FxHashSet<(Uuid, Ipv4Addr)>,
+    lease_pending: FxHashSet<(Uuid, Ipv4Addr)>,
     /// When each owned block was leased.
     leased_at: FxHashMap<(Uuid, Ipv4Addr, u16), u64>,
     /// Receive buffers (taken while a batch is processed).
@@ -163,6 +178,7 @@ impl Worker {
             next_port_no: 1,
             dp: UserspaceDatapath::new(tunnel, index == 0),
             peers: FxHashMap::default(),
+            members: FxHashSet::default(),
             waiting: Vec::new(),
             hit_actions: Vec::new(),
             lease_pending: Default::default(),
@@ -183,81 +199,113 @@ impl Worker {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Runs until told to stop.
+    /// Runs until told to stop. A panic while handling a batch is caught,
+    /// counted and logged, the flows are dropped (they are simulated again)
+    /// and the worker goes on: a bug hit by one packet costs that batch,
+    /// not the host's datapath.
     pub fn run(mut self) {
-        let mut ready = Vec::new();
-        let mut fds = Vec::new();
-        let mut order: Vec<u32> = Vec::new();
-        let mut last_tick = 0u64;
+        let mut t = Turn::default();
         loop {
-            fds.clear();
-            order.clear();
-            fds.push(self.waker.as_raw_fd());
-            self.dp.poll_set(&mut fds, &mut order);
-            if let Err(e) = wait_readable(&fds, &mut ready, 100) {
-                tracing::error!(error = %e, "poll failed");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-            if ready.first() == Some(&true) {
-                self.waker.drain();
-            }
-            if !self.drain_control() {
-                break;
-            }
-            let mut rx = self.rx.take().unwrap_or_default();
-            if ready.get(1) == Some(&true) {
-                match rx.recv(fds[1]) {
-                    Ok(n) => {
-                        for i in 0..n {
-                            if rx.truncated[i] {
-                                self.dp.stats.malformed += 1;
-                                continue;
-                            }
-                            self.on_tunnel_buffer(&rx.bufs[i][..rx.lens[i]], rx.segs[i]);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
-                }
-            }
-            for (i, port_no) in order.iter().enumerate() {
-                if ready.get(i + 2) != Some(&true) {
-                    continue;
-                }
-                let Some(sock) = self.dp.port(*port_no) else {
-                    continue;
-                };
-                match &*sock {
-                    PortSocket::Ring(ring) => {
-                        ring.drain(|f| self.on_port_frame(*port_no, f));
-                        self.dp.stats.malformed +=
-                            ring.truncated.swap(0, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    PortSocket::Plain(_) => match rx.recv(fds[i + 2]) {
-                        Ok(n) => {
-                            for j in 0..n {
-                                if rx.truncated[j] {
-                                    self.dp.stats.malformed += 1;
-                                    continue;
-                                }
-                                self.on_port_frame(*port_no, &mut rx.bufs[j][..rx.lens[j]]);
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
-                    },
-                }
-            }
-            self.rx = Some(rx);
-            self.dp.flush();
-            let now = self.now();
-            if now >= last_tick + 1000 {
-                last_tick = now;
-                self.tick(now);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn(&mut t))) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(p) => self.recover(p),
             }
         }
         // What changed since the last tick survives a clean stop too.
         self.save_state();
         tracing::info!("datapath worker stopped");
+    }
+
+    fn recover(&mut self, panic: Box<dyn std::any::Any + Send>) {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        self.dp.stats.worker_panics += 1;
+        tracing::error!(
+            worker = self.index,
+            panics = self.dp.stats.worker_panics,
+            "datapath worker panicked ({why}); its flows are dropped and it goes on"
+        );
+        self.flows.clear();
+        self.waiting.clear();
+    }
+
+    /// One poll and what it made ready; false once told to stop.
+    fn turn(&mut self, t: &mut Turn) -> bool {
+        t.fds.clear();
+        t.order.clear();
+        t.fds.push(self.waker.as_raw_fd());
+        self.dp.poll_set(&mut t.fds, &mut t.order);
+        if let Err(e) = wait_readable(&t.fds, &mut t.ready, 100) {
+            tracing::error!(error = %e, "poll failed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            return true;
+        }
+        if t.ready.first() == Some(&true) {
+            self.waker.drain();
+        }
+        if !self.drain_control() {
+            return false;
+        }
+        let mut rx = self.rx.take().unwrap_or_default();
+        if t.ready.get(1) == Some(&true) {
+            match rx.recv(t.fds[1]) {
+                Ok(n) => {
+                    for i in 0..n {
+                        if rx.truncated[i] {
+                            self.dp.stats.malformed += 1;
+                            continue;
+                        }
+                        // Only tunnel-zone members may send us frames
+                        // and flow state.
+                        if !self.members.contains(&rx.from[i]) {
+                            self.dp.stats.tunnel_not_member += 1;
+                            continue;
+                        }
+                        self.on_tunnel_buffer(&rx.bufs[i][..rx.lens[i]], rx.segs[i]);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
+            }
+        }
+        for (i, port_no) in t.order.iter().enumerate() {
+            if t.ready.get(i + 2) != Some(&true) {
+                continue;
+            }
+            let Some(sock) = self.dp.port(*port_no) else {
+                continue;
+            };
+            match &*sock {
+                PortSocket::Ring(ring) => {
+                    ring.drain(|f| self.on_port_frame(*port_no, f));
+                    self.dp.stats.malformed +=
+                        ring.truncated.swap(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                PortSocket::Plain(_) => match rx.recv(t.fds[i + 2]) {
+                    Ok(n) => {
+                        for j in 0..n {
+                            if rx.truncated[j] {
+                                self.dp.stats.malformed += 1;
+                                continue;
+                            }
+                            self.on_port_frame(*port_no, &mut rx.bufs[j][..rx.lens[j]]);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
+                },
+            }
+        }
+        self.rx = Some(rx);
+        self.dp.flush();
+        let now = self.now();
+        if now >= t.last_tick + 1000 {
+            t.last_tick = now;
+            self.tick(now);
+        }
+        true
     }
 
     fn tick(&mut self, now: u64) {
@@ -386,6 +434,8 @@ impl Worker {
             };
             match c {
                 Control::Shutdown => return false,
+                #[cfg(test)]
+                Control::Panic => panic!("a bug the test planted"),
                 Control::Flush => {
                     self.flows.clear();
                     // Learned entries go; leased port blocks stay this worker's.
@@ -404,7 +454,10 @@ impl Worker {
                 }
                 Control::Bindings(b) => self.set_bindings(b),
                 Control::NatLease(u) => self.on_nat_lease(u),
-                Control::Peers(p) => self.peers = p,
+                Control::Peers(p) => {
+                    self.members = p.values().copied().collect();
+                    self.peers = p;
+                }
                 Control::State(writes) => {
                     self.apply_state(&writes, self.now());
                     self.retry(|m| matches!(m, Missing::Arp { .. }));
@@ -1037,4 +1090,46 @@ fn tag_of(w: &StateWrite) -> Option<Tag> {
         StateWrite::ConnTrack(k) => Tag::ConnTrack(k),
         StateWrite::Nat(k, _) => Tag::Nat(k),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_caught_counted_and_the_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl_tx, ctl_rx) = std::sync::mpsc::channel();
+        let waker = Arc::new(Waker::new().unwrap());
+        let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Worker::new(
+            Uuid::new_v4(),
+            0,
+            dir.path().join("flowstate-0.bin"),
+            Tunnel::sender(0).unwrap(),
+            ctl_rx,
+            waker.clone(),
+            Vec::new(),
+            ev_tx,
+        );
+        let t = std::thread::spawn(move || w.run());
+        let send = |c| {
+            ctl_tx.send(c).unwrap();
+            waker.wake();
+        };
+        send(Control::Panic);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut panics = 0;
+        while panics == 0 && std::time::Instant::now() < deadline {
+            match ev_rx.try_recv() {
+                Ok(Event::Stats(_, s)) => panics = s.worker_panics,
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        assert_eq!(panics, 1, "the panic is counted in the worker's stats");
+        // It still handles messages, and stops when told.
+        send(Control::Flush);
+        send(Control::Shutdown);
+        assert!(t.join().is_ok(), "the worker ended cleanly");
+    }
 }

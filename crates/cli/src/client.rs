@@ -30,17 +30,37 @@ fn media(name: &str) -> String {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A client of the API at `base`; `ca`: the PEM file of the CA its
+    /// https:// certificate chains to (default: the web's public roots).
+    pub fn new(base: &str, ca: Option<&std::path::Path>) -> Result<Self, CliError> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Client {
-            agent,
+            .timeout_global(Some(Duration::from_secs(30)));
+        if let Some(ca) = ca {
+            let bad = |e: String| CliError::Usage(format!("--ca {}: {e}", ca.display()));
+            let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in it".into()));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        Ok(Client {
+            agent: config.build().into(),
             base: base.trim_end_matches('/').to_string(),
             token: None,
-        }
+        })
     }
 
     /// Logs in with Basic credentials and keeps the token for later calls.

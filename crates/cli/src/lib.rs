@@ -21,6 +21,9 @@ pub struct Global {
     /// Password [env: MIDO_PASSWORD; ~/.midonetrc password]
     #[arg(long, global = true)]
     pub password: Option<String>,
+    /// CA certificate (PEM) of an https:// API [env: MIDO_CA; ~/.midonetrc ca]
+    #[arg(long, global = true)]
+    pub ca: Option<String>,
     /// Tenant for lists and creates [env: MIDO_TENANT; ~/.midonetrc tenant]
     #[arg(long, global = true)]
     pub tenant: Option<String>,
@@ -463,7 +466,8 @@ fn connect(g: &Global) -> Result<Client, CliError> {
     let rc = rc_file();
     let url = setting(&g.url, "MIDO_API_URL", &rc, "api_url")
         .unwrap_or_else(|| "http://127.0.0.1:8181/midonet-api".into());
-    let mut c = Client::new(&url);
+    let ca = setting(&g.ca, "MIDO_CA", &rc, "ca");
+    let mut c = Client::new(&url, ca.as_deref().map(std::path::Path::new))?;
     if let Some(user) = setting(&g.user, "MIDO_USER", &rc, "username") {
         let pw = setting(&g.password, "MIDO_PASSWORD", &rc, "password").unwrap_or_default();
         c.login(&user, &pw)?;

@@ -36,6 +36,10 @@ pub struct Stats {
     pub no_route_to_host: u64,
     pub tunnel_rx: u64,
     pub tunnel_tx: u64,
+    /// Tunnel datagrams from an address that is no tunnel-zone member's.
+    pub tunnel_not_member: u64,
+    /// Panics caught in a packet worker (each logged; the worker went on).
+    pub worker_panics: u64,
     pub send_errors: u64,
     /// Frames refused for a hostile or inconsistent virtio-net header.
     pub bad_offload: u64,
@@ -75,6 +79,8 @@ impl Stats {
             no_route_to_host: self.no_route_to_host + b.no_route_to_host,
             tunnel_rx: self.tunnel_rx + b.tunnel_rx,
             tunnel_tx: self.tunnel_tx + b.tunnel_tx,
+            tunnel_not_member: self.tunnel_not_member + b.tunnel_not_member,
+            worker_panics: self.worker_panics + b.worker_panics,
             send_errors: self.send_errors + b.send_errors,
             bad_offload: self.bad_offload + b.bad_offload,
             gso_split: self.gso_split + b.gso_split,
