@@ -122,10 +122,18 @@ vm() {
 # Daemons start through `ip netns exec` directly (not a shell function run in
 # the background), so $! is the daemon itself: a kill by PID reaches it.
 start_server() {
-    local secure=()
-    [[ $E2E_SECURE == 1 ]] && secure=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --agent-ca "$PKI/ca.pem"
-                                      --auth static --users-file "$PKI/users")
-    ip netns exec "$(ns ctl)" "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" "${secure[@]}" \
+    local secure=() envs=()
+    if [[ $E2E_SECURE == 1 ]]; then
+        secure=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --agent-ca "$PKI/ca.pem"
+                --auth static --users-file "$PKI/users")
+        # Neutron's tokens from a file too, as credentials should be.
+        if [[ -n ${MIDONET_NEUTRON_TOKENS:-} ]]; then
+            (umask 077; tr ',' '\n' <<<"$MIDONET_NEUTRON_TOKENS" >"$PKI/neutron-tokens")
+            secure+=(--neutron-tokens-file "$PKI/neutron-tokens")
+            envs=(-u MIDONET_NEUTRON_TOKENS)
+        fi
+    fi
+    ip netns exec "$(ns ctl)" env "${envs[@]}" "$BIN" server --listen $CTL_IP:8181 --topology-listen $CTL_IP:8088 --data-dir "$E2E_STATE/nsdb" "${secure[@]}" \
         >>"$E2E_STATE/server.log" 2>&1 &
     local pid=$! i
     echo $pid >"$E2E_STATE/server.pid"

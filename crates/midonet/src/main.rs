@@ -168,6 +168,10 @@ struct ServerArgs {
     /// is the admin (`--os-auth-type none`).
     #[arg(long, env = "MIDONET_NEUTRON_TOKENS", default_value = "")]
     neutron_tokens: String,
+    /// The same tokens from a file only its owner may read (mode 0600), one
+    /// `TOKEN:PROJECT:ROLE` per line: they stay off the command line.
+    #[arg(long, env = "MIDONET_NEUTRON_TOKENS_FILE")]
+    neutron_tokens_file: Option<PathBuf>,
     /// Also run an agent in this process (an all-in-one host).
     #[arg(long)]
     agent: bool,
@@ -368,22 +372,26 @@ fn parse_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// The text of a file of credentials (`flag` names it in errors), which
+/// only its owner may read.
+fn read_secret(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("{flag} {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{flag} {}: mode {mode:o} lets others read it; chmod 600 it",
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// The users of a users file that only its owner may read.
 fn read_users(
     path: &std::path::Path,
 ) -> anyhow::Result<std::collections::HashMap<String, cluster::auth::User>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("--users-file {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        anyhow::bail!(
-            "--users-file {}: mode {mode:o} lets others read the password hashes; chmod 600 it",
-            path.display()
-        );
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_secret("--users-file", path)?;
     let users = cluster::auth::parse_users(&text)
         .map_err(|e| anyhow::anyhow!("--users-file {}: {e}", path.display()))?;
     if users.is_empty() {
@@ -479,8 +487,20 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
     };
     let store = s.nsdb.open()?;
     tracing::info!(store = %s.nsdb.store, data_dir = %s.nsdb.data_dir.display(), revision = store.revision(), "NSDB open");
-    let tokens = neutron::Tokens::parse(&s.neutron_tokens)
-        .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?;
+    let tokens = match &s.neutron_tokens_file {
+        Some(f) => {
+            let text = read_secret("--neutron-tokens-file", f)?;
+            let list: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            neutron::Tokens::parse(&list.join(","))
+                .map_err(|e| anyhow::anyhow!("--neutron-tokens-file {}: {e}", f.display()))?
+        }
+        None => neutron::Tokens::parse(&s.neutron_tokens)
+            .map_err(|e| anyhow::anyhow!("--neutron-tokens: {e}"))?,
+    };
     let tls = match (&s.tls_cert, &s.tls_key) {
         (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
         _ => {

@@ -152,13 +152,19 @@ impl Net {
     }
 
     /// Appends a rule given as REST JSON (normalized as the API would).
-    pub fn rule(&mut self, chain: Uuid, mut v: serde_json::Value) -> Uuid {
+    pub fn rule(&mut self, chain: Uuid, v: serde_json::Value) -> Uuid {
+        self.try_rule(chain, v).expect("a rule the API accepts")
+    }
+
+    /// Appends a rule the API would accept (its JSON decodes and passes the
+    /// API's validation); `None`, and nothing added, for one it refuses.
+    pub fn try_rule(&mut self, chain: Uuid, mut v: serde_json::Value) -> Option<Uuid> {
         let id = Uuid::new_v4();
         v["id"] = json!(id);
         v["chainId"] = json!(chain);
-        let mut r: Rule = serde_json::from_value(v).unwrap();
+        let mut r: Rule = serde_json::from_value(v).ok()?;
         r.normalize();
-        r.validate().unwrap();
+        r.validate().ok()?;
         self.o.rules.push(r);
         self.o
             .chains
@@ -167,7 +173,7 @@ impl Net {
             .unwrap()
             .rule_ids
             .push(id);
-        id
+        Some(id)
     }
 
     pub fn set_port(&mut self, port: Uuid, f: impl FnOnce(&mut Port)) {
