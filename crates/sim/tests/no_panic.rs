@@ -149,35 +149,35 @@ fn any_rule(rng: &mut XorShift, chains: &[uuid::Uuid], ports: &[uuid::Uuid]) -> 
         }
         "rev_dnat" | "rev_snat" => v["flowAction"] = json!(flow),
         "l2_transform" => {
-            v["flowAction"] = json!(if rng.next_u32() % 2 == 0 {
+            v["flowAction"] = json!(if rng.next_u32().is_multiple_of(2) {
                 "redirect"
             } else {
                 "accept"
             });
             v["targetPortId"] = json!(pick(rng, ports));
-            v["ingress"] = json!(rng.next_u32() % 2 == 0);
-            v["failOpen"] = json!(rng.next_u32() % 2 == 0);
-            if rng.next_u32() % 3 == 0 {
+            v["ingress"] = json!(rng.next_u32().is_multiple_of(2));
+            v["failOpen"] = json!(rng.next_u32().is_multiple_of(2));
+            if rng.next_u32().is_multiple_of(3) {
                 v["pushVlan"] = json!(rng.next_u32() % 4096);
             }
-            v["popVlan"] = json!(rng.next_u32() % 4 == 0);
+            v["popVlan"] = json!(rng.next_u32().is_multiple_of(4));
         }
         _ => {}
     }
     // A random condition on some fields.
-    if rng.next_u32() % 2 == 0 {
+    if rng.next_u32().is_multiple_of(2) {
         v["nwSrcAddress"] = json!(ip(rng));
         v["nwSrcLength"] = json!(rng.next_u32() % 33);
     }
-    if rng.next_u32() % 3 == 0 {
+    if rng.next_u32().is_multiple_of(3) {
         v["nwProto"] = json!([1, 6, 17][rng.next_u32() as usize % 3]);
         let (p, q) = (rng.next_u32() % 65536, rng.next_u32() % 65536);
         v["tpDst"] = json!({"start": p.min(q), "end": p.max(q)});
     }
-    if rng.next_u32() % 4 == 0 {
+    if rng.next_u32().is_multiple_of(4) {
         v["condInvert"] = json!(true);
     }
-    if rng.next_u32() % 4 == 0 {
+    if rng.next_u32().is_multiple_of(4) {
         v["matchForwardFlow"] = json!(true);
     }
     v
@@ -197,7 +197,8 @@ fn generated(seed: u64) -> (Net, Vec<uuid::Uuid>, usize) {
     }
     for p in &ports {
         let pick = |rng: &mut XorShift| {
-            (rng.next_u32() % 2 == 0).then(|| chains[rng.next_u32() as usize % chains.len()])
+            (rng.next_u32().is_multiple_of(2))
+                .then(|| chains[rng.next_u32() as usize % chains.len()])
         };
         let (i, o) = (pick(&mut rng), pick(&mut rng));
         n.set_port(*p, |x| {
