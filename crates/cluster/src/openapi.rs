@@ -4,6 +4,73 @@ use crate::media;
 use crate::routes::ROUTES;
 use serde_json::{Map, Value, json};
 
+/// The fields of a request body of the vendor type `ty` (`Bridge-v4`), from
+/// the model object's own serialization: every field the API reads, with
+/// its JSON type (what a fuzzer generates bodies from).
+fn request_fields(ty: &str) -> Option<Value> {
+    use model::*;
+    fn of<T: Default + serde::Serialize>() -> Option<Value> {
+        serde_json::to_value(T::default()).ok()
+    }
+    let base = ty.rsplit_once("-v").map_or(ty, |(b, _)| b);
+    let example = match base {
+        "Router" => of::<Router>(),
+        "Bridge" => of::<Bridge>(),
+        "Port" => of::<Port>(),
+        "Route" => of::<Route>(),
+        "BgpNetwork" => of::<BgpNetwork>(),
+        "BgpPeer" => of::<BgpPeer>(),
+        "DhcpSubnet" => of::<DhcpSubnet>(),
+        "DhcpHost" => of::<DhcpHost>(),
+        "Chain" => of::<Chain>(),
+        "Rule" => serde_json::from_value::<Rule>(json!({"type": "accept"}))
+            .ok()
+            .and_then(|r| serde_json::to_value(r).ok()),
+        "PortGroup" => of::<PortGroup>(),
+        "IpAddrGroup" => of::<IpAddrGroup>(),
+        "IpAddrGroupAddr" => Some(json!({"addr": "", "version": 4})),
+        "TunnelZone" => of::<TunnelZone>(),
+        "TunnelZoneHost" => of::<TunnelZoneHost>(),
+        "Host" => of::<Host>(),
+        "LoadBalancer" => of::<LoadBalancer>(),
+        "HealthMonitor" => of::<HealthMonitor>(),
+        "Pool" => of::<Pool>(),
+        "PoolMember" => of::<PoolMember>(),
+        "VIP" => of::<Vip>(),
+        "Mirror" => of::<Mirror>(),
+        "L2Insertion" => of::<L2Insertion>(),
+        "TraceRequest" => of::<TraceRequest>(),
+        "ServiceContainerGroup" => of::<ServiceContainerGroup>(),
+        "ServiceContainer" => of::<ServiceContainer>(),
+        "VTEP" => of::<Vtep>(),
+        "PortLink" => Some(json!({"portId": "", "peerId": ""})),
+        "PortGroupPort" => Some(json!({"portGroupId": "", "portId": ""})),
+        "HostInterfacePort" => Some(json!({"hostId": "", "portId": "", "interfaceName": ""})),
+        _ => None,
+    }?;
+    Some(schema_of(&example))
+}
+
+/// A JSON schema of `v`'s shape: each value's type (null: any).
+fn schema_of(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let props: Map<String, Value> =
+                m.iter().map(|(k, x)| (k.clone(), schema_of(x))).collect();
+            json!({"type": "object", "properties": props})
+        }
+        Value::Array(a) => match a.first() {
+            Some(x) => json!({"type": "array", "items": schema_of(x)}),
+            None => json!({"type": "array"}),
+        },
+        Value::String(_) => json!({"type": "string"}),
+        Value::Bool(_) => json!({"type": "boolean"}),
+        Value::Number(n) if n.is_f64() => json!({"type": "number"}),
+        Value::Number(_) => json!({"type": "integer"}),
+        Value::Null => json!({}),
+    }
+}
+
 pub fn document(base: &str) -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
@@ -77,7 +144,10 @@ pub fn document(base: &str) -> Value {
             "responses": responses,
         });
         if method == "post" || method == "put" {
-            op["requestBody"] = json!({"content": content(json!({"type": "object"}))});
+            let schema =
+                r.ty.and_then(request_fields)
+                    .unwrap_or_else(|| json!({"type": "object"}));
+            op["requestBody"] = json!({"content": content(schema)});
         }
         let entry = paths.entry(p).or_insert_with(|| json!({}));
         entry[method] = op;
