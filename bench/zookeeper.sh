@@ -2,7 +2,8 @@
 # The NSDB on a 3-node ZooKeeper ensemble against the embedded store, in one
 # run, on release builds:
 #   - Neutron port creates/s (bench/neutron_ports.py, 1,000 ports): one
-#     server with 1, 4 and 8 client threads; two servers with 4 each at once;
+#     server with 1, 4, 8, 16 and 32 client threads (a Neutron server's
+#     workers, or many tenants' scripts, at once); two servers with 16 each;
 #   - a REST change to its effect on a VM's packets (tests/scale/
 #     change_latency.py: a drop rule on the VM's port added and removed 20
 #     times while the VM pings its router every 10 ms; its agent talks to
@@ -68,11 +69,11 @@ for store in embedded zookeeper; do
     else
         server a 8181 8088 9696
     fi
-    for t in 1 4 8; do R[$store,c$t]=$(creates 9696 $t); done
+    for t in 1 4 8 16 32; do R[$store,c$t]=$(creates 9696 $t); done
     if [[ $store == zookeeper ]]; then
-        nsx ctl python3 bench/neutron_ports.py "http://$CTL_IP:9696" 1000 4 >"$E2E_STATE/two-a.json" &
+        nsx ctl python3 bench/neutron_ports.py "http://$CTL_IP:9696" 1000 16 >"$E2E_STATE/two-a.json" &
         pa=$!
-        nsx ctl python3 bench/neutron_ports.py "http://$CTL_IP:9697" 1000 4 >"$E2E_STATE/two-b.json" &
+        nsx ctl python3 bench/neutron_ports.py "http://$CTL_IP:9697" 1000 16 >"$E2E_STATE/two-b.json" &
         pb=$!
         wait $pa $pb
         R[$store,two]=$(python3 -c 'import json,sys; print(round(sum(json.load(open(f))["creates_per_s"] for f in sys.argv[1:])))' "$E2E_STATE/two-a.json" "$E2E_STATE/two-b.json")
@@ -86,11 +87,11 @@ done
 echo
 echo "| | embedded | ZooKeeper (3 members) | ratio |"
 echo "|---|---:|---:|---:|"
-for t in 1 4 8; do
+for t in 1 4 8 16 32; do
     printf '| port creates/s, one server, %d client thread(s) | %s | %s | %s |\n' $t "${R[embedded,c$t]}" "${R[zookeeper,c$t]}" \
         "$(python3 -c 'import sys; print(f"{float(sys.argv[2]) / float(sys.argv[1]):.2f}")' "${R[embedded,c$t]}" "${R[zookeeper,c$t]}")"
 done
-printf '| port creates/s, two servers, 4 threads each | | %s | |\n' "${R[zookeeper,two]}"
+printf '| port creates/s, two servers, 16 threads each | | %s | |\n' "${R[zookeeper,two]}"
 read -r e50 e99 <<<"${R[embedded,lat_a]}"; read -r a50 a99 <<<"${R[zookeeper,lat_a]}"; read -r b50 b99 <<<"${R[zookeeper,lat_b]}"
 printf '| rule change to effect, p50 / p99 ms, through the agent'"'"'s server | %s / %s | %s / %s | |\n' "$e50" "$e99" "$a50" "$a99"
 printf '| rule change to effect, p50 / p99 ms, through the other server | | %s / %s | |\n' "$b50" "$b99"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
-VENV=${MIDONET_FUZZ_VENV:-target/fuzz-venv}
+VENV=$(realpath -m "${MIDONET_FUZZ_VENV:-target/fuzz-venv}")
 [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/fuzz/requirements.txt
 DIR=$(mktemp -d /tmp/midonet-fuzz.XXXXXX)
@@ -20,9 +20,10 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 URL=http://127.0.0.1:$REST/midonet-api
 for _ in $(seq 100); do curl -sf "$URL/system_state" >/dev/null && break; sleep 0.1; done
 rc=0
-timeout 600 "$VENV/bin/schemathesis" run "$URL/openapi.json" --checks not_a_server_error \
+# From the scratch directory: hypothesis keeps its database in the cwd.
+(cd "$DIR" && timeout 600 "$VENV/bin/schemathesis" run "$URL/openapi.json" --checks not_a_server_error \
     --hypothesis-max-examples "${MIDONET_FUZZ_EXAMPLES:-30}" --hypothesis-deadline None \
-    --hypothesis-suppress-health-check all --workers 2 --no-color >"$DIR/fuzz.out" 2>&1 || rc=$?
+    --hypothesis-suppress-health-check all --workers 2 --no-color >"$DIR/fuzz.out" 2>&1) || rc=$?
 grep -E "not_a_server_error|passed in|failed in|errored|Randomized with" "$DIR/fuzz.out" || true
 if [[ $rc != 0 ]]; then
     grep -v "returned only 4xx" "$DIR/fuzz.out" | tail -40

@@ -493,25 +493,112 @@ fn learned(
         .map_err(store_status)
 }
 
-/// A NAT block lease for `host`, on a router that exists.
+/// A NAT block lease for `host`: only of an address a NAT rule of that
+/// device (a router or bridge that exists) translates to.
 fn lease(
     app: &App,
     session: nsdb::SessionId,
     host: Uuid,
     l: &topology_proto::v1::NatLease,
 ) -> topology_proto::v1::NatLeaseReply {
-    let router = Uuid::parse_str(&l.device_id).ok();
-    let exists = router.is_some_and(|r| matches!(app.topo.get::<model::Router>(r), Ok(Some(_))));
-    if !l.release && router.is_some() && !exists {
-        return topology_proto::v1::NatLeaseReply {
-            request_id: l.request_id,
-            device_id: l.device_id.clone(),
-            ip: l.ip.clone(),
-            message: format!("router {} does not exist", l.device_id),
-            ..Default::default()
+    let target = (
+        Uuid::parse_str(&l.device_id),
+        l.ip.parse::<std::net::Ipv4Addr>(),
+    );
+    if !l.release
+        && let (Ok(device), Ok(ip)) = target
+    {
+        let why = match nat_target_of(app, device, ip) {
+            Ok(true) => None,
+            Ok(false) => Some(format!("{ip} is no NAT target of device {device}'s rules")),
+            Err(e) => Some(e.message),
         };
+        if let Some(message) = why {
+            tracing::warn!(%host, %device, %ip, "NAT block lease refused: {message}");
+            return topology_proto::v1::NatLeaseReply {
+                request_id: l.request_id,
+                device_id: l.device_id.clone(),
+                ip: l.ip.clone(),
+                message,
+                ..Default::default()
+            };
+        }
     }
     crate::nat_leases::handle(&*app.topo.store, session, Some(host), l)
+}
+
+/// Chains looked at for one lease, at most: a bound on what a lease costs.
+const LEASE_CHAINS: usize = 256;
+
+/// Whether a NAT rule met on `device` (a router or a bridge: its chains,
+/// its ports' chains, and the chains they jump to) translates to `ip`. The
+/// cost is the device's, not the cloud's: its ports come from the
+/// reference index.
+fn nat_target_of(
+    app: &App,
+    device: Uuid,
+    ip: std::net::Ipv4Addr,
+) -> Result<bool, crate::error::ApiError> {
+    use model::{Bridge, Chain, Kind, Port, Router, Rule};
+    let mut todo: Vec<Uuid> = Vec::new();
+    let kind = if let Some(r) = app.topo.get::<Router>(device)? {
+        todo.extend(
+            [
+                r.inbound_filter_id,
+                r.outbound_filter_id,
+                r.forward_chain_id,
+                r.local_redirect_chain_id,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        Kind::Router
+    } else if let Some(b) = app.topo.get::<Bridge>(device)? {
+        todo.extend(
+            [b.inbound_filter_id, b.outbound_filter_id]
+                .into_iter()
+                .flatten(),
+        );
+        Kind::Bridge
+    } else {
+        return Err(crate::error::ApiError::not_found(format!(
+            "device {device} does not exist"
+        )));
+    };
+    for p in app.topo.naming::<Port>("deviceId", kind, device)? {
+        todo.extend(
+            [p.inbound_filter_id, p.outbound_filter_id]
+                .into_iter()
+                .flatten(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(c) = todo.pop() {
+        if !seen.insert(c) || seen.len() > LEASE_CHAINS {
+            continue;
+        }
+        let Some(chain) = app.topo.get::<Chain>(c)? else {
+            continue;
+        };
+        for id in &chain.rule_ids {
+            let Some(rule) = app.topo.get::<Rule>(*id)? else {
+                continue;
+            };
+            let hit = rule
+                .nat_targets
+                .iter()
+                .any(|t| match (t.address_from, t.address_to) {
+                    (Some(a), Some(b)) => (u32::from(a)..=u32::from(b)).contains(&u32::from(ip)),
+                    (Some(a), None) => a == ip,
+                    _ => false,
+                });
+            if hit {
+                return Ok(true);
+            }
+            todo.extend(rule.jump_chain_id);
+        }
+    }
+    Ok(false)
 }
 
 /// A pool member's health from `host`: only the health-check leader's counts.

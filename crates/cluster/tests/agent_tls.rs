@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use topology_proto::v1::{
-    HostInfo, HostMessage, PortState, SessionEvent, TableEntry, WatchRequest, host_message::Msg,
+    HostInfo, HostMessage, NatLease, PortState, SessionEvent, TableEntry, WatchRequest,
+    host_message::Msg,
 };
 use uuid::Uuid;
 
@@ -351,4 +352,78 @@ async fn a_session_writes_only_its_own_hosts_state() {
     .await;
     settle().await;
     assert!(active(&pa).is_none(), "host-a's session still works");
+}
+
+/// NAT blocks are leased only of an address a NAT rule of the device
+/// translates to (here one in a chain a router jumps to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_only_for_addresses_a_nat_rule_translates_to() {
+    let b = bed(false).await;
+    let (chain, jumped) = (Uuid::new_v4(), Uuid::new_v4());
+    let rule = |id, chain_id, v: serde_json::Value| {
+        let mut v = v;
+        v["id"] = serde_json::json!(id);
+        v["chainId"] = serde_json::json!(chain_id);
+        let mut r: model::Rule = serde_json::from_value(v).unwrap();
+        r.normalize();
+        r
+    };
+    let (jump, snat) = (Uuid::new_v4(), Uuid::new_v4());
+    put(
+        &b.app,
+        &rule(
+            jump,
+            chain,
+            serde_json::json!({"type": "jump", "jumpChainId": jumped}),
+        ),
+    );
+    put(
+        &b.app,
+        &rule(
+            snat,
+            jumped,
+            serde_json::json!({"type": "snat", "flowAction": "accept",
+        "natTargets": [{"addressFrom": "198.51.100.1", "addressTo": "198.51.100.4", "portFrom": 1024, "portTo": 65535}]}),
+        ),
+    );
+    for (id, rules) in [(chain, vec![jump]), (jumped, vec![snat])] {
+        put(
+            &b.app,
+            &model::Chain {
+                id,
+                rule_ids: rules,
+                ..Default::default()
+            },
+        );
+    }
+    let router = model::Router {
+        id: Uuid::new_v4(),
+        outbound_filter_id: Some(chain),
+        ..Default::default()
+    };
+    put(&b.app, &router);
+    let mut c = agent::channel::connect(&b.url, &None).await.unwrap();
+    let mut s = session(&mut c).await.unwrap();
+    s.send(hello(Uuid::new_v4(), "host-a")).await;
+    assert!(s.next().await.unwrap().registered);
+    let mut n = 0;
+    let mut ask = async |device: Uuid, ip: &str| {
+        n += 1;
+        s.send(Msg::Lease(NatLease {
+            request_id: n,
+            device_id: device.to_string(),
+            ip: ip.into(),
+            port_lo: 1024,
+            port_hi: 65535,
+            ..Default::default()
+        }))
+        .await;
+        s.next().await.unwrap().lease.expect("a lease reply")
+    };
+    let r = ask(router.id, "198.51.100.3").await;
+    assert!(r.granted, "a target of the router's SNAT rule: {r:?}");
+    let r = ask(router.id, "198.51.100.9").await;
+    assert!(!r.granted && r.message.contains("no NAT target"), "{r:?}");
+    let r = ask(Uuid::new_v4(), "198.51.100.3").await;
+    assert!(!r.granted && r.message.contains("does not exist"), "{r:?}");
 }
