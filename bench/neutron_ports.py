@@ -68,6 +68,8 @@ def main():
     print(json.dumps({"ports": n, "threads": threads, "seconds": round(dt, 2),
                       "creates_per_s": round(n / dt), "errors": len(errors)}))
     if errors:
+        for e in sorted(set(errors))[:5]:
+            print("error:", e[:300], file=sys.stderr)
         sys.exit(1)
 
 

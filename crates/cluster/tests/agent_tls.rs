@@ -3,8 +3,11 @@
 //! as the host its certificate names and writes only that host's state.
 //! And, TLS or not, a session writes only its own host's state.
 
+mod common;
+use common::put;
+
 use cluster::{App, AuthMode};
-use model::{Bridge, Object, Port};
+use model::{Bridge, Port};
 use rcgen::{CertificateParams, Issuer, KeyPair};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,15 +49,6 @@ fn leaf(ca: &Ca, names: &[&str], dir: &Path, file: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
     (c, k)
-}
-
-fn put<T: Object>(app: &App, o: &T) {
-    app.topo
-        .write(|w| {
-            w.tx.put(o);
-            Ok(())
-        })
-        .unwrap();
 }
 
 struct Bed {

@@ -1,22 +1,16 @@
 //! An agent that reconnects to the topology service resumes its filtered
 //! watch from its revision: it is sent what changed, not a snapshot.
 
+mod common;
+use common::put;
+
 use cluster::{App, AuthMode};
-use model::{Bridge, Object, Port};
+use model::{Bridge, Port};
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use topology_proto::TopologyClient;
 use topology_proto::v1::{Update, WatchRequest};
 use uuid::Uuid;
-
-fn put<T: Object>(app: &App, o: &T) {
-    app.topo
-        .write(|w| {
-            w.tx.put(o);
-            Ok(())
-        })
-        .unwrap();
-}
 
 async fn next(s: &mut tonic::Streaming<Update>) -> Update {
     tokio::time::timeout(std::time::Duration::from_secs(5), s.next())

@@ -44,6 +44,14 @@ impl From<ApiError> for NeutronError {
             400 => (StatusCode::BAD_REQUEST, "BadRequest"),
             404 => (StatusCode::NOT_FOUND, "NotFound"),
             409 => (StatusCode::CONFLICT, "Conflict"),
+            401 => (StatusCode::UNAUTHORIZED, "HTTPUnauthorized"),
+            403 => (StatusCode::FORBIDDEN, "PolicyNotAuthorized"),
+            // The NSDB not answering (no quorum): a clean, retryable 503.
+            503 => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            s @ 405..=499 => (
+                StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+                "BadRequest",
+            ),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "HTTPInternalServerError"),
         };
         NeutronError::new(status, kind, e.message)
@@ -62,5 +70,33 @@ impl IntoResponse for NeutronError {
             self.status,
             json!({"NeutronError": {"type": self.kind, "message": self.message, "detail": ""}}),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_unavailable_is_a_503_and_refusals_keep_their_status() {
+        let e = NeutronError::from(ApiError::from(nsdb::StoreError::Unavailable(
+            "ZooKeeper: session expired".into(),
+        )));
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        );
+        assert_eq!(
+            NeutronError::from(ApiError::new(403, "no")).status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            NeutronError::from(ApiError::new(413, "big")).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            NeutronError::from(ApiError::new(500, "bug")).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -133,3 +133,13 @@ pub fn users(spec: &str) -> std::collections::HashMap<String, cluster::auth::Use
         .collect();
     cluster::auth::parse_users(&file).unwrap()
 }
+
+/// Writes `o` through the topology, as an API call would.
+pub fn put<T: model::Object>(app: &App, o: &T) {
+    app.topo
+        .write(|w| {
+            w.tx.put(o);
+            Ok(())
+        })
+        .unwrap();
+}
