@@ -3,6 +3,7 @@
 //! operator bound to this host, and runs the packet workflow on a worker
 //! thread (simulate the first packet, install the flow, tunnel to peers).
 
+pub mod bgp;
 pub mod cache;
 pub mod channel;
 pub mod control;

@@ -1,0 +1,294 @@
+//! BGP on gateway hosts, the part without I/O: which speakers this host
+//! runs and the FRR configuration of each (issue 13). A speaker is one
+//! local, exterior router port whose subnet holds peers of its router
+//! (`asNumber` on the router, `bgp_peers`, `bgp_networks`): its bgpd speaks
+//! from the port's address to those peers and advertises the router's
+//! networks. Running bgpd in a namespace wired to the port, and reading
+//! its learned routes (zebra's FPM), build on this.
+
+use model::{BgpNetwork, BgpPeer, Port, Router};
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use uuid::Uuid;
+
+/// What one bgpd is told: this side, its neighbors, what it advertises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Speaker {
+    /// The uplink port it speaks through.
+    pub port: Uuid,
+    pub router: Uuid,
+    pub local_as: u32,
+    /// The port's address: bgpd's router id and the sessions' source.
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// By address.
+    pub neighbors: Vec<Neighbor>,
+    /// The router's networks, as `(address, length)`, sorted.
+    pub networks: Vec<(Ipv4Addr, u8)>,
+    /// Routes to one prefix through different uplinks installed at once.
+    pub maximum_paths: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    pub peer: Uuid,
+    pub address: Ipv4Addr,
+    pub remote_as: u32,
+    /// Keepalive and hold times, seconds (FRR's defaults when unset: 60/180).
+    pub timers: Option<(u32, u32)>,
+    pub connect_retry: Option<u32>,
+    pub password: Option<String>,
+}
+
+/// Routes of one prefix kept for ECMP across uplinks.
+pub const MAXIMUM_PATHS: u8 = 8;
+
+fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+/// The speakers of host `me`: one per active, exterior router port bound
+/// to it whose router has an AS number and peers in the port's subnet.
+pub fn speakers(
+    me: Uuid,
+    routers: &[Router],
+    ports: &[Port],
+    peers: &[BgpPeer],
+    networks: &[BgpNetwork],
+) -> Vec<Speaker> {
+    let mut out = Vec::new();
+    for p in ports {
+        let (Some(address), Some(len)) = (p.port_address, p.network_length) else {
+            continue;
+        };
+        if p.host_id != Some(me)
+            || p.interface_name.is_none()
+            || !p.is_router_port()
+            || !p.admin_state_up
+        {
+            continue;
+        }
+        let Some(r) = routers.iter().find(|r| r.id == p.device_id) else {
+            continue;
+        };
+        let Ok(local_as) = u32::try_from(r.as_number) else {
+            continue;
+        };
+        if local_as == 0 {
+            continue;
+        }
+        let mut neighbors: Vec<Neighbor> = peers
+            .iter()
+            .filter(|b| b.router_id == Some(r.id))
+            .filter_map(|b| {
+                let a = b.address?;
+                (in_subnet(a, address, len) && a != address).then(|| Neighbor {
+                    peer: b.id,
+                    address: a,
+                    remote_as: u32::try_from(b.as_number).unwrap_or(0),
+                    timers: match (b.keep_alive, b.hold_time) {
+                        (None, None) => None,
+                        (k, h) => {
+                            let k = k.unwrap_or(60).clamp(1, 65535) as u32;
+                            Some((k, h.map_or(k * 3, |h| h.clamp(3, 65535) as u32)))
+                        }
+                    },
+                    connect_retry: b.connect_retry.map(|c| c.clamp(1, 65535) as u32),
+                    password: b.password.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .filter(|n| n.remote_as != 0)
+            .collect();
+        if neighbors.is_empty() {
+            continue;
+        }
+        neighbors.sort_by_key(|n| n.address);
+        let mut nets: Vec<(Ipv4Addr, u8)> = networks
+            .iter()
+            .filter(|n| n.router_id == Some(r.id))
+            .filter_map(|n| Some((n.subnet_address?, n.subnet_length.min(32))))
+            .collect();
+        nets.sort();
+        nets.dedup();
+        out.push(Speaker {
+            port: p.id,
+            router: r.id,
+            local_as,
+            address,
+            prefix_len: len,
+            neighbors,
+            networks: nets,
+            maximum_paths: MAXIMUM_PATHS,
+        });
+    }
+    out.sort_by_key(|s| s.port);
+    out
+}
+
+/// A password as FRR reads it on one line: printable, no spaces (the API
+/// takes any string; what bgpd could not read is left out, and logged by
+/// the caller).
+fn frr_word(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.chars().all(|c| c.is_ascii_graphic())).then_some(s)
+}
+
+/// zebra's configuration beside each bgpd (loaded with `-M dplane_fpm_nl`):
+/// the routes bgpd selects go to the agent over FPM, as plain routes (FRR
+/// 8's next-hop groups are messages netlink-packet-route cannot read). As
+/// proven live in the stack notes; `zebra -C` cannot check it (the FPM
+/// module crashes a dry run).
+pub const ZEBRA_CONFIG: &str = "\
+frr defaults traditional
+fpm address 127.0.0.1 port 2620
+no fpm use-next-hop-groups
+";
+
+/// The bgpd configuration of `s` (FRR 8 syntax; `bgpd -C` accepts it).
+pub fn frr_config(s: &Speaker) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "frr defaults traditional");
+    let _ = writeln!(
+        c,
+        "! midonet agent: uplink port {} of router {}",
+        s.port, s.router
+    );
+    let _ = writeln!(c, "router bgp {}", s.local_as);
+    let _ = writeln!(c, " bgp router-id {}", s.address);
+    // Accept and send routes without a policy (eBGP default-deny off):
+    // what is advertised is exactly the router's networks.
+    let _ = writeln!(c, " no bgp ebgp-requires-policy");
+    for n in &s.neighbors {
+        let _ = writeln!(c, " neighbor {} remote-as {}", n.address, n.remote_as);
+        if let Some((k, h)) = n.timers {
+            let _ = writeln!(c, " neighbor {} timers {k} {h}", n.address);
+        }
+        if let Some(r) = n.connect_retry {
+            let _ = writeln!(c, " neighbor {} timers connect {r}", n.address);
+        }
+        if let Some(p) = n.password.as_deref().and_then(frr_word) {
+            let _ = writeln!(c, " neighbor {} password {p}", n.address);
+        }
+    }
+    let _ = writeln!(c, " address-family ipv4 unicast");
+    for (a, l) in &s.networks {
+        let _ = writeln!(c, "  network {a}/{l}");
+    }
+    let _ = writeln!(c, "  maximum-paths {}", s.maximum_paths);
+    let _ = writeln!(c, " exit-address-family");
+    let _ = writeln!(c, "exit");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (Uuid, Vec<Router>, Vec<Port>, Vec<BgpPeer>, Vec<BgpNetwork>) {
+        let me = Uuid::from_u128(1);
+        let r = Router {
+            id: Uuid::from_u128(2),
+            as_number: 64512,
+            ..Default::default()
+        };
+        let uplink = |id: u128, host: Uuid, addr: &str| Port {
+            id: Uuid::from_u128(id),
+            port_type: model::PortType::Router,
+            device_id: r.id,
+            admin_state_up: true,
+            host_id: Some(host),
+            interface_name: Some("uplink0".into()),
+            port_address: Some(addr.parse().unwrap()),
+            network_address: Some("198.51.100.0".parse().unwrap()),
+            network_length: Some(24),
+            ..Default::default()
+        };
+        let ports = vec![
+            uplink(10, me, "198.51.100.1"),
+            uplink(11, Uuid::from_u128(9), "198.51.100.2"), // another host's
+        ];
+        let peer = |id: u128, addr: &str, asn: i64| BgpPeer {
+            id: Uuid::from_u128(id),
+            router_id: Some(r.id),
+            as_number: asn,
+            address: Some(addr.parse().unwrap()),
+            ..Default::default()
+        };
+        let peers = vec![
+            BgpPeer {
+                keep_alive: Some(10),
+                hold_time: Some(30),
+                connect_retry: Some(5),
+                password: Some("s3cret".into()),
+                ..peer(20, "198.51.100.254", 65000)
+            },
+            peer(21, "203.0.113.9", 65001), // not in the uplink's subnet
+        ];
+        let nets = vec![BgpNetwork {
+            id: Uuid::from_u128(30),
+            router_id: Some(r.id),
+            subnet_address: Some("192.0.2.0".parse().unwrap()),
+            subnet_length: 24,
+        }];
+        (me, vec![r], ports, peers, nets)
+    }
+
+    #[test]
+    fn one_speaker_per_local_uplink_with_peers_in_its_subnet() {
+        let (me, routers, ports, peers, nets) = fixture();
+        let s = speakers(me, &routers, &ports, &peers, &nets);
+        assert_eq!(s.len(), 1, "the other host's uplink is not ours: {s:?}");
+        let s = &s[0];
+        assert_eq!(
+            (s.local_as, s.address),
+            (64512, "198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            s.neighbors.len(),
+            1,
+            "the peer outside the subnet is not this port's"
+        );
+        assert_eq!(s.neighbors[0].timers, Some((10, 30)));
+        assert_eq!(s.networks, vec![("192.0.2.0".parse().unwrap(), 24)]);
+        // No AS number on the router: no speaker.
+        let mut r2 = routers.clone();
+        r2[0].as_number = 0;
+        assert!(speakers(me, &r2, &ports, &peers, &nets).is_empty());
+    }
+
+    #[test]
+    fn frr_configuration_byte_exact() {
+        let (me, routers, ports, peers, nets) = fixture();
+        let s = &speakers(me, &routers, &ports, &peers, &nets)[0];
+        let want = "\
+frr defaults traditional
+! midonet agent: uplink port 00000000-0000-0000-0000-00000000000a of router 00000000-0000-0000-0000-000000000002
+router bgp 64512
+ bgp router-id 198.51.100.1
+ no bgp ebgp-requires-policy
+ neighbor 198.51.100.254 remote-as 65000
+ neighbor 198.51.100.254 timers 10 30
+ neighbor 198.51.100.254 timers connect 5
+ neighbor 198.51.100.254 password s3cret
+ address-family ipv4 unicast
+  network 192.0.2.0/24
+  maximum-paths 8
+ exit-address-family
+exit
+";
+        assert_eq!(frr_config(s), want);
+    }
+
+    #[test]
+    fn a_password_bgpd_cannot_read_is_left_out() {
+        let (me, routers, ports, mut peers, nets) = fixture();
+        peers[0].password = Some("two words\nneighbor 1.2.3.4 remote-as 1".into());
+        let s = &speakers(me, &routers, &ports, &peers, &nets)[0];
+        let c = frr_config(s);
+        assert!(!c.contains("password") && !c.contains("1.2.3.4"), "{c}");
+    }
+}
