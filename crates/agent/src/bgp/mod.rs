@@ -6,6 +6,8 @@
 //! networks. Running bgpd in a namespace wired to the port, and reading
 //! its learned routes (zebra's FPM), build on this.
 
+pub mod fpm;
+
 use model::{BgpNetwork, BgpPeer, Port, Router};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
