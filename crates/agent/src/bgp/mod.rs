@@ -164,17 +164,8 @@ pub fn frr_config(s: &Speaker) -> String {
     // Accept and send routes without a policy (eBGP default-deny off):
     // what is advertised is exactly the router's networks.
     let _ = writeln!(c, " no bgp ebgp-requires-policy");
-    for n in &s.neighbors {
-        let _ = writeln!(c, " neighbor {} remote-as {}", n.address, n.remote_as);
-        if let Some((k, h)) = n.timers {
-            let _ = writeln!(c, " neighbor {} timers {k} {h}", n.address);
-        }
-        if let Some(r) = n.connect_retry {
-            let _ = writeln!(c, " neighbor {} timers connect {r}", n.address);
-        }
-        if let Some(p) = n.password.as_deref().and_then(frr_word) {
-            let _ = writeln!(c, " neighbor {} password {p}", n.address);
-        }
+    for line in s.neighbors.iter().flat_map(neighbor_lines) {
+        let _ = writeln!(c, " {line}");
     }
     let _ = writeln!(c, " address-family ipv4 unicast");
     for (a, l) in &s.networks {
@@ -184,6 +175,100 @@ pub fn frr_config(s: &Speaker) -> String {
     let _ = writeln!(c, " exit-address-family");
     let _ = writeln!(c, "exit");
     c
+}
+
+/// What to do to go from the speakers running to the speakers wanted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// New speakers, and those whose AS or address changed (restarted:
+    /// bgpd's AS and router id are its identity).
+    pub start: Vec<Speaker>,
+    /// Speakers to stop, by port (restarted ones included).
+    pub stop: Vec<Uuid>,
+    /// Running speakers changed in place: the port and the vtysh lines
+    /// (`configure terminal` is the caller's). Neighbors not named in them
+    /// keep their sessions.
+    pub reconfigure: Vec<(Uuid, Vec<String>)>,
+}
+
+fn neighbor_lines(n: &Neighbor) -> Vec<String> {
+    let mut v = vec![format!("neighbor {} remote-as {}", n.address, n.remote_as)];
+    if let Some((k, h)) = n.timers {
+        v.push(format!("neighbor {} timers {k} {h}", n.address));
+    }
+    if let Some(r) = n.connect_retry {
+        v.push(format!("neighbor {} timers connect {r}", n.address));
+    }
+    if let Some(p) = n.password.as_deref().and_then(frr_word) {
+        v.push(format!("neighbor {} password {p}", n.address));
+    }
+    v
+}
+
+/// The changes from `running` to `wanted`, each speaker by its port.
+pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
+    let mut p = Plan::default();
+    for old in running {
+        if !wanted.iter().any(|w| w.port == old.port) {
+            p.stop.push(old.port);
+        }
+    }
+    for w in wanted {
+        let Some(old) = running.iter().find(|o| o.port == w.port) else {
+            p.start.push(w.clone());
+            continue;
+        };
+        if old.local_as != w.local_as || old.address != w.address {
+            p.stop.push(w.port);
+            p.start.push(w.clone());
+            continue;
+        }
+        let mut lines = Vec::new();
+        for n in &old.neighbors {
+            if !w.neighbors.iter().any(|x| x.address == n.address) {
+                lines.push(format!("no neighbor {}", n.address));
+            }
+        }
+        for n in &w.neighbors {
+            match old.neighbors.iter().find(|x| x.address == n.address) {
+                Some(o) if o == n => {}
+                // A changed neighbor is set anew (its session restarts).
+                Some(_) => {
+                    lines.push(format!("no neighbor {}", n.address));
+                    lines.extend(neighbor_lines(n));
+                }
+                None => lines.extend(neighbor_lines(n)),
+            }
+        }
+        let mut af = Vec::new();
+        for (a, l) in &old.networks {
+            if !w.networks.contains(&(*a, *l)) {
+                af.push(format!(" no network {a}/{l}"));
+            }
+        }
+        for (a, l) in &w.networks {
+            if !old.networks.contains(&(*a, *l)) {
+                af.push(format!(" network {a}/{l}"));
+            }
+        }
+        if old.maximum_paths != w.maximum_paths {
+            af.push(format!(" maximum-paths {}", w.maximum_paths));
+        }
+        if !af.is_empty() {
+            lines.push("address-family ipv4 unicast".into());
+            lines.extend(af);
+            lines.push("exit-address-family".into());
+        }
+        if !lines.is_empty() {
+            let mut all = vec![format!("router bgp {}", w.local_as)];
+            all.extend(lines);
+            all.push("exit".into());
+            p.reconfigure.push((w.port, all));
+        }
+    }
+    p.stop.sort();
+    p.stop.dedup();
+    p
 }
 
 #[cfg(test)]
@@ -292,5 +377,69 @@ exit
         let s = &speakers(me, &routers, &ports, &peers, &nets)[0];
         let c = frr_config(s);
         assert!(!c.contains("password") && !c.contains("1.2.3.4"), "{c}");
+    }
+
+    #[test]
+    fn a_change_touches_only_what_changed() {
+        let (me, routers, ports, mut peers, mut nets) = fixture();
+        // Two neighbors in the uplink's subnet.
+        peers.push(BgpPeer {
+            id: Uuid::from_u128(22),
+            router_id: Some(routers[0].id),
+            as_number: 65002,
+            address: Some("198.51.100.253".parse().unwrap()),
+            ..Default::default()
+        });
+        let before = speakers(me, &routers, &ports, &peers, &nets);
+        assert_eq!(
+            plan(&before, &before),
+            Plan::default(),
+            "no change, nothing to do"
+        );
+        assert_eq!(plan(&[], &before).start, before);
+        assert_eq!(plan(&before, &[]).stop, vec![before[0].port]);
+
+        // One neighbor's AS changes, a network is added: the other
+        // neighbor is not named, so its session stays.
+        peers[2].as_number = 65003;
+        nets.push(BgpNetwork {
+            id: Uuid::from_u128(31),
+            router_id: Some(routers[0].id),
+            subnet_address: Some("192.0.3.0".parse().unwrap()),
+            subnet_length: 24,
+        });
+        let after = speakers(me, &routers, &ports, &peers, &nets);
+        let p = plan(&before, &after);
+        assert!(p.start.is_empty() && p.stop.is_empty(), "{p:?}");
+        assert_eq!(
+            p.reconfigure,
+            vec![(
+                before[0].port,
+                vec![
+                    "router bgp 64512".to_string(),
+                    "no neighbor 198.51.100.253".into(),
+                    "neighbor 198.51.100.253 remote-as 65003".into(),
+                    "address-family ipv4 unicast".into(),
+                    " network 192.0.3.0/24".into(),
+                    "exit-address-family".into(),
+                    "exit".into(),
+                ]
+            )]
+        );
+        assert!(
+            !p.reconfigure[0]
+                .1
+                .iter()
+                .any(|l| l.contains("198.51.100.254"))
+        );
+
+        // A new AS on the router: bgpd restarts.
+        let mut r2 = routers.clone();
+        r2[0].as_number = 64513;
+        let p = plan(&after, &speakers(me, &r2, &ports, &peers, &nets));
+        assert_eq!(
+            (p.stop.len(), p.start.len(), p.reconfigure.len()),
+            (1, 1, 0)
+        );
     }
 }
