@@ -61,15 +61,27 @@ fn endpoint(url: &str, tls: &Tls) -> Result<Endpoint, ChannelError> {
     Endpoint::from_shared(url.to_string()).map_err(|e| ChannelError::Url(url.into(), e))
 }
 
+/// The connector of a TLS channel: TCP, then the handshake with `cfg`.
+fn connector(
+    cfg: &Arc<rustls::ClientConfig>,
+) -> impl tower::Service<
+    Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Future + Send,
+> + Send
++ Clone
++ 'static {
+    let cfg = cfg.clone();
+    tower::service_fn(move |u| tls_connect(cfg.clone(), u))
+}
+
 /// A channel that connects on first use (and again after a failure).
 pub fn lazy(url: &str, tls: &Tls) -> Result<Client, ChannelError> {
     let e = endpoint(url, tls)?;
     Ok(TopologyClient::new(match tls {
         None => e.connect_lazy(),
-        Some(cfg) => {
-            let cfg = cfg.clone();
-            e.connect_with_connector_lazy(tower::service_fn(move |u| tls_connect(cfg.clone(), u)))
-        }
+        Some(cfg) => e.connect_with_connector_lazy(connector(cfg)),
     }))
 }
 
@@ -78,11 +90,7 @@ pub async fn connect(url: &str, tls: &Tls) -> Result<Client, ChannelError> {
     let e = endpoint(url, tls)?;
     let ch = match tls {
         None => e.connect().await,
-        Some(cfg) => {
-            let cfg = cfg.clone();
-            e.connect_with_connector(tower::service_fn(move |u| tls_connect(cfg.clone(), u)))
-                .await
-        }
+        Some(cfg) => e.connect_with_connector(connector(cfg)).await,
     };
     ch.map(TopologyClient::new)
         .map_err(|e| ChannelError::Connect(url.into(), e))

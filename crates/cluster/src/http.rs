@@ -254,12 +254,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     }
     match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => Ok(b),
-        Err(e)
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) =>
-        {
-            Err(too_large())
-        }
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(&e) => Err(too_large()),
         Err(e) if caused_by::<crate::listen::BodyTimeout>(&e) => Err(ApiError::new(
             408,
             format!("the request body was not sent in time: {e}"),
