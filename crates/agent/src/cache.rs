@@ -144,6 +144,15 @@ impl Cache {
                     .map(|(k, v)| (t.clone(), k.clone(), Some(v.clone()))),
             );
         }
+        // Learned routes are routes to the engine: those the snapshot has
+        // (the others went with the objects it does not list).
+        for (t, m) in s.tables.iter() {
+            if model::bgp::learned::routes_router(t).is_some() {
+                for v in m.values() {
+                    self.learned_route(t, None, Some(v));
+                }
+            }
+        }
         self.tables = s.tables;
     }
 
@@ -194,18 +203,42 @@ impl Cache {
     fn put(&mut self, u: Update) {
         if let Some(table) = u.kind.strip_prefix("table/") {
             let t = self.tables.entry(table.to_string()).or_default();
-            if u.deleted {
-                t.remove(&u.id);
+            let (old, new) = if u.deleted {
+                let old = t.remove(&u.id);
                 self.table_changes.push((table.to_string(), u.id, None));
+                (old, None)
             } else {
                 let v = String::from_utf8_lossy(&u.data).into_owned();
-                t.insert(u.id.clone(), v.clone());
-                self.table_changes.push((table.to_string(), u.id, Some(v)));
+                let old = t.insert(u.id.clone(), v.clone());
+                self.table_changes
+                    .push((table.to_string(), u.id, Some(v.clone())));
+                (old, Some(v))
+            };
+            if model::bgp::learned::routes_router(table).is_some() {
+                self.learned_route(table, old.as_deref(), new.as_deref());
             }
             return;
         }
         let data = (!u.deleted).then_some(u.data);
         self.set(&u.kind, &u.id, data);
+    }
+
+    /// A learned route's entry changed from `old` to `new`: the engine
+    /// holds it as a route of its router (routed with, and its flows
+    /// invalidated, like any other).
+    fn learned_route(&mut self, table: &str, old: Option<&str>, new: Option<&str>) {
+        let decode = |v: Option<&str>| v.and_then(|v| model::bgp::learned::decode_route(table, v));
+        let (old, new) = (decode(old), decode(new));
+        if let Some(o) = &old
+            && new.as_ref().is_none_or(|n| n.id != o.id)
+        {
+            self.set("Route", &o.id.to_string(), None);
+        }
+        if let Some(n) = new
+            && let Ok(data) = serde_json::to_vec(&n)
+        {
+            self.set("Route", &n.id.to_string(), Some(data));
+        }
     }
 
     /// The ports bound to this host.
@@ -219,7 +252,7 @@ impl Cache {
     }
 
     /// Every stored object of a kind the engine does not hold.
-    fn stored<T: Object>(&self) -> Vec<T> {
+    pub fn stored<T: Object>(&self) -> Vec<T> {
         self.objects
             .get(T::KIND.name())
             .map(|m| m.values().filter_map(|b| decode(b)).collect())

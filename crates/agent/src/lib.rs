@@ -43,6 +43,8 @@ pub struct Config {
     pub netns_prefix: String,
     /// TLS to the cluster (`https://` URLs): the CA and this host's certificate.
     pub tls: channel::Tls,
+    /// Prefixes a BGP peer may send at most (bgpd cuts it off beyond).
+    pub bgp_max_prefixes: u32,
 }
 
 pub const DEFAULT_NETNS_PREFIX: &str = "midonet-hm-";
@@ -224,6 +226,28 @@ pub async fn run(
             }
         })
     };
+    let (bgp_tx, bgp_rx) = mpsc::unbounded_channel::<bgp::frr::Input>();
+    let bgp_stop = bgp_tx.clone();
+    let speakers = {
+        let sess_tx = sess_tx.clone();
+        tokio::spawn(bgp::frr::run(
+            bgp::frr::Settings {
+                host: me,
+                state_dir: cfg.state_dir.clone(),
+                netns_prefix: cfg.netns_prefix.clone(),
+                workers: n,
+                rx_ring_ms: cfg.rx_ring_ms,
+                // Every peer's cap, for the few peers of one uplink.
+                max_routes: cfg.bgp_max_prefixes as usize * 4,
+            },
+            bgp_rx,
+            bgp_tx.clone(),
+            move |m| {
+                let _ = sess_tx.send(m);
+            },
+            send_to.clone(),
+        ))
+    };
     let (bind_tx, bind_rx) = mpsc::unbounded_channel::<Vec<cache::Binding>>();
     let binder = tokio::spawn(binder_loop(
         n,
@@ -245,6 +269,7 @@ pub async fn run(
         bind_tx,
         cfg.state_dir.join("topology.json"),
         monitors,
+        (bgp_tx, cfg.bgp_max_prefixes),
     ));
     // SIGUSR1: drop flows and learned state, as a cold start would.
     let flush = {
@@ -273,6 +298,9 @@ pub async fn run(
     println!("midonet agent {me} ready");
     shutdown.await;
     watch.abort();
+    // The speakers' daemons and namespaces go with a clean stop.
+    let _ = bgp_stop.send(bgp::frr::Input::Stop);
+    let _ = tokio::time::timeout(Duration::from_secs(5), speakers).await;
     control.abort();
     binder.abort();
     flush.abort();
@@ -527,6 +555,10 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
         Msg::Lease(l) if l.release => {
             current.remove(&key);
         }
+        // A new session starts without the old one's entries.
+        Msg::Table(t) if t.remove => {
+            current.remove(&key);
+        }
         // Replayed claims carry no request id: their replies concern no waiter.
         Msg::Lease(l) => {
             current.insert(
@@ -549,6 +581,7 @@ async fn watch_loop(
     bind: mpsc::UnboundedSender<Vec<cache::Binding>>,
     summary: std::path::PathBuf,
     mut monitors: health::Monitors<impl Fn(Msg) + Clone + Send + 'static>,
+    (speakers, max_prefixes): (mpsc::UnboundedSender<bgp::frr::Input>, u32),
 ) {
     let mut cache = Cache::new(me);
     let mut backoff = Duration::from_millis(100);
@@ -631,6 +664,18 @@ async fn watch_loop(
                 });
                 if kinds.iter().any(|k| health::KINDS.contains(&k.as_str())) {
                     monitors.apply(health::plans(&cache, me));
+                }
+                if kinds.iter().any(|k| bgp::KINDS.contains(&k.as_str())) {
+                    let local: Vec<model::Port> = cache.local_ports().cloned().collect();
+                    let wanted = bgp::speakers(
+                        me,
+                        max_prefixes,
+                        &cache.all::<model::Router>(),
+                        &local,
+                        &cache.stored::<model::BgpPeer>(),
+                        &cache.stored::<model::BgpNetwork>(),
+                    );
+                    let _ = speakers.send(bgp::frr::Input::Wanted(wanted));
                 }
             }
         }

@@ -37,6 +37,9 @@ pub enum Control {
     /// (opened by the agent in worker order, so fanout groups line up).
     Bindings(Vec<(Binding, Arc<PortSocket>)>),
     Peers(FxHashMap<Uuid, Ipv4Addr>),
+    /// The bgpd links of this host's uplinks, each with this worker's
+    /// socket on the near end of its veth.
+    Speakers(Vec<crate::bgp::Link>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
     /// An answer to this worker's SNAT port-block request.
@@ -119,6 +122,9 @@ pub struct Worker {
     ports: FxHashMap<u32, LocalPort>,
     by_id: FxHashMap<Uuid, u32>,
     by_key: FxHashMap<u32, u32>,
+    /// bgpd links by their port number, and the uplinks they serve.
+    speakers: FxHashMap<u32, crate::bgp::Link>,
+    to_speaker: FxHashMap<Uuid, u32>,
     next_port_no: u32,
     dp: UserspaceDatapath,
     peers: FxHashMap<Uuid, Ipv4Addr>,
@@ -175,6 +181,8 @@ impl Worker {
             ports: FxHashMap::default(),
             by_id: FxHashMap::default(),
             by_key: FxHashMap::default(),
+            speakers: FxHashMap::default(),
+            to_speaker: FxHashMap::default(),
             next_port_no: 1,
             dp: UserspaceDatapath::new(tunnel, index == 0),
             peers: FxHashMap::default(),
@@ -453,6 +461,7 @@ impl Worker {
                     self.retry(|_| true);
                 }
                 Control::Bindings(b) => self.set_bindings(b),
+                Control::Speakers(links) => self.set_speakers(links),
                 Control::NatLease(u) => self.on_nat_lease(u),
                 Control::Peers(p) => {
                     self.members = p.values().copied().collect();
@@ -528,6 +537,65 @@ impl Worker {
         }
     }
 
+    fn set_speakers(&mut self, links: Vec<crate::bgp::Link>) {
+        let stale: Vec<u32> = self
+            .speakers
+            .iter()
+            .filter(|(_, l)| !links.iter().any(|n| n.same(l)))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in stale {
+            if let Some(l) = self.speakers.remove(&n) {
+                self.to_speaker.remove(&l.uplink);
+                self.dp.remove_port(n);
+            }
+        }
+        for l in links {
+            if self.speakers.values().any(|x| x.same(&l)) {
+                continue;
+            }
+            let n = self.next_port_no;
+            self.next_port_no += 1;
+            tracing::debug!(worker = self.index, uplink = %l.uplink, port_no = n, "serving a bgpd link");
+            self.dp.add_port(n, l.sock.clone());
+            self.to_speaker.insert(l.uplink, n);
+            self.speakers.insert(n, l);
+        }
+    }
+
+    /// bgpd's frames go out of its uplink as they are; an uplink's frames
+    /// for bgpd go to it (see [`crate::bgp::steer`]). True when the frame
+    /// was bgpd's only.
+    fn steer(&mut self, port_no: u32, frame: &[u8], off: Offload) -> bool {
+        if let Some(l) = self.speakers.get(&port_no) {
+            if let Some(n) = self.by_id.get(&l.uplink).copied() {
+                let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+                self.out_of_port(n, frame, off, mtu, None);
+            }
+            return true;
+        }
+        let Some(n) = self
+            .ports
+            .get(&port_no)
+            .and_then(|p| self.to_speaker.get(&p.id))
+            .copied()
+        else {
+            return false;
+        };
+        let Some(l) = self.speakers.get(&n) else {
+            return false;
+        };
+        let Some(f) = sim::Fields::parse(frame, port_no) else {
+            return false;
+        };
+        let to = crate::bgp::steer(&f, l.address, &l.peers);
+        if to != crate::bgp::Steer::Datapath {
+            let mtu = self.dp.port_mtu(n).unwrap_or(u32::MAX);
+            self.out_of_port(n, frame, off, mtu, None);
+        }
+        to == crate::bgp::Steer::Speaker
+    }
+
     /// A frame from a VM, after its virtio-net header: the flow table, else
     /// the simulation. A header that does not match its frame is counted
     /// and the frame dropped.
@@ -546,6 +614,9 @@ impl Worker {
                 return;
             }
         };
+        if !self.speakers.is_empty() && self.steer(port_no, frame, off) {
+            return;
+        }
         self.process(port_no, frame, off);
     }
 

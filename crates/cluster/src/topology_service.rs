@@ -477,6 +477,28 @@ fn learned(
             .get::<model::Router>(router)
             .map_err(get)?
             .is_some(),
+        (Some(model::bgp::learned::ROUTES), Some(Ok(router)), None, _) => {
+            match model::bgp::learned::decode_route(&t.table, &t.value) {
+                Some(r) => uplink_of(app, host, router, r.next_hop_port).map_err(get)?,
+                None => false,
+            }
+        }
+        (Some(model::bgp::learned::STATUS), Some(Ok(router)), None, _) => {
+            let peer = Uuid::parse_str(&t.key)
+                .ok()
+                .map(|p| app.topo.get::<model::BgpPeer>(p))
+                .transpose()
+                .map_err(get)?
+                .flatten();
+            let status: Option<model::bgp::learned::PeerStatus> =
+                serde_json::from_str(&t.value).ok();
+            match (peer, status) {
+                (Some(peer), Some(s)) if peer.router_id == Some(router) => {
+                    uplink_of(app, host, router, s.port_id).map_err(get)?
+                }
+                _ => false,
+            }
+        }
         (Some("ip4mac"), Some(Ok(bridge)), None, _) => app
             .topo
             .get::<model::Bridge>(bridge)
@@ -491,6 +513,21 @@ fn learned(
         .table_put(&t.table, &t.key, &t.value, Some(session))
         .map(|_| ())
         .map_err(store_status)
+}
+
+/// Whether `port` is a port of `router` bound to `host`: the only uplinks
+/// through which that host's agent may learn routes or report sessions.
+fn uplink_of(
+    app: &App,
+    host: Uuid,
+    router: Uuid,
+    port: Option<Uuid>,
+) -> Result<bool, crate::error::ApiError> {
+    let Some(port) = port else { return Ok(false) };
+    Ok(app
+        .topo
+        .get::<model::Port>(port)?
+        .is_some_and(|p| p.device_id == router && p.host_id == Some(host)))
 }
 
 /// A NAT block lease for `host`: only of an address a NAT rule of that

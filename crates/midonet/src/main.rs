@@ -216,9 +216,13 @@ struct AgentArgs {
     #[arg(long, env = "MIDONET_RX_RING_MS")]
     rx_ring_ms: Option<u32>,
     /// Names of the network namespaces this agent creates (health checks of
-    /// load-balancer members) start with this.
+    /// load-balancer members, BGP speakers) start with this.
     #[arg(long, default_value = agent::DEFAULT_NETNS_PREFIX)]
     netns_prefix: String,
+    /// Prefixes a BGP peer of this host's uplinks may send at most: past
+    /// it, bgpd cuts the session off and the peer's status says why.
+    #[arg(long, default_value_t = agent::bgp::MAX_PREFIXES)]
+    bgp_max_prefixes: u32,
 }
 
 fn system_host_name() -> String {
@@ -245,6 +249,7 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         workers: a.workers,
         rx_ring_ms: a.rx_ring_ms,
         netns_prefix: a.netns_prefix,
+        bgp_max_prefixes: a.bgp_max_prefixes,
         tls: match (&a.ca, &a.tls_cert, &a.tls_key) {
             (Some(ca), Some(c), Some(k)) => Some(Arc::new(tls::client_config(ca, c, k)?)),
             (None, None, None) => None,
@@ -571,6 +576,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 workers: std::env::var("MIDONET_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
                 rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),
                 netns_prefix: agent::DEFAULT_NETNS_PREFIX.into(),
+                bgp_max_prefixes: agent::bgp::MAX_PREFIXES,
                 tls: None,
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))

@@ -57,3 +57,103 @@ impl BgpPeer {
     }
 }
 crate::object!(BgpPeer, BgpPeer);
+
+/// Routes a gateway's bgpd learned, and its sessions' status, live in
+/// replicated tables owned by the gateway agent's session: they go when
+/// that session ends (its agent died, its host went down), and every agent
+/// routes with them.
+pub mod learned {
+    use crate::device::{Route, RouteType};
+    use serde::{Deserialize, Serialize};
+    use std::net::Ipv4Addr;
+    use uuid::Uuid;
+
+    /// The table of a router's learned routes.
+    pub const ROUTES: &str = "routes";
+    /// The table of a router's BGP session status, one entry per peer.
+    pub const STATUS: &str = "bgp";
+
+    /// Learned routes weigh this much, as static routes do by default.
+    pub const WEIGHT: i64 = 100;
+
+    pub fn routes_table(router: Uuid) -> String {
+        format!("{ROUTES}/{router}")
+    }
+
+    pub fn status_table(router: Uuid) -> String {
+        format!("{STATUS}/{router}")
+    }
+
+    /// The router a learned-route table belongs to.
+    pub fn routes_router(table: &str) -> Option<Uuid> {
+        Uuid::parse_str(table.strip_prefix(ROUTES)?.strip_prefix('/')?).ok()
+    }
+
+    pub fn status_router(table: &str) -> Option<Uuid> {
+        Uuid::parse_str(table.strip_prefix(STATUS)?.strip_prefix('/')?).ok()
+    }
+
+    /// A learned route's key: one per prefix, gateway and uplink (ECMP
+    /// routes to one prefix are several entries).
+    pub fn route_key(dst: Ipv4Addr, len: u8, gateway: Ipv4Addr, port: Uuid) -> String {
+        format!("{dst}/{len}-{gateway}-{port}")
+    }
+
+    /// The route learned through uplink `port` of `router` from `gateway`.
+    pub fn route(
+        id: Uuid,
+        router: Uuid,
+        port: Uuid,
+        dst: Ipv4Addr,
+        len: u8,
+        gateway: Ipv4Addr,
+    ) -> Route {
+        Route {
+            id,
+            route_type: Some(RouteType::Normal),
+            src_network_addr: Some(Ipv4Addr::UNSPECIFIED),
+            src_network_length: 0,
+            dst_network_addr: Some(dst),
+            dst_network_length: len.min(32),
+            next_hop_port: Some(port),
+            next_hop_gateway: Some(gateway),
+            weight: WEIGHT,
+            attributes: None,
+            learned: true,
+            router_id: Some(router),
+        }
+    }
+
+    /// A learned route as stored in its table: only one that is whole and
+    /// marked learned, of the table's router.
+    pub fn decode_route(table: &str, value: &str) -> Option<Route> {
+        let router = routes_router(table)?;
+        let r: Route = serde_json::from_str(value).ok()?;
+        (r.learned
+            && r.router_id == Some(router)
+            && r.next_hop_port.is_some()
+            && r.next_hop_gateway.is_some()
+            && r.dst_network_addr.is_some()
+            && r.dst_network_length <= 32
+            && !r.id.is_nil())
+        .then_some(r)
+    }
+
+    /// One BGP session as its gateway reports it.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct PeerStatus {
+        /// The uplink port whose bgpd holds the session, and its host.
+        pub port_id: Option<Uuid>,
+        pub host_id: Option<Uuid>,
+        /// bgpd's state: Idle, Connect, Active, OpenSent, OpenConfirm,
+        /// Established (and why it is down, as FRR says it: "Idle (PfxCt)").
+        pub state: String,
+        /// Unix seconds when the session came up, while it is up.
+        pub established_at: Option<u64>,
+        pub prefixes_received: u64,
+        pub prefixes_sent: u64,
+        /// Why the session is not what the model asks for, if known.
+        pub message: Option<String>,
+    }
+}

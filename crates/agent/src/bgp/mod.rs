@@ -7,7 +7,9 @@
 //! its learned routes (zebra's FPM), build on this.
 
 pub mod fpm;
+pub mod frr;
 
+use model::bgp::learned;
 use model::{BgpNetwork, BgpPeer, Port, Router};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -23,6 +25,8 @@ pub struct Speaker {
     /// The port's address: bgpd's router id and the sessions' source.
     pub address: Ipv4Addr,
     pub prefix_len: u8,
+    /// The port's MAC: bgpd's interface has it, as the router port does.
+    pub mac: Option<model::MacAddr>,
     /// By address.
     pub neighbors: Vec<Neighbor>,
     /// The router's networks, as `(address, length)`, sorted.
@@ -40,7 +44,74 @@ pub struct Neighbor {
     pub timers: Option<(u32, u32)>,
     pub connect_retry: Option<u32>,
     pub password: Option<String>,
+    /// Prefixes accepted from this peer at most.
+    pub max_prefixes: u32,
 }
+
+/// One speaker's link to the datapath, as a worker sees it: the near end
+/// of the veth to its bgpd namespace, the uplink it speaks through, and
+/// whose traffic is bgpd's.
+#[derive(Clone)]
+pub struct Link {
+    pub uplink: Uuid,
+    pub address: Ipv4Addr,
+    pub peers: Vec<Ipv4Addr>,
+    pub sock: std::sync::Arc<datapath::PortSocket>,
+}
+
+impl Link {
+    /// The same link (a new list from the controller keeps it).
+    pub fn same(&self, o: &Link) -> bool {
+        self.uplink == o.uplink
+            && self.address == o.address
+            && self.peers == o.peers
+            && std::sync::Arc::ptr_eq(&self.sock, &o.sock)
+    }
+}
+
+/// Where a frame that arrived on an uplink with a speaker goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steer {
+    /// Not the speaker's: the simulation's, as any other.
+    Datapath,
+    /// Only bgpd's: its sessions (TCP 179) and pings between the port
+    /// address and its peers.
+    Speaker,
+    /// Both: an ARP reply to the port address (bgpd's kernel asked; the
+    /// router learns the peer's MAC from it too).
+    Both,
+}
+
+/// What of an uplink's traffic is bgpd's (as MidoNet's agent wired its
+/// bgpd namespace): everything else stays in the datapath.
+pub fn steer(f: &sim::Fields, address: Ipv4Addr, peers: &[Ipv4Addr]) -> Steer {
+    const ARP_REPLY: u8 = 2;
+    const TCP: u8 = 6;
+    const ICMP: u8 = 1;
+    const BGP_PORT: u16 = 179;
+    if f.is_arp() {
+        return if f.nw_proto == ARP_REPLY && f.nw_dst == address {
+            Steer::Both
+        } else {
+            Steer::Datapath
+        };
+    }
+    if f.eth_type != 0x0800 || f.nw_dst != address || !peers.contains(&f.nw_src) {
+        return Steer::Datapath;
+    }
+    match f.nw_proto {
+        TCP if f.tp_src == BGP_PORT || f.tp_dst == BGP_PORT => Steer::Speaker,
+        ICMP => Steer::Speaker,
+        _ => Steer::Datapath,
+    }
+}
+
+/// The kinds speakers are made from (a batch changing none of them leaves
+/// the speakers as they are).
+pub const KINDS: [&str; 4] = ["Port", "Router", "BgpPeer", "BgpNetwork"];
+
+/// Default `maximum-prefix` of every peer.
+pub const MAX_PREFIXES: u32 = 10_000;
 
 /// Routes of one prefix kept for ECMP across uplinks.
 pub const MAXIMUM_PATHS: u8 = 8;
@@ -58,6 +129,7 @@ fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
 /// to it whose router has an AS number and peers in the port's subnet.
 pub fn speakers(
     me: Uuid,
+    max_prefixes: u32,
     routers: &[Router],
     ports: &[Port],
     peers: &[BgpPeer],
@@ -102,6 +174,7 @@ pub fn speakers(
                     },
                     connect_retry: b.connect_retry.map(|c| c.clamp(1, 65535) as u32),
                     password: b.password.clone().filter(|p| !p.is_empty()),
+                    max_prefixes,
                 })
             })
             .filter(|n| n.remote_as != 0)
@@ -123,6 +196,7 @@ pub fn speakers(
             local_as,
             address,
             prefix_len: len,
+            mac: p.port_mac,
             neighbors,
             networks: nets,
             maximum_paths: MAXIMUM_PATHS,
@@ -162,12 +236,17 @@ pub fn frr_config(s: &Speaker) -> String {
     let _ = writeln!(c, "router bgp {}", s.local_as);
     let _ = writeln!(c, " bgp router-id {}", s.address);
     // Accept and send routes without a policy (eBGP default-deny off):
-    // what is advertised is exactly the router's networks.
+    // what is advertised is exactly the router's networks, which bgpd's
+    // own namespace does not route (no import check).
     let _ = writeln!(c, " no bgp ebgp-requires-policy");
+    let _ = writeln!(c, " no bgp network import-check");
     for line in s.neighbors.iter().flat_map(neighbor_lines) {
         let _ = writeln!(c, " {line}");
     }
     let _ = writeln!(c, " address-family ipv4 unicast");
+    for line in s.neighbors.iter().flat_map(neighbor_af_lines) {
+        let _ = writeln!(c, "  {line}");
+    }
     for (a, l) in &s.networks {
         let _ = writeln!(c, "  network {a}/{l}");
     }
@@ -175,6 +254,40 @@ pub fn frr_config(s: &Speaker) -> String {
     let _ = writeln!(c, " exit-address-family");
     let _ = writeln!(c, "exit");
     c
+}
+
+/// The sessions of `s` as bgpd's `show bgp ipv4 unicast summary json`
+/// tells them (`now` in Unix seconds): one status per neighbor, by peer id;
+/// a neighbor bgpd does not list is reported as not configured.
+pub fn status_of(s: &Speaker, summary: &str, now: u64) -> Vec<(Uuid, learned::PeerStatus)> {
+    let v: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
+    let peers = &v["ipv4Unicast"]["peers"];
+    s.neighbors
+        .iter()
+        .map(|n| {
+            let p = &peers[n.address.to_string()];
+            let state = p["state"].as_str().unwrap_or("NotConfigured").to_string();
+            let up = state == "Established";
+            let uptime_ms = p["peerUptimeMsec"].as_u64().unwrap_or(0);
+            let count = |k: &str| p[k].as_u64().unwrap_or(0);
+            let message = match p["lastResetDueTo"].as_str() {
+                Some(why) if !up => Some(why.to_string()),
+                _ => None,
+            };
+            (
+                n.peer,
+                learned::PeerStatus {
+                    port_id: Some(s.port),
+                    host_id: None,
+                    state,
+                    established_at: up.then(|| now.saturating_sub(uptime_ms / 1000)),
+                    prefixes_received: count("pfxRcd"),
+                    prefixes_sent: count("pfxSnt"),
+                    message,
+                },
+            )
+        })
+        .collect()
 }
 
 /// What to do to go from the speakers running to the speakers wanted.
@@ -205,6 +318,15 @@ fn neighbor_lines(n: &Neighbor) -> Vec<String> {
     v
 }
 
+/// The address-family lines of a neighbor: a peer that sends more than
+/// `max` prefixes is cut off (bgpd tears the session down and says why).
+fn neighbor_af_lines(n: &Neighbor) -> Vec<String> {
+    vec![format!(
+        "neighbor {} maximum-prefix {}",
+        n.address, n.max_prefixes
+    )]
+}
+
 /// The changes from `running` to `wanted`, each speaker by its port.
 pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
     let mut p = Plan::default();
@@ -224,6 +346,7 @@ pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
             continue;
         }
         let mut lines = Vec::new();
+        let mut af = Vec::new();
         for n in &old.neighbors {
             if !w.neighbors.iter().any(|x| x.address == n.address) {
                 lines.push(format!("no neighbor {}", n.address));
@@ -236,11 +359,14 @@ pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
                 Some(_) => {
                     lines.push(format!("no neighbor {}", n.address));
                     lines.extend(neighbor_lines(n));
+                    af.extend(neighbor_af_lines(n).into_iter().map(|l| format!(" {l}")));
                 }
-                None => lines.extend(neighbor_lines(n)),
+                None => {
+                    lines.extend(neighbor_lines(n));
+                    af.extend(neighbor_af_lines(n).into_iter().map(|l| format!(" {l}")));
+                }
             }
         }
-        let mut af = Vec::new();
         for (a, l) in &old.networks {
             if !w.networks.contains(&(*a, *l)) {
                 af.push(format!(" no network {a}/{l}"));
@@ -327,7 +453,7 @@ mod tests {
     #[test]
     fn one_speaker_per_local_uplink_with_peers_in_its_subnet() {
         let (me, routers, ports, peers, nets) = fixture();
-        let s = speakers(me, &routers, &ports, &peers, &nets);
+        let s = speakers(me, 1000, &routers, &ports, &peers, &nets);
         assert_eq!(s.len(), 1, "the other host's uplink is not ours: {s:?}");
         let s = &s[0];
         assert_eq!(
@@ -344,24 +470,26 @@ mod tests {
         // No AS number on the router: no speaker.
         let mut r2 = routers.clone();
         r2[0].as_number = 0;
-        assert!(speakers(me, &r2, &ports, &peers, &nets).is_empty());
+        assert!(speakers(me, 1000, &r2, &ports, &peers, &nets).is_empty());
     }
 
     #[test]
     fn frr_configuration_byte_exact() {
         let (me, routers, ports, peers, nets) = fixture();
-        let s = &speakers(me, &routers, &ports, &peers, &nets)[0];
+        let s = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
         let want = "\
 frr defaults traditional
 ! midonet agent: uplink port 00000000-0000-0000-0000-00000000000a of router 00000000-0000-0000-0000-000000000002
 router bgp 64512
  bgp router-id 198.51.100.1
  no bgp ebgp-requires-policy
+ no bgp network import-check
  neighbor 198.51.100.254 remote-as 65000
  neighbor 198.51.100.254 timers 10 30
  neighbor 198.51.100.254 timers connect 5
  neighbor 198.51.100.254 password s3cret
  address-family ipv4 unicast
+  neighbor 198.51.100.254 maximum-prefix 1000
   network 192.0.2.0/24
   maximum-paths 8
  exit-address-family
@@ -374,7 +502,7 @@ exit
     fn a_password_bgpd_cannot_read_is_left_out() {
         let (me, routers, ports, mut peers, nets) = fixture();
         peers[0].password = Some("two words\nneighbor 1.2.3.4 remote-as 1".into());
-        let s = &speakers(me, &routers, &ports, &peers, &nets)[0];
+        let s = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
         let c = frr_config(s);
         assert!(!c.contains("password") && !c.contains("1.2.3.4"), "{c}");
     }
@@ -390,7 +518,7 @@ exit
             address: Some("198.51.100.253".parse().unwrap()),
             ..Default::default()
         });
-        let before = speakers(me, &routers, &ports, &peers, &nets);
+        let before = speakers(me, 1000, &routers, &ports, &peers, &nets);
         assert_eq!(
             plan(&before, &before),
             Plan::default(),
@@ -408,7 +536,7 @@ exit
             subnet_address: Some("192.0.3.0".parse().unwrap()),
             subnet_length: 24,
         });
-        let after = speakers(me, &routers, &ports, &peers, &nets);
+        let after = speakers(me, 1000, &routers, &ports, &peers, &nets);
         let p = plan(&before, &after);
         assert!(p.start.is_empty() && p.stop.is_empty(), "{p:?}");
         assert_eq!(
@@ -420,6 +548,7 @@ exit
                     "no neighbor 198.51.100.253".into(),
                     "neighbor 198.51.100.253 remote-as 65003".into(),
                     "address-family ipv4 unicast".into(),
+                    " neighbor 198.51.100.253 maximum-prefix 1000".into(),
                     " network 192.0.3.0/24".into(),
                     "exit-address-family".into(),
                     "exit".into(),
@@ -436,7 +565,7 @@ exit
         // A new AS on the router: bgpd restarts.
         let mut r2 = routers.clone();
         r2[0].as_number = 64513;
-        let p = plan(&after, &speakers(me, &r2, &ports, &peers, &nets));
+        let p = plan(&after, &speakers(me, 1000, &r2, &ports, &peers, &nets));
         assert_eq!(
             (p.stop.len(), p.start.len(), p.reconfigure.len()),
             (1, 1, 0)

@@ -175,6 +175,9 @@ impl Resource for Port {
             .get_ephemeral(&format!("Port/{}/active", self.id))
             .is_some();
         m.insert("active".into(), Value::Bool(active));
+        if self.is_router_port() {
+            m.insert("bgpStatus".into(), bgp_status(app, self));
+        }
     }
     fn parent(&self) -> Option<Uuid> {
         Some(self.device_id)
@@ -313,7 +316,37 @@ pub fn router_routes(app: &App, req: &Req) -> Result<Resp, ApiError> {
     for p in app.topo.naming::<Port>("deviceId", Kind::Router, id)? {
         routes.extend(app.topo.naming::<Route>("nextHopPort", Kind::Port, p.id)?);
     }
+    // And those its gateways' bgpd learned (marked `learned`).
+    let table = model::bgp::learned::routes_table(id);
+    routes.extend(
+        app.topo
+            .store
+            .table_entries(&table)
+            .iter()
+            .filter_map(|e| model::bgp::learned::decode_route(&table, &e.value)),
+    );
     routes.sort_by_key(|r| r.id);
     routes.dedup_by_key(|r| r.id);
     Ok(render_all(app, req, routes))
+}
+
+/// The BGP sessions of an uplink port as its gateway reports them (null
+/// when it holds none).
+fn bgp_status(app: &App, p: &Port) -> Value {
+    let table = model::bgp::learned::status_table(p.device_id);
+    let peers: Vec<Value> = app
+        .topo
+        .store
+        .table_entries(&table)
+        .iter()
+        .filter_map(|e| {
+            let s: model::bgp::learned::PeerStatus = serde_json::from_str(&e.value).ok()?;
+            (s.port_id == Some(p.id)).then(|| crate::resources::misc::status_json(&e.key, &s))
+        })
+        .collect();
+    if peers.is_empty() {
+        Value::Null
+    } else {
+        serde_json::json!({ "peers": peers })
+    }
 }

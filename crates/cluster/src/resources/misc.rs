@@ -29,8 +29,9 @@ impl Resource for BgpNetwork {
 
 impl Resource for BgpPeer {
     const PATH: &'static str = "bgp_peers";
-    fn links(&self, _app: &App, base: &str, m: &mut Links) {
+    fn links(&self, app: &App, base: &str, m: &mut Links) {
         m.insert("router".into(), opt_link(base, "routers", self.router_id));
+        m.insert("status".into(), peer_status(app, self));
     }
     fn parent(&self) -> Option<Uuid> {
         self.router_id
@@ -201,4 +202,71 @@ pub fn tenant(_app: &App, req: &Req) -> Result<Resp, ApiError> {
 
 pub fn group_containers(app: &App, req: &Req) -> Result<Resp, ApiError> {
     crate::rest::list_under::<ServiceContainer, ServiceContainerGroup>(app, req)
+}
+
+/// A peer's session as its gateway reports it; without a report, why
+/// none runs when the model says (no uplink of the router holds the
+/// peer's address, or the router has no AS number).
+fn peer_status(app: &App, peer: &BgpPeer) -> Value {
+    use model::bgp::learned::{PeerStatus, status_table};
+    let Some(router) = peer.router_id else {
+        return Value::Null;
+    };
+    let reported = app
+        .topo
+        .store
+        .table_entries(&status_table(router))
+        .into_iter()
+        .find(|e| e.key == peer.id.to_string())
+        .and_then(|e| serde_json::from_str::<PeerStatus>(&e.value).ok());
+    if let Some(s) = reported {
+        return status_json(&peer.id.to_string(), &s);
+    }
+    let why = match app.topo.get::<Router>(router) {
+        Ok(Some(r)) if r.as_number <= 0 => Some(format!("router {router} has no asNumber")),
+        Ok(Some(_)) => {
+            let in_uplink = peer.address.is_some_and(|a| {
+                app.topo
+                    .naming::<model::Port>("deviceId", model::Kind::Router, router)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|p| match (p.network_address, p.network_length) {
+                        (Some(n), Some(l)) => {
+                            model::Ipv4Prefix::new(n, l).is_some_and(|x| x.contains(a))
+                        }
+                        _ => false,
+                    })
+            });
+            (!in_uplink).then(|| {
+                format!(
+                    "address {} is in the subnet of no port of router {router}",
+                    peer.address.map(|a| a.to_string()).unwrap_or_default()
+                )
+            })
+        }
+        _ => None,
+    };
+    json!({
+        "state": if why.is_some() { "Invalid" } else { "NotRunning" },
+        "message": why,
+    })
+}
+
+/// A reported session, as the API shows it: its uptime in seconds while
+/// it is up.
+pub fn status_json(peer: &str, s: &model::bgp::learned::PeerStatus) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    json!({
+        "peerId": peer,
+        "portId": s.port_id,
+        "hostId": s.host_id,
+        "state": s.state,
+        "uptime": s.established_at.map(|t| now.saturating_sub(t)),
+        "prefixesReceived": s.prefixes_received,
+        "prefixesSent": s.prefixes_sent,
+        "message": s.message,
+    })
 }
