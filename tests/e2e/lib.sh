@@ -162,7 +162,7 @@ start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
     [[ $1 == h2 ]] && ring=(--rx-ring-ms 1)
     local tls=()
     [[ $E2E_SECURE == 1 ]] && tls=(--ca "$PKI/ca.pem" --tls-cert "$PKI/$1.pem" --tls-key "$PKI/$1.key")
-    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "${AGENT_CLUSTER:-$SCHEME://$CTL_IP:8088}" "${tls[@]}" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" \
+    ip netns exec "$(ns "$1")" env RUST_LOG="${AGENT_LOG:-info}" ${MIDONET_TRACE:+MIDONET_TRACE=1} "$BIN" agent --cluster "${AGENT_CLUSTER:-$SCHEME://$CTL_IP:8088}" "${tls[@]}" --host-name "$1" --state-dir "$E2E_STATE/agent-$1" --workers "$w" "${ring[@]}" --netns-prefix "$P-hm-" ${AGENT_EXTRA:-} \
         >>"$E2E_STATE/agent-$1.log" 2>&1 &
     echo $! >"$E2E_STATE/agent-$1.pid"
 }

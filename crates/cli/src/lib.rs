@@ -109,6 +109,7 @@ const RESOURCES: &[Res] = &[
             "nextHopPort",
             "nextHopGateway",
             "weight",
+            "learned",
         ],
     },
     Res {
@@ -245,7 +246,16 @@ const RESOURCES: &[Res] = &[
         path: "bgp_peers",
         ty: "BgpPeer-v1",
         parent: Some(("router", "routers", "bgp_peers")),
-        columns: &["id", "asNumber", "address", "keepAlive", "holdTime"],
+        columns: &[
+            "id",
+            "asNumber",
+            "address",
+            "holdTime",
+            "status.state",
+            "status.uptime",
+            "status.prefixesReceived",
+            "status.prefixesSent",
+        ],
     },
     Res {
         noun: "mirror",
@@ -527,7 +537,9 @@ fn render(out: Output, columns: &[&str], v: &Value) {
         Value::Array(rows) => {
             let mut table: Vec<Vec<String>> = vec![columns.iter().map(|c| c.to_string()).collect()];
             for r in rows {
-                table.push(columns.iter().map(|c| cell(r.get(*c))).collect());
+                // A dotted column reads a nested field ("status.state").
+                let at = |c: &str| c.split('.').try_fold(r, |v, k| v.get(k));
+                table.push(columns.iter().map(|c| cell(at(c))).collect());
             }
             let widths: Vec<usize> = (0..columns.len())
                 .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))

@@ -50,9 +50,17 @@ impl BgpPeer {
         let mut c = Checker::default();
         c.range("asNumber", self.as_number, 1, u32::MAX as i64);
         c.require("address", &self.address);
-        c.opt_range("keepAlive", self.keep_alive, 5, 3600);
-        c.opt_range("holdTime", self.hold_time, 5, 7200);
-        c.opt_range("connectRetry", self.connect_retry, 5, 3600);
+        // bgpd's ranges (RFC 4271: a hold time of at least 3 s), wider
+        // than MidoNet's 5 s floor: a 3 s hold is the fast failover
+        // operators ask for.
+        c.opt_range("keepAlive", self.keep_alive, 1, 3600);
+        c.opt_range("holdTime", self.hold_time, 3, 7200);
+        c.opt_range("connectRetry", self.connect_retry, 1, 3600);
+        if let (Some(k), Some(h)) = (self.keep_alive, self.hold_time)
+            && k >= h
+        {
+            c.fail("keepAlive", "must be shorter than holdTime");
+        }
         c.finish()
     }
 }

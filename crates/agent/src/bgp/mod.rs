@@ -240,6 +240,9 @@ pub fn frr_config(s: &Speaker) -> String {
     // own namespace does not route (no import check).
     let _ = writeln!(c, " no bgp ebgp-requires-policy");
     let _ = writeln!(c, " no bgp network import-check");
+    // No graceful-restart capability: a peer of a dead gateway must drop
+    // its routes when the hold time ends, not keep them stale for minutes.
+    let _ = writeln!(c, " bgp graceful-restart-disable");
     for line in s.neighbors.iter().flat_map(neighbor_lines) {
         let _ = writeln!(c, " {line}");
     }
@@ -261,7 +264,11 @@ pub fn frr_config(s: &Speaker) -> String {
 /// a neighbor bgpd does not list is reported as not configured.
 pub fn status_of(s: &Speaker, summary: &str, now: u64) -> Vec<(Uuid, learned::PeerStatus)> {
     let v: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
-    let peers = &v["ipv4Unicast"]["peers"];
+    // `show bgp summary json` nests it under the address family.
+    let peers = match &v["ipv4Unicast"]["peers"] {
+        serde_json::Value::Null => &v["peers"],
+        p => p,
+    };
     s.neighbors
         .iter()
         .map(|n| {
@@ -270,9 +277,16 @@ pub fn status_of(s: &Speaker, summary: &str, now: u64) -> Vec<(Uuid, learned::Pe
             let up = state == "Established";
             let uptime_ms = p["peerUptimeMsec"].as_u64().unwrap_or(0);
             let count = |k: &str| p[k].as_u64().unwrap_or(0);
-            let message = match p["lastResetDueTo"].as_str() {
-                Some(why) if !up => Some(why.to_string()),
-                _ => None,
+            let message = if state.contains("PfxCt") {
+                Some(format!(
+                    "cut off: the peer sent more than {} prefixes (maximum-prefix); retried after a minute",
+                    n.max_prefixes
+                ))
+            } else {
+                match p["lastResetDueTo"].as_str() {
+                    Some(why) if !up => Some(why.to_string()),
+                    _ => None,
+                }
             };
             (
                 n.peer,
@@ -321,8 +335,9 @@ fn neighbor_lines(n: &Neighbor) -> Vec<String> {
 /// The address-family lines of a neighbor: a peer that sends more than
 /// `max` prefixes is cut off (bgpd tears the session down and says why).
 fn neighbor_af_lines(n: &Neighbor) -> Vec<String> {
+    // bgpd tries the session again after a minute.
     vec![format!(
-        "neighbor {} maximum-prefix {}",
+        "neighbor {} maximum-prefix {} restart 1",
         n.address, n.max_prefixes
     )]
 }
@@ -484,12 +499,13 @@ router bgp 64512
  bgp router-id 198.51.100.1
  no bgp ebgp-requires-policy
  no bgp network import-check
+ bgp graceful-restart-disable
  neighbor 198.51.100.254 remote-as 65000
  neighbor 198.51.100.254 timers 10 30
  neighbor 198.51.100.254 timers connect 5
  neighbor 198.51.100.254 password s3cret
  address-family ipv4 unicast
-  neighbor 198.51.100.254 maximum-prefix 1000
+  neighbor 198.51.100.254 maximum-prefix 1000 restart 1
   network 192.0.2.0/24
   maximum-paths 8
  exit-address-family
@@ -548,7 +564,7 @@ exit
                     "no neighbor 198.51.100.253".into(),
                     "neighbor 198.51.100.253 remote-as 65003".into(),
                     "address-family ipv4 unicast".into(),
-                    " neighbor 198.51.100.253 maximum-prefix 1000".into(),
+                    " neighbor 198.51.100.253 maximum-prefix 1000 restart 1".into(),
                     " network 192.0.3.0/24".into(),
                     "exit-address-family".into(),
                     "exit".into(),
@@ -570,5 +586,39 @@ exit
             (p.stop.len(), p.start.len(), p.reconfigure.len()),
             (1, 1, 0)
         );
+    }
+
+    #[test]
+    fn session_status_from_bgpd_summary() {
+        let (me, routers, ports, peers, nets) = fixture();
+        let s = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
+        // As FRR 8.4's `show bgp ipv4 unicast summary json` prints it.
+        let up = r#"{"routerId":"198.51.100.1","as":64512,"peers":{"198.51.100.254":{
+            "remoteAs":65000,"state":"Established","peerUptimeMsec":42000,"pfxRcd":3,"pfxSnt":1}}}"#;
+        let st = status_of(s, up, 1_000_000);
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].0, Uuid::from_u128(20));
+        assert_eq!(
+            st[0].1,
+            learned::PeerStatus {
+                port_id: Some(s.port),
+                host_id: None,
+                state: "Established".into(),
+                established_at: Some(1_000_000 - 42),
+                prefixes_received: 3,
+                prefixes_sent: 1,
+                message: None,
+            }
+        );
+        let cut =
+            r#"{"ipv4Unicast":{"peers":{"198.51.100.254":{"state":"Idle (PfxCt)","pfxRcd":0}}}}"#;
+        let st = &status_of(s, cut, 5)[0].1;
+        assert_eq!(
+            (st.state.as_str(), st.established_at),
+            ("Idle (PfxCt)", None)
+        );
+        assert!(st.message.as_deref().unwrap().contains("1000 prefixes"));
+        // Nothing bgpd said (not running yet, or garbage): not configured.
+        assert_eq!(status_of(s, "garbage", 5)[0].1.state, "NotConfigured");
     }
 }
