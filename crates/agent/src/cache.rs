@@ -426,6 +426,44 @@ mod tests {
     }
 
     #[test]
+    fn learned_routes_are_routes_of_their_router_until_withdrawn() {
+        use model::bgp::learned;
+        let mut c = Cache::new(Uuid::new_v4());
+        let (router, port) = (Uuid::new_v4(), Uuid::new_v4());
+        let table = learned::routes_table(router);
+        let gw = "203.0.113.9".parse().unwrap();
+        let dst = "172.16.50.0".parse().unwrap();
+        let key = learned::route_key(dst, 24, gw, port);
+        let r = learned::route(Uuid::new_v4(), router, port, dst, 24, gw);
+        let entry = |value: Option<&model::Route>| Update {
+            revision: 1,
+            kind: format!("table/{table}"),
+            id: key.clone(),
+            data: value
+                .map(|v| serde_json::to_vec(v).unwrap())
+                .unwrap_or_default(),
+            deleted: value.is_none(),
+            ..Default::default()
+        };
+        let u = entry(Some(&r));
+        c.apply(u);
+        assert_eq!(c.all::<model::Route>(), vec![r.clone()]);
+        // A value that is no learned route of that router is not routed with.
+        let forged = model::Route {
+            learned: false,
+            ..r.clone()
+        };
+        let u = entry(Some(&forged));
+        c.apply(u);
+        assert!(c.all::<model::Route>().is_empty(), "not marked learned");
+        let u = entry(Some(&r));
+        c.apply(u);
+        let u = entry(None);
+        c.apply(u);
+        assert!(c.all::<model::Route>().is_empty(), "withdrawn");
+    }
+
+    #[test]
     fn snapshots_replace_and_report_changes() {
         let mut c = Cache::new(Uuid::new_v4());
         let id = Uuid::new_v4().to_string();
