@@ -4,9 +4,10 @@
 #   - failover: 32 UDP flows between the outside and the VM's floating IP,
 #     one probe per flow every 10 ms; the agent of gateway h1 is killed
 #     (kill -9). Per flow, the longest time without an answer; flows hashed
-#     through the other gateway see none. Hold time 3 s. The reference in
-#     the same run is the hold time itself: no BGP gateway without BFD
-#     learns of a dead peer sooner, whatever its dataplane.
+#     through the other gateway see none. Hold time 3 s, then BFD at
+#     100 ms x 3 (hold time 30 s). The reference in the same run is the
+#     detection time itself (hold time, or BFD's interval x multiplier): no
+#     BGP gateway learns of a dead peer sooner, whatever its dataplane.
 #   - learning: the upstream announces 1,000 prefixes at once; the time
 #     until all of them are learned routes of the edge router in the NSDB
 #     (both gateways: 2,000 entries, read through the REST API), against
@@ -30,12 +31,13 @@ wait_for 10 '[[ $(up_nexthops) == "via 203.0.113.1 via 203.0.114.1 " ]]' || { ec
 wait_for 10 'nsx vm1 ping -n -c 1 -W 1 172.16.50.1' || { echo "the VM does not reach out" >&2; exit 1; }
 
 # ------------------------------------------------------------- failover --
+failover() { # LABEL DETECT_SECONDS: kill h1's agent under load, print the outage
 nsx vm1 timeout 40 python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.168.10.11", 9000))
 while True:
     b, a = s.recvfrom(100); s.sendto(b, a)' &
-echo_pid=$!
+local echo_pid=$!
 sleep 0.5
 nsx up timeout 40 python3 - >"$E2E_STATE/failover.json" <<'PY' &
 import json, select, socket, time
@@ -45,7 +47,6 @@ for i in range(32):
     s.bind(("172.16.50.1", 41000 + i)); s.connect(("198.51.100.77", 9000)); s.setblocking(False)
     flows.append(s)
 last = [time.time()] * 32; gap = [0.0] * 32; start = time.time()
-killed_at = None
 while time.time() - start < 14:
     now = time.time()
     for s in flows:
@@ -66,28 +67,41 @@ for i in range(32):
     gap[i] = max(gap[i], time.time() - last[i])
 print(json.dumps({"gaps": gap}))
 PY
-probe_pid=$!
+local probe_pid=$!
 sleep 4
+local t_kill t_down
 t_kill=$(date +%s.%N)
 stop_pid "$E2E_STATE/agent-h1.pid" KILL
 wait_for 10 '[[ $(up_sessions) == 1 ]]'
 t_down=$(date +%s.%N)
 wait $probe_pid
 kill $echo_pid 2>/dev/null; wait $echo_pid 2>/dev/null
-python3 - "$E2E_STATE/failover.json" "$t_kill" "$t_down" <<'PY'
+python3 - "$E2E_STATE/failover.json" "$t_kill" "$t_down" "$1" "$2" <<'PY'
 import json, sys
 g = sorted(json.load(open(sys.argv[1]))["gaps"])
 hit = [x for x in g if x > 0.1]
 down = float(sys.argv[3]) - float(sys.argv[2])
-print("failover (hold time 3 s, kill -9 of gateway h1's agent, 32 UDP flows, a probe per flow every 10 ms):")
-print("  upstream's session to h1 down after %.1f s (the reference: hold time 3 s)" % down)
-print("  flows interrupted: %d of 32; their longest outage: median %.2f s, max %.2f s; ratio max/hold %.2f"
-      % (len(hit), hit[len(hit) // 2] if hit else 0, max(g), max(g) / 3.0))
+label, detect = sys.argv[4], float(sys.argv[5])
+print("failover, %s (kill -9 of gateway h1's agent, 32 UDP flows, a probe per flow every 10 ms):" % label)
+print("  upstream's session to h1 down after %.2f s (the reference: detection time %.1f s)" % (down, detect))
+print("  flows interrupted: %d of 32; their longest outage: median %.2f s, max %.2f s; ratio max/detection %.2f"
+      % (len(hit), hit[len(hit) // 2] if hit else 0, max(g), max(g) / detect))
 PY
-
-# ------------------------------------------------------------- learning --
 start_agent h1 1
 wait_for 30 '[[ $(up_sessions) == 2 ]]' || { echo "h1 did not peer again" >&2; exit 1; }
+wait_for 10 '[[ $(up_nexthops) == "via 203.0.113.1 via 203.0.114.1 " ]]' || { echo "no ECMP upstream" >&2; exit 1; }
+}
+failover "hold time 3 s" 3
+# BFD on both peers (100 ms x 3 = 0.3 s), the hold time left at 30 s.
+peers_bfd on
+wait_for 30 '[[ $(up_sessions) == 2 && $(up_bfd) == 2 ]]' || { echo "BFD did not come up" >&2; exit 1; }
+sleep 2
+failover "with BFD 100 ms x 3, hold time 30 s" 0.3
+wait_for 30 '[[ $(up_bfd) == 2 ]]' || { echo "BFD did not come back" >&2; exit 1; }
+peers_bfd off
+wait_for 30 '[[ $(up_sessions) == 2 ]]' || { echo "sessions did not come back" >&2; exit 1; }
+
+# ------------------------------------------------------------- learning --
 sleep 2
 # h1's bgpd namespace, entered through bgpd's PID (the agent made it from
 # its own mount namespace).

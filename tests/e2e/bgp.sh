@@ -18,7 +18,7 @@ source tests/e2e/lib.sh
 source tests/e2e/bgp_testbed.sh
 
 if [[ $(id -u) != 0 ]]; then echo "bgp e2e: needs root"; echo "0 passed, 1 failed"; exit 1; fi
-for c in ip ping python3 curl openssl vtysh bird birdc /usr/lib/frr/bgpd /usr/lib/frr/zebra; do
+for c in ip ping python3 curl openssl vtysh bird birdc /usr/lib/frr/bgpd /usr/lib/frr/zebra /usr/lib/frr/bfdd; do
     command -v "$c" >/dev/null || { echo "bgp e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
@@ -116,6 +116,33 @@ print("echoed %d messages; longest gap %.1f s" % (n, gap))' 14 >"$E2E_STATE/long
     [[ -z $why ]]
 }
 
+t_bfd() {
+    local why="" t0 t1 took
+    peers_bfd on || { echo "BFD settings refused"; return 1; }
+    wait_for 30 '[[ $(up_sessions) == 2 && $(up_bfd) == 2 ]]' \
+        || why+="BFD sessions up at the upstream: $(up_bfd), BGP sessions $(up_sessions); "
+    wait_for 10 '[[ $(peer_bfd "$P1")$(peer_bfd "$P2") == upup ]]' \
+        || why+="the peers' status says BFD $(peer_bfd "$P1") $(peer_bfd "$P2"); "
+    mido bgp-peer list --router "$E"
+    t0=$(date +%s.%N)
+    stop_pid "$E2E_STATE/agent-h1.pid" KILL
+    wait_for 10 '[[ $(up_sessions) == 1 ]]' || why+="the upstream kept h1's session; "
+    t1=$(date +%s.%N)
+    took=$(python3 -c "print(round($t1-$t0, 2))")
+    echo "h1's session dropped at the upstream $took s after its agent died (BFD 100 ms x 3; hold time 30 s)"
+    python3 -c "import sys; sys.exit(0 if $took <= 2.0 else 1)" || why+="the session took $took s to drop; "
+    wait_for 5 '[[ $(up_nexthops) == "via 203.0.114.1 " ]]' || why+="the upstream still routes via h1 ($(up_nexthops)); "
+    wait_for 5 'nsx vm1 ping -n -c 1 -W 1 172.16.50.1' || why+="no pings through h2; "
+    start_agent h1 1
+    wait_for 30 '[[ $(up_sessions) == 2 && $(up_bfd) == 2 ]]' || why+="the restarted gateway did not peer with BFD again; "
+    # Back to the suite's settings.
+    peers_bfd off || why+="BFD off refused; "
+    wait_for 30 '[[ $(up_sessions) == 2 ]]' || why+="sessions did not come back without BFD; "
+    wait_for 10 '[[ $(up_nexthops) == "via 203.0.113.1 via 203.0.114.1 " ]]' || why+="no ECMP after BFD; "
+    echo "${why:-BFD failover ok}"
+    [[ -z $why ]]
+}
+
 suite() { # NAME
     check "$1: both gateways peer with the upstream; peer status Established (bgp-peer list)" t_sessions
     check "$1: the upstream routes the floating-IP range over both uplinks (ECMP)" t_ecmp_upstream
@@ -123,6 +150,7 @@ suite() { # NAME
     check "$1: the VM reaches the outside through the learned routes" t_out
     check "$1: the outside reaches the VM's floating IP" t_in
     check "$1: kill -9 of a gateway's agent: session down in the hold time, a long-lived TCP connection survives, pings go on; it peers again on restart" t_failover
+    check "$1: with BFD (100 ms x 3) a gateway's death is noticed well within a 30 s hold time; BFD state in the peer status" t_bfd
 }
 
 up_frr

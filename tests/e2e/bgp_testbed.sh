@@ -109,6 +109,16 @@ up_frr() {
     cat >"$UPD/zebra.conf" <<'EOF'
 frr defaults traditional
 EOF
+    # BFD towards both gateways, fast (used once the gateways turn it on).
+    cat >"$UPD/bfdd.conf" <<'EOF'
+frr defaults traditional
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+EOF
     cat >"$UPD/bgpd.conf" <<'EOF'
 frr defaults traditional
 router bgp 65000
@@ -118,9 +128,11 @@ router bgp 65000
  neighbor 203.0.113.1 remote-as 64512
  neighbor 203.0.113.1 timers 1 3
  neighbor 203.0.113.1 timers connect 1
+ neighbor 203.0.113.1 bfd profile fast
  neighbor 203.0.114.1 remote-as 64512
  neighbor 203.0.114.1 timers 1 3
  neighbor 203.0.114.1 timers connect 1
+ neighbor 203.0.114.1 bfd profile fast
  address-family ipv4 unicast
   network 172.16.50.0/24
   maximum-paths 8
@@ -129,9 +141,10 @@ exit
 EOF
     chown frr:frr "$UPD"/*.conf 2>/dev/null || true
     local d
-    for d in zebra bgpd; do
+    for d in zebra bfdd bgpd; do
+        # shellcheck disable=SC2046
         ip netns exec "$(ns up)" /usr/lib/frr/$d -N "${P}up" --vty_socket "$UPD" -f "$UPD/$d.conf" -i "$UPD/$d.pid" \
-            -z "$UPD/zserv.api" --log "file:$UPD/$d.log" >/dev/null 2>&1 &
+            -z "$UPD/zserv.api" --log "file:$UPD/$d.log" $([[ $d == bfdd ]] && echo --bfdctl "$UPD/bfdd.sock") >/dev/null 2>&1 &
         echo $! >"$E2E_STATE/up-$d.pid"
         [[ $d == zebra ]] && wait_for 5 'test -S "$UPD/zserv.api"'
     done
@@ -144,10 +157,12 @@ router id 172.16.50.1;
 protocol device { scan time 1; }
 protocol direct { ipv4; interface "lo"; }
 protocol kernel { ipv4 { export filter { if proto = "direct1" then reject; accept; }; }; merge paths on; }
+# BFD towards both gateways, fast (used once the gateways turn it on).
+protocol bfd { interface "eth*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
 template bgp uplinkpeer {
   # Fast failover timers; BIRD's 60 s wait after a session error would
   # keep a restarted gateway out for a minute.
-  local as 65000; hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 10;
+  local as 65000; hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 10; bfd on;
   ipv4 { import all; export filter { if net ~ [ 10.240.0.0/16+ ] then reject; accept; }; };
 }
 protocol bgp gw1 from uplinkpeer { neighbor 203.0.113.1 as 64512; }
@@ -175,7 +190,7 @@ up_stop() {
     for f in "$E2E_STATE"/up-*.pid; do [[ -f $f ]] && { stop_pid "$f" || stop_pid "$f" KILL; rm -f "$f"; }; done
     # What a daemon left in the kernel goes (zebra's routes use nexthop
     # objects: flushing those removes them).
-    if ip netns list | grep -qE "^$(ns up)( |\$)"; then
+    if ip netns list 2>/dev/null | grep -qE "^$(ns up)( |\$)"; then
         nsx up ip nexthop flush >/dev/null 2>&1
         nsx up ip route flush proto bird >/dev/null 2>&1
     fi
@@ -190,6 +205,27 @@ up_sessions() {
         nsx up birdc -s "$UPD/bird.ctl" show protocols | grep -c Established
     fi
 }
+# The upstream's BFD sessions up.
+up_bfd() {
+    if [[ $UP_KIND == frr ]]; then
+        vtysh --vty_socket "$UPD" -c 'show bfd peers json' 2>/dev/null | json 'sum(p["status"] == "up" for p in d)'
+    else
+        nsx up birdc -s "$UPD/bird.ctl" show bfd sessions | grep -c ' Up '
+    fi
+}
+# The gateways' peers' settings: BFD on (100 ms x 3, a 30 s hold time BFD
+# must beat by far) or off (the suite's 3 s hold time).
+peers_bfd() { # on|off
+    local p
+    for p in "$P1" "$P2"; do
+        if [[ $1 == on ]]; then
+            mido bgp-peer update "$p" keep-alive=10 hold-time=30 bfd-enabled=true bfd-interval=100 bfd-multiplier=3 >/dev/null
+        else
+            mido bgp-peer update "$p" keep-alive=1 hold-time=3 bfd-enabled=false >/dev/null
+        fi || return 1
+    done
+}
+peer_bfd() { mido bgp-peer show "$1" -o json | json 'd["status"]["bfd"]'; }
 # The upstream's kernel route to the floating-IP range: its next hops.
 up_nexthops() { nsx up ip route show 198.51.100.0/24 | grep -oE 'via 203\.0\.11[34]\.1' | sort -u | tr '\n' ' '; }
 learned_routes() { # the edge router's learned routes to the Internet, by uplink

@@ -540,3 +540,55 @@ fn an_oversized_body_is_refused_and_changes_nothing() {
     assert_eq!(now.body["name"], "keep", "{}", now.raw);
     assert_eq!(now.body["tenantId"], "t");
 }
+
+#[test]
+fn bgp_peers_out_of_range_and_bfd_settings() {
+    let s = start(cluster::AuthMode::None);
+    let r = create(&format!("{}/routers", s.base), "{\"asNumber\": 64512}");
+    let peers = format!("{}/routers/{r}/bgp_peers", s.base);
+    for (body, field) in [
+        (r#"{"asNumber": 0, "address": "192.0.2.9"}"#, "asNumber"),
+        (
+            r#"{"asNumber": 4294967296, "address": "192.0.2.9"}"#,
+            "asNumber",
+        ),
+        (r#"{"asNumber": 65000}"#, "address"),
+        (
+            r#"{"asNumber": 65000, "address": "192.0.2.9", "holdTime": 2}"#,
+            "holdTime",
+        ),
+        (
+            r#"{"asNumber": 65000, "address": "192.0.2.9", "keepAlive": 5, "holdTime": 4}"#,
+            "keepAlive",
+        ),
+        (
+            r#"{"asNumber": 65000, "address": "192.0.2.9", "bfdEnabled": true, "bfdInterval": 5}"#,
+            "bfdInterval",
+        ),
+        (
+            r#"{"asNumber": 65000, "address": "192.0.2.9", "bfdMultiplier": 1}"#,
+            "bfdMultiplier",
+        ),
+        (
+            r#"{"asNumber": 65000, "address": "192.0.2.9", "bfdEnabled": "maybe"}"#,
+            "bfdEnabled",
+        ),
+    ] {
+        assert_error(&post(&peers, body), 400, field);
+    }
+    let p = create(
+        &peers,
+        r#"{"asNumber": 65000, "address": "192.0.2.9", "bfdEnabled": true, "bfdInterval": 100, "bfdMultiplier": 5}"#,
+    );
+    let got = get(&format!("{}/bgp_peers/{p}", s.base)).body;
+    assert_eq!(
+        (
+            &got["bfdEnabled"],
+            &got["bfdInterval"],
+            &got["bfdMultiplier"]
+        ),
+        (&Value::Bool(true), &Value::from(100), &Value::from(5))
+    );
+    // No uplink of the router holds the address: said in the status.
+    assert_eq!(got["status"]["state"], "Invalid", "{got}");
+}

@@ -44,8 +44,36 @@ pub struct BgpPeer {
     #[serde(deserialize_with = "lenient::opt_int")]
     pub connect_retry: Option<i64>,
     pub password: Option<String>,
+    /// BFD (RFC 5880, single hop) beside the session: a dead link or
+    /// gateway is noticed in `bfdInterval` × `bfdMultiplier` ms instead of
+    /// the hold time. Not in MidoNet 5.2's API; its clients leave it off.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub bfd_enabled: bool,
+    /// Milliseconds between BFD packets, sent and wanted (default 300).
+    #[serde(deserialize_with = "lenient::opt_int")]
+    pub bfd_interval: Option<i64>,
+    /// Packets missed before the peer is declared down (default 3).
+    #[serde(deserialize_with = "lenient::opt_int")]
+    pub bfd_multiplier: Option<i64>,
 }
+
+/// BFD's defaults, as FRR's and BIRD's.
+pub const BFD_INTERVAL_MS: i64 = 300;
+pub const BFD_MULTIPLIER: i64 = 3;
+
 impl BgpPeer {
+    /// The peer's BFD interval (ms) and multiplier, when BFD is on.
+    pub fn bfd(&self) -> Option<(u32, u8)> {
+        self.bfd_enabled.then(|| {
+            (
+                self.bfd_interval
+                    .unwrap_or(BFD_INTERVAL_MS)
+                    .clamp(10, 60_000) as u32,
+                self.bfd_multiplier.unwrap_or(BFD_MULTIPLIER).clamp(2, 255) as u8,
+            )
+        })
+    }
+
     fn check(&self) -> Result<(), Invalid> {
         let mut c = Checker::default();
         c.range("asNumber", self.as_number, 1, u32::MAX as i64);
@@ -61,6 +89,9 @@ impl BgpPeer {
         {
             c.fail("keepAlive", "must be shorter than holdTime");
         }
+        // bfdd's ranges.
+        c.opt_range("bfdInterval", self.bfd_interval, 10, 60_000);
+        c.opt_range("bfdMultiplier", self.bfd_multiplier, 2, 255);
         c.finish()
     }
 }
@@ -163,5 +194,8 @@ pub mod learned {
         pub prefixes_sent: u64,
         /// Why the session is not what the model asks for, if known.
         pub message: Option<String>,
+        /// The BFD session's state when BFD is on (bfdd's words: up,
+        /// down, init).
+        pub bfd: Option<String>,
     }
 }

@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 /// Where FRR's daemons are (Debian's `frr`).
 const FRR_DIR: &str = "/usr/lib/frr";
+/// A speaker's daemons, in the order they start: zebra first (the others
+/// connect to it), bfdd before bgpd (which asks it for BFD sessions).
+const DAEMONS: [&str; 3] = ["zebra", "bfdd", "bgpd"];
 /// How often the sessions' state is read.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -138,7 +141,7 @@ fn cleanup_stale(cfg: &Settings) {
         return;
     };
     for d in dirs.flatten() {
-        for daemon in ["bgpd", "zebra"] {
+        for daemon in DAEMONS {
             if let Some(pid) = std::fs::read_to_string(d.path().join(format!("{daemon}.pid")))
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
@@ -268,20 +271,24 @@ async fn start(
     let listener = listen_in(&netns).map_err(|e| format!("FPM listener in {netns}: {e}"))?;
     let fpm = tokio::spawn(fpm_loop(listener, s.port, tx.clone()));
     std::fs::write(dir.join("zebra.conf"), super::ZEBRA_CONFIG)
+        .and_then(|_| std::fs::write(dir.join("bfdd.conf"), super::bfd_config(s)))
         .and_then(|_| std::fs::write(dir.join("bgpd.conf"), frr_config(s)))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     if let Some((uid, gid)) = frr_ids() {
-        for f in ["", "zebra.conf", "bgpd.conf"] {
+        for f in ["", "zebra.conf", "bfdd.conf", "bgpd.conf"] {
             let _ = std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid));
         }
         let _ = std::os::unix::fs::chown(bgp_dir(cfg), None, None);
     }
     let mut daemons = Vec::new();
-    for (daemon, extra) in [
-        ("zebra", vec!["-M", "dplane_fpm_nl"]),
-        ("bgpd", vec!["-p", "179"]),
-    ] {
-        let d = dir.display().to_string();
+    let d = dir.display().to_string();
+    for daemon in DAEMONS {
+        let extra = match daemon {
+            "zebra" => vec!["-M".to_string(), "dplane_fpm_nl".into()],
+            // bfdd's control socket in the speaker's own directory.
+            "bfdd" => vec!["--bfdctl".to_string(), format!("{d}/bfdd.sock")],
+            _ => vec!["-p".to_string(), "179".into()],
+        };
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &netns, &format!("{FRR_DIR}/{daemon}")])
             .args(["-N", &format!("mn{}", short(s.port))])
@@ -503,12 +510,19 @@ async fn report_status<S: Fn(Msg)>(cfg: &Settings, r: &mut Running, session: &S)
     let Ok(text) = vtysh(&r.dir, &["show bgp ipv4 unicast summary json".to_string()]).await else {
         return;
     };
+    let bfd = if r.speaker.neighbors.iter().any(|n| n.bfd.is_some()) {
+        vtysh(&r.dir, &["show bfd peers json".to_string()])
+            .await
+            .ok()
+    } else {
+        None
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let table = learned::status_table(r.speaker.router);
-    for (peer, mut st) in super::status_of(&r.speaker, &text, now) {
+    for (peer, mut st) in super::status_of(&r.speaker, &text, bfd.as_deref(), now) {
         st.host_id = Some(cfg.host);
         if r.learned >= cfg.max_routes {
             st.message = Some(format!(

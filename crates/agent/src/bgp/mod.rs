@@ -46,6 +46,16 @@ pub struct Neighbor {
     pub password: Option<String>,
     /// Prefixes accepted from this peer at most.
     pub max_prefixes: u32,
+    /// BFD's interval (ms) and multiplier, when on.
+    pub bfd: Option<(u32, u8)>,
+}
+
+impl Neighbor {
+    /// The bfdd profile this neighbor's BFD uses: named by its settings, so
+    /// neighbors alike share one and a changed setting is a new profile.
+    fn bfd_profile(&self) -> Option<String> {
+        self.bfd.map(|(i, m)| format!("mn-{i}x{m}"))
+    }
 }
 
 /// One speaker's link to the datapath, as a worker sees it: the near end
@@ -74,8 +84,8 @@ impl Link {
 pub enum Steer {
     /// Not the speaker's: the simulation's, as any other.
     Datapath,
-    /// Only bgpd's: its sessions (TCP 179) and pings between the port
-    /// address and its peers.
+    /// Only bgpd's: its sessions (TCP 179), BFD (UDP 3784) and pings
+    /// between the port address and its peers.
     Speaker,
     /// Both: an ARP reply to the port address (bgpd's kernel asked; the
     /// router learns the peer's MAC from it too).
@@ -88,7 +98,10 @@ pub fn steer(f: &sim::Fields, address: Ipv4Addr, peers: &[Ipv4Addr]) -> Steer {
     const ARP_REPLY: u8 = 2;
     const TCP: u8 = 6;
     const ICMP: u8 = 1;
+    const UDP: u8 = 17;
     const BGP_PORT: u16 = 179;
+    // BFD single-hop control packets (RFC 5881).
+    const BFD_PORT: u16 = 3784;
     if f.is_arp() {
         return if f.nw_proto == ARP_REPLY && f.nw_dst == address {
             Steer::Both
@@ -101,6 +114,7 @@ pub fn steer(f: &sim::Fields, address: Ipv4Addr, peers: &[Ipv4Addr]) -> Steer {
     }
     match f.nw_proto {
         TCP if f.tp_src == BGP_PORT || f.tp_dst == BGP_PORT => Steer::Speaker,
+        UDP if f.tp_dst == BFD_PORT => Steer::Speaker,
         ICMP => Steer::Speaker,
         _ => Steer::Datapath,
     }
@@ -175,6 +189,7 @@ pub fn speakers(
                     connect_retry: b.connect_retry.map(|c| c.clamp(1, 65535) as u32),
                     password: b.password.clone().filter(|p| !p.is_empty()),
                     max_prefixes,
+                    bfd: b.bfd(),
                 })
             })
             .filter(|n| n.remote_as != 0)
@@ -224,6 +239,39 @@ fpm address 127.0.0.1 port 2620
 no fpm use-next-hop-groups
 ";
 
+/// bfdd's configuration beside each bgpd: the profiles its neighbors' BFD
+/// uses (bgpd asks bfdd, through zebra, for a session per neighbor).
+pub fn bfd_config(s: &Speaker) -> String {
+    let mut c = String::from("frr defaults traditional\n");
+    for l in bfd_profile_lines(&s.neighbors) {
+        let _ = writeln!(c, "{l}");
+    }
+    c
+}
+
+/// The `bfd` node defining the profiles of `neighbors` (none: no lines).
+fn bfd_profile_lines<'a>(neighbors: impl IntoIterator<Item = &'a Neighbor>) -> Vec<String> {
+    let mut ps: Vec<(String, u32, u8)> = neighbors
+        .into_iter()
+        .filter_map(|n| Some((n.bfd_profile()?, n.bfd?.0, n.bfd?.1)))
+        .collect();
+    ps.sort();
+    ps.dedup();
+    if ps.is_empty() {
+        return Vec::new();
+    }
+    let mut v = vec!["bfd".to_string()];
+    for (name, interval, mult) in ps {
+        v.push(format!(" profile {name}"));
+        v.push(format!("  detect-multiplier {mult}"));
+        v.push(format!("  receive-interval {interval}"));
+        v.push(format!("  transmit-interval {interval}"));
+        v.push(" exit".into());
+    }
+    v.push("exit".into());
+    v
+}
+
 /// The bgpd configuration of `s` (FRR 8 syntax; `bgpd -C` accepts it).
 pub fn frr_config(s: &Speaker) -> String {
     let mut c = String::new();
@@ -261,8 +309,17 @@ pub fn frr_config(s: &Speaker) -> String {
 
 /// The sessions of `s` as bgpd's `show bgp ipv4 unicast summary json`
 /// tells them (`now` in Unix seconds): one status per neighbor, by peer id;
-/// a neighbor bgpd does not list is reported as not configured.
-pub fn status_of(s: &Speaker, summary: &str, now: u64) -> Vec<(Uuid, learned::PeerStatus)> {
+/// a neighbor bgpd does not list is reported as not configured. `bfd` is
+/// bfdd's `show bfd peers json`, read when a neighbor has BFD on.
+pub fn status_of(
+    s: &Speaker,
+    summary: &str,
+    bfd: Option<&str>,
+    now: u64,
+) -> Vec<(Uuid, learned::PeerStatus)> {
+    let bfd: Vec<serde_json::Value> = bfd
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(summary).unwrap_or_default();
     // `show bgp summary json` nests it under the address family.
     let peers = match &v["ipv4Unicast"]["peers"] {
@@ -298,6 +355,13 @@ pub fn status_of(s: &Speaker, summary: &str, now: u64) -> Vec<(Uuid, learned::Pe
                     prefixes_received: count("pfxRcd"),
                     prefixes_sent: count("pfxSnt"),
                     message,
+                    bfd: n.bfd.map(|_| {
+                        bfd.iter()
+                            .find(|b| b["peer"].as_str() == Some(&n.address.to_string()))
+                            .and_then(|b| b["status"].as_str())
+                            .unwrap_or("down")
+                            .to_string()
+                    }),
                 },
             )
         })
@@ -329,7 +393,17 @@ fn neighbor_lines(n: &Neighbor) -> Vec<String> {
     if let Some(p) = n.password.as_deref().and_then(frr_word) {
         v.push(format!("neighbor {} password {p}", n.address));
     }
+    v.extend(bfd_line(n));
     v
+}
+
+/// The neighbor's BFD line, when BFD is on (`bfd profile` turns it on).
+fn bfd_line(n: &Neighbor) -> Option<String> {
+    Some(format!(
+        "neighbor {} bfd profile {}",
+        n.address,
+        n.bfd_profile()?
+    ))
 }
 
 /// The address-family lines of a neighbor: a peer that sends more than
@@ -362,6 +436,13 @@ pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
         }
         let mut lines = Vec::new();
         let mut af = Vec::new();
+        // BFD profiles new neighbors' settings need (bfdd's node; vtysh
+        // sends it there).
+        let mut profiles = bfd_profile_lines(w.neighbors.iter().filter(|n| {
+            !old.neighbors
+                .iter()
+                .any(|o| o.bfd_profile() == n.bfd_profile())
+        }));
         for n in &old.neighbors {
             if !w.neighbors.iter().any(|x| x.address == n.address) {
                 lines.push(format!("no neighbor {}", n.address));
@@ -370,6 +451,17 @@ pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
         for n in &w.neighbors {
             match old.neighbors.iter().find(|x| x.address == n.address) {
                 Some(o) if o == n => {}
+                // Only BFD changed: the session stays up.
+                Some(o)
+                    if Neighbor {
+                        bfd: n.bfd,
+                        ..o.clone()
+                    } == *n =>
+                {
+                    lines.push(
+                        bfd_line(n).unwrap_or_else(|| format!("no neighbor {} bfd", n.address)),
+                    )
+                }
                 // A changed neighbor is set anew (its session restarts).
                 Some(_) => {
                     lines.push(format!("no neighbor {}", n.address));
@@ -401,10 +493,10 @@ pub fn plan(running: &[Speaker], wanted: &[Speaker]) -> Plan {
             lines.push("exit-address-family".into());
         }
         if !lines.is_empty() {
-            let mut all = vec![format!("router bgp {}", w.local_as)];
-            all.extend(lines);
-            all.push("exit".into());
-            p.reconfigure.push((w.port, all));
+            profiles.push(format!("router bgp {}", w.local_as));
+            profiles.extend(lines);
+            profiles.push("exit".into());
+            p.reconfigure.push((w.port, profiles));
         }
     }
     p.stop.sort();
@@ -595,7 +687,7 @@ exit
         // As FRR 8.4's `show bgp ipv4 unicast summary json` prints it.
         let up = r#"{"routerId":"198.51.100.1","as":64512,"peers":{"198.51.100.254":{
             "remoteAs":65000,"state":"Established","peerUptimeMsec":42000,"pfxRcd":3,"pfxSnt":1}}}"#;
-        let st = status_of(s, up, 1_000_000);
+        let st = status_of(s, up, None, 1_000_000);
         assert_eq!(st.len(), 1);
         assert_eq!(st[0].0, Uuid::from_u128(20));
         assert_eq!(
@@ -608,17 +700,135 @@ exit
                 prefixes_received: 3,
                 prefixes_sent: 1,
                 message: None,
+                bfd: None,
             }
         );
         let cut =
             r#"{"ipv4Unicast":{"peers":{"198.51.100.254":{"state":"Idle (PfxCt)","pfxRcd":0}}}}"#;
-        let st = &status_of(s, cut, 5)[0].1;
+        let st = &status_of(s, cut, None, 5)[0].1;
         assert_eq!(
             (st.state.as_str(), st.established_at),
             ("Idle (PfxCt)", None)
         );
         assert!(st.message.as_deref().unwrap().contains("1000 prefixes"));
         // Nothing bgpd said (not running yet, or garbage): not configured.
-        assert_eq!(status_of(s, "garbage", 5)[0].1.state, "NotConfigured");
+        assert_eq!(status_of(s, "garbage", None, 5)[0].1.state, "NotConfigured");
+    }
+
+    #[test]
+    fn bfd_profiles_for_bfdd_and_neighbors_that_use_them() {
+        let (me, routers, ports, mut peers, nets) = fixture();
+        peers[0].bfd_enabled = true;
+        peers[0].bfd_interval = Some(100);
+        let s = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
+        assert_eq!(
+            bfd_config(s),
+            "\
+frr defaults traditional
+bfd
+ profile mn-100x3
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+"
+        );
+        assert!(
+            frr_config(s).contains(" neighbor 198.51.100.254 bfd profile mn-100x3\n"),
+            "{}",
+            frr_config(s)
+        );
+        // Without BFD, bfdd runs with no profile and bgpd names none.
+        peers[0].bfd_enabled = false;
+        let off = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
+        assert_eq!(bfd_config(off), "frr defaults traditional\n");
+        assert!(!frr_config(off).contains("bfd"));
+    }
+
+    #[test]
+    fn turning_bfd_on_or_off_keeps_the_session() {
+        let (me, routers, ports, mut peers, nets) = fixture();
+        let off = speakers(me, 1000, &routers, &ports, &peers, &nets);
+        peers[0].bfd_enabled = true;
+        let on = speakers(me, 1000, &routers, &ports, &peers, &nets);
+        let p = plan(&off, &on);
+        assert!(p.start.is_empty() && p.stop.is_empty(), "{p:?}");
+        assert_eq!(
+            p.reconfigure[0].1,
+            vec![
+                "bfd",
+                " profile mn-300x3",
+                "  detect-multiplier 3",
+                "  receive-interval 300",
+                "  transmit-interval 300",
+                " exit",
+                "exit",
+                "router bgp 64512",
+                "neighbor 198.51.100.254 bfd profile mn-300x3",
+                "exit",
+            ]
+        );
+        // No `no neighbor`: the BGP session is not reset.
+        assert!(
+            !p.reconfigure[0]
+                .1
+                .iter()
+                .any(|l| l == "no neighbor 198.51.100.254")
+        );
+        let p = plan(&on, &off);
+        assert_eq!(
+            p.reconfigure[0].1,
+            vec!["router bgp 64512", "no neighbor 198.51.100.254 bfd", "exit"]
+        );
+    }
+
+    #[test]
+    fn bfd_state_in_the_peer_status() {
+        let (me, routers, ports, mut peers, nets) = fixture();
+        peers[0].bfd_enabled = true;
+        let s = &speakers(me, 1000, &routers, &ports, &peers, &nets)[0];
+        let summary =
+            r#"{"peers":{"198.51.100.254":{"state":"Established","peerUptimeMsec":1000}}}"#;
+        // As FRR 8.4's `show bfd peers json` prints it.
+        let bfd = r#"[{"multihop":false,"peer":"198.51.100.254","local":"198.51.100.1","vrf":"default",
+            "interface":"eth0","status":"up","uptime":7,"diagnostic":"ok","detect-multiplier":3}]"#;
+        let st = status_of(s, summary, Some(bfd), 10);
+        assert_eq!(st[0].1.bfd.as_deref(), Some("up"));
+        // bfdd not answering: down, not absent.
+        assert_eq!(
+            status_of(s, summary, None, 10)[0].1.bfd.as_deref(),
+            Some("down")
+        );
+    }
+
+    #[test]
+    fn bgp_bfd_pings_and_arp_replies_go_to_the_speaker() {
+        let me: Ipv4Addr = "198.51.100.1".parse().unwrap();
+        let peer: Ipv4Addr = "198.51.100.254".parse().unwrap();
+        let ip = |proto: u8, tp_src: u16, tp_dst: u16, src: Ipv4Addr| sim::Fields {
+            eth_type: 0x0800,
+            nw_src: src,
+            nw_dst: me,
+            nw_proto: proto,
+            tp_src,
+            tp_dst,
+            ..Default::default()
+        };
+        let peers = [peer];
+        assert_eq!(steer(&ip(6, 40000, 179, peer), me, &peers), Steer::Speaker);
+        assert_eq!(steer(&ip(6, 179, 40000, peer), me, &peers), Steer::Speaker);
+        assert_eq!(
+            steer(&ip(17, 49152, 3784, peer), me, &peers),
+            Steer::Speaker
+        );
+        assert_eq!(steer(&ip(1, 0, 0, peer), me, &peers), Steer::Speaker);
+        // Other traffic of the peer, and BGP from a stranger: the datapath's.
+        assert_eq!(steer(&ip(17, 49152, 53, peer), me, &peers), Steer::Datapath);
+        let stranger = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            steer(&ip(6, 40000, 179, stranger), me, &peers),
+            Steer::Datapath
+        );
     }
 }

@@ -268,5 +268,6 @@ pub fn status_json(peer: &str, s: &model::bgp::learned::PeerStatus) -> Value {
         "prefixesReceived": s.prefixes_received,
         "prefixesSent": s.prefixes_sent,
         "message": s.message,
+        "bfd": s.bfd,
     })
 }
