@@ -31,14 +31,15 @@ wait_for 10 '[[ $(up_nexthops) == "via 203.0.113.1 via 203.0.114.1 " ]]' || { ec
 wait_for 10 'nsx vm1 ping -n -c 1 -W 1 172.16.50.1' || { echo "the VM does not reach out" >&2; exit 1; }
 
 # ------------------------------------------------------------- failover --
-failover() { # LABEL DETECT_SECONDS: kill h1's agent under load, print the outage
-nsx vm1 timeout 40 python3 -c '
+# The VM echoes the probes of both runs.
+nsx vm1 timeout 200 python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.168.10.11", 9000))
 while True:
     b, a = s.recvfrom(100); s.sendto(b, a)' &
-local echo_pid=$!
+echo_pid=$!
 sleep 0.5
+failover() { # LABEL DETECT_SECONDS: kill h1's agent under load, print the outage
 nsx up timeout 40 python3 - >"$E2E_STATE/failover.json" <<'PY' &
 import json, select, socket, time
 flows = []
@@ -75,7 +76,6 @@ stop_pid "$E2E_STATE/agent-h1.pid" KILL
 wait_for 10 '[[ $(up_sessions) == 1 ]]'
 t_down=$(date +%s.%N)
 wait $probe_pid
-kill $echo_pid 2>/dev/null; wait $echo_pid 2>/dev/null
 python3 - "$E2E_STATE/failover.json" "$t_kill" "$t_down" "$1" "$2" <<'PY'
 import json, sys
 g = sorted(json.load(open(sys.argv[1]))["gaps"])
@@ -100,6 +100,7 @@ failover "with BFD 100 ms x 3, hold time 30 s" 0.3
 wait_for 30 '[[ $(up_bfd) == 2 ]]' || { echo "BFD did not come back" >&2; exit 1; }
 peers_bfd off
 wait_for 30 '[[ $(up_sessions) == 2 ]]' || { echo "sessions did not come back" >&2; exit 1; }
+kill $echo_pid 2>/dev/null; wait $echo_pid 2>/dev/null
 
 # ------------------------------------------------------------- learning --
 sleep 2

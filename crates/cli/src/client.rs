@@ -63,6 +63,11 @@ impl Client {
         })
     }
 
+    /// Uses `token` (`X-Auth-Token`) for later calls.
+    pub fn set_token(&mut self, token: String) {
+        self.token = Some(token);
+    }
+
     /// Logs in with Basic credentials and keeps the token for later calls.
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), CliError> {
         use base64::Engine;

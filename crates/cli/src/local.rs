@@ -69,6 +69,14 @@ pub fn unbind(socket: &Path, port: &str) -> Result<(), CliError> {
     call(socket, "DELETE", &format!("/binding/{port}"), None).map(|_| ())
 }
 
+/// Whether the agent answers on its socket (any HTTP answer will do).
+pub fn alive(socket: &Path) -> Result<(), CliError> {
+    match call(socket, "GET", "/binding", None) {
+        Err(e @ CliError::Unreachable { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// `mm-ctl`, as Nova's os-vif `midonet` plug calls it:
 /// `mm-ctl --bind-port PORT_ID IFACE` or `mm-ctl --unbind-port PORT_ID`.
 pub fn mm_ctl(args: &[String]) -> std::process::ExitCode {

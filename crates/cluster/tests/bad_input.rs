@@ -592,3 +592,41 @@ fn bgp_peers_out_of_range_and_bfd_settings() {
     // No uplink of the router holds the address: said in the status.
     assert_eq!(got["status"]["state"], "Invalid", "{got}");
 }
+
+#[test]
+fn dhcp_hosts_never_share_an_address() {
+    let s = start(cluster::AuthMode::None);
+    let b = create(&format!("{}/bridges", s.base), "{\"name\": \"pods\"}");
+    let subnets = format!("{}/bridges/{b}/dhcp", s.base);
+    create(
+        &subnets,
+        r#"{"subnetPrefix": "10.50.0.0", "subnetLength": 24, "defaultGateway": "10.50.0.1"}"#,
+    );
+    let hosts = format!("{subnets}/10.50.0.0_24/hosts");
+    let host = |mac: &str, ip: &str| {
+        post(
+            &hosts,
+            &format!(r#"{{"macAddr": "{mac}", "ipAddr": "{ip}", "name": "h"}}"#),
+        )
+    };
+    assert_eq!(host("02:00:00:00:00:01", "10.50.0.2").status, 201);
+    // Another MAC, the same address: refused, and said why.
+    assert_error(&host("02:00:00:00:00:02", "10.50.0.2"), 409, "10.50.0.2 is in use");
+    // Moving a host to a taken address is refused too; to a free one, fine.
+    assert_eq!(host("02:00:00:00:00:03", "10.50.0.3").status, 201);
+    let moved = |ip: &str| {
+        call(
+            "PUT",
+            &format!("{hosts}/02:00:00:00:00:03"),
+            &[("Content-Type", "application/json")],
+            Some(&format!(r#"{{"ipAddr": "{ip}", "name": "h"}}"#)),
+        )
+    };
+    assert_eq!(moved("10.50.0.2").status, 409);
+    assert_eq!(moved("10.50.0.4").status, 204);
+    // Its old address was given back; a deleted host's too.
+    assert_eq!(host("02:00:00:00:00:04", "10.50.0.3").status, 201);
+    let gone = call("DELETE", &format!("{hosts}/02:00:00:00:00:01"), &[], None);
+    assert_eq!(gone.status, 204);
+    assert_eq!(host("02:00:00:00:00:05", "10.50.0.2").status, 201);
+}

@@ -102,8 +102,13 @@ pub fn update_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
 
 pub fn delete_subnet(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let d = find(app, req)?;
-    app.topo
-        .write(|w| Ok(w.tx.delete(DhcpSubnet::KIND, d.id)?))?;
+    let hosts = hosts_of(app, &d)?;
+    app.topo.write(|w| {
+        for ip in hosts.iter().filter_map(|h| h.ip_addr) {
+            w.release(ip_claim(d.id, ip));
+        }
+        Ok(w.tx.delete(DhcpSubnet::KIND, d.id)?)
+    })?;
     Ok(Resp::no_content())
 }
 
@@ -166,6 +171,31 @@ fn modify(
     })
 }
 
+/// The claim a host's address takes in its subnet: two hosts never get one
+/// address, also across servers sharing a ZooKeeper (first wins; CNI's
+/// IPAM picks again on the conflict).
+fn ip_claim(subnet: Uuid, ip: std::net::Ipv4Addr) -> String {
+    format!("dhcp-ip/{subnet}/{ip}")
+}
+
+fn in_use(d: &DhcpSubnet, ip: std::net::Ipv4Addr) -> ApiError {
+    in_use_key(&d.key(), ip)
+}
+
+fn in_use_key(key: &str, ip: std::net::Ipv4Addr) -> ApiError {
+    ApiError::conflict(format!("address {ip} is in use in DHCP subnet {key}"))
+}
+
+/// A lost claim said as the API says it (the store names the claim).
+fn claim_lost(e: ApiError, req: &Req, ip: Option<std::net::Ipv4Addr>) -> ApiError {
+    match ip {
+        Some(ip) if e.status == 409 && e.message.contains("dhcp-ip/") => {
+            in_use_key(&subnet_key(req).unwrap_or_default(), ip)
+        }
+        _ => e,
+    }
+}
+
 /// A new host is stored on its own (adding it rewrites nothing else);
 /// hosts embedded in a subnet by earlier versions stay where they are.
 pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
@@ -189,9 +219,16 @@ pub fn create_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
                 d.key()
             )));
         }
+        if let Some(ip) = h.ip_addr {
+            if d.hosts.iter().any(|o| o.ip_addr == Some(ip)) {
+                return Err(in_use(&d, ip));
+            }
+            w.claim(ip_claim(d.id, ip), mac.to_string());
+        }
         w.tx.put(&e);
         Ok(d)
-    })?;
+    });
+    let d = d.map_err(|e| claim_lost(e, req, h.ip_addr))?;
     Ok(Resp::created(format!("{}/hosts/{mac}", d.uri(&req.base))))
 }
 
@@ -203,18 +240,41 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = find(app, req)?.id;
     app.topo.write(|w| {
         let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
-        if let Some(slot) = d.hosts.iter_mut().find(|o| o.mac_addr == Some(mac)) {
-            *slot = h.clone();
+        // A new address is claimed, the old one given back.
+        let moved = |w: &mut crate::topo::Writer<'_>, d: &DhcpSubnet, old: Option<_>| {
+            if old != h.ip_addr {
+                if let Some(o) = old {
+                    w.release(ip_claim(d.id, o));
+                }
+                if let Some(n) = h.ip_addr {
+                    w.claim(ip_claim(d.id, n), mac.to_string());
+                }
+            }
+        };
+        if let Some(i) = d.hosts.iter().position(|o| o.mac_addr == Some(mac)) {
+            if let Some(ip) = h.ip_addr
+                && d.hosts
+                    .iter()
+                    .any(|o| o.mac_addr != Some(mac) && o.ip_addr == Some(ip))
+            {
+                return Err(in_use(&d, ip));
+            }
+            let old = d.hosts[i].ip_addr;
+            d.hosts[i] = h.clone();
+            moved(w, &d, old);
             w.tx.put(&d);
             return Ok(());
         }
         let mut e: DhcpHostEntry =
             w.tx.get(DhcpHostEntry::id_for(d.id, mac))?
                 .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
+        let old = e.host.ip_addr;
         e.host = h.clone();
+        moved(w, &d, old);
         w.tx.put(&e);
         Ok(())
-    })?;
+    })
+    .map_err(|e| claim_lost(e, req, h.ip_addr))?;
     Ok(Resp::no_content())
 }
 
@@ -223,20 +283,24 @@ pub fn delete_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let id = find(app, req)?.id;
     app.topo.write(|w| {
         let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
-        let n = d.hosts.len();
-        d.hosts.retain(|o| o.mac_addr != Some(mac));
-        if n != d.hosts.len() {
+        if let Some(i) = d.hosts.iter().position(|o| o.mac_addr == Some(mac)) {
+            if let Some(ip) = d.hosts.remove(i).ip_addr {
+                w.release(ip_claim(d.id, ip));
+            }
             w.tx.put(&d);
             return Ok(());
         }
-        let e = DhcpHostEntry::id_for(d.id, mac);
-        if !w.tx.exists(Kind::DhcpHostEntry, e) {
+        let id = DhcpHostEntry::id_for(d.id, mac);
+        let Some(e) = w.tx.get::<DhcpHostEntry>(id)? else {
             return Err(ApiError::not_found(format!(
                 "DHCP subnet {} has no host {mac}",
                 d.key()
             )));
+        };
+        if let Some(ip) = e.host.ip_addr {
+            w.release(ip_claim(d.id, ip));
         }
-        Ok(w.tx.delete(Kind::DhcpHostEntry, e)?)
+        Ok(w.tx.delete(Kind::DhcpHostEntry, id)?)
     })?;
     Ok(Resp::no_content())
 }
