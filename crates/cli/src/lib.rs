@@ -311,18 +311,26 @@ pub enum Command {
     /// The cluster's state.
     SystemState(Global),
     /// Binds a port to an interface of this host, through the local agent
-    /// (what `mm-ctl --bind-port` does).
+    /// (what `mm-ctl --bind-port` does). kuryr-libnetwork runs it as its
+    /// `midonet` binding: `bind PORT IFNAME ENDPOINT MAC NET PROJECT DETAILS`.
     Bind {
         port: String,
         interface: String,
         #[command(flatten)]
         socket: local::Socket,
+        /// What kuryr adds after the interface (ignored).
+        #[arg(hide = true, num_args = 0..)]
+        kuryr: Vec<String>,
     },
-    /// Unbinds a port from this host, through the local agent.
+    /// Unbinds a port from this host, through the local agent (kuryr:
+    /// `unbind PORT IFNAME ENDPOINT MAC DETAILS NET`).
     Unbind {
         port: String,
         #[command(flatten)]
         socket: local::Socket,
+        /// What kuryr adds after the port (ignored).
+        #[arg(hide = true, num_args = 0..)]
+        kuryr: Vec<String>,
     },
 }
 
@@ -813,8 +821,9 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
             port,
             interface,
             socket,
+            ..
         } => return local::bind(&socket.socket, &port, &interface),
-        Command::Unbind { port, socket } => return local::unbind(&socket.socket, &port),
+        Command::Unbind { port, socket, .. } => return local::unbind(&socket.socket, &port),
         Command::SystemState(g) => {
             let c = connect(&g)?;
             render(g.output, &[], &c.get("system_state")?);

@@ -611,7 +611,11 @@ fn dhcp_hosts_never_share_an_address() {
     };
     assert_eq!(host("02:00:00:00:00:01", "10.50.0.2").status, 201);
     // Another MAC, the same address: refused, and said why.
-    assert_error(&host("02:00:00:00:00:02", "10.50.0.2"), 409, "10.50.0.2 is in use");
+    assert_error(
+        &host("02:00:00:00:00:02", "10.50.0.2"),
+        409,
+        "10.50.0.2 is in use",
+    );
     // Moving a host to a taken address is refused too; to a free one, fine.
     assert_eq!(host("02:00:00:00:00:03", "10.50.0.3").status, 201);
     let moved = |ip: &str| {

@@ -238,43 +238,44 @@ pub fn update_host(app: &App, req: &Req) -> Result<Resp, ApiError> {
     h.mac_addr = Some(mac);
     h.validate()?;
     let id = find(app, req)?.id;
-    app.topo.write(|w| {
-        let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
-        // A new address is claimed, the old one given back.
-        let moved = |w: &mut crate::topo::Writer<'_>, d: &DhcpSubnet, old: Option<_>| {
-            if old != h.ip_addr {
-                if let Some(o) = old {
-                    w.release(ip_claim(d.id, o));
+    app.topo
+        .write(|w| {
+            let mut d: DhcpSubnet = w.tx.must(id, "subnet")?;
+            // A new address is claimed, the old one given back.
+            let moved = |w: &mut crate::topo::Writer<'_>, d: &DhcpSubnet, old: Option<_>| {
+                if old != h.ip_addr {
+                    if let Some(o) = old {
+                        w.release(ip_claim(d.id, o));
+                    }
+                    if let Some(n) = h.ip_addr {
+                        w.claim(ip_claim(d.id, n), mac.to_string());
+                    }
                 }
-                if let Some(n) = h.ip_addr {
-                    w.claim(ip_claim(d.id, n), mac.to_string());
+            };
+            if let Some(i) = d.hosts.iter().position(|o| o.mac_addr == Some(mac)) {
+                if let Some(ip) = h.ip_addr
+                    && d.hosts
+                        .iter()
+                        .any(|o| o.mac_addr != Some(mac) && o.ip_addr == Some(ip))
+                {
+                    return Err(in_use(&d, ip));
                 }
+                let old = d.hosts[i].ip_addr;
+                d.hosts[i] = h.clone();
+                moved(w, &d, old);
+                w.tx.put(&d);
+                return Ok(());
             }
-        };
-        if let Some(i) = d.hosts.iter().position(|o| o.mac_addr == Some(mac)) {
-            if let Some(ip) = h.ip_addr
-                && d.hosts
-                    .iter()
-                    .any(|o| o.mac_addr != Some(mac) && o.ip_addr == Some(ip))
-            {
-                return Err(in_use(&d, ip));
-            }
-            let old = d.hosts[i].ip_addr;
-            d.hosts[i] = h.clone();
+            let mut e: DhcpHostEntry =
+                w.tx.get(DhcpHostEntry::id_for(d.id, mac))?
+                    .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
+            let old = e.host.ip_addr;
+            e.host = h.clone();
             moved(w, &d, old);
-            w.tx.put(&d);
-            return Ok(());
-        }
-        let mut e: DhcpHostEntry =
-            w.tx.get(DhcpHostEntry::id_for(d.id, mac))?
-                .ok_or_else(|| ApiError::not_found(format!("DHCP subnet has no host {mac}")))?;
-        let old = e.host.ip_addr;
-        e.host = h.clone();
-        moved(w, &d, old);
-        w.tx.put(&e);
-        Ok(())
-    })
-    .map_err(|e| claim_lost(e, req, h.ip_addr))?;
+            w.tx.put(&e);
+            Ok(())
+        })
+        .map_err(|e| claim_lost(e, req, h.ip_addr))?;
     Ok(Resp::no_content())
 }
 
