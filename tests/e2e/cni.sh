@@ -115,7 +115,9 @@ t_gc() {
     local why=""
     pod g; pod k
     cni h1 ADD cg eth0 "$(pod_ns g)" >/dev/null || why+="ADD g; "
-    cni h1 ADD ck eth0 "$(pod_ns k)" >/dev/null || why+="ADD k; "
+    # CNI 1.0.0 too: the result in its version.
+    local r; r=$(cni h1 ADD ck eth0 "$(pod_ns k)" "$(conf cniVersion '"1.0.0"')") || why+="ADD k (1.0.0); "
+    [[ $(json 'd["cniVersion"]' <<<"$r") == 1.0.0 ]] || why+="a 1.0.0 ADD answered $r; "
     local pg; pg=$(state_of cg eth0 port)
     cni h1 GC "" "" "" "$(conf cni.dev/valid-attachments '[{"containerID":"ca","ifname":"eth0"},{"containerID":"ck","ifname":"eth0"}]')" \
         || why+="GC failed; "

@@ -76,7 +76,7 @@ pub async fn run<S, W>(
 {
     let mut running: FxHashMap<Uuid, Running> = FxHashMap::default();
     let mut tick = tokio::time::interval(STATUS_EVERY);
-    cleanup_stale(&cfg);
+    cleanup_stale(&cfg).await;
     loop {
         tokio::select! {
             i = rx.recv() => match i {
@@ -108,7 +108,7 @@ pub async fn run<S, W>(
         }
     }
     for (_, r) in running.drain() {
-        stop(r, &session);
+        stop(r, &session).await;
     }
 }
 
@@ -136,7 +136,7 @@ fn bgp_dir(cfg: &Settings) -> PathBuf {
 
 /// A killed agent leaves its daemons and namespaces behind: those named in
 /// its pid files are stopped (by PID), its namespaces deleted.
-fn cleanup_stale(cfg: &Settings) {
+async fn cleanup_stale(cfg: &Settings) {
     let Ok(dirs) = std::fs::read_dir(bgp_dir(cfg)) else {
         return;
     };
@@ -152,7 +152,7 @@ fn cleanup_stale(cfg: &Settings) {
             }
         }
         if let Some(port) = d.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) {
-            let _ = ip(&["netns", "del", &netns_of(cfg, port)]);
+            let _ = ip(&["netns", "del", &netns_of(cfg, port)]).await;
         }
         let _ = std::fs::remove_dir_all(d.path());
     }
@@ -173,7 +173,7 @@ async fn apply<S: Fn(Msg)>(
     for port in &p.stop {
         if let Some(r) = running.remove(port) {
             tracing::info!(port = %port, "BGP speaker stops");
-            stop(r, session);
+            stop(r, session).await;
         }
     }
     for (port, lines) in p.reconfigure {
@@ -198,16 +198,19 @@ async fn apply<S: Fn(Msg)>(
             }
             Err(e) => {
                 tracing::warn!(port = %s.port, error = %e, "BGP speaker not started");
-                let _ = ip(&["netns", "del", &netns_of(cfg, s.port)]);
+                let _ = ip(&["netns", "del", &netns_of(cfg, s.port)]).await;
             }
         }
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+/// One `ip` command, awaited (the agent's runtime thread does not block
+/// on it).
+async fn ip(args: &[&str]) -> Result<(), String> {
+    let out = tokio::process::Command::new("ip")
         .args(args)
         .output()
+        .await
         .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
     if out.status.success() {
         Ok(())
@@ -241,13 +244,14 @@ async fn start(
     let dir = bgp_dir(cfg).join(s.port.to_string());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let _ = ip(&["netns", "del", &netns]);
-    let _ = ip(&["link", "del", &veth]);
-    ip(&["netns", "add", &netns])?;
+    let _ = ip(&["netns", "del", &netns]).await;
+    let _ = ip(&["link", "del", &veth]).await;
+    ip(&["netns", "add", &netns]).await?;
     ip(&[
         "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-    ])?;
-    ip(&["link", "set", &veth, "up"])?;
+    ])
+    .await?;
+    ip(&["link", "set", &veth, "up"]).await?;
     let addr = format!("{}/{}", s.address, s.prefix_len);
     let mut steps = vec![
         vec!["-n", &netns, "link", "set", "lo", "up"],
@@ -259,7 +263,7 @@ async fn start(
     }
     steps.push(vec!["-n", &netns, "link", "set", "eth0", "up"]);
     for a in steps {
-        ip(&a)?;
+        ip(&a).await?;
     }
     // The datapath's end: one socket per worker, as a bound port's.
     let socks = (0..cfg.workers)
@@ -442,14 +446,14 @@ fn learn<S: Fn(Msg)>(cfg: &Settings, r: &mut Running, events: Vec<RouteEvent>, s
     }
 }
 
-fn stop<S: Fn(Msg)>(mut r: Running, session: &S) {
+async fn stop<S: Fn(Msg)>(mut r: Running, session: &S) {
     r.fpm.abort();
     for c in r.daemons.iter_mut() {
         let _ = c.kill();
         let _ = c.wait();
     }
     // Deleting the namespace removes both ends of its veth.
-    let _ = ip(&["netns", "del", &r.netns]);
+    let _ = ip(&["netns", "del", &r.netns]).await;
     let table = learned::routes_table(r.speaker.router);
     for k in r.routes.values().flatten() {
         session(entry(table.clone(), k.clone(), String::new(), true));
