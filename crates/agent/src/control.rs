@@ -5,6 +5,7 @@
 //!
 //!   PUT    /binding/<portId>  {"interfaceName": "tap0"}  -> 200
 //!   DELETE /binding/<portId>                            -> 204
+//!   GET    /flows[?port=<portId>]                       -> 200, the installed flows
 //! Errors: 400, 404, 409 (the cluster's verdict) or 503 (no cluster), with
 //! `{"message": ...}`.
 
@@ -24,10 +25,19 @@ struct Ctl {
     /// a new connection's handshake (each reconnects by itself).
     clients: Vec<Option<crate::channel::Client>>,
     me: Uuid,
+    flows: FlowDumper,
 }
 
+/// Asks every packet worker for its flows (blocking; at most a few seconds).
+pub type FlowDumper = Arc<dyn Fn() -> Vec<crate::metrics::FlowDump> + Send + Sync>;
+
 /// Serves the control socket at `path` (a stale socket file is replaced).
-pub async fn serve(path: std::path::PathBuf, servers: Servers, me: Uuid) -> std::io::Result<()> {
+pub async fn serve(
+    path: std::path::PathBuf,
+    servers: Servers,
+    me: Uuid,
+    flows: FlowDumper,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     let clients = servers
@@ -37,10 +47,12 @@ pub async fn serve(path: std::path::PathBuf, servers: Servers, me: Uuid) -> std:
         .collect();
     let app = Router::new()
         .route("/binding/{port}", put(bind).delete(unbind))
+        .route("/flows", axum::routing::get(list_flows))
         .with_state(Arc::new(Ctl {
             servers,
             clients,
             me,
+            flows,
         }));
     axum::serve(listener, app).await
 }
@@ -77,6 +89,30 @@ async fn bind(
         ),
         Err(r) => r,
     }
+}
+
+async fn list_flows(
+    State(c): State<Arc<Ctl>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let port = match q.get("port").map(|p| Uuid::parse_str(p)) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "port: not a UUID"),
+    };
+    let dump = c.flows.clone();
+    let Ok(mut all) = tokio::task::spawn_blocking(move || dump()).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the flow dump failed");
+    };
+    if let Some(p) = port {
+        all.retain(|f| f.in_port == Some(p));
+    }
+    // Busiest first, as an operator reads them.
+    all.sort_by_key(|f| std::cmp::Reverse(f.packets));
+    reply(
+        StatusCode::OK,
+        serde_json::to_value(all).unwrap_or_default(),
+    )
 }
 
 async fn unbind(State(c): State<Arc<Ctl>>, Path(port): Path<String>) -> Response {

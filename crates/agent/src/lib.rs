@@ -10,6 +10,7 @@ pub mod control;
 pub mod flowstate;
 pub mod health;
 pub mod host;
+pub mod metrics;
 pub mod nat_leases;
 pub mod servers;
 mod worker;
@@ -45,6 +46,8 @@ pub struct Config {
     pub tls: channel::Tls,
     /// Prefixes a BGP peer may send at most (bgpd cuts it off beyond).
     pub bgp_max_prefixes: u32,
+    /// Where `GET /metrics` (Prometheus) is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_NETNS_PREFIX: &str = "midonet-hm-";
@@ -186,10 +189,20 @@ pub async fn run(
         ))
     };
     let stats_file = cfg.state_dir.join("stats.json");
+    let metrics = metrics::Metrics::new(n);
+    let metrics_server = cfg.metrics_listen.map(|addr| {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, m).await {
+                tracing::warn!(error = %e, %addr, "no metrics listener");
+            }
+        })
+    });
     let events = {
         let sess_tx = sess_tx.clone();
         let send = send.clone();
         tokio::spawn(async move {
+            let metrics = metrics.clone();
             let mut per_worker = vec![datapath::Stats::default(); n];
             while let Some(ev) = ev_rx.recv().await {
                 let msg = match ev {
@@ -216,7 +229,12 @@ pub async fn run(
                         if let Some(slot) = per_worker.get_mut(i) {
                             *slot = s;
                         }
+                        metrics.set_stats(i, s);
                         write_stats(&stats_file, &per_worker);
+                        continue;
+                    }
+                    Event::Metrics(i, m) => {
+                        metrics.set(i, *m);
                         continue;
                     }
                 };
@@ -289,8 +307,21 @@ pub async fn run(
     let control = {
         let path = cfg.state_dir.join("agent.sock");
         let servers = servers.clone();
+        let send = send.clone();
+        let dump: control::FlowDumper = Arc::new(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            send(Control::DumpFlows(tx));
+            let mut all = Vec::new();
+            for _ in 0..n {
+                match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok(v) => all.extend(v),
+                    Err(_) => break,
+                }
+            }
+            all
+        });
         tokio::spawn(async move {
-            if let Err(e) = control::serve(path.clone(), servers, me).await {
+            if let Err(e) = control::serve(path.clone(), servers, me, dump).await {
                 tracing::warn!(error = %e, socket = %path.display(), "no control socket");
             }
         })
@@ -302,6 +333,9 @@ pub async fn run(
     let _ = bgp_stop.send(bgp::frr::Input::Stop);
     let _ = tokio::time::timeout(Duration::from_secs(5), speakers).await;
     control.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     binder.abort();
     flush.abort();
     leases.abort();

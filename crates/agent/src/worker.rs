@@ -46,6 +46,8 @@ pub enum Control {
     NatLease(NatLeaseUpdate),
     /// Forget every flow and learned entry (the benchmark's cold start).
     Flush,
+    /// The installed flows, for `midonet flows` (each worker answers).
+    DumpFlows(std::sync::mpsc::Sender<Vec<crate::metrics::FlowDump>>),
     Shutdown,
     /// A test's stand-in for a bug: the worker panics handling it.
     #[cfg(test)]
@@ -79,6 +81,7 @@ const NAT_BLOCK_MIN_MS: u64 = 10_000;
 pub enum Event {
     Learned(StateWrite),
     Stats(usize, Stats),
+    Metrics(usize, Box<crate::metrics::WorkerMetrics>),
     Lease(LeaseEvent),
 }
 
@@ -142,6 +145,8 @@ pub struct Worker {
     rx: Option<RxBatch>,
     rng: XorShift,
     out: Outcome,
+    /// Simulations, their latency and their drops, for the metrics.
+    meter: sim::meter::Meter,
     start: Instant,
     ctl: Receiver<Control>,
     /// Control messages read early (see `take_queued_state`), handled at the
@@ -194,6 +199,7 @@ impl Worker {
             rx: Some(RxBatch::default()),
             rng: XorShift((me.as_u128() as u64).wrapping_add(index as u64) | 1),
             out: Outcome::default(),
+            meter: Default::default(),
             start: Instant::now(),
             ctl,
             deferred: Vec::new(),
@@ -334,6 +340,48 @@ impl Worker {
         stats.state_bytes = self.state.connection_bytes() as u64;
         stats.flow_bytes = self.flows.bytes() as u64;
         let _ = self.events.send(Event::Stats(self.index, stats));
+        let m = crate::metrics::WorkerMetrics {
+            ports: self
+                .dp
+                .port_counters()
+                .filter_map(|(n, c)| Some((self.ports.get(&n)?.id, c)))
+                .collect(),
+            meter: self.meter.clone(),
+            flow_drops: self.flows.drops,
+            flow_hits: self.flows.hits,
+            flow_misses: self.flows.misses,
+            parked: self.waiting.len() as u64,
+            nat_blocks: self.leased_at.len() as u64,
+        };
+        let _ = self.events.send(Event::Metrics(self.index, Box::new(m)));
+    }
+
+    /// What `midonet flows` shows of this worker's flows.
+    fn dump_flows(&self) -> Vec<crate::metrics::FlowDump> {
+        let now = self.now();
+        self.flows
+            .dump()
+            .map(|f| crate::metrics::FlowDump {
+                worker: self.index,
+                in_port: self.ports.get(&f.key.in_port).map(|p| p.id),
+                matches: f
+                    .key
+                    .describe(f.mask)
+                    .into_iter()
+                    .filter(|(k, _)| *k != "in_port")
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                actions: f.actions.iter().map(ToString::to_string).collect(),
+                drop: f
+                    .drop
+                    .and_then(|c| sim::DROP_CLASSES.get(usize::from(c)).copied()),
+                packets: f.packets,
+                bytes: f.bytes,
+                age_ms: now.saturating_sub(f.installed),
+                expires_in_ms: f.expires.saturating_sub(now),
+                tags: f.tags.len(),
+            })
+            .collect()
     }
 
     /// Gives back owned SNAT blocks no live binding uses (once their
@@ -462,6 +510,9 @@ impl Worker {
                 }
                 Control::Bindings(b) => self.set_bindings(b),
                 Control::Speakers(links) => self.set_speakers(links),
+                Control::DumpFlows(reply) => {
+                    let _ = reply.send(self.dump_flows());
+                }
                 Control::NatLease(u) => self.on_nat_lease(u),
                 Control::Peers(p) => {
                     self.members = p.values().copied().collect();
@@ -601,6 +652,8 @@ impl Worker {
     /// and the frame dropped.
     fn on_port_frame(&mut self, port_no: u32, buf: &mut [u8]) {
         self.dp.stats.rx += 1;
+        self.dp
+            .count_rx(port_no, buf.len().saturating_sub(wire::vnet::HEADER));
         let Ok(h) = wire::vnet::VnetHeader::parse(buf) else {
             self.dp.stats.malformed += 1;
             return;
@@ -627,7 +680,7 @@ impl Worker {
             return;
         };
         let mut actions = std::mem::take(&mut self.hit_actions);
-        let hit = self.flows.lookup(&fields, now, &mut actions);
+        let hit = self.flows.lookup(&fields, now, frame.len(), &mut actions);
         if hit {
             self.execute(&actions, port_no, frame, off);
         }
@@ -662,7 +715,10 @@ impl Worker {
             now,
             trace: self.trace,
         };
-        simulate(&self.topo, &self.state, &input, &mut self.rng, &mut out);
+        let (topo, state, rng) = (&self.topo, &self.state, &mut self.rng);
+        self.meter
+            .run(|| simulate(topo, state, &input, rng, &mut out));
+        let drop_class = self.meter.verdict(&out.verdict);
         for step in &out.trace {
             tracing::info!(device = ?step.device, "trace: {}", step.what);
         }
@@ -753,12 +809,14 @@ impl Worker {
                     } else {
                         Vec::new()
                     };
-                    self.flows.install(
+                    self.flows.install_at(
                         spec.mask,
                         key,
                         actions,
                         out.tags.clone(),
                         now + spec.expiry_ms,
+                        now,
+                        drop_class,
                     );
                 }
                 if out.verdict == Verdict::Forward {

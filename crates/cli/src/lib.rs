@@ -322,6 +322,18 @@ pub enum Command {
         #[arg(hide = true, num_args = 0..)]
         kuryr: Vec<String>,
     },
+    /// The flows this host's agent installed (as `ovs-appctl
+    /// dpctl/dump-flows`): match, actions, packets, bytes, age.
+    Flows {
+        /// Only flows of packets from this port.
+        #[arg(long)]
+        port: Option<String>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        socket: local::Socket,
+    },
     /// Unbinds a port from this host, through the local agent (kuryr:
     /// `unbind PORT IFNAME ENDPOINT MAC DETAILS NET`).
     Unbind {
@@ -824,6 +836,44 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
             ..
         } => return local::bind(&socket.socket, &port, &interface),
         Command::Unbind { port, socket, .. } => return local::unbind(&socket.socket, &port),
+        Command::Flows {
+            port,
+            output,
+            socket,
+        } => {
+            let mut v = local::flows(&socket.socket, port.as_deref())?;
+            if output == Output::Table
+                && let Value::Array(rows) = &mut v
+            {
+                // One readable cell each for the match and the actions.
+                for r in rows.iter_mut() {
+                    let m: Vec<String> = r["matches"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?)))
+                        .collect();
+                    r["match"] = Value::String(m.join(","));
+                    let a: Vec<&str> = r["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    r["do"] = Value::String(match r["drop"].as_str() {
+                        Some(why) => format!("drop ({why})"),
+                        None if a.is_empty() => "drop".into(),
+                        None => a.join("; "),
+                    });
+                }
+            }
+            render(
+                output,
+                &["inPort", "match", "do", "packets", "bytes", "ageMs"],
+                &v,
+            );
+            return Ok(());
+        }
         Command::SystemState(g) => {
             let c = connect(&g)?;
             render(g.output, &[], &c.get("system_state")?);

@@ -69,6 +69,15 @@ pub fn unbind(socket: &Path, port: &str) -> Result<(), CliError> {
     call(socket, "DELETE", &format!("/binding/{port}"), None).map(|_| ())
 }
 
+/// The agent's installed flows (`port`: only those from that port).
+pub fn flows(socket: &Path, port: Option<&str>) -> Result<Value, CliError> {
+    let path = match port {
+        Some(p) => format!("/flows?port={p}"),
+        None => "/flows".into(),
+    };
+    call(socket, "GET", &path, None)
+}
+
 /// Whether the agent answers on its socket (any HTTP answer will do).
 pub fn alive(socket: &Path) -> Result<(), CliError> {
     match call(socket, "GET", "/binding", None) {

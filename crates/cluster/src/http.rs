@@ -214,6 +214,17 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 /// Path parameters by name, in path order.
 type Params = Vec<(String, String)>;
 
+/// The route pattern a request falls under (`bridges/{id}`), for the
+/// metrics' labels: a bounded set, never the raw path.
+pub fn route_of(app: &App, method: &Method, path: &str) -> &'static str {
+    path.strip_prefix(&app.root)
+        .and_then(|rest| find_route(method, rest.trim_matches('/')).ok())
+        .map_or(
+            "unmatched",
+            |(r, _)| if r.path.is_empty() { "/" } else { r.path },
+        )
+}
+
 fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Params), ApiError> {
     let mut path_matched = false;
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();

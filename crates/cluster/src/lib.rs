@@ -9,6 +9,7 @@ pub mod host_view;
 pub mod http;
 pub mod listen;
 pub mod media;
+pub mod metrics;
 pub mod nat_leases;
 pub mod openapi;
 pub mod ops;
@@ -131,9 +132,11 @@ pub fn root_document(_app: &App, req: &http::Req) -> Result<http::Resp, error::A
 }
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let t0 = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    http::serve(
+    let method = parts.method.clone();
+    let resp = http::serve(
         &app,
         parts.method,
         &path,
@@ -141,11 +144,35 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         parts.headers,
         body,
     )
-    .await
+    .await;
+    metrics::observe(
+        method.as_str(),
+        http::route_of(&app, &method, &path),
+        resp.status().as_u16(),
+        t0.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// `GET /metrics`: Prometheus scrapes it without credentials, as it does
+/// every exporter; it says nothing about tenants' objects.
+async fn prometheus(State(app): State<Arc<App>>) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(app.topo.store.revision()),
+    )
+        .into_response()
 }
 
 pub fn router(app: Arc<App>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(app)
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(prometheus))
+        .fallback(handle)
+        .with_state(app)
 }
 
 /// Serves the API on `addr` until `shutdown` resolves, with `extra`'s

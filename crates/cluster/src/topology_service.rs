@@ -253,6 +253,7 @@ impl topology_proto::Topology for TopologyService {
         let parked = self.app.parked.clone();
         let (tx, rx) = mpsc::channel::<Result<Update, Status>>(1024);
         tokio::spawn(async move {
+            let _open = crate::metrics::Open::watch();
             forward(&*store, initial, &mut watch, view.as_mut(), &tx).await;
             // The agent is gone (or the store stopped): its view waits for
             // it to come back.
@@ -316,6 +317,7 @@ impl topology_proto::Topology for TopologyService {
         let app = self.app.clone();
         let (tx, rx) = mpsc::channel::<Result<SessionEvent, Status>>(16);
         tokio::spawn(async move {
+            let _open = crate::metrics::Open::session();
             let store = app.topo.store.clone();
             let session = store.open_session();
             let mut host: Option<Uuid> = None;

@@ -416,7 +416,7 @@ mod tests {
             "one shared template"
         );
         let mut acts = Vec::new();
-        assert!(t.lookup(&pkt(40007), 0, &mut acts));
+        assert!(t.lookup(&pkt(40007), 0, 64, &mut acts));
         // The same rewrites, the output last.
         let mut want = snat(5007, out);
         let mut got = acts.clone();
@@ -427,12 +427,12 @@ mod tests {
         // A field of the template's mask that differs: a miss.
         let mut other = pkt(40007);
         other.nw_ttl = 12;
-        assert!(!t.lookup(&other, 0, &mut acts));
+        assert!(!t.lookup(&other, 0, 64, &mut acts));
         // The connection's own state tag does not remove it; a topology tag does.
         t.invalidate(&[nat_tag(40007)]);
-        assert!(t.lookup(&pkt(40007), 0, &mut acts));
+        assert!(t.lookup(&pkt(40007), 0, 64, &mut acts));
         t.invalidate(&[router]);
-        assert!(!t.lookup(&pkt(40007), 0, &mut acts));
+        assert!(!t.lookup(&pkt(40007), 0, 64, &mut acts));
         t.expire(1);
         assert!(t.is_empty());
         assert!(
@@ -441,8 +441,8 @@ mod tests {
         );
         // Expiry.
         t.install(FieldSet(MASK), pkt(1), snat(2, out), vec![router], 30_000);
-        assert!(t.lookup(&pkt(1), 29_000, &mut acts));
-        assert!(!t.lookup(&pkt(1), 30_000, &mut acts));
+        assert!(t.lookup(&pkt(1), 29_000, 64, &mut acts));
+        assert!(!t.lookup(&pkt(1), 30_000, 64, &mut acts));
     }
 
     #[test]
@@ -455,19 +455,19 @@ mod tests {
         // Another port: a miss, not the flow of port 3.
         let mut moved = pkt(7);
         moved.in_port = 4;
-        assert!(!t.lookup(&moved, 0, &mut acts));
-        assert!(t.lookup(&pkt(7), 0, &mut acts));
+        assert!(!t.lookup(&moved, 0, 64, &mut acts));
+        assert!(t.lookup(&pkt(7), 0, 64, &mut acts));
         // The binding of 10.0.0.2:7 -> 203.0.113.9:80 now translates
         // elsewhere: its flow goes, the other connection's stays.
         let Tag::Nat(k) = nat_tag(7) else {
             unreachable!()
         };
         assert!(t.forget_binding(&k));
-        assert!(!t.lookup(&pkt(7), 0, &mut acts));
-        assert!(t.lookup(&pkt(8), 0, &mut acts));
+        assert!(!t.lookup(&pkt(7), 0, 64, &mut acts));
+        assert!(t.lookup(&pkt(8), 0, 64, &mut acts));
         // The same 5-tuple installed from another port replaces the flow.
         t.install(FieldSet(MASK), moved.clone(), snat(9, out), vec![], 30_000);
-        assert!(t.lookup(&moved, 0, &mut acts));
+        assert!(t.lookup(&moved, 0, 64, &mut acts));
         assert!(acts.contains(&Action::SetTpSrc(9)));
     }
 
@@ -532,11 +532,11 @@ mod tests {
         assert!(t.conns.is_empty());
         assert_eq!(t.len(), 5);
         let mut acts = Vec::new();
-        assert!(t.lookup(&pkt(2), 0, &mut acts));
+        assert!(t.lookup(&pkt(2), 0, 64, &mut acts));
         assert_eq!(acts, vec![Action::Output(out)]);
         // The conntrack tag still removes its flow.
         t.invalidate(&[ct]);
-        assert!(!t.lookup(&pkt(1), 0, &mut acts));
+        assert!(!t.lookup(&pkt(1), 0, 64, &mut acts));
     }
 
     #[test]

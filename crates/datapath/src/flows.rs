@@ -19,6 +19,11 @@ pub struct Flow {
     pub tags: Box<[TagHash]>,
     pub expires: u64,
     pub packets: u64,
+    pub bytes: u64,
+    /// When it was installed (ms, the worker's clock).
+    pub installed: u64,
+    /// A drop flow's class (`sim::DROP_CLASSES`), counted on each hit.
+    pub drop: Option<u8>,
 }
 
 /// A tag as the table keeps it: its 64-bit hash. Two tags with one hash
@@ -87,6 +92,8 @@ pub struct FlowTable {
     next: FlowId,
     pub hits: u64,
     pub misses: u64,
+    /// Packets drop flows dropped, by class (`sim::DROP_CLASSES`).
+    pub drops: [u64; sim::DROP_CLASSES.len()],
 }
 
 /// Bounds the exact-match cache; it is refilled from the megaflows.
@@ -134,19 +141,29 @@ impl FlowTable {
 
     /// The actions of the flow matching a packet's fields (with `in_port`
     /// set), into `out`; `false` on a miss.
-    pub fn lookup(&mut self, f: &Fields, now: u64, out: &mut Vec<Action>) -> bool {
+    /// `len` is the frame's, for the flow's byte count.
+    pub fn lookup(&mut self, f: &Fields, now: u64, len: usize, out: &mut Vec<Action>) -> bool {
         if self.conns.lookup(f, now, out) {
             self.hits += 1;
             return true;
         }
         match self.lookup_flow(f, now) {
             Some(flow) => {
+                flow.bytes += len as u64;
                 out.clear();
                 out.extend_from_slice(&flow.actions);
+                if let Some(c) = flow.drop {
+                    self.drops[usize::from(c).min(self.drops.len() - 1)] += 1;
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// The general flows (a NAT'd connection's compact flow is not listed).
+    pub fn dump(&self) -> impl Iterator<Item = &Flow> {
+        self.flows.values()
     }
 
     /// The general flow matching a packet's fields, if any live.
@@ -194,10 +211,27 @@ impl FlowTable {
         tags: Vec<Tag>,
         expires: u64,
     ) -> FlowId {
+        self.install_at(mask, key, actions, tags, expires, 0, None)
+    }
+
+    /// As [`FlowTable::install`], stamped with the time and, for a drop
+    /// flow, its class (such flows are never compact: their hits count).
+    #[allow(clippy::too_many_arguments)]
+    pub fn install_at(
+        &mut self,
+        mask: FieldSet,
+        key: Fields,
+        actions: Vec<Action>,
+        tags: Vec<Tag>,
+        expires: u64,
+        now: u64,
+        drop: Option<u8>,
+    ) -> FlowId {
         let key = key.masked(mask);
         // NAT'd connections' flows go to the compact table when they can:
         // their own state tags are left out (see `conns`), the rest shared.
-        if !tags.iter().any(|t| matches!(t, Tag::ConnTrack(_)))
+        if drop.is_none()
+            && !tags.iter().any(|t| matches!(t, Tag::ConnTrack(_)))
             && self.conns.install(mask, &key, &actions, expires, || {
                 hashes(tags.iter().filter(|t| !matches!(t, Tag::Nat(_))))
             })
@@ -245,6 +279,9 @@ impl FlowTable {
                 tags: hashes.into_boxed_slice(),
                 expires,
                 packets: 0,
+                bytes: 0,
+                installed: now,
+                drop,
             },
         );
         id
@@ -338,7 +375,7 @@ mod tests {
     }
 
     fn hit(t: &mut FlowTable, f: &Fields, now: u64) -> bool {
-        t.lookup(f, now, &mut Vec::new())
+        t.lookup(f, now, 64, &mut Vec::new())
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub const VXLAN_OVERLAY_PORT: u16 = 6677;
 /// The tunnel key reserved for flow-state messages.
 pub const FLOW_STATE_KEY: u32 = 0xff_ffff;
 
+/// One local port's traffic (a GSO super-frame counts once, as the kernel
+/// counts it on a veth).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
 /// Counters an operator reads to see what the datapath dropped and why.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -126,6 +136,8 @@ pub trait Datapath {
 pub struct UserspaceDatapath {
     ports: rustc_hash::FxHashMap<u32, std::sync::Arc<PortSocket>>,
     port_tx: rustc_hash::FxHashMap<u32, TxBatch>,
+    /// Each local port's traffic, as the datapath saw it.
+    counters: rustc_hash::FxHashMap<u32, PortCounters>,
     tunnel: Tunnel,
     tunnel_tx: TxBatch,
     /// Whether this worker reads the tunnel port (one worker per host does).
@@ -150,6 +162,7 @@ impl UserspaceDatapath {
         UserspaceDatapath {
             ports: Default::default(),
             port_tx: Default::default(),
+            counters: Default::default(),
             tunnel,
             tunnel_tx: TxBatch::default(),
             receives_tunnel,
@@ -199,6 +212,19 @@ impl UserspaceDatapath {
     pub fn remove_port(&mut self, port_no: u32) {
         self.ports.remove(&port_no);
         self.port_tx.remove(&port_no);
+        self.counters.remove(&port_no);
+    }
+
+    /// A frame of `len` bytes came in on local port `port_no`.
+    pub fn count_rx(&mut self, port_no: u32, len: usize) {
+        let c = self.counters.entry(port_no).or_default();
+        c.rx_packets += 1;
+        c.rx_bytes += len as u64;
+    }
+
+    /// Every local port's counters, by port number.
+    pub fn port_counters(&self) -> impl Iterator<Item = (u32, PortCounters)> + '_ {
+        self.counters.iter().map(|(n, c)| (*n, *c))
     }
 
     pub fn port(&self, port_no: u32) -> Option<std::sync::Arc<PortSocket>> {
@@ -249,6 +275,9 @@ impl Datapath for UserspaceDatapath {
         let Some(sock) = self.ports.get(&port_no) else {
             return;
         };
+        let c = self.counters.entry(port_no).or_default();
+        c.tx_packets += 1;
+        c.tx_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let head = off.header().to_bytes();
         if off.gso.is_some() {
             // After what is queued for the port, so frames keep their order.

@@ -223,6 +223,9 @@ struct AgentArgs {
     /// it, bgpd cuts the session off and the peer's status says why.
     #[arg(long, default_value_t = agent::bgp::MAX_PREFIXES)]
     bgp_max_prefixes: u32,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    #[arg(long, env = "MIDONET_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn system_host_name() -> String {
@@ -250,6 +253,7 @@ fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         rx_ring_ms: a.rx_ring_ms,
         netns_prefix: a.netns_prefix,
         bgp_max_prefixes: a.bgp_max_prefixes,
+        metrics_listen: a.metrics_listen,
         tls: match (&a.ca, &a.tls_cert, &a.tls_key) {
             (Some(ca), Some(c), Some(k)) => Some(Arc::new(tls::client_config(ca, c, k)?)),
             (None, None, None) => None,
@@ -577,6 +581,7 @@ fn run_server(s: ServerArgs) -> anyhow::Result<()> {
                 rx_ring_ms: std::env::var("MIDONET_RX_RING_MS").ok().and_then(|v| v.parse().ok()),
                 netns_prefix: agent::DEFAULT_NETNS_PREFIX.into(),
                 bgp_max_prefixes: agent::bgp::MAX_PREFIXES,
+                metrics_listen: None,
                 tls: None,
             };
             tokio::spawn(agent::run(cfg, stopped(stop_rx.clone())))

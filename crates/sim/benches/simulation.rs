@@ -58,6 +58,30 @@ fn run(
             black_box(&out.verdict);
         })
     });
+    // The same with the agent's meter around it (counted, one in 16
+    // timed, drops by class): what the metrics cost a simulation.
+    let mut meter = sim::meter::Meter::default();
+    g.bench_function(format!("{name}_metered"), |b| {
+        b.iter(|| {
+            let f = &frames[i % frames.len()];
+            i += 1;
+            meter.run(|| {
+                simulate(
+                    &r.topo,
+                    &r.state,
+                    &Input {
+                        in_port: port,
+                        frame: black_box(f),
+                        now: r.now,
+                        trace: false,
+                    },
+                    &mut r.rng,
+                    &mut out,
+                )
+            });
+            black_box(meter.verdict(&out.verdict));
+        })
+    });
     g.finish();
 }
 

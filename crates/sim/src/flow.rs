@@ -111,6 +111,38 @@ impl Fields {
             )
     }
 
+    /// The fields in `mask`, named as a flow dump shows them.
+    pub fn describe(&self, mask: FieldSet) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        let mut put = |f: u32, name: &'static str, val: String| {
+            if mask.contains(f) {
+                v.push((name, val));
+            }
+        };
+        put(field::IN_PORT, "in_port", self.in_port.to_string());
+        put(field::ETH_SRC, "eth_src", self.eth_src.to_string());
+        put(field::ETH_DST, "eth_dst", self.eth_dst.to_string());
+        put(
+            field::ETH_TYPE,
+            "eth_type",
+            format!("0x{:04x}", self.eth_type),
+        );
+        put(
+            field::VLAN,
+            "vlan",
+            self.vlan.map_or("none".into(), |v| v.to_string()),
+        );
+        put(field::NW_SRC, "nw_src", self.nw_src.to_string());
+        put(field::NW_DST, "nw_dst", self.nw_dst.to_string());
+        put(field::NW_PROTO, "nw_proto", self.nw_proto.to_string());
+        put(field::NW_TOS, "nw_tos", self.nw_tos.to_string());
+        put(field::NW_TTL, "nw_ttl", self.nw_ttl.to_string());
+        put(field::FRAG, "frag", format!("{:?}", self.frag));
+        put(field::TP_SRC, "tp_src", self.tp_src.to_string());
+        put(field::TP_DST, "tp_dst", self.tp_dst.to_string());
+        v
+    }
+
     /// Only the fields in `mask` (the rest zeroed): the megaflow key.
     pub fn masked(&self, mask: FieldSet) -> Fields {
         let m = |f: u32| mask.contains(f);

@@ -9,6 +9,7 @@
 pub mod actions;
 mod engine;
 pub mod flow;
+pub mod meter;
 mod nat;
 pub mod result;
 pub mod services;

@@ -39,6 +39,36 @@ pub enum DropReason {
     NoMacForNextHop,
 }
 
+/// The drop reasons an operator counts (`midonet_agent_drops_total`'s
+/// `reason`), by [`DropReason::class`].
+pub const DROP_CLASSES: [&str; 8] = [
+    "rule",
+    "no_route",
+    "admin_down",
+    "ttl_expired",
+    "nat_exhausted",
+    "malformed",
+    "load_balancer",
+    "other",
+];
+
+impl DropReason {
+    /// Its index in [`DROP_CLASSES`].
+    pub fn class(&self) -> usize {
+        use DropReason::*;
+        match self {
+            FilteredByChain(_) | RejectedByChain(_) => 0,
+            NoRoute | BlackholeRoute | RejectRoute | NoMacForNextHop => 1,
+            AdminDown | Unplugged => 2,
+            TtlExpired => 3,
+            NatPortsExhausted => 4,
+            Malformed | UnsupportedEtherType | VlanOnRouter => 5,
+            NoPoolMember | LoadBalancerDown => 6,
+            _ => 7,
+        }
+    }
+}
+
 /// Something the simulation needs that is not loaded yet: park the packet
 /// and simulate again when it arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +144,30 @@ pub enum Action {
     PushVlan(u16),
     PopVlan,
     Output(Output),
+}
+
+impl std::fmt::Display for Action {
+    /// As a flow dump shows it: `set_nw_src=10.0.0.1`, `output=PORT@HOST`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::SetEthSrc(m) => write!(f, "set_eth_src={m}"),
+            Action::SetEthDst(m) => write!(f, "set_eth_dst={m}"),
+            Action::SetNwSrc(a) => write!(f, "set_nw_src={a}"),
+            Action::SetNwDst(a) => write!(f, "set_nw_dst={a}"),
+            Action::SetTtl(t) => write!(f, "set_ttl={t}"),
+            Action::SetTpSrc(p) => write!(f, "set_tp_src={p}"),
+            Action::SetTpDst(p) => write!(f, "set_tp_dst={p}"),
+            Action::SetIcmpId(i) => write!(f, "set_icmp_id={i}"),
+            Action::SetIcmpQuoteSrc(a, p) => write!(f, "set_icmp_quote_src={a}:{p}"),
+            Action::SetIcmpQuoteDst(a, p) => write!(f, "set_icmp_quote_dst={a}:{p}"),
+            Action::PushVlan(v) => write!(f, "push_vlan={v}"),
+            Action::PopVlan => write!(f, "pop_vlan"),
+            Action::Output(o) => match o.host {
+                Some(h) => write!(f, "output={}@{h} key={}", o.port, o.tunnel_key),
+                None => write!(f, "output={} key={}", o.port, o.tunnel_key),
+            },
+        }
+    }
 }
 
 /// A packet the simulation generated (ARP reply or request, ICMP, DHCP).

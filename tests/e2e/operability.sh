@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# What an operator reads (issue 15): the agents' and the server's
+# Prometheus metrics, checked by `promtool check metrics`, counters that
+# move with real traffic (a VM port's rx, a rule's drops), and `midonet
+# flows` through the agent's socket. Needs root and promtool (Debian
+# `prometheus`). Prints one line per check; non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export P=${P:-mnops}
+export BIN=${MIDONET_BIN:-$PWD/target/debug/midonet}
+export E2E_SECURE=${E2E_SECURE:-1}
+export E2E_STATE=/tmp/midonet-e2e.$P
+source tests/e2e/lib.sh
+
+if [[ $(id -u) != 0 ]]; then echo "operability e2e: needs root"; echo "0 passed, 1 failed"; exit 1; fi
+for c in ip ping python3 curl promtool; do
+    command -v "$c" >/dev/null || { echo "operability e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
+done
+
+PASSED=0; FAILED=0; FAILS=()
+trap '[[ ${E2E_KEEP:-0} == 1 ]] || e2e_down' EXIT
+ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
+bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
+check() {
+    local name=$1; shift
+    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---------------------------------------------------------------- testbed --
+# vm1 and vm3 on h1, vm2 on h2, one bridge; vm1's port drops its ICMP to vm3.
+e2e_down
+e2e_underlay
+start_server || { echo "0 passed, 1 failed"; exit 1; }
+export AGENT_EXTRA="--metrics-listen 127.0.0.1:9101"
+start_agent h1 1; start_agent h2 1
+H1=$(host_id h1); H2=$(host_id h2)
+for i in $(seq 100); do
+    [[ $(mido host list -o json | json 'sum(h["alive"] for h in d)') == 2 ]] && break
+    sleep 0.1
+done
+Z=$(mido tunnel-zone create name=tz type=vxlan)
+for h in h1 h2; do mido tunnel-zone add-member "$Z" "$(host_id $h)" "${HOST_IP[$h]}" >/dev/null; done
+B=$(mido bridge create name=net)
+vm vm1 h1 02:00:00:00:00:01; nsx vm1 ip addr add 10.0.0.1/24 dev eth0
+vm vm2 h2 02:00:00:00:00:02; nsx vm2 ip addr add 10.0.0.2/24 dev eth0
+vm vm3 h1 02:00:00:00:00:03; nsx vm3 ip addr add 10.0.0.3/24 dev eth0
+C=$(mido chain create name=vm1-in)
+mido rule create --chain "$C" type=accept nw-proto=6 >/dev/null
+mido rule create --chain "$C" type=accept nw-proto=17 >/dev/null
+mido rule create --chain "$C" type=drop nw-proto=1 nw-dst-address=10.0.0.3 nw-dst-length=32 >/dev/null
+P1=$(mido port create --bridge "$B" inbound-filter-id="$C"); mido port bind "$P1" "$H1" vm1 >/dev/null
+P2=$(mido port create --bridge "$B"); mido port bind "$P2" "$H2" vm2 >/dev/null
+P3=$(mido port create --bridge "$B"); mido port bind "$P3" "$H1" vm3 >/dev/null
+for i in $(seq 50); do nsx vm1 ping -n -c 1 -W 0.2 10.0.0.2 >/dev/null 2>&1 && break; done
+
+agent_metrics() { nsx "$1" curl -sf http://127.0.0.1:9101/metrics; }
+server_metrics() { ccurl -sf "$SCHEME://$CTL_IP:8181/metrics"; }
+# metric NAME LABELS HOST: one sample's value from h1's or h2's agent (0 if absent).
+metric() {
+    agent_metrics "$3" | python3 -c '
+import sys
+name, labels = sys.argv[1], sys.argv[2]
+want = name + ("{" + labels + "}" if labels else "")
+print(next((l.split()[-1] for l in sys.stdin if l.split(" ")[0] == want), "0"))' "$1" "$2"
+}
+# Counters move at the workers' next report (once a second).
+settle() { sleep 1.5; }
+
+# ----------------------------------------------------------------- checks --
+t_promtool() {
+    local why=""
+    settle
+    agent_metrics h1 >"$E2E_STATE/agent.prom" || why+="h1's agent serves no /metrics; "
+    server_metrics >"$E2E_STATE/server.prom" || why+="the server serves no /metrics; "
+    promtool check metrics <"$E2E_STATE/agent.prom" || why+="promtool refuses the agent's; "
+    promtool check metrics <"$E2E_STATE/server.prom" || why+="promtool refuses the server's; "
+    grep -q '^midonet_agent_simulation_seconds_bucket' "$E2E_STATE/agent.prom" || why+="no simulation histogram; "
+    grep -q '^midonet_server_rest_requests_total{method="POST",route="bridges",status="201"}' "$E2E_STATE/server.prom" || why+="no REST request counter; "
+    [[ $(grep '^midonet_server_agent_sessions ' "$E2E_STATE/server.prom" | awk '{print $2}') == 2 ]] || why+="agent sessions not 2; "
+    wc -l "$E2E_STATE/agent.prom" "$E2E_STATE/server.prom"
+    echo "${why:-both endpoints pass promtool}"
+    [[ -z $why ]]
+}
+t_rx() {
+    local before after
+    before=$(metric midonet_agent_port_rx_packets_total "port=\"$P1\"" h1)
+    nsx vm1 ping -n -c 100 -i 0.01 -W 1 -q 10.0.0.2 || { echo "pings failed"; return 1; }
+    settle
+    after=$(metric midonet_agent_port_rx_packets_total "port=\"$P1\"" h1)
+    echo "vm1's port rx packets: $before -> $after"
+    (( after - before >= 100 ))
+}
+t_rule_drops() {
+    local before after
+    before=$(metric midonet_agent_drops_total 'reason="rule"' h1)
+    # The negative check must fail for want of ping, not pass.
+    command -v ping >/dev/null || return 1
+    nsx vm1 ping -n -c 20 -i 0.05 -W 0.2 -q 10.0.0.3 && { echo "vm3 answered through the drop rule"; return 1; }
+    settle
+    after=$(metric midonet_agent_drops_total 'reason="rule"' h1)
+    echo "rule drops on h1: $before -> $after"
+    (( after - before >= 20 ))
+}
+t_flows() {
+    local why=""
+    # A UDP stream vm1 -> vm2: one flow, its packets counted.
+    nsx vm1 python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(50):
+    s.sendto(b"x" * 100, ("10.0.0.2", 9999)); time.sleep(0.01)'
+    local out; out=$(MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" flows --port "$P1" -o json) || { echo "midonet flows failed: $out"; return 1; }
+    local n; n=$(json 'max([f["packets"] for f in d if ["nw_proto", "17"] in f["matches"]] or [0])' <<<"$out")
+    echo "vm1's UDP flow: $n packets"
+    (( n >= 40 )) || why+="no UDP flow of vm1 with its packets ($n); "
+    # The drop flow of the rule says why.
+    [[ $(json 'sum(f["drop"] == "rule" for f in d)' <<<"$out") -ge 1 ]] || why+="no drop flow marked rule; "
+    MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" flows --port "$P1" | head -5
+    local bad; bad=$(MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" flows --port not-a-uuid 2>&1) \
+        && why+="a bad port id was accepted; "
+    echo "bad port: $bad"
+    echo "${why:-midonet flows shows the flows of the VM with their counters}"
+    [[ -z $why ]]
+}
+
+check "promtool check metrics accepts the agent's and the server's /metrics" t_promtool
+check "100 pings move vm1's port rx counter by at least 100" t_rx
+check "20 pings dropped by a rule move the rule-drop counter by at least 20" t_rule_drops
+check "midonet flows shows the VM's flows with match, actions and counters" t_flows
+
+echo
+for f in "${FAILS[@]}"; do echo "failed: $f"; done
+echo "operability e2e: $PASSED passed, $FAILED failed"
+[[ $FAILED == 0 ]]
