@@ -265,7 +265,7 @@ impl Collector for Metrics {
         let secs: f64 = w.iter().map(|(_, m)| m.meter.seconds).sum();
         let mut h = e.encode_descriptor(
             "midonet_agent_simulation_seconds",
-            "Time a packet's simulation took (one in 16 timed)",
+            "Time a packet's simulation took (one in 64 timed)",
             None,
             MetricType::Histogram,
         )?;

@@ -58,7 +58,7 @@ fn run(
             black_box(&out.verdict);
         })
     });
-    // The same with the agent's meter around it (counted, one in 16
+    // The same with the agent's meter around it (counted, one in 64
     // timed, drops by class): what the metrics cost a simulation.
     let mut meter = sim::meter::Meter::default();
     g.bench_function(format!("{name}_metered"), |b| {

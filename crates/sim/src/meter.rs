@@ -12,7 +12,7 @@ pub const BUCKETS: [f64; 12] = [
 
 /// One simulation in this many is timed: reading the clock twice costs a
 /// third of an L2 simulation.
-pub const SAMPLE: u64 = 16;
+pub const SAMPLE: u64 = 64;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Meter {
