@@ -165,11 +165,14 @@ impl<'a, 'o> Sim<'a, 'o> {
     }
 
     pub fn note(&mut self, device: Option<Id>, what: impl FnOnce() -> String) {
+        self.step(device, || (Step::Note, what()));
+    }
+
+    /// A structured step (built only when tracing).
+    pub fn step(&mut self, device: Option<Id>, f: impl FnOnce() -> (Step, String)) {
         if self.trace {
-            self.out.trace.push(TraceStep {
-                device,
-                what: what(),
-            });
+            let (step, what) = f();
+            self.out.trace.push(TraceStep { device, step, what });
         }
     }
 
@@ -183,7 +186,7 @@ impl<'a, 'o> Sim<'a, 'o> {
 
     /// Sets the verdict, the flow to install, and discards state on errors.
     fn finish(&mut self, v: Verdict) {
-        self.note(None, || format!("result: {v:?}"));
+        self.step(None, || (Step::Result(v), format!("result: {v:?}")));
         self.out.verdict = v;
         if matches!(v, Verdict::ErrorDrop(_)) {
             self.out.writes.clear();
@@ -253,7 +256,7 @@ impl<'a, 'o> Sim<'a, 'o> {
             self.ingress_device = Some(port.device.id());
         }
         self.dst_rewritten = false;
-        self.note(Some(id), || "port ingress".into());
+        self.step(Some(id), || (Step::PortIngress, "port ingress".into()));
         if !port.admin_up {
             return Verdict::Drop(DropReason::AdminDown);
         }
@@ -282,7 +285,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         };
         self.tag(Tag::Device(id));
         self.out_port = Some(id);
-        self.note(Some(id), || "port egress".into());
+        self.step(Some(id), || (Step::PortEgress, "port egress".into()));
         if !port.admin_up {
             return Verdict::Drop(DropReason::AdminDown);
         }
@@ -433,7 +436,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         };
         self.tag(Tag::Device(id));
         self.device = Some(id);
-        self.note(Some(id), || "bridge".into());
+        self.step(Some(id), || (Step::Bridge, "bridge".into()));
         let src = self.m.eth_src();
         if src.is_multicast() {
             return Verdict::Drop(DropReason::MulticastSource);
@@ -518,14 +521,16 @@ impl<'a, 'o> Sim<'a, 'o> {
                 if let Some(v) = self.bridge_out_filter(br.out_filter, tagged) {
                     return v;
                 }
-                self.note(Some(id), || format!("forward to port {p}"));
+                self.step(Some(id), || {
+                    (Step::MacForward { port: p }, format!("forward to port {p}"))
+                });
                 self.egress(p)
             }
             None => {
                 if let Some(v) = self.bridge_out_filter(br.out_filter, tagged) {
                     return v;
                 }
-                self.note(Some(id), || "flood".into());
+                self.step(Some(id), || (Step::Flood, "flood".into()));
                 self.flood(&br.exterior_ports, in_port.id)
             }
         }
@@ -637,7 +642,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         };
         self.tag(Tag::Device(id));
         self.device = Some(id);
-        self.note(Some(id), || "router".into());
+        self.step(Some(id), || (Step::Router, "router".into()));
         if self.m.vlan().is_some() {
             return Verdict::Drop(DropReason::VlanOnRouter);
         }
@@ -701,7 +706,12 @@ impl<'a, 'o> Sim<'a, 'o> {
             h.finish() as u32
         });
         let Some(route) = route else {
-            self.note(Some(id), || format!("no route to {dst_ip}"));
+            self.step(Some(id), || {
+                (
+                    Step::NoRoute { dst: dst_ip },
+                    format!("no route to {dst_ip}"),
+                )
+            });
             self.icmp_error(
                 in_port,
                 wire::icmpv4::DST_UNREACHABLE,
@@ -717,13 +727,19 @@ impl<'a, 'o> Sim<'a, 'o> {
                 ip: dst_ip,
             });
         }
-        self.note(Some(id), || {
-            format!(
-                "route {:?} to {}/{} via {:?}",
-                route.kind,
-                Ipv4Addr::from(route.dst.net),
-                route.dst.len,
-                route.port
+        self.step(Some(id), || {
+            (
+                Step::Route {
+                    route: route.id,
+                    port: route.port,
+                },
+                format!(
+                    "route {:?} to {}/{} via {:?}",
+                    route.kind,
+                    Ipv4Addr::from(route.dst.net),
+                    route.dst.len,
+                    route.port
+                ),
             )
         });
         match route.kind {
@@ -974,14 +990,26 @@ impl<'a, 'o> Sim<'a, 'o> {
         }
         visited.push(id);
         self.tag(Tag::Device(id));
-        for rule in &chain.rules {
+        for (i, rule) in chain.rules.iter().enumerate() {
             if !self.matches(&rule.cond) {
                 continue;
             }
-            self.note(Some(id), || {
-                format!(
-                    "chain {} rule {} matched: {:?}",
-                    chain.name, rule.id, rule.kind
+            self.step(Some(id), || {
+                (
+                    Step::Rule {
+                        chain: id,
+                        chain_name: chain.name.clone(),
+                        position: i + 1,
+                        rule: rule.id,
+                        action: format!("{:?}", rule.kind),
+                    },
+                    format!(
+                        "chain {} rule {} ({}) matched: {:?}",
+                        chain.name,
+                        i + 1,
+                        rule.id,
+                        rule.kind
+                    ),
                 )
             });
             let v = match &rule.kind {

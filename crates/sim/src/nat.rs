@@ -183,14 +183,22 @@ impl Sim<'_, '_> {
         self.write(StateWrite::Nat(fwd, binding));
         self.write(StateWrite::Nat(rev.0, rev.1));
         self.tag(Tag::Nat(rev.0));
-        self.note(self.device, || {
-            format!(
-                "{} {}:{} -> {}:{}",
-                if dnat { "DNAT" } else { "SNAT" },
-                if dnat { dst } else { src },
-                if dnat { dport } else { sport },
-                binding.ip,
-                binding.port
+        self.step(self.device, || {
+            let from = if dnat { (dst, dport) } else { (src, sport) };
+            (
+                crate::result::Step::Nat {
+                    dnat,
+                    from,
+                    to: (binding.ip, binding.port),
+                },
+                format!(
+                    "{} {}:{} -> {}:{}",
+                    if dnat { "DNAT" } else { "SNAT" },
+                    from.0,
+                    from.1,
+                    binding.ip,
+                    binding.port
+                ),
             )
         });
         let f = self.m.fields_mut();

@@ -211,10 +211,52 @@ pub struct FlowSpec {
     pub userspace_only: bool,
 }
 
+/// What one step of a trace found, structured (`midonet trace -o json`
+/// reads these, not the text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    PortIngress,
+    PortEgress,
+    Bridge,
+    /// The bridge's MAC table sent the frame to `port`.
+    MacForward {
+        port: Id,
+    },
+    Flood,
+    Router,
+    /// The route chosen (its next-hop port, if any).
+    Route {
+        route: Id,
+        port: Option<Id>,
+    },
+    NoRoute {
+        dst: Ipv4Addr,
+    },
+    /// A rule matched: its chain, its position there (1-based) and id.
+    Rule {
+        chain: Id,
+        chain_name: String,
+        position: usize,
+        rule: Id,
+        action: String,
+    },
+    /// A NAT binding chosen (or found): the address and port before and after.
+    Nat {
+        dnat: bool,
+        from: (Ipv4Addr, u16),
+        to: (Ipv4Addr, u16),
+    },
+    /// The outcome.
+    Result(Verdict),
+    /// Any other step (ARP, ICMP answers, DHCP, load balancers...).
+    Note,
+}
+
 /// One step of a trace (`midonet trace`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceStep {
     pub device: Option<Id>,
+    pub step: Step,
     pub what: String,
 }
 
