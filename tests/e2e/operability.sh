@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What an operator reads (issue 15): the agents' and the server's
 # Prometheus metrics, checked by `promtool check metrics`, counters that
-# move with real traffic (a VM port's rx, a rule's drops), and `midonet
-# flows` through the agent's socket. Needs root and promtool (Debian
+# move with real traffic (a VM port's rx, a rule's drops), `midonet flows`
+# and `midonet trace` (what-if) through the agent's socket. Needs root and promtool (Debian
 # `prometheus`). Prints one line per check; non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -124,10 +124,34 @@ for i in range(50):
     [[ -z $why ]]
 }
 
+t_trace() {
+    local why="" out
+    trace() { MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" trace --in-port "$P1" --eth-src 02:00:00:00:00:01 "$@"; }
+    # vm1 -> vm3 ICMP: dropped by rule 3 of vm1-in.
+    out=$(trace --eth-dst 02:00:00:00:00:03 --ip-src 10.0.0.1 --ip-dst 10.0.0.3 --proto icmp -o json) || { echo "trace failed: $out"; return 1; }
+    local r; r=$(json 'next(("%s %d %s" % (s["chainName"], s["position"], s["action"])) for s in d["steps"] if s["kind"] == "rule")' <<<"$out")
+    echo "vm1 -> vm3: $r; verdict $(json 'd["verdict"]' <<<"$out")"
+    [[ $r == "vm1-in 3 Drop" ]] || why+="the drop is not named as rule 3 of vm1-in ($r); "
+    [[ $(json 'd["verdict"]' <<<"$out") == Drop* ]] || why+="not a drop; "
+    # vm1 -> vm2 UDP: out of vm2's port, on h2.
+    out=$(trace --eth-dst 02:00:00:00:00:02 --ip-src 10.0.0.1 --ip-dst 10.0.0.2 --proto udp --src-port 5000 --dst-port 53 -o json) || { echo "trace failed: $out"; return 1; }
+    [[ $(json '" ".join("%s@%s" % (o["port"], o["host"]) for o in d["outputs"])' <<<"$out") == "$P2@$H2" ]] \
+        || why+="egress is not vm2's port on h2: $(json 'd["outputs"]' <<<"$out"); "
+    [[ $(json 'd["stateWrites"]' <<<"$out") -ge 0 ]] || why+="no state count; "
+    trace --eth-dst 02:00:00:00:00:02 --ip-src 10.0.0.1 --ip-dst 10.0.0.2 --proto udp --src-port 5000 --dst-port 53
+    # Bad input: a clear message and a non-zero exit.
+    local bad; bad=$(trace --ip-src 10.0.0.1 --ip-dst 10.0.0.2 --proto sctp 2>&1) && why+="proto sctp accepted; "
+    echo "bad proto: $bad"
+    [[ $bad == *proto* ]] || why+="the error does not name proto; "
+    echo "${why:-traces name the rule, the egress port and the host}"
+    [[ -z $why ]]
+}
+
 check "promtool check metrics accepts the agent's and the server's /metrics" t_promtool
 check "100 pings move vm1's port rx counter by at least 100" t_rx
 check "20 pings dropped by a rule move the rule-drop counter by at least 20" t_rule_drops
 check "midonet flows shows the VM's flows with match, actions and counters" t_flows
+check "midonet trace: a drop names rule 3 of its chain; a forward names the egress port and host" t_trace
 
 echo
 for f in "${FAILS[@]}"; do echo "failed: $f"; done

@@ -6,6 +6,7 @@
 //!   PUT    /binding/<portId>  {"interfaceName": "tap0"}  -> 200
 //!   DELETE /binding/<portId>                            -> 204
 //!   GET    /flows[?port=<portId>]                       -> 200, the installed flows
+//!   POST   /trace  {"inPort", "ipSrc", "ipDst", ...}    -> 200, a what-if trace
 //! Errors: 400, 404, 409 (the cluster's verdict) or 503 (no cluster), with
 //! `{"message": ...}`.
 
@@ -26,7 +27,11 @@ struct Ctl {
     clients: Vec<Option<crate::channel::Client>>,
     me: Uuid,
     flows: FlowDumper,
+    tracer: Tracer,
 }
+
+/// Runs a what-if trace on a packet worker (blocking; None: no answer).
+pub type Tracer = Arc<dyn Fn(Uuid, sim::probe::Probe) -> Option<crate::trace::Reply> + Send + Sync>;
 
 /// Asks every packet worker for its flows (blocking; at most a few seconds).
 pub type FlowDumper = Arc<dyn Fn() -> Vec<crate::metrics::FlowDump> + Send + Sync>;
@@ -37,6 +42,7 @@ pub async fn serve(
     servers: Servers,
     me: Uuid,
     flows: FlowDumper,
+    tracer: Tracer,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
@@ -48,11 +54,13 @@ pub async fn serve(
     let app = Router::new()
         .route("/binding/{port}", put(bind).delete(unbind))
         .route("/flows", axum::routing::get(list_flows))
+        .route("/trace", axum::routing::post(trace))
         .with_state(Arc::new(Ctl {
             servers,
             clients,
             me,
             flows,
+            tracer,
         }));
     axum::serve(listener, app).await
 }
@@ -113,6 +121,26 @@ async fn list_flows(
         StatusCode::OK,
         serde_json::to_value(all).unwrap_or_default(),
     )
+}
+
+async fn trace(State(c): State<Arc<Ctl>>, body: axum::body::Bytes) -> Response {
+    let req: crate::trace::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("trace request: {e}")),
+    };
+    let probe = match req.probe() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let t = c.tracer.clone();
+    let port = req.in_port;
+    match tokio::task::spawn_blocking(move || t(port, probe)).await {
+        Ok(Some(r)) => reply(StatusCode::OK, serde_json::to_value(r).unwrap_or_default()),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the packet workers did not answer",
+        ),
+    }
 }
 
 async fn unbind(State(c): State<Arc<Ctl>>, Path(port): Path<String>) -> Response {

@@ -13,6 +13,7 @@ pub mod host;
 pub mod metrics;
 pub mod nat_leases;
 pub mod servers;
+pub mod trace;
 mod worker;
 
 use cache::Cache;
@@ -271,7 +272,7 @@ pub async fn run(
         n,
         cfg.rx_ring_ms,
         bind_rx,
-        send_to,
+        send_to.clone(),
         sess_tx.clone(),
     ));
     let monitors = {
@@ -308,6 +309,12 @@ pub async fn run(
         let path = cfg.state_dir.join("agent.sock");
         let servers = servers.clone();
         let send = send.clone();
+        let send_to = send_to.clone();
+        let tracer: control::Tracer = Arc::new(move |port, probe| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            send_to(0, Control::Trace(port, probe, tx));
+            rx.recv_timeout(Duration::from_secs(2)).ok()
+        });
         let dump: control::FlowDumper = Arc::new(move || {
             let (tx, rx) = std::sync::mpsc::channel();
             send(Control::DumpFlows(tx));
@@ -321,7 +328,7 @@ pub async fn run(
             all
         });
         tokio::spawn(async move {
-            if let Err(e) = control::serve(path.clone(), servers, me, dump).await {
+            if let Err(e) = control::serve(path.clone(), servers, me, dump, tracer).await {
                 tracing::warn!(error = %e, socket = %path.display(), "no control socket");
             }
         })

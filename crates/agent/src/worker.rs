@@ -48,6 +48,12 @@ pub enum Control {
     Flush,
     /// The installed flows, for `midonet flows` (each worker answers).
     DumpFlows(std::sync::mpsc::Sender<Vec<crate::metrics::FlowDump>>),
+    /// A what-if trace of a probe from a port (one worker answers).
+    Trace(
+        Uuid,
+        sim::probe::Probe,
+        std::sync::mpsc::Sender<crate::trace::Reply>,
+    ),
     Shutdown,
     /// A test's stand-in for a bug: the worker panics handling it.
     #[cfg(test)]
@@ -356,6 +362,24 @@ impl Worker {
         let _ = self.events.send(Event::Metrics(self.index, Box::new(m)));
     }
 
+    /// A probe simulated as if it came in on `port`, traced; its state
+    /// writes and flow are reported, not applied.
+    fn trace_probe(&mut self, port: Uuid, probe: &sim::probe::Probe) -> crate::trace::Reply {
+        self.take_queued_state();
+        let frame = probe.frame();
+        let mut out = Outcome::default();
+        // Its own generator: the live one's sequence is not disturbed.
+        let mut rng = XorShift(self.rng.0 ^ 0x9e37_79b9_7f4a_7c15 | 1);
+        let input = Input {
+            in_port: port,
+            frame: &frame,
+            now: self.now(),
+            trace: true,
+        };
+        simulate(&self.topo, &self.state, &input, &mut rng, &mut out);
+        crate::trace::Reply::of(&out)
+    }
+
     /// What `midonet flows` shows of this worker's flows.
     fn dump_flows(&self) -> Vec<crate::metrics::FlowDump> {
         let now = self.now();
@@ -512,6 +536,9 @@ impl Worker {
                 Control::Speakers(links) => self.set_speakers(links),
                 Control::DumpFlows(reply) => {
                     let _ = reply.send(self.dump_flows());
+                }
+                Control::Trace(port, probe, reply) => {
+                    let _ = reply.send(self.trace_probe(port, &probe));
                 }
                 Control::NatLease(u) => self.on_nat_lease(u),
                 Control::Peers(p) => {

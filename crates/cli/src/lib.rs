@@ -334,6 +334,35 @@ pub enum Command {
         #[command(flatten)]
         socket: local::Socket,
     },
+    /// What-if: the walk of a probe packet from a port through the live
+    /// topology and state, as this host's agent simulates it (nothing is
+    /// applied): each port, bridge, router, route, rule (chain, position)
+    /// and NAT binding, the verdict, the egress ports and hosts.
+    Trace {
+        /// The port the packet comes in on.
+        #[arg(long)]
+        in_port: String,
+        #[arg(long, default_value = "02:00:00:00:00:01")]
+        eth_src: String,
+        #[arg(long, default_value = "ff:ff:ff:ff:ff:ff")]
+        eth_dst: String,
+        #[arg(long)]
+        ip_src: String,
+        #[arg(long)]
+        ip_dst: String,
+        /// tcp, udp or icmp.
+        #[arg(long, default_value = "icmp")]
+        proto: String,
+        #[arg(long, default_value_t = 0)]
+        src_port: u16,
+        #[arg(long, default_value_t = 0)]
+        dst_port: u16,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        socket: local::Socket,
+    },
     /// Unbinds a port from this host, through the local agent (kuryr:
     /// `unbind PORT IFNAME ENDPOINT MAC DETAILS NET`).
     Unbind {
@@ -836,6 +865,38 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
             ..
         } => return local::bind(&socket.socket, &port, &interface),
         Command::Unbind { port, socket, .. } => return local::unbind(&socket.socket, &port),
+        Command::Trace {
+            in_port,
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            proto,
+            src_port,
+            dst_port,
+            output,
+            socket,
+        } => {
+            let body = serde_json::json!({"inPort": in_port, "ethSrc": eth_src, "ethDst": eth_dst,
+                "ipSrc": ip_src, "ipDst": ip_dst, "proto": proto, "srcPort": src_port, "dstPort": dst_port});
+            let v = local::trace(&socket.socket, &body)?;
+            if output == Output::Json {
+                render(output, &[], &v);
+                return Ok(());
+            }
+            let mut steps = v["steps"].clone();
+            if let Value::Array(rows) = &mut steps {
+                for (i, r) in rows.iter_mut().enumerate() {
+                    r["n"] = Value::from(i + 1);
+                }
+            }
+            render(output, &["n", "kind", "device", "what"], &steps);
+            println!("verdict: {}", v["verdict"].as_str().unwrap_or("?"));
+            for o in v["outputs"].as_array().into_iter().flatten() {
+                println!("egress: port {} on host {}", o["port"], o["host"]);
+            }
+            return Ok(());
+        }
         Command::Flows {
             port,
             output,

@@ -69,6 +69,11 @@ pub fn unbind(socket: &Path, port: &str) -> Result<(), CliError> {
     call(socket, "DELETE", &format!("/binding/{port}"), None).map(|_| ())
 }
 
+/// A what-if trace by the agent (`midonet trace`).
+pub fn trace(socket: &Path, body: &Value) -> Result<Value, CliError> {
+    call(socket, "POST", "/trace", Some(body))
+}
+
 /// The agent's installed flows (`port`: only those from that port).
 pub fn flows(socket: &Path, port: Option<&str>) -> Result<Value, CliError> {
     let path = match port {

@@ -11,6 +11,7 @@ mod engine;
 pub mod flow;
 pub mod meter;
 mod nat;
+pub mod probe;
 pub mod result;
 pub mod services;
 pub mod state;
