@@ -22,14 +22,7 @@ for c in ip ping python3 curl openssl vtysh bird birdc /usr/lib/frr/bgpd /usr/li
     command -v "$c" >/dev/null || { echo "bgp e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
-PASSED=0; FAILED=0; FAILS=()
 trap '[[ ${E2E_KEEP:-0} == 1 ]] || { up_stop; speakers_down; e2e_down; }' EXIT
-ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
-check() {
-    local name=$1; shift
-    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
-}
 
 # ---------------------------------------------------------------- testbed --
 bgp_testbed || { echo "0 passed, 1 failed"; exit 1; }
@@ -201,7 +194,4 @@ t_flood() {
 }
 check "a peer sending more prefixes than the cap is cut off and reported; nothing else suffers" t_flood
 
-echo
-for f in "${FAILS[@]}"; do echo "failed: $f"; done
-echo "bgp e2e: $PASSED passed, $FAILED failed"
-[[ $FAILED == 0 ]]
+tally "bgp e2e"

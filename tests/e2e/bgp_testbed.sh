@@ -17,13 +17,7 @@ speakers_down() {
     return 0
 }
 
-wait_for() { # SECONDS 'COMMAND': until the command (evaluated anew each time) succeeds
-    local t=$1 i
-    for i in $(seq $(( t * 5 ))); do eval "$2" >/dev/null 2>&1 && return 0; sleep 0.2; done
-    return 1
-}
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 bgp_testbed() {
     speakers_down

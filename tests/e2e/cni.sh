@@ -23,15 +23,7 @@ for c in ip ping python3 curl "$CNI"; do
     command -v "$c" >/dev/null || { echo "cni e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
-PASSED=0; FAILED=0; FAILS=()
 trap '[[ ${E2E_KEEP:-0} == 1 ]] || e2e_down' EXIT
-ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
-check() {
-    local name=$1; shift
-    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # ---------------------------------------------------------------- testbed --
 source tests/e2e/cni_testbed.sh
@@ -231,7 +223,4 @@ check "pods on two hosts ping and talk TCP (4 MB each way) through the agents" t
 check "DEL cuts the pod off and frees its address (the next ADD gets it)" t_del_cuts
 check "30 ADD/DEL cycles leave no port, address, veth, binding or state behind" t_cycles
 
-echo
-for f in "${FAILS[@]}"; do echo "failed: $f"; done
-echo "cni e2e: $PASSED passed, $FAILED failed"
-[[ $FAILED == 0 ]]
+tally "cni e2e"

@@ -4,11 +4,6 @@
 # that call midonet-cni as a runtime does. Sourced after tests/e2e/lib.sh.
 CNI_DATA=$E2E_STATE/cni
 
-wait_for() { # SECONDS 'COMMAND': until the command (evaluated anew each time) succeeds
-    local t=$1 i
-    for i in $(seq $(( t * 5 ))); do eval "$2" >/dev/null 2>&1 && return 0; sleep 0.2; done
-    return 1
-}
 
 cni_testbed() {
     e2e_down

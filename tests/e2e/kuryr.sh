@@ -23,16 +23,7 @@ for c in ip ping python3 curl unshare "$VENV/bin/kuryr-server"; do
     command -v "$c" >/dev/null || { echo "kuryr e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
-PASSED=0; FAILED=0; FAILS=()
 trap '[[ ${E2E_KEEP:-0} == 1 ]] || e2e_down' EXIT
-ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
-check() {
-    local name=$1; shift
-    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-wait_for() { local t=$1 i; for i in $(seq $(( t * 5 ))); do eval "$2" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
 # A libnetwork call as Docker makes it; the answer on stdout, non-zero on
 # an error answer ({"Err": ...}).
 docker_call() { # ENDPOINT JSON
@@ -187,7 +178,4 @@ check "an endpoint: created, joined, its port vif_type midonet and bound on h1 b
 check "the container and a VM on another host ping and talk TCP" t_traffic
 check "teardown through kuryr leaves nothing" t_teardown
 
-echo
-for f in "${FAILS[@]}"; do echo "failed: $f"; done
-echo "kuryr e2e: $PASSED passed, $FAILED failed"
-[[ $FAILED == 0 ]]
+tally "kuryr e2e"

@@ -23,6 +23,28 @@ fi
 API=$SCHEME://$CTL_IP:8181/midonet-api
 NEUTRON=$SCHEME://$CTL_IP:9696/v2.0
 
+# The checks' harness of the e2e scripts: one line per check, then the tally.
+PASSED=0; FAILED=0; FAILS=()
+ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
+bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
+check() { # NAME COMMAND...: passes if the command succeeds; its output kept in last.out
+    local name=$1; shift
+    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
+}
+tally() { # SUITE: the failures, the counts; fails if any check did
+    echo
+    local f
+    for f in "${FAILS[@]}"; do echo "failed: $f"; done
+    echo "$1: $PASSED passed, $FAILED failed"
+    [[ $FAILED == 0 ]]
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+wait_for() { # SECONDS 'COMMAND': until the command (evaluated anew each time) succeeds
+    local t=$1 i
+    for i in $(seq $(( t * 5 ))); do eval "$2" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}
+
 ns() { printf '%s-%s' "$P" "$1"; }
 nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 mido() { MIDO_API_URL=$API nsx ctl "$BIN" "$@"; }

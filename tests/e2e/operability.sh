@@ -17,15 +17,7 @@ for c in ip ping python3 curl promtool; do
     command -v "$c" >/dev/null || { echo "operability e2e: missing $c" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
 
-PASSED=0; FAILED=0; FAILS=()
 trap '[[ ${E2E_KEEP:-0} == 1 ]] || e2e_down' EXIT
-ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-bad() { FAILED=$((FAILED + 1)); FAILS+=("$1"); printf 'FAIL %s%s\n' "$1" "${2:+: $2}"; }
-check() {
-    local name=$1; shift
-    if "$@" >"$E2E_STATE/last.out" 2>&1; then ok "$name"; else bad "$name" "$(tail -3 "$E2E_STATE/last.out" | tr '\n' ' ')"; fi
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # ---------------------------------------------------------------- testbed --
 # vm1 and vm3 on h1, vm2 on h2, one bridge; vm1's port drops its ICMP to vm3.
@@ -153,7 +145,4 @@ check "20 pings dropped by a rule move the rule-drop counter by at least 20" t_r
 check "midonet flows shows the VM's flows with match, actions and counters" t_flows
 check "midonet trace: a drop names rule 3 of its chain; a forward names the egress port and host" t_trace
 
-echo
-for f in "${FAILS[@]}"; do echo "failed: $f"; done
-echo "operability e2e: $PASSED passed, $FAILED failed"
-[[ $FAILED == 0 ]]
+tally "operability e2e"

@@ -7,6 +7,10 @@ use std::time::Duration;
 pub enum CliError {
     #[error("cannot reach the MidoNet API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error(
+        "cannot reach this host's agent at {socket}: {reason} (is `midonet agent` running on this host? its socket is <state-dir>/agent.sock; --socket or MIDONET_AGENT_SOCKET name another)"
+    )]
+    AgentUnreachable { socket: String, reason: String },
     #[error("{message} (HTTP {status})")]
     Api { status: u16, message: String },
     #[error("{0}")]

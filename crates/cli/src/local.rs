@@ -19,9 +19,9 @@ pub struct Socket {
 
 /// One request to the agent; the reply's JSON body on success.
 fn call(socket: &Path, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
-    let unreachable = |e: std::io::Error| CliError::Unreachable {
-        url: socket.display().to_string(),
-        reason: format!("{e} (is the agent running on this host?)"),
+    let unreachable = |e: std::io::Error| CliError::AgentUnreachable {
+        socket: socket.display().to_string(),
+        reason: e.to_string(),
     };
     let mut s = UnixStream::connect(socket).map_err(unreachable)?;
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -86,7 +86,7 @@ pub fn flows(socket: &Path, port: Option<&str>) -> Result<Value, CliError> {
 /// Whether the agent answers on its socket (any HTTP answer will do).
 pub fn alive(socket: &Path) -> Result<(), CliError> {
     match call(socket, "GET", "/binding", None) {
-        Err(e @ CliError::Unreachable { .. }) => Err(e),
+        Err(e @ CliError::AgentUnreachable { .. }) => Err(e),
         _ => Ok(()),
     }
 }

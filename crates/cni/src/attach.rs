@@ -43,7 +43,9 @@ pub struct State {
 
 fn api_error(what: &str, e: CliError) -> CniError {
     match e {
-        CliError::Unreachable { .. } => CniError::with(code::TRY_AGAIN, what, e),
+        CliError::Unreachable { .. } | CliError::AgentUnreachable { .. } => {
+            CniError::with(code::TRY_AGAIN, what, e)
+        }
         _ => CniError::with(code::API, what, e),
     }
 }
