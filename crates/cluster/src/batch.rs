@@ -183,6 +183,7 @@ impl Batches {
         drop(g);
         let t = std::time::Instant::now();
         let r = self.store.commit(ops);
+        crate::metrics::commit(t.elapsed().as_secs_f64(), writes, r.is_ok());
         tracing::debug!(
             batch,
             writes,

@@ -23,8 +23,16 @@ struct Route {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
 struct Server {
     requests: Family<Request, Counter>,
+    /// NSDB batch commits: their latency, by outcome, and the writes they held.
+    commits: Family<Outcome, Histogram>,
+    commit_writes: Counter,
     latency: Family<Route, Histogram>,
     sessions: Gauge,
     watches: Gauge,
@@ -34,6 +42,8 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| Server {
     requests: Family::default(),
     // 100 µs to about 1.6 s.
     latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1e-4, 2.0, 15))),
+    commits: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1e-4, 2.0, 15))),
+    commit_writes: Counter::default(),
     sessions: Gauge::default(),
     watches: Gauge::default(),
 });
@@ -55,6 +65,18 @@ pub fn observe(method: &str, route: &str, status: u16, seconds: f64) {
             route: route.into(),
         })
         .observe(seconds);
+}
+
+/// One NSDB batch commit (several writes; a refused batch's writers redo
+/// theirs).
+pub fn commit(seconds: f64, writes: usize, ok: bool) {
+    SERVER
+        .commits
+        .get_or_create(&Outcome {
+            outcome: if ok { "ok" } else { "refused" }.into(),
+        })
+        .observe(seconds);
+    SERVER.commit_writes.inc_by(writes as u64);
 }
 
 /// Held while an agent's session (or a watch) is open on this server.
@@ -91,6 +113,16 @@ pub fn render(revision: u64) -> String {
         SERVER.latency.clone(),
     );
     r.register(
+        "midonet_server_nsdb_commit_seconds",
+        "Time an NSDB batch commit took (durable), by outcome",
+        SERVER.commits.clone(),
+    );
+    r.register(
+        "midonet_server_nsdb_commit_writes",
+        "Writes the NSDB batch commits carried",
+        SERVER.commit_writes.clone(),
+    );
+    r.register(
         "midonet_server_agent_sessions",
         "Agents with a session open on this server",
         SERVER.sessions.clone(),
@@ -114,18 +146,36 @@ pub fn render(revision: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A sample's value (the metrics are the process's: other tests in it
+    /// may have moved them further).
+    fn value(t: &str, sample: &str) -> f64 {
+        t.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in {t}"))
+    }
+
     #[test]
     fn requests_by_route_and_status() {
         super::observe("GET", "bridges/{id}", 200, 0.0003);
         super::observe("GET", "bridges/{id}", 404, 0.0002);
         let _s = super::Open::session();
+        super::commit(0.002, 3, true);
         let t = super::render(42);
         assert!(
-            t.contains(r#"midonet_server_rest_requests_total{method="GET",route="bridges/{id}",status="404"} 1"#),
-            "{t}"
+            value(
+                &t,
+                r#"midonet_server_rest_requests_total{method="GET",route="bridges/{id}",status="404"}"#
+            ) >= 1.0
         );
-        assert!(t.contains("midonet_server_nsdb_revision 42"), "{t}");
-        assert!(t.contains("midonet_server_agent_sessions 1"), "{t}");
+        assert_eq!(value(&t, "midonet_server_nsdb_revision"), 42.0);
+        assert!(value(&t, "midonet_server_agent_sessions") >= 1.0);
+        assert!(
+            value(
+                &t,
+                r#"midonet_server_nsdb_commit_seconds_count{outcome="ok"}"#
+            ) >= 1.0
+        );
+        assert!(value(&t, "midonet_server_nsdb_commit_writes_total") >= 3.0);
         assert!(
             t.contains("# TYPE midonet_server_rest_request_seconds histogram"),
             "{t}"
