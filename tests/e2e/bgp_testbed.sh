@@ -49,14 +49,7 @@ bgp_testbed() {
     vm vm1 h3 02:00:00:00:00:31
     nsx vm1 ip addr add 192.168.10.11/24 dev eth0; nsx vm1 ip route add default via 192.168.10.1
 
-    for i in $(seq 100); do
-        [[ $(mido host list -o json | json 'sum(h["alive"] for h in d)') == 3 ]] && break
-        sleep 0.1
-    done
-    Z=$(mido tunnel-zone create name=tz type=vxlan)
-    for h in h1 h2 h3; do
-        id=$(host_id $h); mido tunnel-zone add-member "$Z" "$id" "${HOST_IP[$h]}" >/dev/null
-    done
+    tunnel_zone h1 h2 h3
     route() { mido route create --router "$1" type=Normal src-network-addr=0.0.0.0 src-network-length=0 \
         dst-network-addr="$2" dst-network-length="$3" next-hop-port="$4" ${5:+next-hop-gateway=$5} weight=100 >/dev/null; }
     # Tenant: vm1 on net-a behind r1, floating IP 198.51.100.77.

@@ -11,15 +11,7 @@ cni_testbed() {
     start_server || return 1
     start_agent h1 1; start_agent h2 1
     H1=$(host_id h1) && H2=$(host_id h2) || return 1
-    local i id h
-    for i in $(seq 100); do
-        [[ $(mido host list -o json | python3 -c 'import json,sys; print(sum(h["alive"] for h in json.load(sys.stdin)))') == 2 ]] && break
-        sleep 0.1
-    done
-    local z; z=$(mido tunnel-zone create name=tz type=vxlan)
-    for h in h1 h2; do
-        id=$(host_id $h); mido tunnel-zone add-member "$z" "$id" "${HOST_IP[$h]}" >/dev/null
-    done
+    tunnel_zone h1 h2 || return 1
     PODS=$(mido bridge create name=pods) || return 1
     mido dhcp create --bridge "$PODS" subnet-prefix=10.50.0.0 subnet-length=24 default-gateway=10.50.0.1 >/dev/null || return 1
     local r rp bp

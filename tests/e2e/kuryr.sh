@@ -40,12 +40,7 @@ e2e_underlay
 start_server || { echo "0 passed, 1 failed"; exit 1; }
 start_agent h1 1; start_agent h2 1
 H1=$(host_id h1); H2=$(host_id h2)
-for i in $(seq 100); do
-    [[ $(mido host list -o json | json 'sum(h["alive"] for h in d)') == 2 ]] && break
-    sleep 0.1
-done
-Z=$(mido tunnel-zone create name=tz type=vxlan)
-for h in h1 h2; do mido tunnel-zone add-member "$Z" "$(host_id $h)" "${HOST_IP[$h]}" >/dev/null; done
+tunnel_zone h1 h2
 
 # kuryr's binding executable is our binary, talking to h1's agent.
 mkdir -p "$E2E_STATE/kuryr-bin"

@@ -189,6 +189,20 @@ start_agent() { # HOST [WORKERS]: h1 runs two sharded workers on plain sockets,
     echo $! >"$E2E_STATE/agent-$1.pid"
 }
 
+# tunnel_zone HOST...: once those hosts' agents are alive, one VXLAN
+# tunnel zone with all of them (by their underlay addresses); its id in $Z.
+tunnel_zone() {
+    local i h
+    for i in $(seq 100); do
+        [[ $(mido host list -o json | json 'sum(h["alive"] for h in d)') == "$#" ]] && break
+        sleep 0.1
+    done
+    Z=$(mido tunnel-zone create name=tz type=vxlan) || return 1
+    for h in "$@"; do
+        mido tunnel-zone add-member "$Z" "$(host_id "$h")" "${HOST_IP[$h]}" >/dev/null || return 1
+    done
+}
+
 host_id() { # HOST: waits for the agent's persisted id
     local i
     for i in $(seq 100); do

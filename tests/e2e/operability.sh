@@ -27,12 +27,7 @@ start_server || { echo "0 passed, 1 failed"; exit 1; }
 export AGENT_EXTRA="--metrics-listen 127.0.0.1:9101"
 start_agent h1 1; start_agent h2 1
 H1=$(host_id h1); H2=$(host_id h2)
-for i in $(seq 100); do
-    [[ $(mido host list -o json | json 'sum(h["alive"] for h in d)') == 2 ]] && break
-    sleep 0.1
-done
-Z=$(mido tunnel-zone create name=tz type=vxlan)
-for h in h1 h2; do mido tunnel-zone add-member "$Z" "$(host_id $h)" "${HOST_IP[$h]}" >/dev/null; done
+tunnel_zone h1 h2
 B=$(mido bridge create name=net)
 vm vm1 h1 02:00:00:00:00:01; nsx vm1 ip addr add 10.0.0.1/24 dev eth0
 vm vm2 h2 02:00:00:00:00:02; nsx vm2 ip addr add 10.0.0.2/24 dev eth0

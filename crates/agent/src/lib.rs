@@ -204,7 +204,6 @@ pub async fn run(
         let send = send.clone();
         tokio::spawn(async move {
             let metrics = metrics.clone();
-            let mut per_worker = vec![datapath::Stats::default(); n];
             while let Some(ev) = ev_rx.recv().await {
                 let msg = match ev {
                     Event::Learned(w) => {
@@ -227,11 +226,8 @@ pub async fn run(
                         continue;
                     }
                     Event::Stats(i, s) => {
-                        if let Some(slot) = per_worker.get_mut(i) {
-                            *slot = s;
-                        }
                         metrics.set_stats(i, s);
-                        write_stats(&stats_file, &per_worker);
+                        write_stats(&stats_file, &metrics.stats());
                         continue;
                     }
                     Event::Metrics(i, m) => {

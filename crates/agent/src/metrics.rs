@@ -46,6 +46,11 @@ impl Metrics {
         }
     }
 
+    /// Each worker's last datapath counters (the stats file's content).
+    pub fn stats(&self) -> Vec<Stats> {
+        self.lock().iter().map(|(s, _)| *s).collect()
+    }
+
     pub fn set(&self, i: usize, m: WorkerMetrics) {
         if let Some(w) = self.lock().get_mut(i) {
             w.1 = m;

@@ -214,17 +214,6 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 /// Path parameters by name, in path order.
 type Params = Vec<(String, String)>;
 
-/// The route pattern a request falls under (`bridges/{id}`), for the
-/// metrics' labels: a bounded set, never the raw path.
-pub fn route_of(app: &App, method: &Method, path: &str) -> &'static str {
-    path.strip_prefix(&app.root)
-        .and_then(|rest| find_route(method, rest.trim_matches('/')).ok())
-        .map_or(
-            "unmatched",
-            |(r, _)| if r.path.is_empty() { "/" } else { r.path },
-        )
-}
-
 fn find_route(method: &Method, path: &str) -> Result<(&'static ApiRoute, Params), ApiError> {
     let mut path_matched = false;
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -309,6 +298,27 @@ pub async fn serve(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    let mut resp = serve_route(app, route, rest, params, method, query, headers, body).await;
+    resp.extensions_mut().insert(RoutePattern(route.path));
+    resp
+}
+
+/// The route pattern a response answered (`bridges/{id}`), for the metrics'
+/// labels: a bounded set, never the raw path.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutePattern(pub &'static str);
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_route(
+    app: &App,
+    route: &'static ApiRoute,
+    rest: &str,
+    params: Params,
+    method: Method,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let base = format!("{}{}", crate::listen::origin(&headers), app.root);
     let mut req = Req {
         method,

@@ -147,7 +147,9 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     .await;
     metrics::observe(
         method.as_str(),
-        http::route_of(&app, &method, &path),
+        resp.extensions()
+            .get::<http::RoutePattern>()
+            .map_or("unmatched", |r| if r.0.is_empty() { "/" } else { r.0 }),
         resp.status().as_u16(),
         t0.elapsed().as_secs_f64(),
     );

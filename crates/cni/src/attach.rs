@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where attachments are remembered unless the configuration says.
 pub const DATA_DIR: &str = "/var/lib/cni/midonet";
@@ -504,13 +504,6 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
-}
-
-/// The state directory's files, for tests.
-pub fn state_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|f| f.path()).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -161,8 +161,7 @@ pub async fn create(ns: &Namespaces, v: &Veth<'_>) -> Result<String, LinkError> 
         LinkAttribute::Address(v.mac.to_vec()),
         LinkAttribute::Mtu(v.mtu),
     ];
-    let msg = LinkUnspec::new_with_name(v.host).mtu(v.mtu).up().build();
-    let mut msg = msg;
+    let mut msg = LinkUnspec::new_with_name(v.host).mtu(v.mtu).up().build();
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Veth),
         rtnetlink::packet_route::link::LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),

@@ -134,10 +134,10 @@ pub trait Datapath {
 /// The userspace datapath of one worker: its sockets on the bound ports, the
 /// VXLAN endpoint, and the send batches (one `sendmmsg` per socket per flush).
 pub struct UserspaceDatapath {
-    ports: rustc_hash::FxHashMap<u32, std::sync::Arc<PortSocket>>,
+    /// Each local port's socket and its traffic, as the datapath saw it
+    /// (one lookup per frame for both).
+    ports: rustc_hash::FxHashMap<u32, (std::sync::Arc<PortSocket>, PortCounters)>,
     port_tx: rustc_hash::FxHashMap<u32, TxBatch>,
-    /// Each local port's traffic, as the datapath saw it.
-    counters: rustc_hash::FxHashMap<u32, PortCounters>,
     tunnel: Tunnel,
     tunnel_tx: TxBatch,
     /// Whether this worker reads the tunnel port (one worker per host does).
@@ -162,7 +162,6 @@ impl UserspaceDatapath {
         UserspaceDatapath {
             ports: Default::default(),
             port_tx: Default::default(),
-            counters: Default::default(),
             tunnel,
             tunnel_tx: TxBatch::default(),
             receives_tunnel,
@@ -188,47 +187,47 @@ impl UserspaceDatapath {
 
     /// The MTU of a local port's interface (as opened).
     pub fn port_mtu(&self, port_no: u32) -> Option<u32> {
-        self.ports.get(&port_no).map(|p| p.mtu())
+        self.ports.get(&port_no).map(|(p, _)| p.mtu())
     }
 
     /// What a local port's interface finishes on transmit.
     pub fn port_features(&self, port_no: u32) -> Features {
         self.ports
             .get(&port_no)
-            .map_or(Features::ALL, |p| p.packet_socket().features())
+            .map_or(Features::ALL, |(p, _)| p.packet_socket().features())
     }
 
     /// Re-reads every port's transmit offloads (once a second).
     pub fn refresh_features(&self) {
-        for p in self.ports.values() {
+        for (p, _) in self.ports.values() {
             p.packet_socket().refresh_features();
         }
     }
 
     pub fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
-        self.ports.insert(port_no, sock);
+        self.ports.insert(port_no, (sock, PortCounters::default()));
     }
 
     pub fn remove_port(&mut self, port_no: u32) {
         self.ports.remove(&port_no);
         self.port_tx.remove(&port_no);
-        self.counters.remove(&port_no);
     }
 
     /// A frame of `len` bytes came in on local port `port_no`.
     pub fn count_rx(&mut self, port_no: u32, len: usize) {
-        let c = self.counters.entry(port_no).or_default();
-        c.rx_packets += 1;
-        c.rx_bytes += len as u64;
+        if let Some((_, c)) = self.ports.get_mut(&port_no) {
+            c.rx_packets += 1;
+            c.rx_bytes += len as u64;
+        }
     }
 
     /// Every local port's counters, by port number.
     pub fn port_counters(&self) -> impl Iterator<Item = (u32, PortCounters)> + '_ {
-        self.counters.iter().map(|(n, c)| (*n, *c))
+        self.ports.iter().map(|(n, (_, c))| (*n, *c))
     }
 
     pub fn port(&self, port_no: u32) -> Option<std::sync::Arc<PortSocket>> {
-        self.ports.get(&port_no).cloned()
+        self.ports.get(&port_no).map(|(p, _)| p.clone())
     }
 
     /// The descriptors to poll: the tunnel's (or -1 if this worker does not
@@ -241,7 +240,7 @@ impl UserspaceDatapath {
             -1
         });
         order.extend(self.ports.keys().copied());
-        fds.extend(order.iter().map(|n| self.ports[n].as_raw_fd()));
+        fds.extend(order.iter().map(|n| self.ports[n].0.as_raw_fd()));
     }
 }
 
@@ -272,10 +271,10 @@ impl Datapath for UserspaceDatapath {
 
     fn output_parts(&mut self, port_no: u32, parts: &[&[u8]], off: Offload) {
         use std::os::fd::AsRawFd;
-        let Some(sock) = self.ports.get(&port_no) else {
+        let Some((sock, c)) = self.ports.get_mut(&port_no) else {
             return;
         };
-        let c = self.counters.entry(port_no).or_default();
+        let sock = &*sock;
         c.tx_packets += 1;
         c.tx_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let head = off.header().to_bytes();
@@ -390,7 +389,7 @@ impl Datapath for UserspaceDatapath {
     fn flush(&mut self) {
         use std::os::fd::AsRawFd;
         for (n, b) in self.port_tx.iter_mut() {
-            if let Some(s) = self.ports.get(n)
+            if let Some((s, _)) = self.ports.get(n)
                 && !b.is_empty()
             {
                 let (ok, bad) = b.flush(s.as_raw_fd());

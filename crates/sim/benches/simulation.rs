@@ -13,6 +13,22 @@ use serde_json::json;
 use sim::*;
 use std::hint::black_box;
 
+/// One simulation of `frame` from `port`.
+fn once(r: &mut Run, port: uuid::Uuid, frame: &[u8], out: &mut Outcome) {
+    simulate(
+        &r.topo,
+        &r.state,
+        &Input {
+            in_port: port,
+            frame: black_box(frame),
+            now: r.now,
+            trace: false,
+        },
+        &mut r.rng,
+        out,
+    );
+}
+
 fn run(
     c: &mut Criterion,
     name: &str,
@@ -23,18 +39,7 @@ fn run(
 ) {
     let mut out = Outcome::default();
     // Sanity: the benchmark measures the path it claims to.
-    simulate(
-        &r.topo,
-        &r.state,
-        &Input {
-            in_port: port,
-            frame: &frames[0],
-            now: r.now,
-            trace: false,
-        },
-        &mut r.rng,
-        &mut out,
-    );
+    once(r, port, &frames[0], &mut out);
     assert_eq!(out.verdict, expect, "{name}: {:?}", out.trace);
     let mut g = c.benchmark_group("simulation");
     g.throughput(Throughput::Elements(1));
@@ -43,18 +48,7 @@ fn run(
         b.iter(|| {
             let f = &frames[i % frames.len()];
             i += 1;
-            simulate(
-                &r.topo,
-                &r.state,
-                &Input {
-                    in_port: port,
-                    frame: black_box(f),
-                    now: r.now,
-                    trace: false,
-                },
-                &mut r.rng,
-                &mut out,
-            );
+            once(r, port, f, &mut out);
             black_box(&out.verdict);
         })
     });
@@ -65,20 +59,7 @@ fn run(
         b.iter(|| {
             let f = &frames[i % frames.len()];
             i += 1;
-            meter.run(|| {
-                simulate(
-                    &r.topo,
-                    &r.state,
-                    &Input {
-                        in_port: port,
-                        frame: black_box(f),
-                        now: r.now,
-                        trace: false,
-                    },
-                    &mut r.rng,
-                    &mut out,
-                )
-            });
+            meter.run(|| once(r, port, f, &mut out));
             black_box(meter.verdict(&out.verdict));
         })
     });
