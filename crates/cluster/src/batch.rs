@@ -7,15 +7,18 @@
 //! few hundred per second; batched, one round trip carries every write
 //! that arrived during the last.
 //!
-//! A batch commits whole or not at all, and a batch is sent only once the
-//! one before it has committed, so a write translated against another's
-//! staged state commits only if that state did. When a batch fails (a
-//! conflict with another server sharing the store), the open batch built
-//! on it fails too, everything staged is dropped, and the writers redo
-//! their work on what the store holds.
+//! A batch commits whole or not at all. Up to the store's pipeline depth
+//! of batches are in flight at once (ZooKeeper: several round trips
+//! overlapping); one sent while others are in flight is sent chained, so
+//! the store applies it only if they apply, and a write translated against
+//! another's staged state commits only if that state did. Batches finish
+//! in the order sent. When a batch fails (a conflict with another server
+//! sharing the store), the open batch built on it fails too, everything
+//! staged is dropped, nothing is sent until the batches in flight are
+//! done, and the writers redo their work on what the store holds.
 
 use nsdb::{Op, Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// A batch is closed to new writes past this many bytes of data (under
@@ -42,16 +45,25 @@ struct State {
     ops: Vec<Op>,
     bytes: usize,
     writes: usize,
-    /// Whether the batch before the open one is being committed.
-    sending: bool,
+    /// The last batch sent (or failed unsent); those after `done` are in
+    /// flight.
+    sent: u64,
     /// Every batch up to this one has finished.
     done: u64,
+    /// A batch failed while others were in flight: nothing is sent until
+    /// they are done.
+    broken: bool,
+    /// Batches failed without being sent, finished once those before are.
+    unsent: BTreeSet<u64>,
     failed: BTreeMap<u64, StoreError>,
 }
 
 pub struct Batches {
     store: Arc<dyn Store>,
+    depth: u64,
     st: Mutex<State>,
+    /// Keeps batches reaching the store in the order they were closed.
+    order: Mutex<()>,
     finished: Condvar,
 }
 
@@ -62,11 +74,13 @@ pub struct Ticket(u64);
 impl Batches {
     pub fn new(store: Arc<dyn Store>) -> Batches {
         Batches {
+            depth: store.pipeline_depth().max(1) as u64,
             store,
             st: Mutex::new(State {
                 open: 1,
                 ..State::default()
             }),
+            order: Mutex::new(()),
             finished: Condvar::new(),
         }
     }
@@ -156,15 +170,15 @@ impl Batches {
         let _ = self.wait(Ticket(last));
     }
 
-    /// Waits for a write's batch to commit, committing it here when no
-    /// batch is in flight; the batch's error if it failed.
+    /// Waits for a write's batch to commit, sending it from here when the
+    /// pipeline has room; the batch's error if it failed.
     pub fn wait(&self, t: Ticket) -> Result<(), StoreError> {
         let mut g = self.lock();
         loop {
             if g.done >= t.0 {
                 return g.failed.get(&t.0).cloned().map_or(Ok(()), Err);
             }
-            if !g.sending && g.open == t.0 {
+            if g.open == t.0 && !g.broken && g.sent - g.done < self.depth {
                 g = self.commit_open(g);
                 continue;
             }
@@ -179,41 +193,63 @@ impl Batches {
         let writes = std::mem::take(&mut g.writes);
         g.bytes = 0;
         g.open += 1;
-        g.sending = true;
-        drop(g);
+        // Built on the staged writes of those in flight, maybe.
+        let chained = g.sent > g.done;
+        g.sent = batch;
         let t = std::time::Instant::now();
-        let r = self.store.commit(ops);
+        let order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        drop(g);
+        let pending = self.store.send(ops, chained);
+        drop(order);
+        let r = pending();
         crate::metrics::commit(t.elapsed().as_secs_f64(), writes, r.is_ok());
         tracing::debug!(
             batch,
             writes,
+            chained,
             ms = t.elapsed().as_secs_f64() * 1e3,
             "NSDB batch"
         );
         let mut g = self.lock();
-        g.sending = false;
+        // Finished in the order sent.
+        while g.done + 1 < batch {
+            g = self.finished.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
         g.done = batch;
         match r {
             Ok(_) => g.staged.retain(|_, (b, _)| *b != batch),
             Err(e) => {
                 tracing::debug!(batch, error = %e, "NSDB batch refused; its writers redo theirs");
                 g.failed.insert(batch, e.clone());
-                if !g.ops.is_empty() {
-                    // Built on what just failed: it fails too.
-                    let next = g.open;
-                    g.failed.insert(next, e);
-                    g.ops.clear();
-                    g.bytes = 0;
-                    g.writes = 0;
-                    g.done = next;
-                    g.open += 1;
+                // After the first failure, what is staged was built on
+                // what the store holds, not on the batches still failing.
+                if !g.broken {
+                    if !g.ops.is_empty() {
+                        // Built on what just failed: it fails too.
+                        let next = g.open;
+                        g.failed.insert(next, e);
+                        g.ops.clear();
+                        g.bytes = 0;
+                        g.writes = 0;
+                        g.open += 1;
+                        g.sent = next;
+                        g.unsent.insert(next);
+                    }
+                    g.staged.clear();
+                    g.epoch += 1;
+                    g.broken = g.sent > g.done;
                 }
-                g.staged.clear();
-                g.epoch += 1;
                 while g.failed.len() > FAILURES_KEPT {
                     g.failed.pop_first();
                 }
             }
+        }
+        while g.unsent.first() == Some(&(g.done + 1)) {
+            g.unsent.pop_first();
+            g.done += 1;
+        }
+        if g.done == g.sent {
+            g.broken = false;
         }
         self.finished.notify_all();
         g

@@ -72,7 +72,7 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::NotFound { .. } => 404,
             StoreError::AlreadyExists { .. } | StoreError::VersionMismatch { .. } => 409,
-            StoreError::Compacted { .. } | StoreError::NoSession(_) => 409,
+            StoreError::Compacted { .. } | StoreError::NoSession(_) | StoreError::Unchained => 409,
             StoreError::Storage(_) | StoreError::Unavailable(_) => 503,
         };
         ApiError::new(status, e.to_string())

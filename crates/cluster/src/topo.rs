@@ -167,7 +167,9 @@ pub fn durably<T>(f: impl FnOnce() -> T) -> (T, Result<(), Unsynced>) {
 pub fn lost_race(e: &StoreError) -> bool {
     matches!(
         e,
-        StoreError::VersionMismatch { .. } | StoreError::AlreadyExists { .. }
+        StoreError::VersionMismatch { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::Unchained
     )
 }
 

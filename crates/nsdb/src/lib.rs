@@ -113,12 +113,19 @@ pub enum StoreError {
     NoSession(SessionId),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// A commit sent chained to one before it was not applied, because that
+    /// one was not.
+    #[error("a commit this one was built on failed; redo it on what the store holds")]
+    Unchained,
     /// The store's servers did not answer (no quorum, unreachable).
     #[error("NSDB unavailable: {0}")]
     Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A commit sent and not yet answered: calling it waits for the answer.
+pub type Pending = Box<dyn FnOnce() -> Result<Revision> + Send>;
 
 /// Events a watch may leave unread: past it the store drops the watch,
 /// which then ends once its reader has drained it (a slow reader is cut
@@ -205,6 +212,21 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every op or none; returns the revision of the commit. Once this
     /// returns, the write is durable (for persistent backends).
     fn commit(&self, ops: Vec<Op>) -> Result<Revision>;
+    /// Sends a commit and returns before it is answered, for a writer that
+    /// keeps several in flight ([`Store::pipeline_depth`]). Commits apply
+    /// in the order sent. A `chained` one (built on what the commits in
+    /// flight write) applies only if every one sent before it does, and
+    /// fails with [`StoreError::Unchained`] otherwise.
+    fn send(&self, ops: Vec<Op>, chained: bool) -> Pending {
+        let _ = chained;
+        let r = self.commit(ops);
+        Box::new(move || r)
+    }
+    /// How many sent commits a writer may keep in flight: more than one
+    /// only where a commit is a round trip to other machines.
+    fn pipeline_depth(&self) -> usize {
+        1
+    }
     /// [`Store::commit`] up to the point where readers and watchers see it,
     /// but not yet durable: [`Store::sync`] waits for that. A writer that
     /// holds a lock of its own releases it in between, so concurrent

@@ -33,7 +33,8 @@
 //! from the first commit), and a session does not move between servers.
 
 use crate::{
-    Entry, LocalStore, Op, Result, Revision, SessionId, Store, StoreError, TableEntry, Watch,
+    Entry, LocalStore, Op, Pending, Result, Revision, SessionId, Store, StoreError, TableEntry,
+    Watch,
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -54,6 +55,35 @@ const OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 const SEQUENTIAL: &zk::CreateOptions<'static> =
     &zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+const EPHEMERAL_SEQUENTIAL: &zk::CreateOptions<'static> =
+    &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+/// Commits a server may have in flight at once. Each is a round trip of
+/// the ensemble's (about 10 ms on one disk); in flight together, they
+/// share ZooKeeper's own log flushes.
+const PIPELINE_DEPTH: usize = 4;
+
+/// How many applied entries' revisions are remembered (several pipelines'
+/// worth: a commit's answer may come after the follower applied it).
+const MADE_KEPT: usize = 64;
+
+/// The commits sent on the store's session and not yet applied. ZooKeeper
+/// runs a session's requests in order; each commit's `multi` first bumps
+/// the version of the server's pipe znode (`pipes/p-<seq>`, ephemeral),
+/// expecting the version the commit before it left. So a commit that was
+/// sent while an earlier one was in flight applies only if that one did.
+#[derive(Default)]
+struct Flight {
+    /// Paths the commits in flight create (true) or remove, and the last
+    /// send that does: what the next commit is planned against.
+    paths: HashMap<String, (bool, u64)>,
+    /// The pipe znode, and the session it belongs to.
+    pipe: Option<(String, zk::SessionId)>,
+    /// The version the next commit expects the pipe at; `None` after a
+    /// failure (read again before the next unchained send).
+    expect: Option<i32>,
+    /// Sends so far.
+    sent: u64,
+}
 
 /// Where the mirror stands in the log.
 #[derive(Default)]
@@ -62,6 +92,9 @@ struct Follow {
     next: u64,
     /// Why applying the log failed; the store then refuses writes.
     failed: Option<String>,
+    /// The mirror revision each recent entry made, newest last: what a
+    /// pipelined commit answers when the follower applied it first.
+    made: std::collections::VecDeque<(u64, Revision)>,
 }
 
 pub struct ZkStore {
@@ -79,6 +112,12 @@ pub struct ZkStore {
     follow: Arc<Mutex<Follow>>,
     /// Serializes catching up: one reader of the log at a time.
     reading: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps sends in the order they are planned (never held by the
+    /// runtime's tasks).
+    sending: Mutex<()>,
+    flight: Arc<Mutex<Flight>>,
+    /// How many sends have finished (they finish in the order sent).
+    turn: Arc<tokio::sync::watch::Sender<u64>>,
     kinds: Mutex<HashSet<String>>,
     /// The ensemble's hosts and the chroot, for the sessions' own clients.
     hosts: String,
@@ -116,7 +155,7 @@ async fn open_main(hosts: &str, chroot: &str) -> Result<zk::Client> {
         .chroot(chroot.to_string())
         .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
     for dir in [
-        "/objects", "/tables", "/log", "/state", "/learned", "/leaders",
+        "/objects", "/tables", "/log", "/state", "/learned", "/leaders", "/pipes",
     ] {
         match c.create(dir, &[], OPEN).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
@@ -311,6 +350,9 @@ impl ZkStore {
             mirror: Arc::new(LocalStore::in_memory()),
             follow: Arc::new(Mutex::new(Follow::default())),
             reading: Arc::new(tokio::sync::Mutex::new(())),
+            sending: Mutex::new(()),
+            flight: Arc::new(Mutex::new(Flight::default())),
+            turn: Arc::new(tokio::sync::watch::Sender::new(0)),
             kinds: Mutex::new(HashSet::new()),
             hosts,
             chroot,
@@ -499,28 +541,42 @@ impl ZkStore {
         Ok(())
     }
 
-    /// One attempt at a commit: the ops as one `multi` plus its log entry.
-    /// Returns the log sequence number and the entry.
-    fn try_commit(&self, ops: &[Op]) -> Result<(u64, Vec<u8>)> {
-        // What the ops are checked against: ZooKeeper decides, the mirror
-        // only says whether an unconditional put creates or replaces.
+    /// Creates the directories the ops write into, before a send: they
+    /// block on the ensemble, and never conflict.
+    fn ensure_dirs(&self, ops: &[Op]) -> Result<()> {
+        for op in ops {
+            match op {
+                Op::Create { kind, .. } | Op::Put { kind, .. } => self.ensure_kind(kind)?,
+                Op::Check {
+                    kind,
+                    version: None,
+                    ..
+                } => self.ensure_kind(kind)?,
+                Op::Table { table, .. } => self.ensure_table(table)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The znode writes of a commit. ZooKeeper decides; what is known here
+    /// (the commits in flight, then the mirror) only says whether an
+    /// unconditional put creates or replaces.
+    fn plan(&self, ops: &[Op], flying: &HashMap<String, (bool, u64)>) -> Vec<(String, Write)> {
         let mut writes: Vec<(String, Write)> = Vec::new();
-        // Made or removed by an earlier op of this commit (a batch of
-        // several writes may remove what a later one makes again).
-        let mut made: HashSet<String> = HashSet::new();
-        let mut gone: HashSet<String> = HashSet::new();
-        let exists =
-            |kind: &str, id: &str, made: &HashSet<String>, gone: &HashSet<String>, path: &str| {
-                made.contains(path)
-                    || (!gone.contains(path) && self.mirror.get(kind, id).ok().flatten().is_some())
-            };
+        // Made (true) or removed by an earlier op of this commit: a batch
+        // of several writes may remove what a later one makes again.
+        let mut here: HashMap<String, bool> = HashMap::new();
+        let known = |here: &HashMap<String, bool>, path: &str| {
+            here.get(path)
+                .copied()
+                .or_else(|| flying.get(path).map(|(there, _)| *there))
+        };
         for op in ops {
             match op {
                 Op::Create { kind, id, data } => {
-                    self.ensure_kind(kind)?;
                     let p = obj_path(kind, id);
-                    made.insert(p.clone());
-                    gone.remove(&p);
+                    here.insert(p.clone(), true);
                     writes.push((p, Write::Create(data.clone())));
                 }
                 Op::Update {
@@ -533,21 +589,20 @@ impl ZkStore {
                     Write::Set(data.clone(), version.map(zk_version)),
                 )),
                 Op::Put { kind, id, data } => {
-                    self.ensure_kind(kind)?;
                     let p = obj_path(kind, id);
-                    let w = if exists(kind, id, &made, &gone, &p) {
+                    let there = known(&here, &p)
+                        .unwrap_or_else(|| self.mirror.get(kind, id).ok().flatten().is_some());
+                    let w = if there {
                         Write::Set(data.clone(), None)
                     } else {
                         Write::Create(data.clone())
                     };
-                    made.insert(p.clone());
-                    gone.remove(&p);
+                    here.insert(p.clone(), true);
                     writes.push((p, w));
                 }
                 Op::Delete { kind, id, version } => {
                     let p = obj_path(kind, id);
-                    made.remove(&p);
-                    gone.insert(p.clone());
+                    here.insert(p.clone(), false);
                     writes.push((p, Write::Delete(version.map(zk_version))));
                 }
                 Op::Check { kind, id, version } => {
@@ -556,29 +611,25 @@ impl ZkStore {
                         Some(v) => writes.push((p, Write::Check(zk_version(*v)))),
                         // Absent: a create that must succeed, undone at once.
                         None => {
-                            self.ensure_kind(kind)?;
                             writes.push((p.clone(), Write::Create(Vec::new())));
                             writes.push((p, Write::Delete(None)));
                         }
                     }
                 }
                 Op::Table { table, key, value } => {
-                    self.ensure_table(table)?;
                     let p = format!("{}/{}", table_dir(table), name(key));
-                    let there = made.contains(&p)
-                        || (!gone.contains(&p) && self.mirror.has_persistent(table, key));
+                    let there =
+                        known(&here, &p).unwrap_or_else(|| self.mirror.has_persistent(table, key));
                     match (value, there) {
                         (Some(v), true) => {
                             writes.push((p, Write::Set(v.clone().into_bytes(), None)))
                         }
                         (Some(v), false) => {
-                            made.insert(p.clone());
-                            gone.remove(&p);
+                            here.insert(p.clone(), true);
                             writes.push((p, Write::Create(v.clone().into_bytes())));
                         }
                         (None, true) => {
-                            made.remove(&p);
-                            gone.insert(p.clone());
+                            here.insert(p.clone(), false);
                             writes.push((p, Write::Delete(None)));
                         }
                         (None, false) => {}
@@ -586,54 +637,174 @@ impl ZkStore {
                 }
             }
         }
-        let log = encode_log(ops);
-        let entry = log.clone();
-        let c = self.zk();
-        let results = run(self.rt(), async move {
-            let mut m = c.new_multi_writer();
-            for (p, w) in &writes {
-                let added = match w {
-                    Write::Create(d) => m.add_create(p, d, OPEN),
-                    Write::Set(d, v) => m.add_set_data(p, d, *v),
-                    Write::Delete(v) => m.add_delete(p, *v),
-                    Write::Check(v) => m.add_check_version(p, *v),
-                };
-                added.map_err(|e| StoreError::Storage(e.to_string()))?;
-            }
-            m.add_create("/log/c-", &log, SEQUENTIAL)
-                .map_err(|e| StoreError::Storage(e.to_string()))?;
-            match m.commit().await {
-                Ok(r) => Ok(Ok(r)),
-                Err(zk::MultiWriteError::OperationFailed { index, source }) => {
-                    Ok(Err((writes.get(index).map(|(p, _)| p.clone()), source)))
-                }
-                Err(zk::MultiWriteError::RequestFailed { source }) => Err(unavailable(source)),
-            }
-        })?;
-        let results = match results {
-            Ok(r) => r,
-            Err((path, e)) => return Err(refused(ops, path.as_deref(), e)),
-        };
-        match results.last() {
-            Some(zk::MultiWriteResult::Create { path, .. }) => path
-                .rsplit("c-")
-                .next()
-                .and_then(|s| s.parse().ok())
-                .map(|seq| (seq, entry))
-                .ok_or_else(|| StoreError::Storage(format!("unexpected log entry {path}"))),
-            _ => Err(StoreError::Storage(
-                "ZooKeeper returned no log entry".into(),
-            )),
-        }
+        writes
     }
 
-    /// Applies this server's own log entry `seq` to the mirror, after the
-    /// entries before it (other servers'), which are read from ZooKeeper.
-    /// Its own is applied from memory: no read back of what it just wrote.
-    fn applied(&self, seq: u64, entry: Vec<u8>) -> Result<Revision> {
-        let f = self.follower();
-        run(self.rt(), async move { f.apply_own(seq, &entry).await })?;
-        Ok(self.mirror.revision())
+    /// Makes sure the pipe is this session's and its version known, once
+    /// nothing is in flight (an unchained send).
+    fn fresh_pipe(&self, client: &zk::Client) -> Result<()> {
+        let target = self.lock_flight().sent;
+        let mut turn = self.turn.subscribe();
+        run(self.rt(), async move {
+            turn.wait_for(|n| *n >= target)
+                .await
+                .map(|_| ())
+                .map_err(|_| unavailable("the store is closing"))
+        })?;
+        let (pipe, expect) = {
+            let f = self.lock_flight();
+            (f.pipe.clone(), f.expect)
+        };
+        let session = client.session_id();
+        let c = client.clone();
+        let (path, version) = match pipe {
+            Some((path, on)) if on == session => match expect {
+                Some(v) => (path, v),
+                None => run(self.rt(), async move {
+                    let (_, stat) = c.get_data(&path).await.map_err(unavailable)?;
+                    Ok((path, stat.version))
+                })?,
+            },
+            // New, or its session ended (and the pipe with it).
+            _ => run(self.rt(), async move {
+                let (stat, seq) = c
+                    .create("/pipes/p-", &[], EPHEMERAL_SEQUENTIAL)
+                    .await
+                    .map_err(unavailable)?;
+                Ok((format!("/pipes/p-{seq}"), stat.version))
+            })?,
+        };
+        let mut f = self.lock_flight();
+        f.pipe = Some((path, session));
+        f.expect = Some(version);
+        Ok(())
+    }
+
+    fn lock_flight(&self) -> std::sync::MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a commit on the store's session (see [`Store::send`]): the
+    /// ops as one `multi`, after the pipe's version check, plus its log
+    /// entry. Returns once ZooKeeper has it queued.
+    fn start(&self, ops: Vec<Op>, chained: bool) -> Result<Pending> {
+        if let Some(e) = &self.follow.lock().unwrap_or_else(|p| p.into_inner()).failed {
+            return Err(StoreError::Storage(e.clone()));
+        }
+        self.ensure_dirs(&ops)?;
+        let _order = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let client = self.zk();
+        if !chained {
+            self.fresh_pipe(&client)?;
+        }
+        let mut f = self.lock_flight();
+        let (pipe, expect) = match (&f.pipe, f.expect) {
+            (Some((p, on)), Some(v)) if *on == client.session_id() => (p.clone(), v),
+            // A commit before this one failed (or its session ended).
+            _ => return Err(StoreError::Unchained),
+        };
+        let writes = self.plan(&ops, &f.paths);
+        f.sent += 1;
+        let sent = f.sent;
+        for (p, w) in &writes {
+            match w {
+                Write::Create(_) => f.paths.insert(p.clone(), (true, sent)),
+                Write::Delete(_) => f.paths.insert(p.clone(), (false, sent)),
+                Write::Set(..) | Write::Check(_) => None,
+            };
+        }
+        f.expect = Some(expect + 1);
+        drop(f);
+        let (queued_tx, queued) = std::sync::mpsc::sync_channel(1);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let (flight, turn, follower) = (self.flight.clone(), self.turn.clone(), self.follower());
+        let mirror = self.mirror.clone();
+        self.rt().spawn(async move {
+            let log = encode_log(&ops);
+            let mut m = client.new_multi_writer();
+            let built = m
+                .add_set_data(&pipe, &[], Some(expect))
+                .and_then(|_| {
+                    writes.iter().try_for_each(|(p, w)| match w {
+                        Write::Create(d) => m.add_create(p, d, OPEN),
+                        Write::Set(d, v) => m.add_set_data(p, d, *v),
+                        Write::Delete(v) => m.add_delete(p, *v),
+                        Write::Check(v) => m.add_check_version(p, *v),
+                    })
+                })
+                .and_then(|_| m.add_create("/log/c-", &log, SEQUENTIAL));
+            let answer = match built {
+                Ok(()) => {
+                    let answer = m.commit();
+                    let _ = queued_tx.send(());
+                    tokio::time::timeout(ANSWER_WITHIN, answer).await
+                }
+                Err(e) => {
+                    let _ = queued_tx.send(());
+                    Ok(Err(zk::MultiWriteError::RequestFailed { source: e }))
+                }
+            };
+            // Applied in the order sent: after every earlier send.
+            let mut mine = turn.subscribe();
+            let _ = mine.wait_for(|n| *n + 1 >= sent).await;
+            let out = match answer {
+                Ok(Ok(results)) => match results.last() {
+                    Some(zk::MultiWriteResult::Create { path, .. }) => {
+                        match path.rsplit("c-").next().and_then(|s| s.parse().ok()) {
+                            Some(seq) => {
+                                tokio::time::timeout(ANSWER_WITHIN, follower.apply_own(seq, &log))
+                                    .await
+                                    .unwrap_or_else(|_| {
+                                        Err(unavailable("applying the log timed out"))
+                                    })
+                            }
+                            None => {
+                                Err(StoreError::Storage(format!("unexpected log entry {path}")))
+                            }
+                        }
+                    }
+                    _ => Err(StoreError::Storage(
+                        "ZooKeeper returned no log entry".into(),
+                    )),
+                },
+                // The pipe's check: a commit sent before this one failed.
+                Ok(Err(zk::MultiWriteError::OperationFailed { index: 0, .. })) => {
+                    Err(StoreError::Unchained)
+                }
+                Ok(Err(zk::MultiWriteError::OperationFailed { index, source })) => {
+                    let path = writes.get(index - 1).map(|(p, _)| p.as_str());
+                    let e = refused(&ops, path, source);
+                    // The mirror may be behind another server's commit:
+                    // catch up, so the caller (or its next attempt) sees it.
+                    match follower.drain().await {
+                        Ok(()) => Err(with_found(&mirror, e)),
+                        Err(d) => Err(d),
+                    }
+                }
+                Ok(Err(zk::MultiWriteError::RequestFailed { source })) => Err(unavailable(source)),
+                Err(_) => Err(unavailable(format!(
+                    "no answer within {} s",
+                    ANSWER_WITHIN.as_secs()
+                ))),
+            };
+            {
+                let mut f = flight.lock().unwrap_or_else(|p| p.into_inner());
+                f.paths.retain(|_, (_, by)| *by != sent);
+                if out.is_err() {
+                    f.expect = None;
+                }
+            }
+            turn.send_replace(sent);
+            let _ = done_tx.send(out);
+        });
+        queued
+            .recv()
+            .map_err(|_| StoreError::Storage("the ZooKeeper runtime stopped".into()))?;
+        Ok(Box::new(move || {
+            done.recv().unwrap_or_else(|_| {
+                Err(StoreError::Storage("the ZooKeeper runtime stopped".into()))
+            })
+        }))
     }
 }
 
@@ -766,17 +937,22 @@ impl Follower {
     }
 
     /// Applies entry `seq`, which this server wrote (`data`), once every
-    /// entry before it is applied; nothing if the follower was quicker.
-    async fn apply_own(&self, seq: u64, data: &[u8]) -> Result<()> {
+    /// entry before it is applied (nothing if the follower was quicker), and
+    /// answers the mirror revision it made.
+    async fn apply_own(&self, seq: u64, data: &[u8]) -> Result<Revision> {
         let _one = self.reading.lock().await;
         let client = self.client()?;
         loop {
             let next = self.next();
-            if next > seq {
-                return Ok(());
-            }
             if next == seq {
-                return self.apply(seq, data);
+                self.apply(seq, data)?;
+            }
+            if next >= seq {
+                let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+                let made = g.made.iter().rev().find(|(s, _)| *s == seq);
+                // Older than the record: a later revision is still one at
+                // which the commit is visible.
+                return Ok(made.map_or_else(|| self.mirror.revision(), |(_, r)| *r));
             }
             match self.read(&client, next).await? {
                 Some(d) => self.apply(next, &d)?,
@@ -821,21 +997,28 @@ impl Follower {
             .ok_or_else(|| StoreError::Storage(format!("log entry {seq} does not decode")))
             .and_then(|ops| {
                 if ops.is_empty() {
-                    Ok(0)
+                    Ok(self.mirror.revision())
                 } else {
                     self.mirror.commit(ops)
                 }
             });
         let mut g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = applied {
-            // The mirror no longer matches the log: stop taking writes.
-            tracing::error!(entry = seq, error = %e, "NSDB log entry does not apply");
-            g.failed = Some(format!(
-                "log entry {seq} does not apply: {e}; restart the server"
-            ));
-            return Err(e);
-        }
+        let made = match applied {
+            Ok(r) => r,
+            Err(e) => {
+                // The mirror no longer matches the log: stop taking writes.
+                tracing::error!(entry = seq, error = %e, "NSDB log entry does not apply");
+                g.failed = Some(format!(
+                    "log entry {seq} does not apply: {e}; restart the server"
+                ));
+                return Err(e);
+            }
+        };
         g.next = seq + 1;
+        if g.made.len() == MADE_KEPT {
+            g.made.pop_front();
+        }
+        g.made.push_back((seq, made));
         Ok(())
     }
 }
@@ -941,32 +1124,25 @@ impl States {
     }
 }
 
-impl ZkStore {
-    /// A version mismatch names the version found, read from the mirror
-    /// once it has caught up (ZooKeeper's answer does not carry it).
-    fn with_found(&self, e: StoreError) -> StoreError {
-        match e {
+/// A version mismatch names the version found, read from the mirror once
+/// it has caught up (ZooKeeper's answer does not carry it).
+fn with_found(mirror: &LocalStore, e: StoreError) -> StoreError {
+    match e {
+        StoreError::VersionMismatch {
+            kind,
+            id,
+            expected,
+            found: None,
+        } => {
+            let found = mirror.get(&kind, &id).ok().flatten().map(|e| e.version);
             StoreError::VersionMismatch {
                 kind,
                 id,
                 expected,
-                found: None,
-            } => {
-                let found = self
-                    .mirror
-                    .get(&kind, &id)
-                    .ok()
-                    .flatten()
-                    .map(|e| e.version);
-                StoreError::VersionMismatch {
-                    kind,
-                    id,
-                    expected,
-                    found,
-                }
+                found,
             }
-            e => e,
         }
+        e => e,
     }
 }
 
@@ -980,32 +1156,33 @@ impl Store for ZkStore {
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
-        if let Some(e) = &self.follow.lock().unwrap_or_else(|p| p.into_inner()).failed {
-            return Err(StoreError::Storage(e.clone()));
-        }
+        let unconditional = ops
+            .iter()
+            .all(|o| matches!(o, Op::Put { .. } | Op::Table { .. }));
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_commit(&ops) {
-                Ok((seq, entry)) => return self.applied(seq, entry),
+            match self.send(ops.clone(), false)() {
+                // Caught up already: the next attempt plans on what won.
                 Err(
-                    e @ (StoreError::AlreadyExists { .. }
+                    StoreError::AlreadyExists { .. }
                     | StoreError::NotFound { .. }
-                    | StoreError::VersionMismatch { .. }),
-                ) => {
-                    // The mirror may be behind another server's commit:
-                    // catch up, so the caller (or the next attempt) sees it.
-                    self.catch_up()?;
-                    let unconditional = ops
-                        .iter()
-                        .all(|o| matches!(o, Op::Put { .. } | Op::Table { .. }));
-                    if !unconditional || attempt >= 3 {
-                        return Err(self.with_found(e));
-                    }
-                }
-                Err(e) => return Err(e),
+                    | StoreError::VersionMismatch { .. },
+                ) if unconditional && attempt < 3 => {}
+                r => return r,
             }
         }
+    }
+
+    fn send(&self, ops: Vec<Op>, chained: bool) -> Pending {
+        match self.start(ops, chained) {
+            Ok(p) => p,
+            Err(e) => Box::new(move || Err(e)),
+        }
+    }
+
+    fn pipeline_depth(&self) -> usize {
+        PIPELINE_DEPTH
     }
 
     fn revision(&self) -> Revision {

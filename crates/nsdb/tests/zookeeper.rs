@@ -204,3 +204,78 @@ fn two_servers_share_one_ensemble() {
     );
     assert!(c.get("Bridge", "b1").unwrap().is_some());
 }
+
+/// Commits in flight together: they apply in the order sent, and one sent
+/// chained to a commit that fails does not apply.
+#[test]
+fn pipelined_commits_apply_in_order_and_fail_together() {
+    if !support::zookeeper_wanted() {
+        return;
+    }
+    let zk = ZooKeeper::start();
+    let (a, b) = (zk.connect("/p"), zk.connect("/p"));
+    assert!(a.pipeline_depth() > 1);
+
+    // Three in flight, each built on the one before.
+    let sent = [
+        a.send(vec![create("Chain", "c1", "one")], false),
+        a.send(vec![update("Chain", "c1", "two", 1)], true),
+        a.send(
+            vec![
+                update("Chain", "c1", "three", 2),
+                Op::Put {
+                    kind: "Rule".into(),
+                    id: "r1".into(),
+                    data: b"in c1".to_vec(),
+                },
+            ],
+            true,
+        ),
+    ];
+    let revisions: Vec<_> = sent.into_iter().map(|p| p().unwrap()).collect();
+    assert!(
+        revisions.is_sorted() && revisions[0] < revisions[2],
+        "{revisions:?}"
+    );
+    let c1 = a.get("Chain", "c1").unwrap().unwrap();
+    assert_eq!((&*c1.data, c1.version), (&b"three"[..], 3));
+    eventually("b applies them in order", || {
+        b.get("Rule", "r1").unwrap().is_some()
+            && b.get("Chain", "c1")
+                .unwrap()
+                .is_some_and(|e| e.version == 3)
+    });
+
+    // Another server takes c2 first. a's create of it fails, and so does
+    // the unconditional put sent chained to it (it refers to c2).
+    b.commit(vec![create("Chain", "c2", "b's")]).unwrap();
+    let first = a.send(vec![create("Chain", "c2", "a's")], false);
+    let second = a.send(
+        vec![Op::Put {
+            kind: "Rule".into(),
+            id: "r2".into(),
+            data: b"in c2".to_vec(),
+        }],
+        true,
+    );
+    assert!(
+        matches!(first(), Err(StoreError::AlreadyExists { .. })),
+        "the create lost"
+    );
+    let r = second();
+    assert!(matches!(r, Err(StoreError::Unchained)), "{r:?}");
+    assert!(a.get("Rule", "r2").unwrap().is_none());
+    // The failed one was caught up on; an unchained send goes through.
+    assert_eq!(&*a.get("Chain", "c2").unwrap().unwrap().data, b"b's");
+    a.send(
+        vec![Op::Put {
+            kind: "Rule".into(),
+            id: "r2".into(),
+            data: b"in c2".to_vec(),
+        }],
+        false,
+    )()
+    .unwrap();
+    eventually("b sees r2 once", || b.get("Rule", "r2").unwrap().is_some());
+    assert!(b.get("Rule", "r2").unwrap().unwrap().version == 1);
+}
