@@ -248,15 +248,6 @@ impl LocalStore {
         Self::table_event(&mut g, table, key);
     }
 
-    /// Whether a table entry has a persistent value (learned ones aside).
-    pub(crate) fn has_persistent(&self, table: &str, key: &str) -> bool {
-        self.lock()
-            .tables
-            .get(table)
-            .and_then(|t| t.get(key))
-            .is_some_and(|r| r.0.is_some())
-    }
-
     /// Publishes an ephemeral key's new value (`None`: gone) at the next
     /// revision, and returns that revision.
     fn state_event(g: &mut Inner, key: &str, data: Option<Arc<[u8]>>) -> Revision {

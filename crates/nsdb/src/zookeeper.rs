@@ -4,14 +4,13 @@
 //! memory (a [`LocalStore`]) that its readers and watchers use. The layout
 //! under the chroot (default `/midonet`):
 //!
-//! - `objects/<kind>/<id>`: an object's bytes. ZooKeeper's znode version
-//!   is ours minus one, so compare-and-set is ZooKeeper's own: every
-//!   conditional op of a commit is a version check in one `multi`.
-//! - `tables/<table>/<key>`: a persistent state-table entry.
-//! - `log/c-<seq>`: one persistent sequential znode per commit, created in
-//!   the commit's own `multi`, holding what it changed. Sequence numbers
-//!   are dense, so a server follows the log by reading `c-<next>` until
-//!   there is none, woken by a watch on `log` (and by its own commits).
+//! - `log/c-<seq>`: one znode per commit, holding what it changed (objects
+//!   and persistent table rows). The log is the store: a server's mirror
+//!   is the log applied in order. Entry numbers are dense, so a server
+//!   follows the log by reading `c-<next>` until there is none, woken by a
+//!   watch on `log` (and by its own commits).
+//! - `pipes/p-<seq>`: one ephemeral znode per server session, whose
+//!   version chains the commits that server has in flight (see [`Flight`]).
 //! - `state/<key>` and `learned/<table>,<key>`: ephemeral state (host
 //!   alive, port active, NAT block leases) and learned table entries, as
 //!   ephemeral znodes of the owner's session. Every server watches both
@@ -25,6 +24,14 @@
 //! that long. The agent, reconnecting to another server, opens a new
 //! session and writes its state again.
 //!
+//! **Commits.** A server checks a commit against its mirror, as the
+//! embedded store would (versions, existence), once the mirror holds the
+//! whole log, and then creates the next entry, `c-<next>`, in one `multi`.
+//! If another server created that entry first, the create fails and the
+//! commit is checked again on what that server did: compare-and-set on the
+//! log's head, so ZooKeeper's work per commit is two znode writes however
+//! many objects it changes (a Neutron port is 20). Up to
+//! [`PIPELINE_DEPTH`] commits are in flight, taking the entries after.
 //! A commit returns once this server's mirror has applied it, so a writer
 //! reads its own writes. Revisions are the mirror's own, per server: a
 //! watcher that moves to another server reloads from a snapshot.
@@ -53,14 +60,16 @@ const EPHEMERAL: &zk::CreateOptions<'static> =
     &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
 const OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-const SEQUENTIAL: &zk::CreateOptions<'static> =
-    &zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
 const EPHEMERAL_SEQUENTIAL: &zk::CreateOptions<'static> =
     &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
 /// Commits a server may have in flight at once. Each is a round trip of
 /// the ensemble's (about 10 ms on one disk); in flight together, they
 /// share ZooKeeper's own log flushes.
 const PIPELINE_DEPTH: usize = 4;
+
+/// How often a commit is checked and sent again when other servers keep
+/// logging first.
+const COMMIT_ATTEMPTS: u32 = 20;
 
 /// How many applied entries' revisions are remembered (several pipelines'
 /// worth: a commit's answer may come after the follower applied it).
@@ -73,14 +82,17 @@ const MADE_KEPT: usize = 64;
 /// sent while an earlier one was in flight applies only if that one did.
 #[derive(Default)]
 struct Flight {
-    /// Paths the commits in flight create (true) or remove, and the last
-    /// send that does: what the next commit is planned against.
-    paths: HashMap<String, (bool, u64)>,
+    /// Objects the commits in flight write: the version they leave (`None`:
+    /// deleted) and the last send that writes it. What the next commit is
+    /// checked against, over the mirror.
+    objects: HashMap<(String, String), (Option<u64>, u64)>,
     /// The pipe znode, and the session it belongs to.
     pipe: Option<(String, zk::SessionId)>,
     /// The version the next commit expects the pipe at; `None` after a
     /// failure (read again before the next unchained send).
     expect: Option<i32>,
+    /// The log entry the next send takes.
+    slot: u64,
     /// Sends so far.
     sent: u64,
 }
@@ -118,7 +130,6 @@ pub struct ZkStore {
     flight: Arc<Mutex<Flight>>,
     /// How many sends have finished (they finish in the order sent).
     turn: Arc<tokio::sync::watch::Sender<u64>>,
-    kinds: Mutex<HashSet<String>>,
     /// The ensemble's hosts and the chroot, for the sessions' own clients.
     hosts: String,
     chroot: String,
@@ -154,9 +165,7 @@ async fn open_main(hosts: &str, chroot: &str) -> Result<zk::Client> {
     let c = root
         .chroot(chroot.to_string())
         .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
-    for dir in [
-        "/objects", "/tables", "/log", "/state", "/learned", "/leaders", "/pipes",
-    ] {
+    for dir in ["/log", "/state", "/learned", "/leaders", "/pipes"] {
         match c.create(dir, &[], OPEN).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
             Err(e) => return Err(unavailable(e)),
@@ -206,14 +215,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 /// A znode name for an id or key, which may hold `/`.
 fn name(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
-}
-
-fn obj_path(kind: &str, id: &str) -> String {
-    format!("/objects/{}/{}", name(kind), name(id))
-}
-
-fn table_dir(table: &str) -> String {
-    format!("/tables/{}", name(table))
 }
 
 fn state_path(key: &str) -> String {
@@ -353,7 +354,6 @@ impl ZkStore {
             sending: Mutex::new(()),
             flight: Arc::new(Mutex::new(Flight::default())),
             turn: Arc::new(tokio::sync::watch::Sender::new(0)),
-            kinds: Mutex::new(HashSet::new()),
             hosts,
             chroot,
             sessions: Mutex::new(HashMap::new()),
@@ -508,136 +508,69 @@ impl ZkStore {
             .push(task);
     }
 
-    fn ensure_kind(&self, kind: &str) -> Result<()> {
-        self.ensure_dir(kind.to_string(), format!("/objects/{}", name(kind)))
-    }
-
-    fn ensure_table(&self, table: &str) -> Result<()> {
-        self.ensure_dir(format!("table\0{table}"), table_dir(table))
-    }
-
-    /// Creates the directory znode `path` once (`key` remembers it was).
-    fn ensure_dir(&self, key: String, path: String) -> Result<()> {
-        let known = |k: &str| {
-            self.kinds
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(k)
-        };
-        if known(&key) {
-            return Ok(());
-        }
-        let c = self.zk();
-        run(self.rt(), async move {
-            match c.create(&path, &[], OPEN).await {
-                Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
-                Err(e) => Err(unavailable(e)),
-            }
-        })?;
-        self.kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key);
-        Ok(())
-    }
-
-    /// Creates the directories the ops write into, before a send: they
-    /// block on the ensemble, and never conflict.
-    fn ensure_dirs(&self, ops: &[Op]) -> Result<()> {
+    /// Checks a commit against the mirror as the commits in flight leave
+    /// it, as the embedded store checks one against its state: the
+    /// version each object it writes ends at (`None`: deleted). ZooKeeper
+    /// then only has to agree that nothing was logged in between.
+    fn check(
+        &self,
+        ops: &[Op],
+        flying: &HashMap<(String, String), (Option<u64>, u64)>,
+    ) -> Result<HashMap<(String, String), Option<u64>>> {
+        let mut here: HashMap<(String, String), Option<u64>> = HashMap::new();
         for op in ops {
-            match op {
-                Op::Create { kind, .. } | Op::Put { kind, .. } => self.ensure_kind(kind)?,
-                Op::Check {
-                    kind,
-                    version: None,
-                    ..
-                } => self.ensure_kind(kind)?,
-                Op::Table { table, .. } => self.ensure_table(table)?,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The znode writes of a commit. ZooKeeper decides; what is known here
-    /// (the commits in flight, then the mirror) only says whether an
-    /// unconditional put creates or replaces.
-    fn plan(&self, ops: &[Op], flying: &HashMap<String, (bool, u64)>) -> Vec<(String, Write)> {
-        let mut writes: Vec<(String, Write)> = Vec::new();
-        // Made (true) or removed by an earlier op of this commit: a batch
-        // of several writes may remove what a later one makes again.
-        let mut here: HashMap<String, bool> = HashMap::new();
-        let known = |here: &HashMap<String, bool>, path: &str| {
-            here.get(path)
-                .copied()
-                .or_else(|| flying.get(path).map(|(there, _)| *there))
-        };
-        for op in ops {
-            match op {
-                Op::Create { kind, id, data } => {
-                    let p = obj_path(kind, id);
-                    here.insert(p.clone(), true);
-                    writes.push((p, Write::Create(data.clone())));
+            let (kind, id) = match op {
+                Op::Create { kind, id, .. }
+                | Op::Update { kind, id, .. }
+                | Op::Put { kind, id, .. }
+                | Op::Delete { kind, id, .. }
+                | Op::Check { kind, id, .. } => (kind, id),
+                Op::Table { .. } => continue,
+            };
+            let key = (kind.clone(), id.clone());
+            let found = match here.get(&key).or_else(|| flying.get(&key).map(|(v, _)| v)) {
+                Some(v) => *v,
+                None => self.mirror.get(kind, id)?.map(|e| e.version),
+            };
+            let mismatch = |expected: Option<u64>| StoreError::VersionMismatch {
+                kind: kind.clone(),
+                id: id.clone(),
+                expected,
+                found,
+            };
+            let missing = || StoreError::NotFound {
+                kind: kind.clone(),
+                id: id.clone(),
+            };
+            let after = match op {
+                Op::Create { .. } if found.is_some() => {
+                    return Err(StoreError::AlreadyExists {
+                        kind: kind.clone(),
+                        id: id.clone(),
+                    });
                 }
-                Op::Update {
-                    kind,
-                    id,
-                    data,
-                    version,
-                } => writes.push((
-                    obj_path(kind, id),
-                    Write::Set(data.clone(), version.map(zk_version)),
-                )),
-                Op::Put { kind, id, data } => {
-                    let p = obj_path(kind, id);
-                    let there = known(&here, &p)
-                        .unwrap_or_else(|| self.mirror.get(kind, id).ok().flatten().is_some());
-                    let w = if there {
-                        Write::Set(data.clone(), None)
-                    } else {
-                        Write::Create(data.clone())
-                    };
-                    here.insert(p.clone(), true);
-                    writes.push((p, w));
-                }
-                Op::Delete { kind, id, version } => {
-                    let p = obj_path(kind, id);
-                    here.insert(p.clone(), false);
-                    writes.push((p, Write::Delete(version.map(zk_version))));
-                }
-                Op::Check { kind, id, version } => {
-                    let p = obj_path(kind, id);
-                    match version {
-                        Some(v) => writes.push((p, Write::Check(zk_version(*v)))),
-                        // Absent: a create that must succeed, undone at once.
-                        None => {
-                            writes.push((p.clone(), Write::Create(Vec::new())));
-                            writes.push((p, Write::Delete(None)));
-                        }
+                Op::Create { .. } => Some(1),
+                Op::Update { version, .. } => match found {
+                    None => return Err(missing()),
+                    Some(_) if version.is_some() && *version != found => {
+                        return Err(mismatch(*version));
                     }
-                }
-                Op::Table { table, key, value } => {
-                    let p = format!("{}/{}", table_dir(table), name(key));
-                    let there =
-                        known(&here, &p).unwrap_or_else(|| self.mirror.has_persistent(table, key));
-                    match (value, there) {
-                        (Some(v), true) => {
-                            writes.push((p, Write::Set(v.clone().into_bytes(), None)))
-                        }
-                        (Some(v), false) => {
-                            here.insert(p.clone(), true);
-                            writes.push((p, Write::Create(v.clone().into_bytes())));
-                        }
-                        (None, true) => {
-                            here.insert(p.clone(), false);
-                            writes.push((p, Write::Delete(None)));
-                        }
-                        (None, false) => {}
+                    Some(v) => Some(v + 1),
+                },
+                Op::Put { .. } => Some(found.map_or(1, |v| v + 1)),
+                Op::Delete { version, .. } => match found {
+                    None => return Err(missing()),
+                    Some(_) if version.is_some() && *version != found => {
+                        return Err(mismatch(*version));
                     }
-                }
-            }
+                    Some(_) => None,
+                },
+                Op::Check { version, .. } if *version != found => return Err(mismatch(*version)),
+                Op::Check { .. } | Op::Table { .. } => continue,
+            };
+            here.insert(key, after);
         }
-        writes
+        Ok(here)
     }
 
     /// Makes sure the pipe is this session's and its version known, once
@@ -674,9 +607,14 @@ impl ZkStore {
                 Ok((format!("/pipes/p-{seq}"), stat.version))
             })?,
         };
+        // Checked against everything logged so far: the next entry is ours
+        // unless another server logs one first.
+        self.catch_up()?;
+        let slot = self.follow.lock().unwrap_or_else(|p| p.into_inner()).next;
         let mut f = self.lock_flight();
         f.pipe = Some((path, session));
         f.expect = Some(version);
+        f.slot = slot;
         Ok(())
     }
 
@@ -684,14 +622,14 @@ impl ZkStore {
         self.flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a commit on the store's session (see [`Store::send`]): the
-    /// ops as one `multi`, after the pipe's version check, plus its log
-    /// entry. Returns once ZooKeeper has it queued.
+    /// Sends a commit on the store's session (see [`Store::send`]): checked
+    /// here, then one `multi` of the pipe's version check and the commit's
+    /// log entry, created under the entry number it must have. Returns once
+    /// ZooKeeper has it queued.
     fn start(&self, ops: Vec<Op>, chained: bool) -> Result<Pending> {
         if let Some(e) = &self.follow.lock().unwrap_or_else(|p| p.into_inner()).failed {
             return Err(StoreError::Storage(e.clone()));
         }
-        self.ensure_dirs(&ops)?;
         let _order = self.sending.lock().unwrap_or_else(|p| p.into_inner());
         let client = self.zk();
         if !chained {
@@ -703,36 +641,34 @@ impl ZkStore {
             // A commit before this one failed (or its session ended).
             _ => return Err(StoreError::Unchained),
         };
-        let writes = self.plan(&ops, &f.paths);
+        let after = match self.check(&ops, &f.objects) {
+            Ok(a) => a,
+            Err(e) => {
+                // Those sent after it were built on it.
+                f.expect = None;
+                // Chained, it was checked against commits still in flight,
+                // which may yet fail: only a check on what is logged counts.
+                return Err(if chained { StoreError::Unchained } else { e });
+            }
+        };
         f.sent += 1;
-        let sent = f.sent;
-        for (p, w) in &writes {
-            match w {
-                Write::Create(_) => f.paths.insert(p.clone(), (true, sent)),
-                Write::Delete(_) => f.paths.insert(p.clone(), (false, sent)),
-                Write::Set(..) | Write::Check(_) => None,
-            };
+        let (sent, seq) = (f.sent, f.slot);
+        f.slot += 1;
+        for (k, v) in after {
+            f.objects.insert(k, (v, sent));
         }
         f.expect = Some(expect + 1);
         drop(f);
         let (queued_tx, queued) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let (flight, turn, follower) = (self.flight.clone(), self.turn.clone(), self.follower());
-        let mirror = self.mirror.clone();
         self.rt().spawn(async move {
             let log = encode_log(&ops);
+            let entry = log_path(seq);
             let mut m = client.new_multi_writer();
             let built = m
                 .add_set_data(&pipe, &[], Some(expect))
-                .and_then(|_| {
-                    writes.iter().try_for_each(|(p, w)| match w {
-                        Write::Create(d) => m.add_create(p, d, OPEN),
-                        Write::Set(d, v) => m.add_set_data(p, d, *v),
-                        Write::Delete(v) => m.add_delete(p, *v),
-                        Write::Check(v) => m.add_check_version(p, *v),
-                    })
-                })
-                .and_then(|_| m.add_create("/log/c-", &log, SEQUENTIAL));
+                .and_then(|_| m.add_create(&entry, &log, OPEN));
             let answer = match built {
                 Ok(()) => {
                     let answer = m.commit();
@@ -748,40 +684,19 @@ impl ZkStore {
             let mut mine = turn.subscribe();
             let _ = mine.wait_for(|n| *n + 1 >= sent).await;
             let out = match answer {
-                Ok(Ok(results)) => match results.last() {
-                    Some(zk::MultiWriteResult::Create { path, .. }) => {
-                        match path.rsplit("c-").next().and_then(|s| s.parse().ok()) {
-                            Some(seq) => {
-                                tokio::time::timeout(ANSWER_WITHIN, follower.apply_own(seq, &log))
-                                    .await
-                                    .unwrap_or_else(|_| {
-                                        Err(unavailable("applying the log timed out"))
-                                    })
-                            }
-                            None => {
-                                Err(StoreError::Storage(format!("unexpected log entry {path}")))
-                            }
-                        }
-                    }
-                    _ => Err(StoreError::Storage(
-                        "ZooKeeper returned no log entry".into(),
-                    )),
-                },
-                // The pipe's check: a commit sent before this one failed.
-                Ok(Err(zk::MultiWriteError::OperationFailed { index: 0, .. })) => {
+                Ok(Ok(_)) => tokio::time::timeout(ANSWER_WITHIN, follower.apply_own(seq, &log))
+                    .await
+                    .unwrap_or_else(|_| Err(unavailable("applying the log timed out"))),
+                // The pipe's check (a commit sent before this one failed),
+                // or another server logged entry `seq` first: this one was
+                // checked against a state that is no longer the latest.
+                Ok(Err(zk::MultiWriteError::OperationFailed { index: 0 | 1, .. })) => {
                     Err(StoreError::Unchained)
                 }
-                Ok(Err(zk::MultiWriteError::OperationFailed { index, source })) => {
-                    let path = writes.get(index - 1).map(|(p, _)| p.as_str());
-                    let e = refused(&ops, path, source);
-                    // The mirror may be behind another server's commit:
-                    // catch up, so the caller (or its next attempt) sees it.
-                    match follower.drain().await {
-                        Ok(()) => Err(with_found(&mirror, e)),
-                        Err(d) => Err(d),
-                    }
+                Ok(Err(zk::MultiWriteError::OperationFailed { source, .. }))
+                | Ok(Err(zk::MultiWriteError::RequestFailed { source })) => {
+                    Err(unavailable(source))
                 }
-                Ok(Err(zk::MultiWriteError::RequestFailed { source })) => Err(unavailable(source)),
                 Err(_) => Err(unavailable(format!(
                     "no answer within {} s",
                     ANSWER_WITHIN.as_secs()
@@ -789,7 +704,7 @@ impl ZkStore {
             };
             {
                 let mut f = flight.lock().unwrap_or_else(|p| p.into_inner());
-                f.paths.retain(|_, (_, by)| *by != sent);
+                f.objects.retain(|_, (_, by)| *by != sent);
                 if out.is_err() {
                     f.expect = None;
                 }
@@ -830,64 +745,6 @@ impl Drop for ZkStore {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-enum Write {
-    Create(Vec<u8>),
-    Set(Vec<u8>, Option<i32>),
-    Delete(Option<i32>),
-    Check(i32),
-}
-
-fn zk_version(v: u64) -> i32 {
-    i32::try_from(v.saturating_sub(1)).unwrap_or(i32::MAX)
-}
-
-/// The store's error for an op ZooKeeper refused.
-fn refused(ops: &[Op], path: Option<&str>, e: zk::Error) -> StoreError {
-    let (kind, id) = path
-        .and_then(|p| {
-            let mut it = p.trim_start_matches('/').splitn(3, '/');
-            let _ = it.next();
-            Some((unname(it.next()?), unname(it.next()?)))
-        })
-        .unwrap_or_default();
-    let expected = ops.iter().find_map(|o| match o {
-        Op::Update {
-            kind: k,
-            id: i,
-            version,
-            ..
-        }
-        | Op::Delete {
-            kind: k,
-            id: i,
-            version,
-        }
-        | Op::Check {
-            kind: k,
-            id: i,
-            version,
-        } if *k == kind && *i == id => *version,
-        _ => None,
-    });
-    match e {
-        zk::Error::NodeExists => StoreError::AlreadyExists { kind, id },
-        zk::Error::NoNode if expected.is_some() => StoreError::VersionMismatch {
-            kind,
-            id,
-            expected,
-            found: None,
-        },
-        zk::Error::NoNode => StoreError::NotFound { kind, id },
-        zk::Error::BadVersion => StoreError::VersionMismatch {
-            kind,
-            id,
-            expected,
-            found: None,
-        },
-        e => unavailable(e),
     }
 }
 
@@ -1124,28 +981,6 @@ impl States {
     }
 }
 
-/// A version mismatch names the version found, read from the mirror once
-/// it has caught up (ZooKeeper's answer does not carry it).
-fn with_found(mirror: &LocalStore, e: StoreError) -> StoreError {
-    match e {
-        StoreError::VersionMismatch {
-            kind,
-            id,
-            expected,
-            found: None,
-        } => {
-            let found = mirror.get(&kind, &id).ok().flatten().map(|e| e.version);
-            StoreError::VersionMismatch {
-                kind,
-                id,
-                expected,
-                found,
-            }
-        }
-        e => e,
-    }
-}
-
 impl Store for ZkStore {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Entry>> {
         self.mirror.get(kind, id)
@@ -1156,19 +991,12 @@ impl Store for ZkStore {
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
-        let unconditional = ops
-            .iter()
-            .all(|o| matches!(o, Op::Put { .. } | Op::Table { .. }));
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.send(ops.clone(), false)() {
-                // Caught up already: the next attempt plans on what won.
-                Err(
-                    StoreError::AlreadyExists { .. }
-                    | StoreError::NotFound { .. }
-                    | StoreError::VersionMismatch { .. },
-                ) if unconditional && attempt < 3 => {}
+                // Another server logged first: check again on what it did.
+                Err(StoreError::Unchained) if attempt < COMMIT_ATTEMPTS => {}
                 r => return r,
             }
         }
@@ -1465,6 +1293,7 @@ mod tests {
 
     #[test]
     fn names_escape_slashes() {
-        assert_eq!(obj_path("Port", "a/b%c"), "/objects/Port/a%2Fb%25c");
+        assert_eq!(state_path("Port/a/b%c"), "/state/Port%2Fa%2Fb%25c");
+        assert_eq!(unname("Port%2Fa%2Fb%25c"), "Port/a/b%c");
     }
 }

@@ -279,3 +279,53 @@ fn pipelined_commits_apply_in_order_and_fail_together() {
     eventually("b sees r2 once", || b.get("Rule", "r2").unwrap().is_some());
     assert!(b.get("Rule", "r2").unwrap().unwrap().version == 1);
 }
+
+/// Two servers increment one counter with compare-and-set, at once: every
+/// increment that either acknowledged is counted once, none is lost.
+#[test]
+fn concurrent_compare_and_set_across_servers_loses_nothing() {
+    if !support::zookeeper_wanted() {
+        return;
+    }
+    let zk = ZooKeeper::start();
+    let (a, b) = (zk.connect("/cas"), zk.connect("/cas"));
+    a.commit(vec![create("Counter", "n", "0")]).unwrap();
+    eventually("b sees the counter", || {
+        b.get("Counter", "n").unwrap().is_some()
+    });
+    let acked = std::thread::scope(|s| {
+        let runs: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|store| {
+                s.spawn(move || {
+                    let mut acked = 0;
+                    for _ in 0..60 {
+                        let e = store.get("Counter", "n").unwrap().unwrap();
+                        let n: u64 = std::str::from_utf8(&e.data).unwrap().parse().unwrap();
+                        match store.commit(vec![update(
+                            "Counter",
+                            "n",
+                            &(n + 1).to_string(),
+                            e.version,
+                        )]) {
+                            Ok(_) => acked += 1,
+                            Err(StoreError::VersionMismatch { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
+    });
+    assert!(acked >= 60, "at least one server's increments go through: {acked}");
+    let n = |s: &dyn Store| {
+        let e = s.get("Counter", "n").unwrap().unwrap();
+        (std::str::from_utf8(&e.data).unwrap().to_string(), e.version)
+    };
+    eventually("both agree", || n(&a) == n(&b));
+    assert_eq!(n(&a), (acked.to_string(), acked + 1));
+    // A server started now replays the same.
+    assert_eq!(n(&zk.connect("/cas")), (acked.to_string(), acked + 1));
+}
