@@ -319,7 +319,10 @@ fn concurrent_compare_and_set_across_servers_loses_nothing() {
             .collect();
         runs.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
     });
-    assert!(acked >= 60, "at least one server's increments go through: {acked}");
+    assert!(
+        acked >= 60,
+        "at least one server's increments go through: {acked}"
+    );
     let n = |s: &dyn Store| {
         let e = s.get("Counter", "n").unwrap().unwrap();
         (std::str::from_utf8(&e.data).unwrap().to_string(), e.version)
