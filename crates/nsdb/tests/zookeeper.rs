@@ -6,7 +6,7 @@ mod support;
 
 use nsdb::{Change, Op, Store, StoreError};
 use std::time::{Duration, Instant};
-use support::{ZooKeeper, create, eventually, update};
+use support::{ZooKeeper, create, eventually, put, update};
 
 #[test]
 fn two_servers_share_one_ensemble() {
@@ -223,11 +223,7 @@ fn pipelined_commits_apply_in_order_and_fail_together() {
         a.send(
             vec![
                 update("Chain", "c1", "three", 2),
-                Op::Put {
-                    kind: "Rule".into(),
-                    id: "r1".into(),
-                    data: b"in c1".to_vec(),
-                },
+                put("Rule", "r1", "in c1"),
             ],
             true,
         ),
@@ -250,14 +246,7 @@ fn pipelined_commits_apply_in_order_and_fail_together() {
     // the unconditional put sent chained to it (it refers to c2).
     b.commit(vec![create("Chain", "c2", "b's")]).unwrap();
     let first = a.send(vec![create("Chain", "c2", "a's")], false);
-    let second = a.send(
-        vec![Op::Put {
-            kind: "Rule".into(),
-            id: "r2".into(),
-            data: b"in c2".to_vec(),
-        }],
-        true,
-    );
+    let second = a.send(vec![put("Rule", "r2", "in c2")], true);
     assert!(
         matches!(first(), Err(StoreError::AlreadyExists { .. })),
         "the create lost"
@@ -267,15 +256,7 @@ fn pipelined_commits_apply_in_order_and_fail_together() {
     assert!(a.get("Rule", "r2").unwrap().is_none());
     // The failed one was caught up on; an unchained send goes through.
     assert_eq!(&*a.get("Chain", "c2").unwrap().unwrap().data, b"b's");
-    a.send(
-        vec![Op::Put {
-            kind: "Rule".into(),
-            id: "r2".into(),
-            data: b"in c2".to_vec(),
-        }],
-        false,
-    )()
-    .unwrap();
+    a.send(vec![put("Rule", "r2", "in c2")], false)().unwrap();
     eventually("b sees r2 once", || b.get("Rule", "r2").unwrap().is_some());
     assert!(b.get("Rule", "r2").unwrap().unwrap().version == 1);
 }

@@ -94,6 +94,14 @@ pub fn create(kind: &str, id: &str, data: &str) -> Op {
     }
 }
 
+pub fn put(kind: &str, id: &str, data: &str) -> Op {
+    Op::Put {
+        kind: kind.into(),
+        id: id.into(),
+        data: data.as_bytes().to_vec(),
+    }
+}
+
 pub fn update(kind: &str, id: &str, data: &str, version: u64) -> Op {
     Op::Update {
         kind: kind.into(),
