@@ -15,7 +15,7 @@ pub mod transfer;
 mod zookeeper;
 
 pub use local::LocalStore;
-pub use zookeeper::ZkStore;
+pub use zookeeper::{Compaction, ZkStore};
 
 use std::sync::Arc;
 use tokio::sync::mpsc;

@@ -248,6 +248,31 @@ impl LocalStore {
         Self::table_event(&mut g, table, key);
     }
 
+    /// Loads objects at their versions and persistent table rows: a mirror
+    /// that starts from a snapshot rather than from an empty store. Before
+    /// any watcher: those of earlier revisions are told to reload.
+    pub(crate) fn restore(
+        &self,
+        objects: Vec<(String, String, u64, Vec<u8>)>,
+        rows: Vec<(String, String, String)>,
+    ) {
+        let mut g = self.lock();
+        g.revision += 1;
+        let rev = g.revision;
+        for (kind, id, version, data) in objects {
+            let e = Entry {
+                data: data.into(),
+                version,
+                mod_revision: rev,
+            };
+            g.objects.insert((kind, id), e);
+        }
+        for (table, key, value) in rows {
+            g.tables.entry(table).or_default().entry(key).or_default().0 = Some(value);
+        }
+        g.log_floor = rev;
+    }
+
     /// Publishes an ephemeral key's new value (`None`: gone) at the next
     /// revision, and returns that revision.
     fn state_event(g: &mut Inner, key: &str, data: Option<Arc<[u8]>>) -> Revision {

@@ -6,9 +6,14 @@
 //!
 //! - `log/c-<seq>`: one znode per commit, holding what it changed (objects
 //!   and persistent table rows). The log is the store: a server's mirror
-//!   is the log applied in order. Entry numbers are dense, so a server
-//!   follows the log by reading `c-<next>` until there is none, woken by a
-//!   watch on `log` (and by its own commits).
+//!   is the latest snapshot and the log after it, applied in order. Entry
+//!   numbers are dense, so a server follows the log by reading `c-<next>`
+//!   until there is none, woken by a watch on `log` (and by its own
+//!   commits). The data of `log` is its first entry (see compaction).
+//! - `snapshots/s-<n>`: the mirror before entry `n` (objects with their
+//!   versions, persistent rows), in chunks `s-<n>-<i>` of 512 KB.
+//! - `servers/<session>`: how far each server has applied the log
+//!   (ephemeral, every [`REPORT_EVERY`]).
 //! - `pipes/p-<seq>`: one ephemeral znode per server session, whose
 //!   version chains the commits that server has in flight (see [`Flight`]).
 //! - `state/<key>` and `learned/<table>,<key>`: ephemeral state (host
@@ -36,8 +41,18 @@
 //! reads its own writes. Revisions are the mirror's own, per server: a
 //! watcher that moves to another server reloads from a snapshot.
 //!
-//! Not done yet: the log is never compacted (a server starting replays it
-//! from the first commit), and a session does not move between servers.
+//! **Compaction.** One server, elected (`leaders/nsdb-compactor`), takes a
+//! snapshot of its mirror once the log since the last one has grown past
+//! both [`Compaction::min_bytes`] and the last snapshot's size (so the
+//! work per logged byte stays constant however large the store), then
+//! deletes the entries before it that every server reports applied, and
+//! the older snapshots. A starting server says it needs the whole log
+//! until it has loaded the latest snapshot. A server that was away so long
+//! that entries it had not applied went (its session expired, its report
+//! with it) sees the log start past its place and refuses writes, saying
+//! to restart it.
+//!
+//! Not done yet: a session does not move between servers.
 
 use crate::{
     Entry, LocalStore, Op, Pending, Result, Revision, SessionId, Store, StoreError, TableEntry,
@@ -75,6 +90,35 @@ const COMMIT_ATTEMPTS: u32 = 20;
 /// worth: a commit's answer may come after the follower applied it).
 const MADE_KEPT: usize = 64;
 
+/// A snapshot's chunk size: a znode holds at most 1 MB.
+const CHUNK_BYTES: usize = 512 * 1024;
+/// How often a server tells the compactor how far it has applied the log
+/// (and checks that the log still starts at or before that).
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// Log entries deleted per `multi`.
+const TRIM_BATCH: u64 = 500;
+
+/// When the log is compacted: a snapshot of the mirror at some entry, after
+/// which the entries before it (that every server has applied) go.
+#[derive(Clone, Copy, Debug)]
+pub struct Compaction {
+    /// Log bytes since the last snapshot before the next one, at the least;
+    /// and at least the last snapshot's size, so that the work per logged
+    /// byte stays the same however large the store grows.
+    pub min_bytes: u64,
+    /// How often the compactor (one server, elected) looks.
+    pub every: Duration,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            min_bytes: 16 << 20,
+            every: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The commits sent on the store's session and not yet applied. ZooKeeper
 /// runs a session's requests in order; each commit's `multi` first bumps
 /// the version of the server's pipe znode (`pipes/p-<seq>`, ephemeral),
@@ -107,6 +151,12 @@ struct Follow {
     /// The mirror revision each recent entry made, newest last: what a
     /// pipelined commit answers when the follower applied it first.
     made: std::collections::VecDeque<(u64, Revision)>,
+    /// Log bytes applied since this server started.
+    logged: u64,
+    /// `logged` at the last snapshot this server took or loaded.
+    logged_at_snapshot: u64,
+    /// That snapshot's size.
+    snapshot_bytes: u64,
 }
 
 pub struct ZkStore {
@@ -165,7 +215,15 @@ async fn open_main(hosts: &str, chroot: &str) -> Result<zk::Client> {
     let c = root
         .chroot(chroot.to_string())
         .map_err(|_| StoreError::Storage(format!("bad chroot {chroot}")))?;
-    for dir in ["/log", "/state", "/learned", "/leaders", "/pipes"] {
+    for dir in [
+        "/log",
+        "/snapshots",
+        "/servers",
+        "/state",
+        "/learned",
+        "/leaders",
+        "/pipes",
+    ] {
         match c.create(dir, &[], OPEN).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
             Err(e) => return Err(unavailable(e)),
@@ -239,13 +297,33 @@ fn log_path(seq: u64) -> String {
     format!("/log/c-{seq:010}")
 }
 
+/// A length-prefixed field of a log entry or snapshot.
+fn put_field(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if b.len() < n {
+        return None;
+    }
+    let (h, t) = b.split_at(n);
+    *b = t;
+    Some(h)
+}
+
+fn take_field<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = u32::from_be_bytes(take(b, 4)?.try_into().ok()?) as usize;
+    take(b, n)
+}
+
+fn take_text(b: &mut &[u8]) -> Option<String> {
+    String::from_utf8(take_field(b)?.to_vec()).ok()
+}
+
 /// What a logged commit changed, in the form the mirror applies
 /// unconditionally: `P` put, `D` delete, `T` table row (value or none).
 fn encode_log(ops: &[Op]) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, b: &[u8]) {
-        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        out.extend_from_slice(b);
-    }
     let mut out = Vec::new();
     for op in ops {
         match op {
@@ -253,23 +331,23 @@ fn encode_log(ops: &[Op]) -> Vec<u8> {
             | Op::Put { kind, id, data }
             | Op::Update { kind, id, data, .. } => {
                 out.push(b'P');
-                field(&mut out, kind.as_bytes());
-                field(&mut out, id.as_bytes());
-                field(&mut out, data);
+                put_field(&mut out, kind.as_bytes());
+                put_field(&mut out, id.as_bytes());
+                put_field(&mut out, data);
             }
             Op::Delete { kind, id, .. } => {
                 out.push(b'D');
-                field(&mut out, kind.as_bytes());
-                field(&mut out, id.as_bytes());
+                put_field(&mut out, kind.as_bytes());
+                put_field(&mut out, id.as_bytes());
             }
             Op::Table { table, key, value } => {
                 out.push(b'T');
-                field(&mut out, table.as_bytes());
-                field(&mut out, key.as_bytes());
+                put_field(&mut out, table.as_bytes());
+                put_field(&mut out, key.as_bytes());
                 match value {
                     Some(v) => {
                         out.push(1);
-                        field(&mut out, v.as_bytes());
+                        put_field(&mut out, v.as_bytes());
                     }
                     None => out.push(0),
                 }
@@ -281,39 +359,25 @@ fn encode_log(ops: &[Op]) -> Vec<u8> {
 }
 
 fn decode_log(mut b: &[u8]) -> Option<Vec<Op>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (h, t) = b.split_at(n);
-        *b = t;
-        Some(h)
-    }
-    fn field<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let n = u32::from_be_bytes(take(b, 4)?.try_into().ok()?) as usize;
-        take(b, n)
-    }
-    fn text(b: &mut &[u8]) -> Option<String> {
-        String::from_utf8(field(b)?.to_vec()).ok()
-    }
+    let b = &mut b;
     let mut ops = Vec::new();
-    while let Some(tag) = take(&mut b, 1) {
+    while let Some(tag) = take(b, 1) {
         ops.push(match tag[0] {
             b'P' => Op::Put {
-                kind: text(&mut b)?,
-                id: text(&mut b)?,
-                data: field(&mut b)?.to_vec(),
+                kind: take_text(b)?,
+                id: take_text(b)?,
+                data: take_field(b)?.to_vec(),
             },
             b'D' => Op::Delete {
-                kind: text(&mut b)?,
-                id: text(&mut b)?,
+                kind: take_text(b)?,
+                id: take_text(b)?,
                 version: None,
             },
             b'T' => Op::Table {
-                table: text(&mut b)?,
-                key: text(&mut b)?,
-                value: match take(&mut b, 1)?[0] {
-                    1 => Some(text(&mut b)?),
+                table: take_text(b)?,
+                key: take_text(b)?,
+                value: match take(b, 1)?[0] {
+                    1 => Some(take_text(b)?),
                     _ => None,
                 },
             },
@@ -323,11 +387,135 @@ fn decode_log(mut b: &[u8]) -> Option<Vec<Op>> {
     Some(ops)
 }
 
+/// The mirror at a log position: objects at their versions, and persistent
+/// table rows. Session state is not in it (it lives in `state` and
+/// `learned`, outside the log).
+#[derive(Debug, Default, PartialEq)]
+struct Snapshot {
+    objects: Vec<(String, String, u64, Vec<u8>)>,
+    rows: Vec<(String, String, String)>,
+}
+
+impl Snapshot {
+    /// In the mirror's own order (by kind and id, by table and key), so two
+    /// servers writing the snapshot at one position write the same bytes.
+    fn of(mirror: &LocalStore) -> Result<Snapshot> {
+        let mut s = Snapshot::default();
+        for kind in mirror.kinds() {
+            for (id, e) in mirror.list(&kind)? {
+                s.objects
+                    .push((kind.clone(), id, e.version, e.data.to_vec()));
+            }
+        }
+        for table in mirror.table_names() {
+            for (key, value) in mirror.persistent_entries(&table) {
+                s.rows.push((table.clone(), key, value));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Chunks of about [`CHUNK_BYTES`], well under ZooKeeper's 1 MB znode
+    /// limit: `V` object (kind, id, version, data), `R` table row.
+    fn encode(&self) -> Vec<Vec<u8>> {
+        let mut chunks = vec![Vec::new()];
+        let room = |chunks: &mut Vec<Vec<u8>>| {
+            if chunks.last().is_some_and(|c| c.len() >= CHUNK_BYTES) {
+                chunks.push(Vec::new());
+            }
+            chunks.len() - 1
+        };
+        for (kind, id, version, data) in &self.objects {
+            let i = room(&mut chunks);
+            let out = &mut chunks[i];
+            out.push(b'V');
+            put_field(out, kind.as_bytes());
+            put_field(out, id.as_bytes());
+            out.extend_from_slice(&version.to_be_bytes());
+            put_field(out, data);
+        }
+        for (table, key, value) in &self.rows {
+            let i = room(&mut chunks);
+            let out = &mut chunks[i];
+            out.push(b'R');
+            put_field(out, table.as_bytes());
+            put_field(out, key.as_bytes());
+            put_field(out, value.as_bytes());
+        }
+        chunks
+    }
+
+    /// Adds one chunk's content; `None` if it does not decode.
+    fn decode(&mut self, mut b: &[u8]) -> Option<()> {
+        let b = &mut b;
+        while let Some(tag) = take(b, 1) {
+            match tag[0] {
+                b'V' => self.objects.push((
+                    take_text(b)?,
+                    take_text(b)?,
+                    u64::from_be_bytes(take(b, 8)?.try_into().ok()?),
+                    take_field(b)?.to_vec(),
+                )),
+                b'R' => self
+                    .rows
+                    .push((take_text(b)?, take_text(b)?, take_text(b)?)),
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+}
+
+/// `snapshots/s-<n>`: the mirror before log entry `n`, complete once this
+/// marker exists (its data: the chunk count and bytes); its chunks are
+/// `s-<n>-<i>`, written first.
+fn snapshot_path(n: u64) -> String {
+    format!("/snapshots/s-{n:010}")
+}
+
+fn chunk_path(n: u64, i: usize) -> String {
+    format!("/snapshots/s-{n:010}-{i:05}")
+}
+
+/// A `snapshots` child's position, and whether it is a marker.
+fn snapshot_name(name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix("s-")?;
+    match rest.split_once('-') {
+        Some((n, _)) => Some((n.parse().ok()?, false)),
+        None => Some((rest.parse().ok()?, true)),
+    }
+}
+
+/// The newest complete snapshot among `snapshots`' children.
+fn latest_snapshot(names: &[String]) -> Option<u64> {
+    names
+        .iter()
+        .filter_map(|n| snapshot_name(n))
+        .filter(|(_, marker)| *marker)
+        .map(|(n, _)| n)
+        .max()
+}
+
+/// A decimal number in a znode (the log's first entry, a server's place);
+/// empty is 0.
+fn number(d: &[u8]) -> u64 {
+    std::str::from_utf8(d)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 impl ZkStore {
     /// Connects to `connect` (`HOST:PORT[,HOST:PORT…][/chroot]`, chroot
-    /// `/midonet` when none is given), creates the layout if it is new and
-    /// replays the log into the mirror.
+    /// `/midonet` when none is given), creates the layout if it is new,
+    /// loads the latest snapshot and applies the log after it.
     pub fn connect(connect: &str) -> Result<ZkStore> {
+        Self::connect_with(connect, Compaction::default())
+    }
+
+    /// As [`ZkStore::connect`], compacting the log as `compaction` says
+    /// when this server is the one elected to.
+    pub fn connect_with(connect: &str, compaction: Compaction) -> Result<ZkStore> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("nsdb-zookeeper")
@@ -359,8 +547,16 @@ impl ZkStore {
             sessions: Mutex::new(HashMap::new()),
             dead_sessions: std::sync::atomic::AtomicU64::new(u64::MAX / 2),
         };
+        let f = store.follower();
+        run(store.rt(), async move { f.load().await })?;
         store.catch_up()?;
         store.spawn_follower();
+        let compactor = store.rt().spawn(store.follower().compactor(compaction));
+        store
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(compactor);
         let states = store.states();
         run(store.rt(), async move {
             states.relist().await;
@@ -459,6 +655,17 @@ impl ZkStore {
         }
     }
 
+    /// Where the log now starts, and the entry this server applies next:
+    /// how much of it compaction has removed, and how much is kept.
+    pub fn log_span(&self) -> Result<(u64, u64)> {
+        let c = self.zk();
+        let start = run(self.rt(), async move { log_start(&c).await })?;
+        Ok((
+            start,
+            self.follow.lock().unwrap_or_else(|p| p.into_inner()).next,
+        ))
+    }
+
     /// Applies every commit in the log so far.
     fn catch_up(&self) -> Result<()> {
         let f = self.follower();
@@ -472,6 +679,7 @@ impl ZkStore {
         let task = self.rt().spawn(async move {
             // The watch, and the session it was set on.
             let mut watch: Option<(zk::PersistentWatcher, zk::SessionId)> = None;
+            let mut reported = std::time::Instant::now() - REPORT_EVERY;
             loop {
                 let Some(client) = f.link.get() else { return };
                 if watch
@@ -499,6 +707,12 @@ impl ZkStore {
                 }
                 if let Err(e) = f.drain().await {
                     tracing::warn!(error = %e, "following the NSDB log");
+                }
+                if reported.elapsed() >= REPORT_EVERY {
+                    reported = std::time::Instant::now();
+                    if let Err(e) = f.report().await {
+                        tracing::debug!(error = %e, "reporting the NSDB log position");
+                    }
                 }
             }
         });
@@ -819,6 +1033,139 @@ impl Follower {
         }
     }
 
+    /// Starts the mirror from the latest snapshot, if there is one; the log
+    /// then applies from the entry after it. Says first that this server
+    /// needs the log from its start, so that no compaction removes entries
+    /// while it loads.
+    async fn load(&self) -> Result<()> {
+        let client = self.client()?;
+        report(&client, 0).await?;
+        for _ in 0..10 {
+            let names = client
+                .list_children("/snapshots")
+                .await
+                .map_err(unavailable)?;
+            let Some(n) = latest_snapshot(&names) else {
+                if log_start(&client).await? == 0 {
+                    return Ok(());
+                }
+                // Taken between the listing and the check: list again.
+                continue;
+            };
+            let Some((snap, bytes)) = read_snapshot(&client, n).await? else {
+                // Replaced by a newer one while reading it.
+                continue;
+            };
+            if log_start(&client).await? > n {
+                continue;
+            }
+            let objects = snap.objects.len();
+            self.mirror.restore(snap.objects, snap.rows);
+            let mut g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+            g.next = n;
+            g.snapshot_bytes = bytes;
+            tracing::info!(
+                entry = n,
+                objects,
+                bytes,
+                "NSDB mirror loaded from a snapshot"
+            );
+            return Ok(());
+        }
+        Err(unavailable(
+            "the log's snapshot kept changing while loading it",
+        ))
+    }
+
+    /// Tells the compactor how far this server has applied the log, and
+    /// checks that the log still starts at or before that: a server whose
+    /// session lapsed long enough may have missed a compaction, and then
+    /// refuses writes rather than serve a store with a hole in it.
+    async fn report(&self) -> Result<()> {
+        let client = self.client()?;
+        let next = self.next();
+        report(&client, next).await?;
+        let start = log_start(&client).await?;
+        if start > next {
+            let why = format!(
+                "this server applied the NSDB log up to entry {next}, but the log now starts at \
+                 {start} (compacted while it was away); restart it to load the latest snapshot"
+            );
+            tracing::error!("{why}");
+            self.follow
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .failed
+                .get_or_insert(why);
+        }
+        Ok(())
+    }
+
+    /// Compacts the log while this server leads the role, every
+    /// `c.every`: a snapshot once enough has been logged since the last,
+    /// then the entries before it that every server has applied.
+    async fn compactor(self, c: Compaction) {
+        loop {
+            tokio::time::sleep(c.every).await;
+            let Ok(client) = self.client() else { return };
+            if !lead(&client, "nsdb-compactor").await.unwrap_or(false) {
+                continue;
+            }
+            let due = {
+                let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+                g.failed.is_none()
+                    && g.logged - g.logged_at_snapshot >= c.min_bytes.max(g.snapshot_bytes)
+            };
+            if due && let Err(e) = self.snapshot(&client).await {
+                tracing::warn!(error = %e, "taking a snapshot of the NSDB");
+            }
+            if let Err(e) = trim(&client).await {
+                tracing::warn!(error = %e, "trimming the NSDB log");
+            }
+        }
+    }
+
+    /// Writes the mirror as it is between two log entries: chunks first,
+    /// then the marker that makes the snapshot complete.
+    async fn snapshot(&self, client: &zk::Client) -> Result<()> {
+        let (n, snap, logged) = {
+            let _one = self.reading.lock().await;
+            let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+            (g.next, Snapshot::of(&self.mirror)?, g.logged)
+        };
+        let chunks = snap.encode();
+        let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        for (i, c) in chunks.iter().enumerate() {
+            let path = chunk_path(n, i);
+            match client.create(&path, c, OPEN).await {
+                Ok(_) => {}
+                // Left by an attempt that stopped before its marker.
+                Err(zk::Error::NodeExists) => {
+                    client.set_data(&path, c, None).await.map_err(unavailable)?;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        let marker = format!("{} {bytes}", chunks.len());
+        match client
+            .create(&snapshot_path(n), marker.as_bytes(), OPEN)
+            .await
+        {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let mut g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+        g.logged_at_snapshot = logged;
+        g.snapshot_bytes = bytes;
+        tracing::info!(
+            entry = n,
+            objects = snap.objects.len(),
+            bytes,
+            "NSDB snapshot taken"
+        );
+        Ok(())
+    }
+
     fn client(&self) -> Result<zk::Client> {
         self.link
             .get()
@@ -872,11 +1219,140 @@ impl Follower {
             }
         };
         g.next = seq + 1;
+        g.logged += data.len() as u64;
         if g.made.len() == MADE_KEPT {
             g.made.pop_front();
         }
         g.made.push_back((seq, made));
         Ok(())
+    }
+}
+
+/// Records in `servers/<session>` (ephemeral) that this server has applied
+/// the log before entry `next`.
+async fn report(client: &zk::Client, next: u64) -> Result<()> {
+    let path = format!("/servers/{}", client.session_id().0);
+    let data = next.to_string();
+    match client.set_data(&path, data.as_bytes(), None).await {
+        Ok(_) => Ok(()),
+        Err(zk::Error::NoNode) => match client.create(&path, data.as_bytes(), EPHEMERAL).await {
+            Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        },
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// The log's first entry (the data of `log`; entries before it are gone).
+async fn log_start(client: &zk::Client) -> Result<u64> {
+    let (d, _) = client.get_data("/log").await.map_err(unavailable)?;
+    Ok(number(&d))
+}
+
+/// Snapshot `n` and its size, or `None` if it went while being read.
+async fn read_snapshot(client: &zk::Client, n: u64) -> Result<Option<(Snapshot, u64)>> {
+    let marker = match client.get_data(&snapshot_path(n)).await {
+        Ok((d, _)) => String::from_utf8_lossy(&d).into_owned(),
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let mut parts = marker.split(' ').map(|p| p.parse::<u64>().ok());
+    let (Some(Some(count)), Some(Some(bytes))) = (parts.next(), parts.next()) else {
+        return Err(StoreError::Storage(format!(
+            "NSDB snapshot {n}: a bad marker {marker:?}"
+        )));
+    };
+    let mut snap = Snapshot::default();
+    for i in 0..count as usize {
+        let data = match client.get_data(&chunk_path(n, i)).await {
+            Ok((d, _)) => d,
+            Err(zk::Error::NoNode) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        snap.decode(&data).ok_or_else(|| {
+            StoreError::Storage(format!("NSDB snapshot {n}: chunk {i} does not decode"))
+        })?;
+    }
+    Ok(Some((snap, bytes)))
+}
+
+/// Deletes the log entries before the latest snapshot that every server
+/// has applied, and the older snapshots. The log's start moves first, so a
+/// server that missed them knows.
+async fn trim(client: &zk::Client) -> Result<()> {
+    let names = client
+        .list_children("/snapshots")
+        .await
+        .map_err(unavailable)?;
+    let Some(latest) = latest_snapshot(&names) else {
+        return Ok(());
+    };
+    // Every server's report, as the leader of the ensemble has it.
+    client.sync("/servers").await.map_err(unavailable)?;
+    let mut keep = latest;
+    for s in client
+        .list_children("/servers")
+        .await
+        .map_err(unavailable)?
+    {
+        match client.get_data(&format!("/servers/{s}")).await {
+            Ok((d, _)) => keep = keep.min(number(&d)),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    let start = log_start(client).await?;
+    if keep > start {
+        client
+            .set_data("/log", keep.to_string().as_bytes(), None)
+            .await
+            .map_err(unavailable)?;
+        let mut from = start;
+        while from < keep {
+            let to = keep.min(from + TRIM_BATCH);
+            let mut m = client.new_multi_writer();
+            for seq in from..to {
+                m.add_delete(&log_path(seq), None).map_err(unavailable)?;
+            }
+            if m.commit().await.is_err() {
+                // Some already gone (an earlier leader's trim): one by one.
+                for seq in from..to {
+                    match client.delete(&log_path(seq), None).await {
+                        Ok(()) | Err(zk::Error::NoNode) => {}
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                }
+            }
+            from = to;
+        }
+        tracing::info!(from = start, to = keep, "NSDB log trimmed");
+    }
+    // Older snapshots, markers before their chunks.
+    let mut old: Vec<(u64, bool, &String)> = names
+        .iter()
+        .filter_map(|name| snapshot_name(name).map(|(n, m)| (n, m, name)))
+        .filter(|(n, _, _)| *n < latest)
+        .collect();
+    old.sort_by_key(|(n, marker, _)| (*n, !*marker));
+    for (_, _, name) in old {
+        match client.delete(&format!("/snapshots/{name}"), None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Whether this session holds `leaders/<role>`, taking it if it is free.
+async fn lead(c: &zk::Client, role: &str) -> Result<bool> {
+    let path = format!("/leaders/{}", name(role));
+    match c.create(&path, &[], EPHEMERAL).await {
+        Ok(_) => Ok(true),
+        Err(zk::Error::NodeExists) => match c.get_data(&path).await {
+            Ok((_, stat)) => Ok(stat.ephemeral_owner == c.session_id().0),
+            Err(_) => Ok(false),
+        },
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -1018,6 +1494,9 @@ impl Store for ZkStore {
     }
 
     fn stale(&self) -> Option<String> {
+        if let Some(why) = &self.follow.lock().unwrap_or_else(|p| p.into_inner()).failed {
+            return Some(why.clone());
+        }
         let quiet = self
             .answered
             .lock()
@@ -1165,19 +1644,8 @@ impl Store for ZkStore {
     /// whoever creates it leads until its session ends.
     fn lead(&self, role: &str) -> bool {
         let c = self.zk();
-        let path = format!("/leaders/{}", name(role));
-        let me = c.session_id().0;
-        run(self.rt(), async move {
-            match c.create(&path, &[], EPHEMERAL).await {
-                Ok(_) => Ok(true),
-                Err(zk::Error::NodeExists) => match c.get_data(&path).await {
-                    Ok((_, stat)) => Ok(stat.ephemeral_owner == me),
-                    Err(_) => Ok(false),
-                },
-                Err(e) => Err(unavailable(e)),
-            }
-        })
-        .unwrap_or(false)
+        let role = role.to_string();
+        run(self.rt(), async move { lead(&c, &role).await }).unwrap_or(false)
     }
 
     fn ephemeral_entries(&self) -> Vec<(String, Arc<[u8]>)> {
@@ -1288,6 +1756,36 @@ mod tests {
         assert!(
             decode_log(b"P\0\0\0\x09ab").is_none(),
             "a cut entry is refused"
+        );
+    }
+
+    #[test]
+    fn snapshots_round_trip_in_chunks() {
+        let big = vec![7u8; 300 * 1024];
+        let snap = Snapshot {
+            objects: vec![
+                ("Port".into(), "a/b".into(), 3, big.clone()),
+                ("Port".into(), "c".into(), 1, big.clone()),
+                ("Router".into(), "r".into(), u64::MAX, vec![]),
+            ],
+            rows: vec![("t".into(), "k".into(), "v".into())],
+        };
+        let chunks = snap.encode();
+        assert_eq!(chunks.len(), 2, "a new chunk once one passes 512 KB");
+        assert!(chunks.iter().all(|c| c.len() < 1024 * 1024));
+        let mut back = Snapshot::default();
+        for c in &chunks {
+            back.decode(c).unwrap();
+        }
+        assert_eq!(back, snap);
+        assert!(Snapshot::default().decode(&chunks[1][..20]).is_none());
+        assert_eq!(snapshot_name("s-0000000042"), Some((42, true)));
+        assert_eq!(snapshot_name("s-0000000042-00001"), Some((42, false)));
+        let names = ["s-0000000009", "s-0000000042-00000", "s-0000000007"].map(String::from);
+        assert_eq!(
+            latest_snapshot(&names),
+            Some(9),
+            "a chunk without its marker is not a snapshot"
         );
     }
 

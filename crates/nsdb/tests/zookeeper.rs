@@ -4,7 +4,7 @@
 
 mod support;
 
-use nsdb::{Change, Op, Store, StoreError};
+use nsdb::{Change, Compaction, Op, Store, StoreError};
 use std::time::{Duration, Instant};
 use support::{ZooKeeper, create, eventually, put, update};
 
@@ -312,4 +312,78 @@ fn concurrent_compare_and_set_across_servers_loses_nothing() {
     assert_eq!(n(&a), (acked.to_string(), acked + 1));
     // A server started now replays the same.
     assert_eq!(n(&zk.connect("/cas")), (acked.to_string(), acked + 1));
+}
+
+#[test]
+fn the_log_is_compacted_and_a_new_server_starts_from_its_snapshot() {
+    if !support::zookeeper_wanted() {
+        return;
+    }
+    let zk = ZooKeeper::start();
+    // Compacting at every look, several times a second.
+    let eager = Compaction {
+        min_bytes: 1,
+        every: Duration::from_millis(100),
+    };
+    let a = zk.connect_with("/t5", eager);
+    let b = zk.connect_with("/t5", eager);
+    for i in 0..300 {
+        a.commit(vec![create("Port", &format!("p{i}"), "x")])
+            .unwrap();
+    }
+    for i in 0..100 {
+        b.commit(vec![update("Port", &format!("p{i}"), "y", 1)])
+            .unwrap();
+    }
+    a.commit(vec![
+        Op::Delete {
+            kind: "Port".into(),
+            id: "p299".into(),
+            version: Some(1),
+        },
+        Op::Table {
+            table: "routes".into(),
+            key: "10.0.0.0/8".into(),
+            value: Some("r1".into()),
+        },
+    ])
+    .unwrap();
+    let (_, head) = a.log_span().unwrap();
+    assert_eq!(head, 401, "one entry per commit");
+    // Entries go once a snapshot covers them; the log kept after the last
+    // one is up to the snapshot's own size.
+    let t = Instant::now();
+    while a.log_span().unwrap().0 == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the log was never trimmed: {:?}",
+            a.log_span()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A server starting now has no log from the start to replay: it loads
+    // the snapshot, versions and rows as they were, and follows from there.
+    let c = zk.connect("/t5");
+    let (start, next) = c.log_span().unwrap();
+    assert!(start > 0 && next == 401, "{start} {next}");
+    assert_eq!(c.list("Port").unwrap().len(), 299);
+    assert_eq!(c.get("Port", "p5").unwrap().unwrap().version, 2);
+    assert_eq!(c.get("Port", "p200").unwrap().unwrap().version, 1);
+    assert!(c.get("Port", "p299").unwrap().is_none());
+    assert_eq!(
+        c.persistent_entries("routes"),
+        vec![("10.0.0.0/8".to_string(), "r1".to_string())]
+    );
+    // Compare-and-set goes on at the versions it loaded, on every server.
+    c.commit(vec![update("Port", "p5", "z", 2)]).unwrap();
+    let stale = a.commit(vec![update("Port", "p5", "w", 2)]);
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { .. })),
+        "{stale:?}"
+    );
+    eventually("b sees c's write", || {
+        b.get("Port", "p5").unwrap().is_some_and(|e| e.version == 3)
+    });
+    assert!(a.stale().is_none() && b.stale().is_none() && c.stale().is_none());
 }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its part
 
-use nsdb::{Op, ZkStore};
+use nsdb::{Compaction, Op, ZkStore};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,6 +76,11 @@ impl ZooKeeper {
 
     pub fn connect(&self, chroot: &str) -> ZkStore {
         ZkStore::connect(&format!("127.0.0.1:{}{chroot}", self.port)).expect("connects")
+    }
+
+    pub fn connect_with(&self, chroot: &str, compaction: Compaction) -> ZkStore {
+        ZkStore::connect_with(&format!("127.0.0.1:{}{chroot}", self.port), compaction)
+            .expect("connects")
     }
 }
 
