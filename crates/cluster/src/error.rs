@@ -72,8 +72,11 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::NotFound { .. } => 404,
             StoreError::AlreadyExists { .. } | StoreError::VersionMismatch { .. } => 409,
-            StoreError::Compacted { .. } | StoreError::NoSession(_) | StoreError::Unchained => 409,
-            StoreError::Storage(_) | StoreError::Unavailable(_) => 503,
+            StoreError::Compacted { .. } | StoreError::NoSession(_) => 409,
+            // Still refused after redoing it on what the store holds, each
+            // time behind other writes: the store is busy or recovering,
+            // and the request itself is fine to send again.
+            StoreError::Unchained | StoreError::Storage(_) | StoreError::Unavailable(_) => 503,
         };
         ApiError::new(status, e.to_string())
     }

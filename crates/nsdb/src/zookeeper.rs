@@ -803,6 +803,7 @@ impl ZkStore {
             (f.pipe.clone(), f.expect)
         };
         let session = client.session_id();
+        let recovering = expect.is_none() || !matches!(&pipe, Some((_, on)) if *on == session);
         let c = client.clone();
         let (path, version) = match pipe {
             Some((path, on)) if on == session => match expect {
@@ -821,6 +822,16 @@ impl ZkStore {
                 Ok((format!("/pipes/p-{seq}"), stat.version))
             })?,
         };
+        // After a failure (an answer lost, a member gone), the member this
+        // session now talks to may lag the ensemble's leader: a commit of
+        // ours it has not yet seen would take the entry this one is about
+        // to, again and again. `sync` brings it up to date first.
+        if recovering {
+            let c = client.clone();
+            run(self.rt(), async move {
+                c.sync("/log").await.map_err(unavailable)
+            })?;
+        }
         // Checked against everything logged so far: the next entry is ours
         // unless another server logs one first.
         self.catch_up()?;
