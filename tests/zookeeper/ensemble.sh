@@ -40,7 +40,7 @@ zk_ensemble() {
 }
 
 zk_start() { # MEMBER: (again) by PID, on its own data
-    $ZK_EXEC java -Xmx256m -cp "$ZK_JAR" -Dzookeeper.log.dir="$ZK_DIR" \
+    $ZK_EXEC java -Xmx${ZK_HEAP:-256m} -cp "$ZK_JAR" -Dzookeeper.log.dir="$ZK_DIR" \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$ZK_DIR/zoo$1.cfg" >>"$ZK_DIR/zk$1.log" 2>&1 &
     ZK_PIDS[$1]=$!
     echo $! >"$ZK_DIR/zk$1.pid"

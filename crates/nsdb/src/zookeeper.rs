@@ -297,6 +297,41 @@ fn log_path(seq: u64) -> String {
     format!("/log/c-{seq:010}")
 }
 
+/// Log entries and snapshot chunks from this size on are stored compressed
+/// (LZ4): the JSON of a Neutron port's 20 objects shrinks severalfold, and
+/// that is what each ZooKeeper member holds in memory, logs and sends to
+/// the others.
+const PACK_FROM: usize = 512;
+/// The most a packed znode may claim to hold: a broken one is refused, not
+/// allocated.
+const UNPACKED_MAX: usize = 64 << 20;
+
+/// `Z`, the length, the LZ4 block; or the bytes as they are when short
+/// (an entry's own first byte is never `Z`).
+fn pack(raw: Vec<u8>) -> Vec<u8> {
+    if raw.len() < PACK_FROM {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(5 + raw.len() / 2);
+    out.push(b'Z');
+    out.extend_from_slice(&(raw.len() as u32).to_be_bytes());
+    out.extend_from_slice(&lz4_flex::block::compress(&raw));
+    out
+}
+
+fn unpack(b: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let Some((b'Z', rest)) = b.split_first() else {
+        return Some(std::borrow::Cow::Borrowed(b));
+    };
+    let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if n > UNPACKED_MAX {
+        return None;
+    }
+    let mut out = vec![0; n];
+    let got = lz4_flex::block::decompress_into(&rest[4..], &mut out).ok()?;
+    (got == n).then_some(std::borrow::Cow::Owned(out))
+}
+
 /// A length-prefixed field of a log entry or snapshot.
 fn put_field(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
@@ -888,7 +923,7 @@ impl ZkStore {
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let (flight, turn, follower) = (self.flight.clone(), self.turn.clone(), self.follower());
         self.rt().spawn(async move {
-            let log = encode_log(&ops);
+            let log = pack(encode_log(&ops));
             let entry = log_path(seq);
             let mut m = client.new_multi_writer();
             let built = m
@@ -1144,7 +1179,7 @@ impl Follower {
             let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
             (g.next, Snapshot::of(&self.mirror)?, g.logged)
         };
-        let chunks = snap.encode();
+        let chunks: Vec<Vec<u8>> = snap.encode().into_iter().map(pack).collect();
         let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         for (i, c) in chunks.iter().enumerate() {
             let path = chunk_path(n, i);
@@ -1208,7 +1243,8 @@ impl Follower {
 
     /// Applies log entry `seq` to the mirror; the next is `seq + 1`.
     fn apply(&self, seq: u64, data: &[u8]) -> Result<()> {
-        let applied = decode_log(data)
+        let applied = unpack(data)
+            .and_then(|d| decode_log(&d))
             .ok_or_else(|| StoreError::Storage(format!("log entry {seq} does not decode")))
             .and_then(|ops| {
                 if ops.is_empty() {
@@ -1280,7 +1316,7 @@ async fn read_snapshot(client: &zk::Client, n: u64) -> Result<Option<(Snapshot, 
             Err(zk::Error::NoNode) => return Ok(None),
             Err(e) => return Err(unavailable(e)),
         };
-        snap.decode(&data).ok_or_else(|| {
+        unpack(&data).and_then(|d| snap.decode(&d)).ok_or_else(|| {
             StoreError::Storage(format!("NSDB snapshot {n}: chunk {i} does not decode"))
         })?;
     }
@@ -1798,6 +1834,30 @@ mod tests {
             Some(9),
             "a chunk without its marker is not a snapshot"
         );
+    }
+
+    #[test]
+    fn large_entries_are_packed_and_broken_ones_refused() {
+        let raw = b"{\"name\": \"port\", \"admin_state_up\": true} ".repeat(100);
+        let packed = pack(raw.clone());
+        assert!(
+            packed[0] == b'Z' && packed.len() < raw.len() / 4,
+            "{}",
+            packed.len()
+        );
+        assert_eq!(&*unpack(&packed).unwrap(), &raw[..]);
+        let short = b"P\0\0\0\x01a".to_vec();
+        assert_eq!(pack(short.clone()), short, "short entries stay as they are");
+        assert_eq!(&*unpack(&short).unwrap(), &short[..]);
+        let mut cut = packed.clone();
+        cut.truncate(packed.len() / 2);
+        assert!(unpack(&cut).is_none());
+        let mut huge = packed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(unpack(&huge).is_none(), "a claimed size past the cap");
+        let mut lying = packed;
+        lying[1..5].copy_from_slice(&((raw.len() + 1) as u32).to_be_bytes());
+        assert!(unpack(&lying).is_none(), "a size the block does not fill");
     }
 
     #[test]
