@@ -13,7 +13,7 @@
 #     agent does not talk to).
 # ZooKeeper is Debian's package (3 members on loopback in the operator's
 # namespace, tickTime=500, fsync on). Everything is stopped by PID.
-#   sudo bench/zookeeper.sh
+#   sudo bench/zookeeper.sh          (ZK_COMPACT_MIB=N: compact the log every N MiB, default 16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/zookeeper.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -65,7 +65,7 @@ for store in embedded zookeeper; do
     e2e_down; e2e_underlay
     if [[ $store == zookeeper ]]; then
         zk_ensemble
-        zkargs=(--store zookeeper --zookeeper "$ZK_CONNECT/bench")
+        zkargs=(--store zookeeper --zookeeper "$ZK_CONNECT/bench" --zookeeper-compact-mib "${ZK_COMPACT_MIB:-16}")
         server a 8181 8088 9696 "${zkargs[@]}"
         server b 8182 8089 9697 "${zkargs[@]}"
     else

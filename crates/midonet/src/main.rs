@@ -47,6 +47,11 @@ struct StoreArgs {
     /// (chroot `/midonet` when none is given).
     #[arg(long, env = "MIDONET_ZOOKEEPER", default_value = "127.0.0.1:2181")]
     zookeeper: String,
+    /// With `--store zookeeper`: the log written since the last snapshot,
+    /// in MiB, before the elected server takes the next (at least; also
+    /// at least the last snapshot's size).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    zookeeper_compact_mib: u64,
 }
 
 impl StoreArgs {
@@ -54,8 +59,14 @@ impl StoreArgs {
         Ok(match self.store.as_str() {
             "memory" => Arc::new(nsdb::LocalStore::in_memory()),
             "zookeeper" => Arc::new(
-                nsdb::ZkStore::connect(&self.zookeeper)
-                    .with_context(|| format!("connecting to ZooKeeper at {}", self.zookeeper))?,
+                nsdb::ZkStore::connect_with(
+                    &self.zookeeper,
+                    nsdb::Compaction {
+                        min_bytes: self.zookeeper_compact_mib << 20,
+                        ..Default::default()
+                    },
+                )
+                .with_context(|| format!("connecting to ZooKeeper at {}", self.zookeeper))?,
             ),
             _ => Arc::new(
                 nsdb::LocalStore::open(&self.data_dir)
