@@ -234,6 +234,10 @@ pub async fn run(
                         metrics.set(i, *m);
                         continue;
                     }
+                    Event::Trace(request, record) => Msg::Trace(topology_proto::v1::TraceRecord {
+                        request_id: request.to_string(),
+                        data: record.to_string().into_bytes(),
+                    }),
                 };
                 if sess_tx.send(msg).is_err() {
                     break;
@@ -586,7 +590,8 @@ fn remember(current: &mut rustc_hash::FxHashMap<String, Msg>, m: Msg) {
         }
         // Health is stored by the cluster; saying it again is harmless.
         Msg::Member(m) => format!("member/{}", m.member_id),
-        Msg::Lease(_) | Msg::Hello(_) => return,
+        // A trace record is said once: one lost with a session is lost.
+        Msg::Lease(_) | Msg::Hello(_) | Msg::Trace(_) => return,
     };
     match m {
         Msg::Lease(l) if l.release => {
@@ -621,6 +626,7 @@ async fn watch_loop(
     (speakers, max_prefixes): (mpsc::UnboundedSender<bgp::frr::Input>, u32),
 ) {
     let mut cache = Cache::new(me);
+    let mut live = trace::Live::default();
     let mut backoff = Duration::from_millis(100);
     // Revisions are each server's own: a watch resumes only where it was.
     let mut watched: Option<usize> = None;
@@ -696,6 +702,15 @@ async fn watch_loop(
             }
             if consistent {
                 let kinds = publish(&mut cache, &send, &bind);
+                if kinds.contains(model::Kind::TraceRequest.name())
+                    && let Some((set, devices)) = live.update(cache.stored())
+                {
+                    tracing::info!(requests = set.budgets.len(), "live trace requests changed");
+                    send(Control::Traces(
+                        Arc::new(set),
+                        devices.into_iter().map(sim::Tag::Device).collect(),
+                    ));
+                }
                 summary_due.get_or_insert_with(|| {
                     tokio::time::Instant::now() + (summary_cost * 100).max(Duration::from_secs(1))
                 });

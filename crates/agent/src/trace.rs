@@ -1,13 +1,121 @@
-//! What-if traces (`midonet trace`): a probe packet simulated by a packet
+//! Traces. What-if (`midonet trace`): a probe packet simulated by a packet
 //! worker against its live topology and state tables, with tracing on and
 //! nothing applied (no state written, no flow installed, nothing sent).
+//! Live (REST v5 `traces`): the workers match real packets against the
+//! enabled trace requests, and send the walk of each one matched, up to the
+//! request's limit on this host, to the cluster (see [`Live`]).
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sim::probe::{Probe, Proto};
 use sim::{Outcome, Step};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
+
+/// Packets one host traces for a request whose limit is unset (0), and at
+/// most for any request: each is simulated twice and never cached as a
+/// flow, and its record is kept by the cluster.
+pub const LIMIT_MAX: u64 = 1_000;
+
+/// The enabled trace requests, as the packet workers match them: the
+/// sim's per-device conditions, and each request's packets left to trace
+/// on this host (shared by the workers).
+#[derive(Clone, Debug, Default)]
+pub struct TraceSet {
+    pub requests: sim::topology::TraceRequests,
+    pub budgets: FxHashMap<Uuid, Arc<AtomicU64>>,
+}
+
+impl TraceSet {
+    /// Takes one packet of `request`'s budget: `false` when it is spent.
+    pub fn take(&self, request: Uuid) -> bool {
+        self.budgets.get(&request).is_some_and(|b| {
+            b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        })
+    }
+}
+
+/// The agent's side: the trace requests it holds, each with its budget. A
+/// request changed (enabled again, a new condition or limit) starts a new
+/// budget, as MidoNet re-arms a request disabled and enabled.
+#[derive(Default)]
+pub struct Live {
+    held: FxHashMap<Uuid, (model::TraceRequest, Arc<AtomicU64>)>,
+}
+
+impl Live {
+    /// The stored requests now: the set for the workers and the devices
+    /// whose flows must go (a request there came, changed or went), or
+    /// `None` when nothing changed.
+    pub fn update(&mut self, stored: Vec<model::TraceRequest>) -> Option<(TraceSet, Vec<Uuid>)> {
+        let mut now: FxHashMap<Uuid, (model::TraceRequest, Arc<AtomicU64>)> = FxHashMap::default();
+        let mut devices = Vec::new();
+        for t in stored {
+            let (Some(device), Some(_), true) = (t.device_id, &t.condition, t.enabled) else {
+                continue;
+            };
+            let budget = match self.held.remove(&t.id) {
+                Some((old, b)) if old == t => b,
+                old => {
+                    devices.extend(old.and_then(|(o, _)| o.device_id));
+                    devices.push(device);
+                    let limit = u64::try_from(t.limit).unwrap_or(0);
+                    let limit = if limit == 0 {
+                        LIMIT_MAX
+                    } else {
+                        limit.min(LIMIT_MAX)
+                    };
+                    Arc::new(AtomicU64::new(limit))
+                }
+            };
+            now.insert(t.id, (t, budget));
+        }
+        devices.extend(self.held.values().filter_map(|(t, _)| t.device_id));
+        self.held = now;
+        if devices.is_empty() {
+            return None;
+        }
+        let mut set = TraceSet::default();
+        for (id, (t, b)) in &self.held {
+            if let (Some(d), Some(c)) = (t.device_id, &t.condition) {
+                set.requests.add(d, *id, c);
+                set.budgets.insert(*id, b.clone());
+            }
+        }
+        devices.sort();
+        devices.dedup();
+        Some((set, devices))
+    }
+}
+
+/// One traced packet's record for the cluster: the request, where and
+/// when, the packet, and its walk as `midonet trace` shows one.
+pub fn record(
+    request: Uuid,
+    host: Uuid,
+    in_port: Uuid,
+    time_ms: u64,
+    packet: &sim::Fields,
+    out: &Outcome,
+) -> Value {
+    let mut v = serde_json::to_value(Reply::of(out)).unwrap_or_else(|_| json!({}));
+    let summary: Vec<String> = packet
+        .describe(sim::FieldSet(u32::MAX))
+        .into_iter()
+        .filter(|(k, _)| *k != "in_port")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    v["requestId"] = json!(request);
+    v["hostId"] = json!(host);
+    v["inPort"] = json!(in_port);
+    v["timeMs"] = json!(time_ms);
+    v["packet"] = json!(summary.join(" "));
+    v
+}
 
 /// A trace request, as the control socket takes it.
 #[derive(Clone, Debug, Deserialize)]
@@ -158,6 +266,40 @@ mod tests {
         serde_json::from_value::<Request>(v)
             .map_err(|e| e.to_string())?
             .probe()
+    }
+
+    fn request(device: Uuid, limit: i64, enabled: bool) -> model::TraceRequest {
+        model::TraceRequest {
+            id: Uuid::from_u128(7),
+            device_type: Some("PORT".into()),
+            device_id: Some(device),
+            condition: Some(serde_json::from_value(json!({"nwProto": 1})).unwrap()),
+            limit,
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn live_requests_are_budgeted_per_host_and_rearmed_when_enabled_again() {
+        let (port, id) = (Uuid::from_u128(1), Uuid::from_u128(7));
+        let mut live = Live::default();
+        assert!(live.update(vec![request(port, 2, false)]).is_none());
+        let (set, devices) = live.update(vec![request(port, 2, true)]).unwrap();
+        assert_eq!(devices, vec![port]);
+        assert!(set.take(id) && set.take(id) && !set.take(id));
+        // Unchanged: no new set, the spent budget stays spent.
+        assert!(live.update(vec![request(port, 2, true)]).is_none());
+        // Disabled, then enabled: flows through the port go, budget anew.
+        let (off, devices) = live.update(vec![request(port, 2, false)]).unwrap();
+        assert_eq!(devices, vec![port]);
+        assert!(!off.take(id));
+        let (on, _) = live.update(vec![request(port, 2, true)]).unwrap();
+        assert!(on.take(id));
+        // No limit: capped.
+        let (unlimited, _) = live.update(vec![request(port, 0, true)]).unwrap();
+        let n = (0..LIMIT_MAX + 5).filter(|_| unlimited.take(id)).count() as u64;
+        assert_eq!(n, LIMIT_MAX);
     }
 
     #[test]

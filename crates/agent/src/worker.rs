@@ -44,6 +44,9 @@ pub enum Control {
     State(Vec<StateWrite>),
     /// An answer to this worker's SNAT port-block request.
     NatLease(NatLeaseUpdate),
+    /// The enabled live trace requests, and the devices whose flows go
+    /// (their packets must be simulated again to be matched).
+    Traces(Arc<crate::trace::TraceSet>, Vec<Tag>),
     /// Forget every flow and learned entry (the benchmark's cold start).
     Flush,
     /// The installed flows, for `midonet flows` (each worker answers).
@@ -89,6 +92,8 @@ pub enum Event {
     Stats(usize, Stats),
     Metrics(usize, Box<crate::metrics::WorkerMetrics>),
     Lease(LeaseEvent),
+    /// A live trace request's record of one packet, for the cluster.
+    Trace(Uuid, Box<serde_json::Value>),
 }
 
 struct LocalPort {
@@ -122,6 +127,8 @@ pub struct Worker {
     state_dirty: bool,
     /// Log every simulation step by step (MIDONET_TRACE=1; for debugging).
     trace: bool,
+    /// The live trace requests and their budgets on this host.
+    traces: Arc<crate::trace::TraceSet>,
     /// This worker's index; worker 0 also receives tunnel traffic and
     /// reports port state.
     index: usize,
@@ -183,6 +190,7 @@ impl Worker {
             state_file,
             state_dirty: false,
             trace: std::env::var_os("MIDONET_TRACE").is_some(),
+            traces: Arc::default(),
             topo: Topology::default(),
             state: StateTables {
                 nat_leasing: true,
@@ -532,6 +540,12 @@ impl Worker {
                     tracing::debug!(flows = n, tags = invalidate.len(), "topology update");
                     self.retry(|_| true);
                 }
+                Control::Traces(set, devices) => {
+                    self.topo.traces = set.requests.clone();
+                    self.traces = set;
+                    self.flows.invalidate(&devices);
+                    self.retry(|_| true);
+                }
                 Control::Bindings(b) => self.set_bindings(b),
                 Control::Speakers(links) => self.set_speakers(links),
                 Control::DumpFlows(reply) => {
@@ -749,6 +763,7 @@ impl Worker {
         for step in &out.trace {
             tracing::info!(device = ?step.device, "trace: {}", step.what);
         }
+        let traced = !out.traced.is_empty() && self.record_traced(port, sim_frame, &out);
         if !out.writes.is_empty() {
             self.apply_state(&out.writes, now);
             for w in &out.writes {
@@ -826,8 +841,11 @@ impl Worker {
         }
         match out.verdict {
             Verdict::Forward | Verdict::Drop(_) | Verdict::ShortDrop(_) | Verdict::ErrorDrop(_) => {
+                // A traced packet's flow is not cached: the next packet
+                // is matched (and traced) again, until the budget is spent.
                 if let Some(spec) = &out.flow
                     && !spec.userspace_only
+                    && !traced
                 {
                     let mut key = spec.key.clone();
                     key.in_port = port_no;
@@ -890,6 +908,29 @@ impl Worker {
         if !learned.is_empty() {
             self.retry(|m| learned.contains(m));
         }
+    }
+
+    /// Sends the record of a packet that matched live trace requests, for
+    /// each whose budget on this host is not spent; a spent one is matched
+    /// no more. `true` when a record went.
+    fn record_traced(&mut self, port: Uuid, frame: &[u8], out: &Outcome) -> bool {
+        let Some(fields) = sim::Fields::parse(frame, 0) else {
+            return false;
+        };
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut sent = false;
+        for &request in &out.traced {
+            if self.traces.take(request) {
+                let r = crate::trace::record(request, self.me, port, time_ms, &fields, out);
+                let _ = self.events.send(Event::Trace(request, Box::new(r)));
+                sent = true;
+            } else {
+                self.topo.traces.remove(request);
+            }
+        }
+        sent
     }
 
     fn retry(&mut self, which: impl Fn(&Missing) -> bool) {

@@ -260,6 +260,13 @@ const RESOURCES: &[Res] = &[
         ],
     },
     Res {
+        noun: "trace-request",
+        path: "traces",
+        ty: "TraceRequest-v1",
+        parent: None,
+        columns: &["id", "name", "deviceType", "deviceId", "limit", "enabled"],
+    },
+    Res {
         noun: "mirror",
         path: "mirrors",
         ty: "Mirror-v1",
@@ -308,6 +315,10 @@ pub enum Command {
     BgpPeer(Crud),
     /// Port mirrors.
     Mirror(Crud),
+    /// Live trace requests: agents record the walk of each packet that
+    /// matches `condition` on a device (deviceType PORT, BRIDGE or ROUTER),
+    /// up to `limit` per host, while `enabled`.
+    TraceRequest(TraceRequestArgs),
     /// The cluster's state.
     SystemState(Global),
     /// Binds a port to an interface of this host, through the local agent
@@ -471,6 +482,22 @@ pub enum GroupVerb {
     Remove { group: String, member: String },
     /// List the members.
     Members { group: String },
+}
+
+#[derive(Args)]
+pub struct TraceRequestArgs {
+    #[command(subcommand)]
+    pub verb: TraceRequestVerb,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Subcommand)]
+pub enum TraceRequestVerb {
+    #[command(flatten)]
+    Crud(Verb),
+    /// The walks the agents recorded, oldest first.
+    Results { id: String },
 }
 
 #[derive(Args)]
@@ -852,8 +879,54 @@ fn zone(args: ZoneArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A walk (`midonet trace`'s answer, or a trace record) for a person:
+/// numbered steps, the verdict, where the packet leaves.
+fn print_walk(v: &Value) {
+    let mut steps = v["steps"].clone();
+    if let Value::Array(rows) = &mut steps {
+        for (i, r) in rows.iter_mut().enumerate() {
+            r["n"] = Value::from(i + 1);
+        }
+    }
+    render(Output::Table, &["n", "kind", "device", "what"], &steps);
+    println!("verdict: {}", v["verdict"].as_str().unwrap_or("?"));
+    for o in v["outputs"].as_array().into_iter().flatten() {
+        println!("egress: port {} on host {}", o["port"], o["host"]);
+    }
+}
+
+fn trace_request(args: TraceRequestArgs) -> Result<(), CliError> {
+    let g = &args.global;
+    match args.verb {
+        TraceRequestVerb::Crud(v) => crud(res("trace-request"), v, g),
+        TraceRequestVerb::Results { id } => {
+            let c = connect(g)?;
+            let v = c.get(&format!("traces/{id}/results"))?;
+            if g.output == Output::Json {
+                render(g.output, &[], &v);
+                return Ok(());
+            }
+            let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+            println!("{} packets traced", rows.len());
+            for (i, r) in rows.iter().enumerate() {
+                println!(
+                    "\n#{} at {} ms on host {} from port {}: {}",
+                    i + 1,
+                    r["timeMs"],
+                    r["hostId"].as_str().unwrap_or("?"),
+                    r["inPort"].as_str().unwrap_or("?"),
+                    r["packet"].as_str().unwrap_or("")
+                );
+                print_walk(r);
+            }
+            Ok(())
+        }
+    }
+}
+
 fn dispatch(cmd: Command) -> Result<(), CliError> {
     let (noun, args) = match cmd {
+        Command::TraceRequest(a) => return trace_request(a),
         Command::Port(a) => return port(a),
         Command::PortGroup(a) => return group(a, "port-group"),
         Command::IpAddrGroup(a) => return group(a, "ip-addr-group"),
@@ -882,18 +955,8 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
             let v = local::trace(&socket.socket, &body)?;
             if output == Output::Json {
                 render(output, &[], &v);
-                return Ok(());
-            }
-            let mut steps = v["steps"].clone();
-            if let Value::Array(rows) = &mut steps {
-                for (i, r) in rows.iter_mut().enumerate() {
-                    r["n"] = Value::from(i + 1);
-                }
-            }
-            render(output, &["n", "kind", "device", "what"], &steps);
-            println!("verdict: {}", v["verdict"].as_str().unwrap_or("?"));
-            for o in v["outputs"].as_array().into_iter().flatten() {
-                println!("egress: port {} on host {}", o["port"], o["host"]);
+            } else {
+                print_walk(&v);
             }
             return Ok(());
         }

@@ -66,10 +66,12 @@ fn deleted(revision: u64, kind: &str, id: &str) -> Update {
     }
 }
 
-/// Cluster bookkeeping agents have no use for: SNAT block leases, and an
-/// API's own records (Neutron's view of the topology it translated).
+/// Cluster bookkeeping agents have no use for: SNAT block leases, trace
+/// results, and an API's own records (Neutron's view of the topology it
+/// translated).
 fn is_private(u: &Update) -> bool {
     (u.kind == "state" && u.id.starts_with("NatBlock/"))
+        || u.kind.starts_with("table/traces/")
         || model::Kind::ALL
             .iter()
             .any(|k| k.is_api_record() && k.name() == u.kind)

@@ -19,6 +19,7 @@ pub mod routes;
 pub mod tenancy;
 pub mod topo;
 pub mod topology_service;
+pub mod traces;
 
 use axum::extract::{Request, State};
 use axum::response::Response;

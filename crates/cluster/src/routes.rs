@@ -845,8 +845,14 @@ pub static ROUTES: &[ApiRoute] = &[
     ),
     del(
         "traces/{id}",
-        delete::<TraceRequest>,
-        "Delete a trace request",
+        crate::traces::delete,
+        "Delete a trace request and its results",
+    ),
+    lst(
+        "traces/{id}/results",
+        "TraceResult-v1",
+        crate::traces::results,
+        "The walks of the packets the request traced (each agent up to the request's limit), oldest first",
     ),
     lst(
         "service_container_groups",

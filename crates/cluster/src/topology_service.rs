@@ -362,6 +362,13 @@ impl topology_proto::Topology for TopologyService {
                         ..Default::default()
                     })),
                     (Some(Msg::Member(m)), Some(h)) => member_status(&app, h, &m).map(|_| None),
+                    (Some(Msg::Trace(t)), Some(h)) => {
+                        // A record that cannot be kept costs the record, not the session.
+                        if let Err(e) = crate::traces::record(&app, h, &t.request_id, &t.data) {
+                            tracing::debug!(host = %h, "trace record dropped: {e}");
+                        }
+                        Ok(None)
+                    }
                     (None, _) => Ok(None),
                 };
                 match result {

@@ -97,10 +97,27 @@ pub(crate) struct Sim<'a, 'o> {
 }
 
 /// Simulates `input` through `topo`; the result goes into `out` (cleared first).
+/// A packet that matches a live trace request on a device it passes is
+/// simulated again from the start with tracing on (the simulation has no
+/// side effects, so the second walk is the first one, recorded).
 pub fn simulate(
     topo: &Topology,
     state: &StateTables,
     input: &Input<'_>,
+    rng: &mut dyn Random,
+    out: &mut Outcome,
+) {
+    run(topo, state, input, input.trace, rng, out);
+    if !input.trace && !out.traced.is_empty() {
+        run(topo, state, input, true, rng, out);
+    }
+}
+
+fn run(
+    topo: &Topology,
+    state: &StateTables,
+    input: &Input<'_>,
+    trace: bool,
     rng: &mut dyn Random,
     out: &mut Outcome,
 ) {
@@ -119,7 +136,7 @@ pub fn simulate(
         fields,
         input.in_port,
     );
-    sim.trace = input.trace;
+    sim.trace = trace;
     let v = sim.ingress(input.in_port);
     sim.finish(v);
 }
@@ -173,6 +190,21 @@ impl<'a, 'o> Sim<'a, 'o> {
         if self.trace {
             let (step, what) = f();
             self.out.trace.push(TraceStep { device, step, what });
+        }
+    }
+
+    /// Matches the packet against the live trace requests on `device`.
+    /// Reading a condition's fields widens the flow's mask as a rule does:
+    /// a flow installed for an untraced packet never covers a traced one.
+    fn trace_point(&mut self, device: Id) {
+        if self.topo.traces.is_empty() {
+            return;
+        }
+        let topo = self.topo;
+        for (request, cond) in topo.traces.at(device) {
+            if !self.out.traced.contains(request) && self.matches(cond) {
+                self.out.traced.push(*request);
+            }
         }
     }
 
@@ -257,6 +289,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         }
         self.dst_rewritten = false;
         self.step(Some(id), || (Step::PortIngress, "port ingress".into()));
+        self.trace_point(id);
         if !port.admin_up {
             return Verdict::Drop(DropReason::AdminDown);
         }
@@ -437,6 +470,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         self.tag(Tag::Device(id));
         self.device = Some(id);
         self.step(Some(id), || (Step::Bridge, "bridge".into()));
+        self.trace_point(id);
         let src = self.m.eth_src();
         if src.is_multicast() {
             return Verdict::Drop(DropReason::MulticastSource);
@@ -643,6 +677,7 @@ impl<'a, 'o> Sim<'a, 'o> {
         self.tag(Tag::Device(id));
         self.device = Some(id);
         self.step(Some(id), || (Step::Router, "router".into()));
+        self.trace_point(id);
         if self.m.vlan().is_some() {
             return Verdict::Drop(DropReason::VlanOnRouter);
         }

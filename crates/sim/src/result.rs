@@ -271,6 +271,8 @@ pub struct Outcome {
     pub tags: Vec<Tag>,
     pub writes: Vec<StateWrite>,
     pub trace: Vec<TraceStep>,
+    /// The live trace requests this packet matched (its walk is in `trace`).
+    pub traced: Vec<Id>,
 }
 
 impl Outcome {
@@ -282,6 +284,7 @@ impl Outcome {
         self.tags.clear();
         self.writes.clear();
         self.trace.clear();
+        self.traced.clear();
     }
 
     /// The outputs of a forwarding verdict.

@@ -394,6 +394,49 @@ pub struct Topology {
     pub ip_addr_groups: FxHashMap<Id, Arc<FxHashSet<IpAddr>>>,
     pub load_balancers: FxHashMap<Id, Arc<LoadBalancer>>,
     pub pools: FxHashMap<Id, Arc<Pool>>,
+    /// Live trace requests, set by the agent (they are not compiled from
+    /// the devices: a request comes and goes without recompiling one).
+    pub traces: TraceRequests,
+}
+
+/// Live trace requests (REST v5 `traces`): per device (a port, bridge or
+/// router), the requests whose condition a packet there is matched against,
+/// as MidoNet's per-device trace chain. A packet that matches one is
+/// simulated again with tracing on (see [`crate::simulate`]).
+#[derive(Clone, Debug, Default)]
+pub struct TraceRequests {
+    by_device: FxHashMap<Id, Vec<(Id, Condition)>>,
+}
+
+impl TraceRequests {
+    /// Request `request` on `device`, matching `cond` (unfragmented or not:
+    /// a trace condition without a fragment policy matches every packet).
+    pub fn add(&mut self, device: Id, request: Id, cond: &model::Condition) {
+        let mut c = Condition::compile(cond);
+        if cond.fragment_policy.is_none() {
+            c.fragment_policy = FragmentPolicy::Any;
+        }
+        let at = self.by_device.entry(device).or_default();
+        at.retain(|(r, _)| *r != request);
+        at.push((request, c));
+    }
+
+    /// Takes request `request` off its device.
+    pub fn remove(&mut self, request: Id) {
+        self.by_device.retain(|_, v| {
+            v.retain(|(r, _)| *r != request);
+            !v.is_empty()
+        });
+    }
+
+    /// The requests on `device`.
+    pub fn at(&self, device: Id) -> &[(Id, Condition)] {
+        self.by_device.get(&device).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_device.is_empty()
+    }
 }
 
 /// What compiling reads: the model objects in scope (what a host reaches),

@@ -115,3 +115,53 @@ fn a_trace_through_snat_shows_the_binding_chosen() {
         o.trace
     );
 }
+
+#[test]
+fn a_live_trace_request_traces_the_packets_its_condition_matches_with_the_what_if_walk() {
+    let mut n = Net::new();
+    let b = n.bridge();
+    let (vm1, vm2) = (n.vm_port(b), n.vm_port(b));
+    let mut r = Run::new(&n);
+    r.learn(b, mac(2), vm2);
+    let live = r.sim_live(vm1, &ping(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 64));
+    assert!(live.traced.is_empty() && live.trace.is_empty());
+
+    let request = uuid::Uuid::new_v4();
+    let icmp: model::Condition = serde_json::from_value(json!({"nwProto": 1})).unwrap();
+    r.topo.traces.add(b, request, &icmp);
+    let ping1 = ping(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 64);
+    let live = r.sim_live(vm1, &ping1);
+    assert_eq!(live.traced, vec![request]);
+    assert_eq!(live.verdict, Verdict::Forward);
+    let what_if = r.sim(vm1, &ping1);
+    let steps = |o: &Outcome| {
+        o.trace
+            .iter()
+            .map(|s| (s.device, s.step.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(!live.trace.is_empty());
+    assert_eq!(steps(&live), steps(&what_if));
+    assert!(
+        live.trace
+            .iter()
+            .any(|s| s.step == Step::PortEgress && s.device == Some(vm2))
+    );
+
+    // Not matched: no walk, and the flow installed for it reads the
+    // protocol, so it never covers a ping.
+    let other = r.sim_live(
+        vm1,
+        &udp(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, 2000),
+    );
+    assert!(other.traced.is_empty() && other.trace.is_empty());
+    let mask = other.flow.as_ref().expect("a flow").mask;
+    assert!(mask.any(sim::flow::field::NW_PROTO));
+
+    // A request on another device is not matched here; taken off, none is.
+    r.topo
+        .traces
+        .add(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), &icmp);
+    r.topo.traces.remove(request);
+    assert!(r.sim_live(vm1, &ping1).traced.is_empty());
+}

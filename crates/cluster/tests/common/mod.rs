@@ -17,18 +17,22 @@ pub fn start(auth: AuthMode) -> TestServer {
 
 /// A server whose listener has `cfg`'s limits, TLS and external URL.
 pub fn start_with(auth: AuthMode, cfg: cluster::listen::Listener) -> TestServer {
+    let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
+    serve(Arc::new(App::new(store, auth)), cfg)
+}
+
+/// A server of `app`, for a test that also calls the app itself.
+pub fn serve(app: Arc<App>, cfg: cluster::listen::Listener) -> TestServer {
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let store: Arc<dyn nsdb::Store> = Arc::new(nsdb::LocalStore::in_memory());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Arc::new(App::new(store, auth));
     rt.spawn(cluster::listen::serve(
         listener,
         cluster::router(app),

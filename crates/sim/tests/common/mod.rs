@@ -209,6 +209,14 @@ impl Run {
         }
     }
     pub fn sim(&mut self, port: Uuid, frame: &[u8]) -> Outcome {
+        self.sim_traced(port, frame, true)
+    }
+    /// As a packet worker simulates live traffic: tracing off unless a live
+    /// trace request matches.
+    pub fn sim_live(&mut self, port: Uuid, frame: &[u8]) -> Outcome {
+        self.sim_traced(port, frame, false)
+    }
+    fn sim_traced(&mut self, port: Uuid, frame: &[u8], trace: bool) -> Outcome {
         let mut out = Outcome::default();
         simulate(
             &self.topo,
@@ -217,7 +225,7 @@ impl Run {
                 in_port: port,
                 frame,
                 now: self.now,
-                trace: true,
+                trace,
             },
             &mut self.rng,
             &mut out,
