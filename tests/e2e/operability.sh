@@ -2,7 +2,8 @@
 # What an operator reads (issue 15): the agents' and the server's
 # Prometheus metrics, checked by `promtool check metrics`, counters that
 # move with real traffic (a VM port's rx, a rule's drops), `midonet flows`
-# and `midonet trace` (what-if) through the agent's socket. Needs root and promtool (Debian
+# `midonet trace` (what-if) through the agent's socket, and a live trace
+# request (`midonet trace-request`) capturing a VM's pings. Needs root and promtool (Debian
 # `prometheus`). Prints one line per check; non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -134,10 +135,52 @@ t_trace() {
     [[ -z $why ]]
 }
 
+t_live_trace() {
+    local why="" t out n
+    t=$(mido trace-request create name=vm1-pings device-type=PORT device-id="$P1" \
+        condition='{"nwProto": 1, "nwDstAddress": "10.0.0.2", "nwDstLength": 32}' limit=10 enabled=true) \
+        || { echo "trace-request create failed: $t"; return 1; }
+    # The agent has it once its flows of vm1's port are gone: give it a moment.
+    sleep 1
+    nsx vm1 ping -n -c 20 -i 0.05 -W 1 -q 10.0.0.2 || why+="pings lost while traced; "
+    settle
+    out=$(mido trace-request results "$t" -o json) || { echo "results failed: $out"; return 1; }
+    n=$(json 'len(d)' <<<"$out")
+    echo "$n pings traced (limit 10)"
+    (( n == 10 )) || why+="$n records, not the limit of 10; "
+    [[ $(json 'all(r["hostId"] == "'"$H1"'" and r["inPort"] == "'"$P1"'" and r["verdict"] == "Forward" for r in d)' <<<"$out") == True ]] \
+        || why+="a record is not vm1's forwarded ping on h1; "
+    [[ $(json 'all("nw_proto=1" in r["packet"] and "nw_dst=10.0.0.2" in r["packet"] for r in d)' <<<"$out") == True ]] \
+        || why+="a record is not a ping to vm2; "
+    [[ $(json 'all(["%s@%s" % (o["port"], o["host"]) for o in r["outputs"]] == ["'"$P2@$H2"'"] for r in d)' <<<"$out") == True ]] \
+        || why+="a record does not leave by vm2's port on h2; "
+    # The same walk as the what-if trace of such a ping.
+    local live whatif
+    live=$(json '[(s["kind"], s["device"]) for s in d[0]["steps"]]' <<<"$out")
+    whatif=$(MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" trace --in-port "$P1" \
+        --eth-src 02:00:00:00:00:01 --eth-dst 02:00:00:00:00:02 --ip-src 10.0.0.1 --ip-dst 10.0.0.2 --proto icmp -o json \
+        | json '[(s["kind"], s["device"]) for s in d["steps"]]')
+    echo "live walk: $live"
+    [[ $(json 'next(s["deviceName"] for s in d[0]["steps"] if s["kind"] == "bridge")' <<<"$out") == net ]] \
+        || why+="the bridge step does not name the bridge net; "
+    [[ -n $live && $live == "$whatif" ]] || why+="the live walk is not the what-if one ($whatif); "
+    mido trace-request results "$t" | head -12
+    # Past the limit, the flow is cached again: the pings still go.
+    nsx vm1 ping -n -c 5 -i 0.05 -W 1 -q 10.0.0.2 >/dev/null || why+="pings lost after the limit; "
+    settle
+    [[ $(mido trace-request results "$t" -o json | json 'len(d)') == 10 ]] || why+="traced past the limit; "
+    mido trace-request delete "$t" || why+="delete failed; "
+    local gone; gone=$(mido trace-request results "$t" 2>&1) && why+="results of a deleted request; "
+    echo "after delete: $gone"
+    echo "${why:-a live trace request captured the limit of the pings of vm1, each with the what-if walk}"
+    [[ -z $why ]]
+}
+
 check "promtool check metrics accepts the agent's and the server's /metrics" t_promtool
 check "100 pings move vm1's port rx counter by at least 100" t_rx
 check "20 pings dropped by a rule move the rule-drop counter by at least 20" t_rule_drops
 check "midonet flows shows the VM's flows with match, actions and counters" t_flows
 check "midonet trace: a drop names rule 3 of its chain; a forward names the egress port and host" t_trace
+check "a live trace request captures 10 of vm1's pings (its limit), each with the what-if walk" t_live_trace
 
 tally "operability e2e"

@@ -101,8 +101,9 @@ pub fn record(
     time_ms: u64,
     packet: &sim::Fields,
     out: &Outcome,
+    topo: &sim::Topology,
 ) -> Value {
-    let mut v = serde_json::to_value(Reply::of(out)).unwrap_or_else(|_| json!({}));
+    let mut v = serde_json::to_value(Reply::of(out, topo)).unwrap_or_else(|_| json!({}));
     let summary: Vec<String> = packet
         .describe(sim::FieldSet(u32::MAX))
         .into_iter()
@@ -181,8 +182,9 @@ impl Request {
     }
 }
 
-/// One step as JSON: its kind and what it names, and the text.
-fn step_json(device: Option<Uuid>, step: &Step, what: &str) -> Value {
+/// One step as JSON: its kind and what it names (the device by id and,
+/// when it has one, name), and the text.
+fn step_json(device: Option<Uuid>, name: Option<&str>, step: &Step, what: &str) -> Value {
     let mut v = match step {
         Step::PortIngress => json!({"kind": "portIngress"}),
         Step::PortEgress => json!({"kind": "portEgress"}),
@@ -206,6 +208,7 @@ fn step_json(device: Option<Uuid>, step: &Step, what: &str) -> Value {
         Step::Note => json!({"kind": "note"}),
     };
     v["device"] = json!(device);
+    v["deviceName"] = json!(name);
     v["what"] = json!(what);
     v
 }
@@ -228,13 +231,17 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn of(out: &Outcome) -> Reply {
+    /// `out`'s walk, naming devices as `topo` has them.
+    pub fn of(out: &Outcome, topo: &sim::Topology) -> Reply {
         Reply {
             verdict: format!("{:?}", out.verdict),
             steps: out
                 .trace
                 .iter()
-                .map(|s| step_json(s.device, &s.step, &s.what))
+                .map(|s| {
+                    let name = s.device.and_then(|d| topo.name_of(d));
+                    step_json(s.device, name, &s.step, &s.what)
+                })
                 .collect(),
             outputs: out
                 .outputs()

@@ -385,7 +385,7 @@ impl Worker {
             trace: true,
         };
         simulate(&self.topo, &self.state, &input, &mut rng, &mut out);
-        crate::trace::Reply::of(&out)
+        crate::trace::Reply::of(&out, &self.topo)
     }
 
     /// What `midonet flows` shows of this worker's flows.
@@ -923,7 +923,8 @@ impl Worker {
         let mut sent = false;
         for &request in &out.traced {
             if self.traces.take(request) {
-                let r = crate::trace::record(request, self.me, port, time_ms, &fields, out);
+                let r =
+                    crate::trace::record(request, self.me, port, time_ms, &fields, out, &self.topo);
                 let _ = self.events.send(Event::Trace(request, Box::new(r)));
                 sent = true;
             } else {

@@ -888,11 +888,37 @@ fn print_walk(v: &Value) {
             r["n"] = Value::from(i + 1);
         }
     }
-    render(Output::Table, &["n", "kind", "device", "what"], &steps);
+    render(
+        Output::Table,
+        &["n", "kind", "device", "deviceName", "what"],
+        &steps,
+    );
     println!("verdict: {}", v["verdict"].as_str().unwrap_or("?"));
     for o in v["outputs"].as_array().into_iter().flatten() {
         println!("egress: port {} on host {}", o["port"], o["host"]);
     }
+}
+
+/// Milliseconds since the epoch as `2026-12-04 17:59:01.234 UTC`.
+fn utc(ms: u64) -> String {
+    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1_000 % 60,
+        rem % 1_000,
+    );
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{milli:03} UTC")
 }
 
 fn trace_request(args: TraceRequestArgs) -> Result<(), CliError> {
@@ -910,9 +936,9 @@ fn trace_request(args: TraceRequestArgs) -> Result<(), CliError> {
             println!("{} packets traced", rows.len());
             for (i, r) in rows.iter().enumerate() {
                 println!(
-                    "\n#{} at {} ms on host {} from port {}: {}",
+                    "\n#{} at {} on host {} from port {}: {}",
                     i + 1,
-                    r["timeMs"],
+                    utc(r["timeMs"].as_u64().unwrap_or(0)),
                     r["hostId"].as_str().unwrap_or("?"),
                     r["inPort"].as_str().unwrap_or("?"),
                     r["packet"].as_str().unwrap_or("")
@@ -1025,6 +1051,12 @@ fn dispatch(cmd: Command) -> Result<(), CliError> {
 /// Runs one CLI command; errors print a message and exit non-zero
 /// (1 for API errors, 2 for usage and connection errors).
 pub fn run(cmd: Command) -> ExitCode {
+    // A reader that stops early (`| head`) ends the command quietly, as it
+    // does any Unix tool, not with a panic at the next line printed.
+    // SAFETY: at the start of a single-threaded command, before any output.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match dispatch(cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -1040,6 +1072,13 @@ pub fn run(cmd: Command) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_print_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(1_796_406_464_813), "2026-12-04 17:47:44.813 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+    }
 
     #[test]
     fn fields_become_camel_case_json() {

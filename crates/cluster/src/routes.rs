@@ -845,7 +845,7 @@ pub static ROUTES: &[ApiRoute] = &[
     ),
     del(
         "traces/{id}",
-        crate::traces::delete,
+        delete::<TraceRequest>,
         "Delete a trace request and its results",
     ),
     lst(

@@ -595,6 +595,8 @@ impl Topology {
                 key,
                 value,
             }));
+            let results = crate::traces::results_of_deleted(&*self.store, &ops);
+            ops.extend(results);
             if ops.is_empty() {
                 return Ok((out, None));
             }

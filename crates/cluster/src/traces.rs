@@ -3,7 +3,8 @@
 //! keeps them in the request's state table `traces/<id>` (persistent rows,
 //! shared by every server on one NSDB, never sent to agents), at most
 //! [`RESULTS_MAX`] per request, and serves them at
-//! `GET /traces/{id}/results`, oldest first.
+//! `GET /traces/{id}/results`, oldest first. They are deleted with the
+//! request, however it goes (by itself, or with its device).
 
 use crate::App;
 use crate::error::ApiError;
@@ -90,16 +91,26 @@ pub fn results(app: &App, req: &Req) -> Result<Resp, ApiError> {
     Ok(Resp::json(Value::Array(out)))
 }
 
-/// `DELETE /traces/{id}`: the request and its results, in one commit.
-pub fn delete(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let id = request_of(app, req)?;
-    let t = table(id);
-    let rows = app.topo.store.persistent_entries(&t);
-    app.topo.write(|w| {
-        for (k, _) in &rows {
-            w.table(t.clone(), k.clone(), None);
-        }
-        Ok(w.tx.delete(TraceRequest::KIND, id)?)
-    })?;
-    Ok(Resp::no_content())
+/// The removal of each deleted trace request's results, for the commit
+/// that deletes it (by itself, or with its device).
+pub fn results_of_deleted(store: &dyn nsdb::Store, ops: &[nsdb::Op]) -> Vec<nsdb::Op> {
+    ops.iter()
+        .filter_map(|o| match o {
+            nsdb::Op::Delete { kind, id, .. } if kind == TraceRequest::KIND.name() => {
+                Uuid::parse_str(id).ok()
+            }
+            _ => None,
+        })
+        .flat_map(|id| {
+            let t = table(id);
+            store
+                .persistent_entries(&t)
+                .into_iter()
+                .map(move |(key, _)| nsdb::Op::Table {
+                    table: t.clone(),
+                    key,
+                    value: None,
+                })
+        })
+        .collect()
 }

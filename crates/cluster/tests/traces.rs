@@ -72,4 +72,25 @@ fn trace_results_are_kept_bounded_served_in_order_and_deleted_with_their_request
             .is_empty()
     );
     assert_eq!(get(&results).status, 404);
+
+    // A request deleted with its device: its results go too.
+    let id = create(&format!("{}/traces", srv.base), &body.to_string());
+    record(&app, host, &id, rec(1).as_bytes()).unwrap();
+    assert_eq!(
+        store.persistent_entries(&table(id.parse().unwrap())).len(),
+        1
+    );
+    let d = call(
+        "DELETE",
+        &format!("{}/bridges/{bridge}", srv.base),
+        &[],
+        None,
+    );
+    assert_eq!(d.status, 204, "{}", d.raw);
+    assert_eq!(get(&format!("{}/traces/{id}", srv.base)).status, 404);
+    assert!(
+        store
+            .persistent_entries(&table(id.parse().unwrap()))
+            .is_empty()
+    );
 }

@@ -63,6 +63,38 @@ fn run(
             black_box(meter.verdict(&out.verdict));
         })
     });
+    // A live trace request on the ingress port that this traffic does not
+    // match (its condition is read there): what an active request costs
+    // the packets it does not trace.
+    let other: model::Condition = serde_json::from_value(
+        json!({"nwProto": 1, "nwDstAddress": "192.0.2.1", "nwDstLength": 32}),
+    )
+    .unwrap();
+    r.topo.traces.add(port, uuid::Uuid::from_u128(1), &other);
+    once(r, port, &frames[0], &mut out);
+    assert!(out.traced.is_empty() && out.trace.is_empty(), "{name}");
+    g.bench_function(format!("{name}_trace_request_unmatched"), |b| {
+        b.iter(|| {
+            let f = &frames[i % frames.len()];
+            i += 1;
+            once(r, port, f, &mut out);
+            black_box(&out.verdict);
+        })
+    });
+    // One it matches: each packet is walked twice, the second time recorded.
+    let every = uuid::Uuid::from_u128(2);
+    r.topo.traces.add(port, every, &model::Condition::default());
+    once(r, port, &frames[0], &mut out);
+    assert_eq!(out.traced, vec![every], "{name}");
+    g.bench_function(format!("{name}_trace_request_matched"), |b| {
+        b.iter(|| {
+            let f = &frames[i % frames.len()];
+            i += 1;
+            once(r, port, f, &mut out);
+            black_box(&out.trace.len());
+        })
+    });
+    r.topo.traces = Default::default();
     g.finish();
 }
 

@@ -90,6 +90,8 @@ impl Port {
 #[derive(Clone, Debug)]
 pub struct Bridge {
     pub id: Id,
+    /// For traces (empty when unnamed).
+    pub name: String,
     pub admin_up: bool,
     pub in_filter: Option<Id>,
     pub out_filter: Option<Id>,
@@ -174,6 +176,8 @@ impl RoutingTable {
 #[derive(Clone, Debug)]
 pub struct Router {
     pub id: Id,
+    /// For traces (empty when unnamed).
+    pub name: String,
     pub admin_up: bool,
     /// Pre-routing chains, in order: local redirect, inbound filter.
     pub in_chains: Vec<Id>,
@@ -439,6 +443,21 @@ impl TraceRequests {
     }
 }
 
+impl Topology {
+    /// A bridge's, router's or chain's name, for a trace (`None` for a port
+    /// or one unnamed).
+    pub fn name_of(&self, id: Id) -> Option<&str> {
+        let n = if let Some(b) = self.bridges.get(&id) {
+            &b.name
+        } else if let Some(r) = self.routers.get(&id) {
+            &r.name
+        } else {
+            &self.chains.get(&id)?.name
+        };
+        (!n.is_empty()).then_some(n.as_str())
+    }
+}
+
 /// What compiling reads: the model objects in scope (what a host reaches),
 /// by id and by what they belong to.
 pub trait Source {
@@ -679,6 +698,7 @@ fn bridge(s: &impl Source, b: &model::Bridge) -> Bridge {
     }
     let mut br = Bridge {
         id: b.id,
+        name: b.name.clone().unwrap_or_default(),
         admin_up: b.admin_state_up,
         in_filter: b.inbound_filter_id,
         out_filter: b.outbound_filter_id,
@@ -718,6 +738,7 @@ fn router(s: &impl Source, r: &model::Router) -> Router {
     ports.sort_by_key(|p| p.id);
     let mut rt = Router {
         id: r.id,
+        name: r.name.clone().unwrap_or_default(),
         admin_up: r.admin_state_up,
         in_chains: [r.local_redirect_chain_id, r.inbound_filter_id]
             .into_iter()
