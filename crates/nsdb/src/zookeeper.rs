@@ -1175,9 +1175,13 @@ impl Follower {
     /// then the marker that makes the snapshot complete.
     async fn snapshot(&self, client: &zk::Client) -> Result<()> {
         let (n, snap, logged) = {
+            // Nothing is applied meanwhile; writers may still check theirs.
             let _one = self.reading.lock().await;
-            let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
-            (g.next, Snapshot::of(&self.mirror)?, g.logged)
+            let (next, logged) = {
+                let g = self.follow.lock().unwrap_or_else(|p| p.into_inner());
+                (g.next, g.logged)
+            };
+            (next, Snapshot::of(&self.mirror)?, logged)
         };
         let chunks: Vec<Vec<u8>> = snap.encode().into_iter().map(pack).collect();
         let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
