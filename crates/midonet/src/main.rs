@@ -90,7 +90,8 @@ enum NsdbAction {
     /// (`-`: standard output). Run it with the servers stopped for the
     /// embedded store; ZooKeeper may be exported live.
     Export { file: PathBuf },
-    /// Commits an export into an empty store (FILE, or `-`: standard input).
+    /// Commits an export into an empty store (FILE, or `-`: standard input),
+    /// with its progress on stderr.
     Import { file: PathBuf },
 }
 
@@ -369,7 +370,21 @@ fn run_nsdb(n: NsdbArgs) -> anyhow::Result<()> {
                         .with_context(|| format!("opening {}", file.display()))?,
                 ))
             };
-            let sum = nsdb::transfer::import(&*store, &mut input)?;
+            // Progress on stderr: in place on a terminal, else a line a second.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut last = std::time::Instant::now();
+            let mut progress = |done: usize, total: usize| {
+                if tty {
+                    eprint!("\rimported {done} of {total} objects and table rows");
+                    if done == total {
+                        eprintln!();
+                    }
+                } else if last.elapsed() >= std::time::Duration::from_secs(1) || done == total {
+                    eprintln!("imported {done} of {total} objects and table rows");
+                    last = std::time::Instant::now();
+                }
+            };
+            let sum = nsdb::transfer::import_with_progress(&*store, &mut input, &mut progress)?;
             eprintln!(
                 "imported {} objects and {} table rows; the store is at revision {}",
                 sum.objects, sum.rows, sum.revision

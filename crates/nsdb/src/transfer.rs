@@ -118,6 +118,17 @@ pub fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Summary, Transfe
 
 /// Commits what [`export`] wrote into `store`, which must be empty.
 pub fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Summary, TransferError> {
+    import_with_progress(store, input, &mut |_, _| {})
+}
+
+/// [`import`], telling `progress` after each commit how many objects and
+/// rows are in and how many there are (a long import to ZooKeeper shows
+/// it moves).
+pub fn import_with_progress(
+    store: &dyn Store,
+    input: &mut dyn BufRead,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Summary, TransferError> {
     if let Some(kind) = store.kinds().first() {
         return Err(TransferError::NotEmpty(format!("it holds {kind} objects")));
     }
@@ -186,16 +197,21 @@ pub fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Summary, Tra
         Op::Table { value, .. } => value.as_ref().map_or(0, String::len),
         _ => 0,
     };
+    let (total, mut done) = (ops.len(), 0);
     for op in ops {
         bytes += size(&op);
         batch.push(op);
         if batch.len() >= BATCH_OPS || bytes >= BATCH_BYTES {
+            done += batch.len();
             sum.revision = store.commit(std::mem::take(&mut batch))?;
             bytes = 0;
+            progress(done, total);
         }
     }
     if !batch.is_empty() {
+        done += batch.len();
         sum.revision = store.commit(batch)?;
+        progress(done, total);
     }
     Ok(sum)
 }
@@ -232,8 +248,14 @@ mod tests {
         assert_eq!((out.objects, out.rows), (451, 1), "learned rows stay");
 
         let b = LocalStore::in_memory();
-        let got = import(&b, &mut &file[..]).unwrap();
+        let mut seen = Vec::new();
+        let got = import_with_progress(&b, &mut &file[..], &mut |d, t| seen.push((d, t))).unwrap();
         assert_eq!((got.objects, got.rows), (451, 1));
+        assert_eq!(
+            seen,
+            vec![(200, 452), (400, 452), (452, 452)],
+            "one report a commit"
+        );
         assert_eq!(b.revision(), 3, "in commits of at most {BATCH_OPS} ops");
         for kind in ["Port", "Bridge"] {
             let (x, y) = (a.list(kind).unwrap(), b.list(kind).unwrap());
