@@ -177,7 +177,7 @@ up_stop() {
     for f in "$E2E_STATE"/up-*.pid; do [[ -f $f ]] && { stop_pid "$f" || stop_pid "$f" KILL; rm -f "$f"; }; done
     # What a daemon left in the kernel goes (zebra's routes use nexthop
     # objects: flushing those removes them).
-    if ip netns list 2>/dev/null | grep -qE "^$(ns up)( |\$)"; then
+    if grep -qE "^$(ns up)( |\$)" <<<"$(ip netns list 2>/dev/null)"; then
         nsx up ip nexthop flush >/dev/null 2>&1
         nsx up ip route flush proto bird >/dev/null 2>&1
     fi

@@ -44,13 +44,13 @@ t_add() {
     [[ $(json 'd["interfaces"][1]["name"] + " " + d["interfaces"][1]["sandbox"]' <<<"$out") == "eth0 $(pod_ns a)" ]] || why+="interface/sandbox; "
     [[ $addr == 10.50.0.*/24 ]] || why+="address $addr; "
     [[ $(json 'd["routes"][0]["dst"] + " " + d["routes"][0]["gw"]' <<<"$out") == "0.0.0.0/0 10.50.0.1" ]] || why+="route; "
-    nsx pa ip -o addr show dev eth0 | grep -q "inet $addr " || why+="eth0 lacks $addr; "
+    grep -q "inet $addr " <<<"$(nsx pa ip -o addr show dev eth0)" || why+="eth0 lacks $addr; "
     [[ $(nsx pa cat /sys/class/net/eth0/address) == "$mac" ]] || why+="eth0's MAC is not $mac; "
-    nsx pa ip route show default | grep -q 'via 10.50.0.1' || why+="no default route; "
+    grep -q 'via 10.50.0.1' <<<"$(nsx pa ip route show default)" || why+="no default route; "
     local host; host=$(json 'd["interfaces"][0]["name"]' <<<"$out")
     nsx h1 ip link show "$host" >/dev/null || why+="no host end $host; "
     # The kernel's defaults: nothing switched off.
-    nsx pa ethtool -k eth0 | grep -q '^tcp-segmentation-offload: on' || why+="TSO is off; "
+    grep -q '^tcp-segmentation-offload: on' <<<"$(nsx pa ethtool -k eth0)" || why+="TSO is off; "
     wait_for 10 '[[ $(port_binding "$(state_of ca eth0 port)") == "$H1 $host" ]]' || why+="the port is not bound to $host on h1; "
     echo "${why:-added}"
     [[ -z $why ]]

@@ -62,7 +62,7 @@ EOF
 ip netns exec "$(ns h1)" unshare --uts sh -c 'hostname h1 && exec "$0" --config-file "$1"' \
     "$VENV/bin/kuryr-server" "$E2E_STATE/kuryr.conf" >>"$E2E_STATE/kuryr.log" 2>&1 &
 echo $! >"$E2E_STATE/kuryr.pid"
-wait_for 60 'docker_call Plugin.Activate "{}" | grep -q NetworkDriver' || { echo "kuryr-server did not start"; tail -5 "$E2E_STATE/kuryr.log"; echo "0 passed, 1 failed"; exit 1; }
+wait_for 60 'grep -q NetworkDriver <<<"$(docker_call Plugin.Activate "{}")"' || { echo "kuryr-server did not start"; tail -5 "$E2E_STATE/kuryr.log"; echo "0 passed, 1 failed"; exit 1; }
 
 NID=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 EID=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
