@@ -99,7 +99,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(50):
     s.sendto(b"x" * 100, ("10.0.0.2", 9999)); time.sleep(0.01)'
     local out; out=$(MIDONET_AGENT_SOCKET=$E2E_STATE/agent-h1/agent.sock nsx h1 "$BIN" flows --port "$P1" -o json) || { echo "midonet flows failed: $out"; return 1; }
-    local n; n=$(json 'max([f["packets"] for f in d if ["nw_proto", "17"] in f["matches"]] or [0])' <<<"$out")
+    local n; n=$(json 'max([(f["packets"] or 0) for f in d if ["nw_proto", "17"] in f["matches"]] or [0])' <<<"$out")
     echo "vm1's UDP flow: $n packets"
     (( n >= 40 )) || why+="no UDP flow of vm1 with its packets ($n); "
     # The drop flow of the rule says why.

@@ -375,9 +375,13 @@ pub struct FlowDump {
     pub actions: Vec<String>,
     /// A drop flow's reason (`sim::DROP_CLASSES`).
     pub drop: Option<&'static str>,
-    pub packets: u64,
-    pub bytes: u64,
-    pub age_ms: u64,
+    /// None for a NAT'd connection's compact flow: it keeps no counters
+    /// and no install time.
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+    pub age_ms: Option<u64>,
     pub expires_in_ms: u64,
     pub tags: usize,
+    /// A NAT'd connection's compact flow (one per direction).
+    pub connection: bool,
 }

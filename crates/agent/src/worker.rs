@@ -391,29 +391,53 @@ impl Worker {
     /// What `midonet flows` shows of this worker's flows.
     fn dump_flows(&self) -> Vec<crate::metrics::FlowDump> {
         let now = self.now();
-        self.flows
-            .dump()
-            .map(|f| crate::metrics::FlowDump {
-                worker: self.index,
-                in_port: self.ports.get(&f.key.in_port).map(|p| p.id),
-                matches: f
-                    .key
-                    .describe(f.mask)
-                    .into_iter()
-                    .filter(|(k, _)| *k != "in_port")
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-                actions: f.actions.iter().map(ToString::to_string).collect(),
-                drop: f
-                    .drop
-                    .and_then(|c| sim::DROP_CLASSES.get(usize::from(c)).copied()),
-                packets: f.packets,
-                bytes: f.bytes,
-                age_ms: now.saturating_sub(f.installed),
-                expires_in_ms: f.expires.saturating_sub(now),
-                tags: f.tags.len(),
-            })
-            .collect()
+        let dump = |key: &sim::Fields, mask, actions: Vec<String>| crate::metrics::FlowDump {
+            worker: self.index,
+            in_port: self.ports.get(&key.in_port).map(|p| p.id),
+            matches: key
+                .describe(mask)
+                .into_iter()
+                .filter(|(k, _)| *k != "in_port")
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            actions,
+            drop: None,
+            packets: None,
+            bytes: None,
+            age_ms: None,
+            expires_in_ms: 0,
+            tags: 0,
+            connection: false,
+        };
+        let general = self.flows.dump().map(|f| crate::metrics::FlowDump {
+            drop: f
+                .drop
+                .and_then(|c| sim::DROP_CLASSES.get(usize::from(c)).copied()),
+            packets: Some(f.packets),
+            bytes: Some(f.bytes),
+            age_ms: Some(now.saturating_sub(f.installed)),
+            expires_in_ms: f.expires.saturating_sub(now),
+            tags: f.tags.len(),
+            ..dump(
+                &f.key,
+                f.mask,
+                f.actions.iter().map(ToString::to_string).collect(),
+            )
+        });
+        let connections = self
+            .flows
+            .dump_connections(now)
+            .map(|c| crate::metrics::FlowDump {
+                expires_in_ms: c.expires.saturating_sub(now),
+                tags: c.tags,
+                connection: true,
+                ..dump(
+                    &c.key,
+                    c.mask,
+                    c.actions.iter().map(ToString::to_string).collect(),
+                )
+            });
+        general.chain(connections).collect()
     }
 
     /// Gives back owned SNAT blocks no live binding uses (once their

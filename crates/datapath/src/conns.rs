@@ -85,6 +85,39 @@ struct Template {
     live: bool,
 }
 
+/// A connection flow as `midonet flows` lists it. It keeps no counters and
+/// no install time (that is what makes it small).
+pub struct ConnFlow {
+    pub mask: FieldSet,
+    pub key: Fields,
+    pub actions: Vec<Action>,
+    /// Hard expiry (ms, the worker's clock; to a tenth of a second).
+    pub expires: u64,
+    pub tags: usize,
+}
+
+/// A connection flow's actions: the template's, with the connection's
+/// rewrites before the output.
+fn actions_of(c: &Conn, t: &Template, out: &mut Vec<Action>) {
+    let (body, last) = t.key.actions.split_at(t.key.actions.len() - 1);
+    out.clear();
+    out.extend_from_slice(body);
+    let addr = Ipv4Addr::from(c.addr);
+    if c.rewrite & RW_NW_SRC != 0 {
+        out.push(Action::SetNwSrc(addr));
+    }
+    if c.rewrite & RW_NW_DST != 0 {
+        out.push(Action::SetNwDst(addr));
+    }
+    if c.rewrite & RW_TP_SRC != 0 {
+        out.push(Action::SetTpSrc(c.port));
+    }
+    if c.rewrite & RW_TP_DST != 0 {
+        out.push(Action::SetTpDst(c.port));
+    }
+    out.extend_from_slice(last);
+}
+
 #[derive(Default)]
 pub struct ConnFlows {
     conns: FxHashMap<Key, Conn>,
@@ -227,24 +260,34 @@ impl ConnFlows {
         if rest_of(f, t.key.mask) != t.key.rest {
             return false;
         }
-        let (body, last) = t.key.actions.split_at(t.key.actions.len() - 1);
-        out.clear();
-        out.extend_from_slice(body);
-        let addr = Ipv4Addr::from(c.addr);
-        if c.rewrite & RW_NW_SRC != 0 {
-            out.push(Action::SetNwSrc(addr));
-        }
-        if c.rewrite & RW_NW_DST != 0 {
-            out.push(Action::SetNwDst(addr));
-        }
-        if c.rewrite & RW_TP_SRC != 0 {
-            out.push(Action::SetTpSrc(c.port));
-        }
-        if c.rewrite & RW_TP_DST != 0 {
-            out.push(Action::SetTpDst(c.port));
-        }
-        out.extend_from_slice(last);
+        actions_of(&c, t, out);
         true
+    }
+
+    /// Every live connection flow, as a flow dump shows one.
+    pub fn dump(&self, now: u64) -> impl Iterator<Item = ConnFlow> + '_ {
+        self.conns.iter().filter_map(move |(k, c)| {
+            let t = self.templates.get(c.template as usize)?.as_ref()?;
+            if !t.live || c.expires <= tenths(now) {
+                return None;
+            }
+            let mut key = t.key.rest.clone();
+            key.in_port = c.in_port;
+            key.nw_src = Ipv4Addr::from(k.src);
+            key.nw_dst = Ipv4Addr::from(k.dst);
+            key.nw_proto = k.proto;
+            key.tp_src = k.sport;
+            key.tp_dst = k.dport;
+            let mut actions = Vec::new();
+            actions_of(c, t, &mut actions);
+            Some(ConnFlow {
+                mask: t.key.mask,
+                key,
+                actions,
+                expires: u64::from(c.expires) * 100,
+                tags: t.key.tags.len(),
+            })
+        })
     }
 
     /// Removes the flow matching this 5-tuple, on whatever port: the NAT
@@ -443,6 +486,37 @@ mod tests {
         t.install(FieldSet(MASK), pkt(1), snat(2, out), vec![router], 30_000);
         assert!(t.lookup(&pkt(1), 29_000, 64, &mut acts));
         assert!(!t.lookup(&pkt(1), 30_000, 64, &mut acts));
+    }
+
+    #[test]
+    fn a_dump_lists_each_live_connection_flow_with_its_own_fields() {
+        let out = output();
+        let router = Tag::Device(Uuid::new_v4());
+        let mut t = FlowTable::default();
+        for i in 0..3u16 {
+            t.install(
+                FieldSet(MASK),
+                pkt(40000 + i),
+                snat(5000 + i, out),
+                vec![router, nat_tag(40000 + i)],
+                30_000,
+            );
+        }
+        assert_eq!(t.dump().count(), 0, "not in the general table");
+        let mut got: Vec<_> = t.dump_connections(1_000).collect();
+        got.sort_by_key(|c| c.key.tp_src);
+        assert_eq!(got.len(), 3);
+        for (i, c) in got.iter().enumerate() {
+            let i = i as u16;
+            assert_eq!(c.key, pkt(40000 + i));
+            assert_eq!(c.mask, FieldSet(MASK));
+            assert!(c.actions.contains(&Action::SetTpSrc(5000 + i)));
+            assert!(matches!(c.actions.last(), Some(Action::Output(_))));
+            assert_eq!(c.expires, 30_000);
+            assert_eq!(c.tags, 1, "the template's topology tag");
+        }
+        // Expired ones are not listed, even before the sweep.
+        assert_eq!(t.dump_connections(30_000).count(), 0);
     }
 
     #[test]

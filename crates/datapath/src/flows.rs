@@ -161,9 +161,14 @@ impl FlowTable {
         }
     }
 
-    /// The general flows (a NAT'd connection's compact flow is not listed).
+    /// The general flows.
     pub fn dump(&self) -> impl Iterator<Item = &Flow> {
         self.flows.values()
+    }
+
+    /// The NAT'd connections' compact flows.
+    pub fn dump_connections(&self, now: u64) -> impl Iterator<Item = crate::conns::ConnFlow> + '_ {
+        self.conns.dump(now)
     }
 
     /// The general flow matching a packet's fields, if any live.
