@@ -105,7 +105,7 @@ pub async fn run(
             me,
             i,
             state_file,
-            tunnel,
+            datapath::UserspaceDatapath::new(tunnel, i == 0),
             ctl_rx,
             controls[i].1.clone(),
             siblings,

@@ -5,7 +5,7 @@
 use crate::cache::Binding;
 use crate::nat_leases::LeaseEvent;
 use datapath::{
-    Datapath, FlowTable, Offload, PortSocket, RxBatch, Stats, Tunnel, UserspaceDatapath, Waker,
+    Datapath, FlowTable, Offload, PortSocket, RxBatch, Stats, UserspaceDatapath, Waker,
     wait_readable,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -24,9 +24,9 @@ use uuid::Uuid;
 const WAITING_ROOM_MS: u64 = 5_000;
 const WAITING_ROOM_MAX: usize = 1024;
 
-/// What the agent tells the worker.
-#[derive(Clone)]
-pub enum Control {
+/// What the agent tells the worker; `P` is what a bound port is to the
+/// worker's datapath.
+pub enum Control<P = PortSocket> {
     /// The topology's changed entries (each worker keeps its own copy, so
     /// a change costs what it changed), and the flow tags they make stale.
     Topology {
@@ -35,11 +35,11 @@ pub enum Control {
     },
     /// The ports this worker serves, each with this worker's socket on it
     /// (opened by the agent in worker order, so fanout groups line up).
-    Bindings(Vec<(Binding, Arc<PortSocket>)>),
+    Bindings(Vec<(Binding, Arc<P>)>),
     Peers(FxHashMap<Uuid, Ipv4Addr>),
     /// The bgpd links of this host's uplinks, each with this worker's
     /// socket on the near end of its veth.
-    Speakers(Vec<crate::bgp::Link>),
+    Speakers(Vec<crate::bgp::Link<P>>),
     /// Entries learned by other hosts.
     State(Vec<StateWrite>),
     /// An answer to this worker's SNAT port-block request.
@@ -61,6 +61,29 @@ pub enum Control {
     /// A test's stand-in for a bug: the worker panics handling it.
     #[cfg(test)]
     Panic,
+}
+
+impl<P> Clone for Control<P> {
+    fn clone(&self) -> Self {
+        match self {
+            Control::Topology { delta, invalidate } => Control::Topology {
+                delta: delta.clone(),
+                invalidate: invalidate.clone(),
+            },
+            Control::Bindings(b) => Control::Bindings(b.clone()),
+            Control::Peers(p) => Control::Peers(p.clone()),
+            Control::Speakers(l) => Control::Speakers(l.clone()),
+            Control::State(w) => Control::State(w.clone()),
+            Control::NatLease(u) => Control::NatLease(u.clone()),
+            Control::Traces(t, tags) => Control::Traces(t.clone(), tags.clone()),
+            Control::Flush => Control::Flush,
+            Control::DumpFlows(tx) => Control::DumpFlows(tx.clone()),
+            Control::Trace(port, probe, tx) => Control::Trace(*port, probe.clone(), tx.clone()),
+            Control::Shutdown => Control::Shutdown,
+            #[cfg(test)]
+            Control::Panic => Control::Panic,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,9 +119,12 @@ pub enum Event {
     Trace(Uuid, Box<serde_json::Value>),
 }
 
-struct LocalPort {
+/// Another worker of this host: its control channel and its waker.
+pub type Sibling<P> = (std::sync::mpsc::Sender<Control<P>>, Arc<Waker>);
+
+struct LocalPort<P> {
     id: Uuid,
-    sock: Arc<PortSocket>,
+    sock: Arc<P>,
     binding: Binding,
 }
 
@@ -119,7 +145,10 @@ struct Turn {
     last_tick: u64,
 }
 
-pub struct Worker {
+/// The packet workflow of one worker over its datapath `D`: the events it
+/// handles (a frame from a port, a tunnel buffer, a control message, a
+/// tick) are methods, so a test drives it without sockets.
+pub struct Worker<D: Datapath = UserspaceDatapath> {
     me: Uuid,
     /// Where this worker keeps its connection state across restarts.
     state_file: std::path::PathBuf,
@@ -135,14 +164,14 @@ pub struct Worker {
     topo: Topology,
     state: StateTables,
     flows: FlowTable,
-    ports: FxHashMap<u32, LocalPort>,
+    ports: FxHashMap<u32, LocalPort<D::Port>>,
     by_id: FxHashMap<Uuid, u32>,
     by_key: FxHashMap<u32, u32>,
     /// bgpd links by their port number, and the uplinks they serve.
-    speakers: FxHashMap<u32, crate::bgp::Link>,
+    speakers: FxHashMap<u32, crate::bgp::Link<D::Port>>,
     to_speaker: FxHashMap<Uuid, u32>,
     next_port_no: u32,
-    dp: UserspaceDatapath,
+    dp: D,
     peers: FxHashMap<Uuid, Ipv4Addr>,
     /// The tunnel-zone members' addresses: the only senders accepted on
     /// the VXLAN socket.
@@ -161,27 +190,27 @@ pub struct Worker {
     /// Simulations, their latency and their drops, for the metrics.
     meter: sim::meter::Meter,
     start: Instant,
-    ctl: Receiver<Control>,
+    ctl: Receiver<Control<D::Port>>,
     /// Control messages read early (see `take_queued_state`), handled at the
     /// next drain.
-    deferred: Vec<Control>,
+    deferred: Vec<Control<D::Port>>,
     waker: Arc<Waker>,
     /// The other workers of this host: state pushed by other hosts goes to
     /// them directly, queued before the data packets it belongs to.
-    siblings: Vec<(std::sync::mpsc::Sender<Control>, Arc<Waker>)>,
+    siblings: Vec<Sibling<D::Port>>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
-impl Worker {
+impl<D: Datapath> Worker<D> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: Uuid,
         index: usize,
         state_file: std::path::PathBuf,
-        tunnel: Tunnel,
-        ctl: Receiver<Control>,
+        dp: D,
+        ctl: Receiver<Control<D::Port>>,
         waker: Arc<Waker>,
-        siblings: Vec<(std::sync::mpsc::Sender<Control>, Arc<Waker>)>,
+        siblings: Vec<Sibling<D::Port>>,
         events: tokio::sync::mpsc::UnboundedSender<Event>,
     ) -> Self {
         Worker {
@@ -203,7 +232,7 @@ impl Worker {
             speakers: FxHashMap::default(),
             to_speaker: FxHashMap::default(),
             next_port_no: 1,
-            dp: UserspaceDatapath::new(tunnel, index == 0),
+            dp,
             peers: FxHashMap::default(),
             members: FxHashSet::default(),
             waiting: Vec::new(),
@@ -227,113 +256,20 @@ impl Worker {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Runs until told to stop. A panic while handling a batch is caught,
-    /// counted and logged, the flows are dropped (they are simulated again)
-    /// and the worker goes on: a bug hit by one packet costs that batch,
-    /// not the host's datapath.
-    pub fn run(mut self) {
-        let mut t = Turn::default();
-        loop {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn(&mut t))) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(p) => self.recover(p),
-            }
-        }
-        // What changed since the last tick survives a clean stop too.
-        self.save_state();
-        tracing::info!("datapath worker stopped");
-    }
-
     fn recover(&mut self, panic: Box<dyn std::any::Any + Send>) {
         let why = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic".into());
-        self.dp.stats.worker_panics += 1;
+        self.dp.stats_mut().worker_panics += 1;
         tracing::error!(
             worker = self.index,
-            panics = self.dp.stats.worker_panics,
+            panics = self.dp.stats_mut().worker_panics,
             "datapath worker panicked ({why}); its flows are dropped and it goes on"
         );
         self.flows.clear();
         self.waiting.clear();
-    }
-
-    /// One poll and what it made ready; false once told to stop.
-    fn turn(&mut self, t: &mut Turn) -> bool {
-        t.fds.clear();
-        t.order.clear();
-        t.fds.push(self.waker.as_raw_fd());
-        self.dp.poll_set(&mut t.fds, &mut t.order);
-        if let Err(e) = wait_readable(&t.fds, &mut t.ready, 100) {
-            tracing::error!(error = %e, "poll failed");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            return true;
-        }
-        if t.ready.first() == Some(&true) {
-            self.waker.drain();
-        }
-        if !self.drain_control() {
-            return false;
-        }
-        let mut rx = self.rx.take().unwrap_or_default();
-        if t.ready.get(1) == Some(&true) {
-            match rx.recv(t.fds[1]) {
-                Ok(n) => {
-                    for i in 0..n {
-                        if rx.truncated[i] {
-                            self.dp.stats.malformed += 1;
-                            continue;
-                        }
-                        // Only tunnel-zone members may send us frames
-                        // and flow state.
-                        if !self.members.contains(&rx.from[i]) {
-                            self.dp.stats.tunnel_not_member += 1;
-                            continue;
-                        }
-                        self.on_tunnel_buffer(&rx.bufs[i][..rx.lens[i]], rx.segs[i]);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
-            }
-        }
-        for (i, port_no) in t.order.iter().enumerate() {
-            if t.ready.get(i + 2) != Some(&true) {
-                continue;
-            }
-            let Some(sock) = self.dp.port(*port_no) else {
-                continue;
-            };
-            match &*sock {
-                PortSocket::Ring(ring) => {
-                    ring.drain(|f| self.on_port_frame(*port_no, f));
-                    self.dp.stats.malformed +=
-                        ring.truncated.swap(0, std::sync::atomic::Ordering::Relaxed);
-                }
-                PortSocket::Plain(_) => match rx.recv(t.fds[i + 2]) {
-                    Ok(n) => {
-                        for j in 0..n {
-                            if rx.truncated[j] {
-                                self.dp.stats.malformed += 1;
-                                continue;
-                            }
-                            self.on_port_frame(*port_no, &mut rx.bufs[j][..rx.lens[j]]);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
-                },
-            }
-        }
-        self.rx = Some(rx);
-        self.dp.flush();
-        let now = self.now();
-        if now >= t.last_tick + 1000 {
-            t.last_tick = now;
-            self.tick(now);
-        }
-        true
     }
 
     fn tick(&mut self, now: u64) {
@@ -358,6 +294,7 @@ impl Worker {
             ports: self
                 .dp
                 .port_counters()
+                .into_iter()
                 .filter_map(|(n, c)| Some((self.ports.get(&n)?.id, c)))
                 .collect(),
             meter: self.meter.clone(),
@@ -592,7 +529,7 @@ impl Worker {
         true
     }
 
-    fn set_bindings(&mut self, bound: Vec<(Binding, Arc<PortSocket>)>) {
+    fn set_bindings(&mut self, bound: Vec<(Binding, Arc<D::Port>)>) {
         // Forget what is no longer bound here (or bound differently).
         let stale: Vec<u32> = self
             .ports
@@ -653,7 +590,7 @@ impl Worker {
         }
     }
 
-    fn set_speakers(&mut self, links: Vec<crate::bgp::Link>) {
+    fn set_speakers(&mut self, links: Vec<crate::bgp::Link<D::Port>>) {
         let stale: Vec<u32> = self
             .speakers
             .iter()
@@ -716,18 +653,18 @@ impl Worker {
     /// the simulation. A header that does not match its frame is counted
     /// and the frame dropped.
     fn on_port_frame(&mut self, port_no: u32, buf: &mut [u8]) {
-        self.dp.stats.rx += 1;
+        self.dp.stats_mut().rx += 1;
         self.dp
             .count_rx(port_no, buf.len().saturating_sub(wire::vnet::HEADER));
         let Ok(h) = wire::vnet::VnetHeader::parse(buf) else {
-            self.dp.stats.malformed += 1;
+            self.dp.stats_mut().malformed += 1;
             return;
         };
         let frame = &mut buf[wire::vnet::HEADER..];
         let off = match Offload::from_header(&h, frame) {
             Ok(o) => o,
             Err(e) => {
-                self.dp.stats.bad_offload += 1;
+                self.dp.stats_mut().bad_offload += 1;
                 tracing::debug!(port_no, error = %e, "frame dropped");
                 return;
             }
@@ -741,7 +678,7 @@ impl Worker {
     fn process(&mut self, port_no: u32, frame: &[u8], off: Offload) {
         let now = self.now();
         let Some(fields) = sim::Fields::parse(frame, port_no) else {
-            self.dp.stats.malformed += 1;
+            self.dp.stats_mut().malformed += 1;
             return;
         };
         let mut actions = std::mem::take(&mut self.hit_actions);
@@ -827,7 +764,7 @@ impl Worker {
                     if let Some(ip) = self.peers.get(&h).copied() {
                         self.dp
                             .tunnel(ip, datapath::FLOW_STATE_KEY, &msg, Offload::NONE);
-                        self.dp.stats.flow_state_tx += 1;
+                        self.dp.stats_mut().flow_state_tx += 1;
                     }
                 }
             }
@@ -851,7 +788,7 @@ impl Worker {
                 if *h != self.me {
                     self.dp
                         .tunnel(*ip, datapath::FLOW_STATE_KEY, &msg, Offload::NONE);
-                    self.dp.stats.flow_state_tx += 1;
+                    self.dp.stats_mut().flow_state_tx += 1;
                 }
             }
         }
@@ -859,7 +796,7 @@ impl Worker {
             self.deliver(&e.output, &e.frame, Offload::NONE, None);
         }
         if out.verdict == Verdict::Drop(sim::DropReason::NatPortsExhausted) {
-            self.dp.stats.nat_exhausted += 1;
+            self.dp.stats_mut().nat_exhausted += 1;
             // Rate-limited by the drop flow: one line per refused flow.
             tracing::warn!(port = %port, "NAT port exhaustion: new connection refused");
         }
@@ -1014,7 +951,7 @@ impl Worker {
                 }
                 self.dp.tunnel(ip, o.tunnel_key, frame, off)
             }
-            None => self.dp.stats.no_route_to_host += 1,
+            None => self.dp.stats_mut().no_route_to_host += 1,
         }
     }
 
@@ -1043,13 +980,13 @@ impl Worker {
                 let mut cut = Vec::new();
                 match wire::gso::segment(frame, &g, mss, &[], &mut cut) {
                     Ok(c) => {
-                        self.dp.stats.gso_split += 1;
-                        self.dp.stats.gso_segments += c.count as u64;
+                        self.dp.stats_mut().gso_split += 1;
+                        self.dp.stats_mut().gso_segments += c.count as u64;
                         for seg in cut.chunks(c.size) {
                             self.dp.output(n, seg, Offload::NONE);
                         }
                     }
-                    Err(_) => self.dp.stats.bad_offload += 1,
+                    Err(_) => self.dp.stats_mut().bad_offload += 1,
                 }
             }
             None if ip_len(frame) > mtu => {
@@ -1084,10 +1021,10 @@ impl Worker {
         }
         let (mut out, mut spans) = (Vec::new(), Vec::new());
         if wire::gso::fragment_ipv4(&f, mtu as usize, &mut out, &mut spans).is_ok() {
-            self.dp.stats.fragmented += 1;
+            self.dp.stats_mut().fragmented += 1;
             return spans.iter().map(|&(s, n)| out[s..s + n].to_vec()).collect();
         }
-        self.dp.stats.frag_needed += 1;
+        self.dp.stats_mut().frag_needed += 1;
         if let Some((in_port, orig)) = from
             && let Some(fields) = sim::Fields::parse(orig, in_port)
             && let Some(reply) = sim::services::icmp_error(
@@ -1109,14 +1046,21 @@ impl Worker {
     /// `seg` bytes each, the last maybe shorter. Consecutive TCP segments
     /// for one port that takes super-frames are merged back into one
     /// (where they lie in `buf`: no copy).
-    fn on_tunnel_buffer(&mut self, buf: &[u8], seg: u16) {
+    /// A tunnel datagram from `from`, or a GRO buffer of datagrams `seg`
+    /// bytes each (0: one datagram).
+    fn on_tunnel_buffer(&mut self, from: Ipv4Addr, buf: &[u8], seg: u16) {
+        // Only tunnel-zone members may send us frames and flow state.
+        if !self.members.contains(&from) {
+            self.dp.stats_mut().tunnel_not_member += 1;
+            return;
+        }
         let seg = if seg == 0 {
             buf.len().max(1)
         } else {
             usize::from(seg)
         };
         if buf.len() > seg {
-            self.dp.stats.gro_rx += 1;
+            self.dp.stats_mut().gro_rx += 1;
         }
         let mut merge = wire::gso::Coalescer::default();
         let mut to: Option<u32> = None;
@@ -1144,7 +1088,7 @@ impl Worker {
             return;
         };
         if merge.segments() > 1 {
-            self.dp.stats.gro_merged += 1;
+            self.dp.stats_mut().gro_merged += 1;
         }
         if let Some((m, off)) = merge.finish() {
             if let [one] = m.parts {
@@ -1163,9 +1107,9 @@ impl Worker {
     /// A datagram from another host: its key names the local port; no
     /// simulation. Returns the port and frame to deliver, if any.
     fn on_tunnel_datagram<'d>(&mut self, datagram: &'d [u8]) -> Option<(u32, &'d [u8])> {
-        self.dp.stats.tunnel_rx += 1;
+        self.dp.stats_mut().tunnel_rx += 1;
         let Ok(v) = wire::VxlanPacket::new_checked(datagram) else {
-            self.dp.stats.malformed += 1;
+            self.dp.stats_mut().malformed += 1;
             return None;
         };
         let key = v.vni();
@@ -1173,7 +1117,7 @@ impl Worker {
             match crate::flowstate::decode(v.payload()) {
                 Some(m) if m.request => self.answer_state_request(m.sender),
                 Some(m) => {
-                    self.dp.stats.flow_state_rx += 1;
+                    self.dp.stats_mut().flow_state_rx += 1;
                     if m.last {
                         tracing::info!(from = %m.sender, "connection state of a rebound port received");
                     }
@@ -1187,26 +1131,26 @@ impl Worker {
                         self.retry(|w| matches!(w, Missing::Arp { .. }));
                     }
                 }
-                None => self.dp.stats.malformed += 1,
+                None => self.dp.stats_mut().malformed += 1,
             }
             return None;
         }
         let frame = &datagram[wire::vxlan::HEADER..];
         if wire::EthernetFrame::new_checked(frame).is_err() {
-            self.dp.stats.malformed += 1;
+            self.dp.stats_mut().malformed += 1;
             return None;
         }
         match self.by_key.get(&key).copied() {
             Some(n) => Some((n, frame)),
             None => {
-                self.dp.stats.unknown_tunnel_key += 1;
+                self.dp.stats_mut().unknown_tunnel_key += 1;
                 None
             }
         }
     }
 }
 
-impl Worker {
+impl<D: Datapath> Worker<D> {
     /// Takes state writes (a simulation's, a sibling's, another host's) into
     /// the tables: flows that depended on what changed go, and changed
     /// connection state is saved at the next tick.
@@ -1286,7 +1230,7 @@ impl Worker {
         for f in frames {
             self.dp
                 .tunnel(ip, datapath::FLOW_STATE_KEY, &f, Offload::NONE);
-            self.dp.stats.flow_state_tx += 1;
+            self.dp.stats_mut().flow_state_tx += 1;
         }
     }
 }
@@ -1314,9 +1258,357 @@ fn tag_of(w: &StateWrite) -> Option<Tag> {
     })
 }
 
+/// The worker's I/O loop on the userspace datapath: poll its sockets and
+/// hand what they read to the packet workflow.
+impl Worker<UserspaceDatapath> {
+    /// Runs until told to stop. A panic while handling a batch is caught,
+    /// counted and logged, the flows are dropped (they are simulated again)
+    /// and the worker goes on: a bug hit by one packet costs that batch,
+    /// not the host's datapath.
+    pub fn run(mut self) {
+        let mut t = Turn::default();
+        loop {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn(&mut t))) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(p) => self.recover(p),
+            }
+        }
+        // What changed since the last tick survives a clean stop too.
+        self.save_state();
+        tracing::info!("datapath worker stopped");
+    }
+
+    /// One poll and what it made ready; false once told to stop.
+    fn turn(&mut self, t: &mut Turn) -> bool {
+        t.fds.clear();
+        t.order.clear();
+        t.fds.push(self.waker.as_raw_fd());
+        self.dp.poll_set(&mut t.fds, &mut t.order);
+        if let Err(e) = wait_readable(&t.fds, &mut t.ready, 100) {
+            tracing::error!(error = %e, "poll failed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            return true;
+        }
+        if t.ready.first() == Some(&true) {
+            self.waker.drain();
+        }
+        if !self.drain_control() {
+            return false;
+        }
+        let mut rx = self.rx.take().unwrap_or_default();
+        if t.ready.get(1) == Some(&true) {
+            match rx.recv(t.fds[1]) {
+                Ok(n) => {
+                    for i in 0..n {
+                        if rx.truncated[i] {
+                            self.dp.stats_mut().malformed += 1;
+                            continue;
+                        }
+                        self.on_tunnel_buffer(rx.from[i], &rx.bufs[i][..rx.lens[i]], rx.segs[i]);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "tunnel receive failed"),
+            }
+        }
+        for (i, port_no) in t.order.iter().enumerate() {
+            if t.ready.get(i + 2) != Some(&true) {
+                continue;
+            }
+            let Some(sock) = self.dp.port(*port_no) else {
+                continue;
+            };
+            match &*sock {
+                PortSocket::Ring(ring) => {
+                    ring.drain(|f| self.on_port_frame(*port_no, f));
+                    self.dp.stats_mut().malformed +=
+                        ring.truncated.swap(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                PortSocket::Plain(_) => match rx.recv(t.fds[i + 2]) {
+                    Ok(n) => {
+                        for j in 0..n {
+                            if rx.truncated[j] {
+                                self.dp.stats_mut().malformed += 1;
+                                continue;
+                            }
+                            self.on_port_frame(*port_no, &mut rx.bufs[j][..rx.lens[j]]);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, port_no, "receive failed"),
+                },
+            }
+        }
+        self.rx = Some(rx);
+        self.dp.flush();
+        let now = self.now();
+        if now >= t.last_tick + 1000 {
+            t.last_tick = now;
+            self.tick(now);
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datapath::{Features, PortCounters};
+    use wire::ethernet::{EtherType, EthernetRepr, Mac};
+    use wire::ipv4::{Ipv4Repr, Protocol};
+
+    /// A datapath that only records what the workflow sends: the worker's
+    /// packet handling, tested without sockets.
+    #[derive(Default)]
+    struct Recorder {
+        ports: FxHashMap<u32, PortCounters>,
+        sent: Vec<(u32, Vec<u8>)>,
+        tunneled: Vec<(Ipv4Addr, u32, Vec<u8>)>,
+        stats: Stats,
+    }
+
+    impl Datapath for Recorder {
+        /// The interface's name.
+        type Port = String;
+        fn add_port(&mut self, port_no: u32, _: Arc<String>) {
+            self.ports.insert(port_no, PortCounters::default());
+        }
+        fn remove_port(&mut self, port_no: u32) {
+            self.ports.remove(&port_no);
+        }
+        fn port_mtu(&self, port_no: u32) -> Option<u32> {
+            self.ports.contains_key(&port_no).then_some(1450)
+        }
+        fn port_features(&self, _: u32) -> Features {
+            Features::ALL
+        }
+        fn refresh_features(&self) {}
+        fn tunnel_mtu(&mut self, _: Ipv4Addr) -> u16 {
+            1450
+        }
+        fn count_rx(&mut self, port_no: u32, len: usize) {
+            if let Some(c) = self.ports.get_mut(&port_no) {
+                c.rx_packets += 1;
+                c.rx_bytes += len as u64;
+            }
+        }
+        fn port_counters(&self) -> Vec<(u32, PortCounters)> {
+            self.ports.iter().map(|(n, c)| (*n, *c)).collect()
+        }
+        fn output(&mut self, port_no: u32, frame: &[u8], _: Offload) {
+            self.sent.push((port_no, frame.to_vec()));
+        }
+        fn output_parts(&mut self, port_no: u32, parts: &[&[u8]], _: Offload) {
+            self.sent.push((port_no, parts.concat()));
+        }
+        fn tunnel(&mut self, peer: Ipv4Addr, key: u32, frame: &[u8], _: Offload) {
+            self.tunneled.push((peer, key, frame.to_vec()));
+        }
+        fn flush(&mut self) {}
+        fn stats(&self) -> Stats {
+            self.stats
+        }
+        fn stats_mut(&mut self) -> &mut Stats {
+            &mut self.stats
+        }
+    }
+
+    fn mac(n: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, n])
+    }
+
+    /// A UDP datagram from 10.0.0.`from` to 10.0.0.`to`, after a virtio-net
+    /// header saying nothing is left to do.
+    fn udp(from: u8, to: u8) -> Vec<u8> {
+        let payload = b"payload!";
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, from), Ipv4Addr::new(10, 0, 0, to));
+        let mut f = vec![0u8; wire::vnet::HEADER + 34 + 8 + payload.len()];
+        let e = &mut f[wire::vnet::HEADER..];
+        EthernetRepr {
+            src: mac(from),
+            dst: mac(to),
+            ethertype: EtherType::IPV4,
+            vlan: None,
+        }
+        .emit(e);
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: Protocol::UDP,
+            payload_len: 8 + payload.len(),
+            ttl: 64,
+            tos: 0,
+            ident: 1,
+            dont_frag: false,
+        }
+        .emit(&mut e[14..]);
+        wire::UdpRepr {
+            src_port: 4000,
+            dst_port: 5000,
+        }
+        .emit(&mut e[34..], payload, src, dst);
+        f
+    }
+
+    struct Bench {
+        w: Worker<Recorder>,
+        ctl: std::sync::mpsc::Sender<Control<String>>,
+        /// Local ports 1 and 2 (vm1, vm2); vm3 is on another host.
+        no: [u32; 2],
+        key3: u32,
+        h2: Ipv4Addr,
+        bound: Vec<(Binding, Arc<String>)>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// One bridge with vm1 and vm2 bound here and vm3 on host h2.
+    fn bench() -> Bench {
+        use serde_json::json;
+        let me = Uuid::new_v4();
+        let h2 = Uuid::new_v4();
+        let bridge = Uuid::new_v4();
+        let mut o = model::Objects::default();
+        o.bridges
+            .push(serde_json::from_value(json!({"id": bridge})).unwrap());
+        let mut ids = Vec::new();
+        for (i, host) in [(1, me), (2, me), (3, h2)] {
+            let id = Uuid::new_v4();
+            o.ports.push(
+                serde_json::from_value(json!({"id": id, "type": "Bridge", "deviceId": bridge,
+                    "hostId": host, "interfaceName": format!("tap{i}"), "tunnelKey": 100 + i}))
+                .unwrap(),
+            );
+            ids.push(id);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (ctl_tx, ctl_rx) = std::sync::mpsc::channel();
+        let (ev_tx, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut w = Worker::new(
+            me,
+            0,
+            dir.path().join("flowstate-0.bin"),
+            Recorder::default(),
+            ctl_rx,
+            Arc::new(Waker::new().unwrap()),
+            Vec::new(),
+            ev_tx,
+        );
+        w.topo = Topology::build(&o);
+        let h2_ip = Ipv4Addr::new(192, 0, 2, 2);
+        let bind = |i: usize| {
+            let b = Binding {
+                port: ids[i],
+                interface: format!("tap{}", i + 1),
+                tunnel_key: 101 + i as u32,
+                previous_host: None,
+            };
+            let name = Arc::new(b.interface.clone());
+            (b, name)
+        };
+        ctl_tx
+            .send(Control::Peers([(h2, h2_ip)].into_iter().collect()))
+            .unwrap();
+        let bound = vec![bind(0), bind(1)];
+        ctl_tx.send(Control::Bindings(bound.clone())).unwrap();
+        assert!(w.drain_control());
+        let no = [w.by_id[&ids[0]], w.by_id[&ids[1]]];
+        Bench {
+            w,
+            ctl: ctl_tx,
+            no,
+            key3: 103,
+            h2: h2_ip,
+            bound,
+            _dir: dir,
+        }
+    }
+
+    #[test]
+    fn a_frame_floods_then_its_flow_forwards_without_a_simulation() {
+        let mut b = bench();
+        let [p1, p2] = b.no;
+        // vm1 -> vm2, whose MAC the bridge has not learned: flooded to vm2
+        // here and to vm3 through the tunnel to h2, with vm3's key.
+        b.w.on_port_frame(p1, &mut udp(1, 2));
+        assert_eq!(b.w.dp.sent.len(), 1);
+        assert_eq!(b.w.dp.sent[0].0, p2);
+        assert_eq!(b.w.dp.sent[0].1, udp(1, 2)[wire::vnet::HEADER..]);
+        let to_h2: Vec<_> = b.w.dp.tunneled.iter().map(|t| (t.0, t.1)).collect();
+        // And vm1's MAC, learned, goes to h2 as flow state.
+        assert_eq!(
+            to_h2,
+            [(b.h2, datapath::FLOW_STATE_KEY), (b.h2, b.key3)],
+            "{to_h2:?}"
+        );
+        // vm2 answers: vm1's MAC was learned on port 1, so only port 1.
+        b.w.dp.sent.clear();
+        b.w.dp.tunneled.clear();
+        b.w.on_port_frame(p2, &mut udp(2, 1));
+        assert_eq!(b.w.dp.sent.iter().map(|s| s.0).collect::<Vec<_>>(), [p1]);
+        assert!(
+            b.w.dp
+                .tunneled
+                .iter()
+                .all(|t| t.1 == datapath::FLOW_STATE_KEY),
+            "nothing but flow state to h2"
+        );
+        // The same again: the installed flow forwards it, no simulation.
+        let sims = b.w.meter.simulations;
+        b.w.on_port_frame(p2, &mut udp(2, 1));
+        assert_eq!(b.w.meter.simulations, sims, "a flow hit");
+        assert_eq!(b.w.dp.sent.len(), 2);
+        assert_eq!(b.w.dp.sent[1], b.w.dp.sent[0]);
+        assert_eq!(b.w.dp.stats.rx, 3);
+        // vm1 unbound: the flows through its port go, so vm2's next frame
+        // to it is simulated again, and not sent to the stale port.
+        let keep = b.bound[1].clone();
+        b.ctl.send(Control::Bindings(vec![keep])).unwrap();
+        assert!(b.w.drain_control());
+        assert!(!b.w.dp.ports.contains_key(&p1));
+        let sims = b.w.meter.simulations;
+        b.w.on_port_frame(p2, &mut udp(2, 1));
+        assert_eq!(b.w.meter.simulations, sims + 1, "simulated again");
+        assert_eq!(b.w.dp.sent.len(), 2, "nothing out of an unbound port");
+    }
+
+    #[test]
+    fn tunneled_frames_reach_their_port_only_from_members() {
+        let mut b = bench();
+        let [p1, _] = b.no;
+        let inner = &udp(3, 1)[wire::vnet::HEADER..];
+        let mut d = vec![0u8; wire::vxlan::HEADER + inner.len()];
+        wire::vxlan::emit(&mut d, 101);
+        d[wire::vxlan::HEADER..].copy_from_slice(inner);
+        // From a stranger: counted, dropped.
+        b.w.on_tunnel_buffer(Ipv4Addr::new(198, 51, 100, 7), &d, 0);
+        assert!(b.w.dp.sent.is_empty());
+        assert_eq!(b.w.dp.stats.tunnel_not_member, 1);
+        // From h2: to vm1's port, as it came (the sender simulated it).
+        b.w.on_tunnel_buffer(b.h2, &d, 0);
+        assert_eq!(b.w.dp.sent, [(p1, inner.to_vec())]);
+        // An unknown key and a runt are counted, not sent.
+        wire::vxlan::emit(&mut d, 999);
+        b.w.on_tunnel_buffer(b.h2, &d, 0);
+        b.w.on_tunnel_buffer(b.h2, &d[..5], 0);
+        assert_eq!(b.w.dp.sent.len(), 1);
+        assert_eq!(b.w.dp.stats.unknown_tunnel_key, 1);
+        assert_eq!(b.w.dp.stats.malformed, 1);
+    }
+
+    #[test]
+    fn a_hostile_vnet_header_is_counted_and_dropped() {
+        let mut b = bench();
+        let [p1, _] = b.no;
+        let mut f = udp(1, 2);
+        // GSO TCPv4 on a UDP frame, with a segment size of 0.
+        f[0] = 0;
+        f[1] = 1;
+        let mut short = f[..4].to_vec();
+        b.w.on_port_frame(p1, &mut f);
+        b.w.on_port_frame(p1, &mut short);
+        assert!(b.w.dp.sent.is_empty() && b.w.dp.tunneled.is_empty());
+        assert_eq!(b.w.dp.stats.bad_offload + b.w.dp.stats.malformed, 2);
+        assert_eq!(b.w.meter.simulations, 0);
+    }
 
     #[test]
     fn a_panic_is_caught_counted_and_the_worker_goes_on() {
@@ -1328,7 +1620,7 @@ mod tests {
             Uuid::new_v4(),
             0,
             dir.path().join("flowstate-0.bin"),
-            Tunnel::sender(0).unwrap(),
+            UserspaceDatapath::new(datapath::Tunnel::sender(0).unwrap(), true),
             ctl_rx,
             waker.clone(),
             Vec::new(),

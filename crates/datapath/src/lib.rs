@@ -116,6 +116,23 @@ impl Stats {
 /// A frame travels with its [`Offload`]: what its checksum and
 /// segmentation still need.
 pub trait Datapath {
+    /// What a bound port is to this datapath (an open socket, an ifindex).
+    type Port: Send + Sync;
+    /// Serves a bound port as `port_no`.
+    fn add_port(&mut self, port_no: u32, port: std::sync::Arc<Self::Port>);
+    fn remove_port(&mut self, port_no: u32);
+    /// A local port's MTU (the largest IP packet it takes).
+    fn port_mtu(&self, port_no: u32) -> Option<u32>;
+    /// What a local port's interface finishes on transmit.
+    fn port_features(&self, port_no: u32) -> Features;
+    /// Re-reads every port's transmit offloads.
+    fn refresh_features(&self);
+    /// The largest inner IP packet the tunnel to `peer` carries.
+    fn tunnel_mtu(&mut self, peer: Ipv4Addr) -> u16;
+    /// Counts a frame received on a local port.
+    fn count_rx(&mut self, port_no: u32, len: usize);
+    /// Every local port's counters, by port number.
+    fn port_counters(&self) -> Vec<(u32, PortCounters)>;
     /// Sends a frame out of a local port (by datapath port number); its
     /// offload goes along (the port takes partial checksums and GSO).
     fn output(&mut self, port_no: u32, frame: &[u8], off: Offload);
@@ -129,6 +146,8 @@ pub trait Datapath {
     /// Sends whatever is queued.
     fn flush(&mut self);
     fn stats(&self) -> Stats;
+    /// The counters the packet workflow moves too (drops, malformed frames).
+    fn stats_mut(&mut self) -> &mut Stats;
 }
 
 /// The userspace datapath of one worker: its sockets on the bound ports, the
@@ -171,61 +190,6 @@ impl UserspaceDatapath {
         }
     }
 
-    /// The largest inner IP packet the tunnel to `peer` carries: the route's
-    /// MTU (IP_MTU of a socket connected to it) less the VXLAN overhead.
-    pub fn tunnel_mtu(&mut self, peer: Ipv4Addr) -> u16 {
-        if let Some(m) = self.peer_mtu.get(&peer) {
-            return *m;
-        }
-        let m = route_mtu(peer, self.tunnel.port)
-            .unwrap_or(1500)
-            .saturating_sub(u32::from(TUNNEL_OVERHEAD))
-            .clamp(576, 65535) as u16;
-        self.peer_mtu.insert(peer, m);
-        m
-    }
-
-    /// The MTU of a local port's interface (as opened).
-    pub fn port_mtu(&self, port_no: u32) -> Option<u32> {
-        self.ports.get(&port_no).map(|(p, _)| p.mtu())
-    }
-
-    /// What a local port's interface finishes on transmit.
-    pub fn port_features(&self, port_no: u32) -> Features {
-        self.ports
-            .get(&port_no)
-            .map_or(Features::ALL, |(p, _)| p.packet_socket().features())
-    }
-
-    /// Re-reads every port's transmit offloads (once a second).
-    pub fn refresh_features(&self) {
-        for (p, _) in self.ports.values() {
-            p.packet_socket().refresh_features();
-        }
-    }
-
-    pub fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
-        self.ports.insert(port_no, (sock, PortCounters::default()));
-    }
-
-    pub fn remove_port(&mut self, port_no: u32) {
-        self.ports.remove(&port_no);
-        self.port_tx.remove(&port_no);
-    }
-
-    /// A frame of `len` bytes came in on local port `port_no`.
-    pub fn count_rx(&mut self, port_no: u32, len: usize) {
-        if let Some((_, c)) = self.ports.get_mut(&port_no) {
-            c.rx_packets += 1;
-            c.rx_bytes += len as u64;
-        }
-    }
-
-    /// Every local port's counters, by port number.
-    pub fn port_counters(&self) -> impl Iterator<Item = (u32, PortCounters)> + '_ {
-        self.ports.iter().map(|(n, (_, c))| (*n, *c))
-    }
-
     pub fn port(&self, port_no: u32) -> Option<std::sync::Arc<PortSocket>> {
         self.ports.get(&port_no).map(|(p, _)| p.clone())
     }
@@ -265,6 +229,66 @@ fn route_mtu(peer: Ipv4Addr, port: u16) -> Option<u32> {
 }
 
 impl Datapath for UserspaceDatapath {
+    type Port = PortSocket;
+
+    /// The largest inner IP packet the tunnel to `peer` carries: the route's
+    /// MTU (IP_MTU of a socket connected to it) less the VXLAN overhead.
+    fn tunnel_mtu(&mut self, peer: Ipv4Addr) -> u16 {
+        if let Some(m) = self.peer_mtu.get(&peer) {
+            return *m;
+        }
+        let m = route_mtu(peer, self.tunnel.port)
+            .unwrap_or(1500)
+            .saturating_sub(u32::from(TUNNEL_OVERHEAD))
+            .clamp(576, 65535) as u16;
+        self.peer_mtu.insert(peer, m);
+        m
+    }
+
+    /// The MTU of a local port's interface (as opened).
+    #[inline]
+    fn port_mtu(&self, port_no: u32) -> Option<u32> {
+        self.ports.get(&port_no).map(|(p, _)| p.mtu())
+    }
+
+    /// What a local port's interface finishes on transmit.
+    #[inline]
+    fn port_features(&self, port_no: u32) -> Features {
+        self.ports
+            .get(&port_no)
+            .map_or(Features::ALL, |(p, _)| p.packet_socket().features())
+    }
+
+    /// Re-reads every port's transmit offloads (once a second).
+    fn refresh_features(&self) {
+        for (p, _) in self.ports.values() {
+            p.packet_socket().refresh_features();
+        }
+    }
+
+    fn add_port(&mut self, port_no: u32, sock: std::sync::Arc<PortSocket>) {
+        self.ports.insert(port_no, (sock, PortCounters::default()));
+    }
+
+    fn remove_port(&mut self, port_no: u32) {
+        self.ports.remove(&port_no);
+        self.port_tx.remove(&port_no);
+    }
+
+    /// A frame of `len` bytes came in on local port `port_no`.
+    #[inline]
+    fn count_rx(&mut self, port_no: u32, len: usize) {
+        if let Some((_, c)) = self.ports.get_mut(&port_no) {
+            c.rx_packets += 1;
+            c.rx_bytes += len as u64;
+        }
+    }
+
+    /// Every local port's counters, by port number.
+    fn port_counters(&self) -> Vec<(u32, PortCounters)> {
+        self.ports.iter().map(|(n, (_, c))| (*n, *c)).collect()
+    }
+
     fn output(&mut self, port_no: u32, frame: &[u8], off: Offload) {
         self.output_parts(port_no, &[frame], off);
     }
@@ -406,6 +430,10 @@ impl Datapath for UserspaceDatapath {
 
     fn stats(&self) -> Stats {
         self.stats
+    }
+    #[inline]
+    fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }
 

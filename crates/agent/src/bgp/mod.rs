@@ -61,17 +61,27 @@ impl Neighbor {
 /// One speaker's link to the datapath, as a worker sees it: the near end
 /// of the veth to its bgpd namespace, the uplink it speaks through, and
 /// whose traffic is bgpd's.
-#[derive(Clone)]
-pub struct Link {
+pub struct Link<P = datapath::PortSocket> {
     pub uplink: Uuid,
     pub address: Ipv4Addr,
     pub peers: Vec<Ipv4Addr>,
-    pub sock: std::sync::Arc<datapath::PortSocket>,
+    pub sock: std::sync::Arc<P>,
 }
 
-impl Link {
+impl<P> Clone for Link<P> {
+    fn clone(&self) -> Self {
+        Link {
+            uplink: self.uplink,
+            address: self.address,
+            peers: self.peers.clone(),
+            sock: self.sock.clone(),
+        }
+    }
+}
+
+impl<P> Link<P> {
     /// The same link (a new list from the controller keeps it).
-    pub fn same(&self, o: &Link) -> bool {
+    pub fn same(&self, o: &Link<P>) -> bool {
         self.uplink == o.uplink
             && self.address == o.address
             && self.peers == o.peers
