@@ -438,12 +438,10 @@ mod tests {
         })
     }
 
-    #[test]
-    fn nat_flows_share_a_template_and_keep_only_their_rewrite() {
-        let out = output();
-        let router = Tag::Device(Uuid::new_v4());
+    /// `n` SNAT'd connections from 10.0.0.2:40000… through `router`.
+    fn snat_connections(n: u16, out: Output, router: Tag) -> FlowTable {
         let mut t = FlowTable::default();
-        for i in 0..1000u16 {
+        for i in 0..n {
             t.install(
                 FieldSet(MASK),
                 pkt(40000 + i),
@@ -452,6 +450,14 @@ mod tests {
                 30_000,
             );
         }
+        t
+    }
+
+    #[test]
+    fn nat_flows_share_a_template_and_keep_only_their_rewrite() {
+        let out = output();
+        let router = Tag::Device(Uuid::new_v4());
+        let mut t = snat_connections(1000, out, router);
         assert_eq!(t.len(), 1000);
         assert_eq!(
             t.conns.templates.iter().flatten().count(),
@@ -492,16 +498,7 @@ mod tests {
     fn a_dump_lists_each_live_connection_flow_with_its_own_fields() {
         let out = output();
         let router = Tag::Device(Uuid::new_v4());
-        let mut t = FlowTable::default();
-        for i in 0..3u16 {
-            t.install(
-                FieldSet(MASK),
-                pkt(40000 + i),
-                snat(5000 + i, out),
-                vec![router, nat_tag(40000 + i)],
-                30_000,
-            );
-        }
+        let t = snat_connections(3, out, router);
         assert_eq!(t.dump().count(), 0, "not in the general table");
         let mut got: Vec<_> = t.dump_connections(1_000).collect();
         got.sort_by_key(|c| c.key.tp_src);
