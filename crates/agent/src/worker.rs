@@ -190,6 +190,8 @@ pub struct Worker<D: Datapath = UserspaceDatapath> {
     /// Simulations, their latency and their drops, for the metrics.
     meter: sim::meter::Meter,
     start: Instant,
+    /// Milliseconds since `start`, as of this turn.
+    now: u64,
     ctl: Receiver<Control<D::Port>>,
     /// Control messages read early (see `take_queued_state`), handled at the
     /// next drain.
@@ -244,6 +246,7 @@ impl<D: Datapath> Worker<D> {
             out: Outcome::default(),
             meter: Default::default(),
             start: Instant::now(),
+            now: 0,
             ctl,
             deferred: Vec::new(),
             waker,
@@ -252,8 +255,10 @@ impl<D: Datapath> Worker<D> {
         }
     }
 
+    /// The time of the event being handled (ms): set by the I/O loop once
+    /// per turn, by a test as it likes.
     fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.now
     }
 
     fn recover(&mut self, panic: Box<dyn std::any::Any + Send>) {
@@ -1290,6 +1295,7 @@ impl Worker<UserspaceDatapath> {
             std::thread::sleep(std::time::Duration::from_millis(10));
             return true;
         }
+        self.now = self.start.elapsed().as_millis() as u64;
         if t.ready.first() == Some(&true) {
             self.waker.drain();
         }
@@ -1558,6 +1564,14 @@ mod tests {
         assert_eq!(b.w.dp.sent.len(), 2);
         assert_eq!(b.w.dp.sent[1], b.w.dp.sent[0]);
         assert_eq!(b.w.dp.stats.rx, 3);
+        // An hour later (time is the test's) the flow has expired at the
+        // tick: the next frame is simulated again.
+        b.w.now = 3_600_000;
+        b.w.tick(b.w.now);
+        assert_eq!(b.w.flows.len(), 0, "expired");
+        b.w.on_port_frame(p2, &mut udp(2, 1));
+        assert_eq!(b.w.meter.simulations, sims + 1);
+        assert_eq!(b.w.dp.sent.len(), 3);
         // vm1 unbound: the flows through its port go, so vm2's next frame
         // to it is simulated again, and not sent to the stale port.
         let keep = b.bound[1].clone();
@@ -1567,7 +1581,7 @@ mod tests {
         let sims = b.w.meter.simulations;
         b.w.on_port_frame(p2, &mut udp(2, 1));
         assert_eq!(b.w.meter.simulations, sims + 1, "simulated again");
-        assert_eq!(b.w.dp.sent.len(), 2, "nothing out of an unbound port");
+        assert_eq!(b.w.dp.sent.len(), 3, "nothing out of an unbound port");
     }
 
     #[test]
